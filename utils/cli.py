@@ -1,0 +1,212 @@
+"""The flags every script shares, and their validation (before any data is loaded or torch imported).
+
+Bad input becomes one line on stderr (``<script>: error: <what> (allowed: ...)``) and exit code 2,
+never a traceback and never a result file.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import os
+import sys
+
+PAPER_EPS = [0.05, 0.1, 0.5, 1.0, 2.0, 5.0]
+
+
+class UsageError(ValueError):
+    """A flag value that is not allowed; the message names it and what is allowed."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the script's name, the bad value, what is allowed)."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        raise UsageError(message)
+
+
+def _spellings(name: str) -> list[str]:
+    """``--data_dir`` and ``--data-dir`` both work (the paper's README uses underscores)."""
+    flags = [name]
+    alt = name[:2] + name[2:].replace("_", "-") if "_" in name[2:] else name[:2] + name[2:].replace("-", "_")
+    if alt != name:
+        flags.append(alt)
+    return flags
+
+
+def add(parser, name: str, **kw):
+    return parser.add_argument(*_spellings(name), **kw)
+
+
+# ---------------------------------------------------------------- value parsers
+def positive_float(text):
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    if not math.isfinite(x) or x <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
+    return x
+
+
+def nonneg_float(text):
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    if not math.isfinite(x) or x < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return x
+
+
+def int_at_least(lo):
+    def parse(text):
+        try:
+            x = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
+        if x < lo:
+            raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= {lo}")
+        return x
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def burn_in_value(text):
+    """A step count >= 0, or ``auto`` (chosen from the contraction, see accountant.burn_in_auto)."""
+    if text == "auto":
+        return "auto"
+    try:
+        x = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0 or 'auto'")
+    if x < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 0 or 'auto'")
+    return x
+
+
+def batch_size_value(text):
+    """A mini-batch size >= 1, or ``full`` (full batch; the reference's 0 is not accepted)."""
+    if text == "full":
+        return "full"
+    try:
+        x = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1 or 'full'")
+    if x < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 1 or 'full'")
+    return x
+
+
+def switch_or_one(text):
+    """Mode flags take ``1`` as in the paper's commands (``--sequential2 1``); 0 turns them off."""
+    if text not in ("0", "1"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed (use 1 to run this mode, 0 not to)")
+    return text == "1"
+
+
+def device_value(text):
+    t = text.lower()
+    if t in ("auto", "cpu", "cuda") or (t.startswith("cuda:") and t[5:].isdigit()):
+        return t
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device (allowed: auto, cpu, cuda, cuda:N)")
+
+
+# ---------------------------------------------------------------- the shared parser
+def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
+                burn_in_default=10000) -> OneLineParser:
+    """Flags shared by every script. ``family`` is LMC (paper A) or SGD (paper B)."""
+    p = OneLineParser(description=prog_description, allow_abbrev=False)
+    p.set_defaults(family=family, multiclass=multiclass)
+    g = p.add_argument_group("data")
+    add(g, "--dataset", default="MNIST",
+        help="dataset name (MNIST, FASHION, CIFAR10, DIGITS, ... or any label with --features)")
+    add(g, "--data_dir", default="data", help="where downloads and caches live (default data/)")
+    add(g, "--features", default=None, help="precomputed features .npz/.pt (X_train, y_train, X_test, y_test)")
+    add(g, "--classes", type=int, nargs=2, default=None, metavar=("A", "B"),
+        help="the two classes of a binary dataset (default 3 8)")
+    add(g, "--removal", choices=["random", "last"], default="random",
+        help="which training rows a request replaces: a seeded random choice, or the last rows as the reference")
+    c = p.add_argument_group("constants")
+    add(c, "--lam", type=positive_float, default=None,
+        help="L2 regularisation lambda (m = lambda n); default 1e-6 for paper data, larger for DIGITS")
+    add(c, "--M", type=positive_float, default=2.0 if multiclass else 1.0,
+        help="per-sample gradient clipping norm (default 1 binary, 2 multiclass)")
+    add(c, "--L", type=positive_float, default=None, help="smoothness constant (overrides --smoothness; eta = 1/L)")
+    add(c, "--smoothness", choices=["bound", "data"], default="bound",
+        help="L = 1/4 + lam n (bound) or from lambda_max(X^T X/n) (data; computed from private data)")
+    add(c, "--delta", type=positive_float, default=None, help="delta of (eps, delta) (default 1/n)")
+    add(c, "--n", type=int_at_least(2), default=None,
+        help="number of training rows for accounting only (no data loaded; with --find_k or --plan_only)")
+    add(c, "--dim", type=int_at_least(1), default=None,
+        help="dimension d used by D2D's formulas (default: the data's d; needed with --n)")
+    add(c, "--projection", type=nonneg_float, default=100.0 if family == "SGD" else 0.0,
+        help="projection radius R (0 = no projection)")
+    r = p.add_argument_group("run")
+    add(r, "--sigma", type=nonneg_float, default=0.03, help="noise standard deviation (default 0.03)")
+    add(r, "--burn_in", type=burn_in_value, default=burn_in_default,
+        help="learning steps T (epochs for mini-batch), or 'auto' from the contraction bound")
+    add(r, "--trials", type=int_at_least(1), default=100, help="independent chains per setting (default 100)")
+    add(r, "--seed", type=int_at_least(0), default=0, help="random seed (default 0)")
+    add(r, "--device", type=device_value, default="auto", help="auto, cpu, cuda or cuda:N")
+    add(r, "--gpu", type=int_at_least(0), default=None, help="the paper's spelling: --gpu N means --device cuda:N")
+    add(r, "--dtype", choices=["float32", "float64"], default="float32", help="tensor precision (default float32)")
+    add(r, "--result_dir", default="result", help="where run folders are written (default result/)")
+    add(r, "--resume", action="store_true", help="reuse the finished parts of an interrupted run")
+    add(r, "--plan_only", action="store_true",
+        help="compute and save the accounting (sigmas, K) without running chains")
+    add(r, "--no_cache", action="store_true", help="do not reuse or store learned chains in result/cache/")
+    return p
+
+
+def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
+    """Parse and validate everything that needs no data (dataset name, classes, --n usage, device)."""
+    args = parser.parse_args(argv)
+    if args.gpu is not None:
+        args.device = f"cuda:{args.gpu}"
+    from utils import data as data_mod  # no torch
+
+    if args.features is None and args.dataset not in data_mod.DATASETS:
+        raise UsageError(f"unknown --dataset {args.dataset!r} (allowed: {', '.join(sorted(data_mod.DATASETS))}, "
+                         "or any name together with --features FILE)")
+    if args.classes is not None:
+        a, b = args.classes
+        if a == b or not (0 <= a <= 9 and 0 <= b <= 9):
+            raise UsageError(f"--classes {a} {b} do not exist (allowed: two different classes in 0..9)")
+        if args.features is None and data_mod.is_multiclass(args.dataset):
+            raise UsageError(f"--classes is for binary datasets, not {args.dataset}")
+    if args.n is not None:
+        wanted = [m for m in accounting_modes if getattr(args, m, False)]
+        if not (args.plan_only or wanted):
+            raise UsageError(f"--n {args.n} loads no data, so it works only with --plan_only or "
+                             f"{' / '.join('--' + m + ' 1' for m in accounting_modes)}")
+    if args.lam is None:
+        args.lam = data_mod.default_lam(args.dataset) if args.features is None else 1e-6
+    return args
+
+
+def guarded(main):
+    """Turn the errors that mean bad input into one line on stderr and exit code 2."""
+    @functools.wraps(main)
+    def run(argv=None):
+        prog = getattr(main, "prog", None) or sys.argv[0].rsplit("/", 1)[-1]
+        try:
+            return main(argv) or 0
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted; rerun with --resume to reuse the finished parts", file=sys.stderr)
+            return 130
+        except SystemExit as exc:  # --help
+            return exc.code if isinstance(exc.code, int) else 0
+        except (ValueError, RuntimeError, OSError) as exc:
+            if os.environ.get("UNLEARN_DEBUG") or (
+                    type(exc).__name__ not in _BAD_INPUT and not isinstance(exc, (UsageError, FileNotFoundError))):
+                raise
+            print(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                  file=sys.stderr)
+            return 2
+    return run
+
+
+# Named errors of the library that mean "bad input or an impossible request", not a bug.
+_BAD_INPUT = {"UsageError", "DataError", "InfeasibleTargetError", "ResultError", "DivergenceError",
+              "DeviceError", "StateError", "ValueError"}

@@ -1,0 +1,94 @@
+"""One function per figure, each reading a saved run folder (metrics.json + arrays.npz), so any
+figure can be redrawn without recomputing:  ``python -m utils.plots RUN_FOLDER [RUN_FOLDER ...]``.
+
+Every figure function takes ``(metrics, arrays)`` and returns a matplotlib Figure; ``draw(folder)``
+saves it as ``figure.png`` and ``figure.pdf`` in the folder (atomically).
+"""
+from __future__ import annotations
+
+import io
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from utils import results  # noqa: E402
+
+FIGURES = {}
+
+
+def figure(mode: str):
+    """Register the figure function of one experiment mode (the run folder's last path part)."""
+    def register(fn):
+        FIGURES[mode] = fn
+        return fn
+    return register
+
+
+def save_figure(fig, folder: str, stem: str = "figure") -> list[str]:
+    paths = []
+    for ext in ("png", "pdf"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=150 if ext == "png" else None, bbox_inches="tight")
+        path = os.path.join(folder, f"{stem}.{ext}")
+        results.atomic_write_bytes(path, buf.getvalue())
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def draw(folder: str, metrics: dict | None = None, arrays: dict | None = None) -> list[str]:
+    """Draw the figure of a run folder from what it saved; returns the paths written."""
+    if metrics is None:
+        metrics = results.read_json(os.path.join(folder, "metrics.json"))
+    if arrays is None:
+        path = os.path.join(folder, "arrays.npz")
+        arrays = results.read_npz(path) if os.path.exists(path) else {}
+    mode = metrics.get("mode") or os.path.basename(os.path.normpath(folder))
+    if mode not in FIGURES:
+        raise ValueError(f"no figure for mode {mode!r} (known: {', '.join(sorted(FIGURES))})")
+    return save_figure(FIGURES[mode](metrics, arrays), folder)
+
+
+def errorbar(ax, x, mean, std, label, **kw):
+    """Mean with a +-1 std bar; the style shared by the accuracy figures."""
+    ax.errorbar(x, mean, yerr=std, marker=kw.pop("marker", "o"), capsize=3, label=label, **kw)
+
+
+def title(metrics: dict, what: str) -> str:
+    suffix = " (plan only)" if metrics.get("plan_only") else ""
+    return f"{metrics.get('dataset', '')}: {what}{suffix}"
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m utils.plots RUN_FOLDER [RUN_FOLDER ...]   (redraws figure.png/.pdf)")
+        return 0 if argv else 2
+    for folder in argv:
+        if not os.path.exists(os.path.join(folder, "metrics.json")):
+            print(f"plots: error: {folder!r} holds no metrics.json (give a run folder)", file=sys.stderr)
+            return 2
+        for path in draw(folder):
+            print(path)
+    return 0
+
+
+# The figure functions of each paper live in their own modules and register themselves here.
+def _load_figure_modules():
+    for name in ("utils.figures_lmc", "utils.figures_sgd", "utils.figures_audit"):
+        try:
+            __import__(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
+
+_load_figure_modules()
+
+if __name__ == "__main__":
+    sys.exit(main())
