@@ -2,7 +2,6 @@
 import gzip
 import hashlib
 import math
-import os
 import struct
 import subprocess
 import sys

@@ -432,8 +432,8 @@ def _read_features_file(path: Path):
         raise DataError(f"cannot read features file {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     missing = [k for k in FEATURE_KEYS if k not in arrays]
     if missing:
-        raise DataError(f"features file {path} lacks {', '.join(missing)} (has {', '.join(map(str, arrays)) or 'nothing'};"
-                        f" required: {', '.join(FEATURE_KEYS)})")
+        has = ", ".join(map(str, arrays)) or "nothing"
+        raise DataError(f"features file {path} lacks {', '.join(missing)} (has {has}; required: {', '.join(FEATURE_KEYS)})")
     X, y, Xt, yt = (arrays[k] for k in FEATURE_KEYS)
     for key, a in (("X_train", X), ("X_test", Xt)):
         if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1 or a.dtype.kind not in "biuf":
