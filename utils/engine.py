@@ -1,0 +1,561 @@
+"""The multi-chain PNGD / PNSGD sampler: projected noisy (mini-batch) gradient descent, many chains at once.
+
+SPEC Part I items 1 (update), 2 (initialisation), 3 (removal = replacement), 6 (batched trials) and
+section 2.2 (cyclic mini-batches). One step for C chains is
+
+    w <- Proj_R( (1 - eta m) w - eta * mean_i clip_M(grad loss(w; x_i, y_i)) + sqrt(2 eta sigma^2) xi )
+
+For linear models the clipped per-sample gradients never need to exist: the gradient of sample i is
+x_i times a scalar (binary) or a k-vector (softmax), so clipping rescales those C x n (x k) numbers and
+a step is two matrix products with the data.
+
+Layouts: weights are (C, d) for binary logistic regression and (C, d, k) for softmax regression.
+Internally the intermediates are (n, C) / (n, C*k) (measured faster than (C, n) on CPU BLAS), so the
+softmax full-batch state is kept as (d, C*k) per chunk of chains.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+# Upper bound on the bytes of the per-step intermediates of one chunk of chains; more chains run in chunks.
+MAX_CHUNK_BYTES = 1 << 30
+# Check for divergence every this many epochs, so a run with too large a step stops early.
+DIVERGENCE_CHECK_EVERY = 100
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class DivergenceError(ValueError):
+    """The chains produced non-finite weights (the step size is too large for the objective)."""
+
+
+# ----------------------------------------------------------------------------- devices, dtypes, seeds
+def resolve_device(device="auto") -> torch.device:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' (or a torch.device) -> torch.device; CUDA must exist if asked for."""
+    spec = str(device).strip().lower() if isinstance(device, (str, torch.device)) else None
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec is not None and re.fullmatch(r"cuda(:\d+)?", spec):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available here; use 'cpu' or 'auto'")
+        index = int(spec.split(":")[1]) if ":" in spec else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s), "
+                             f"allowed cuda:0..cuda:{torch.cuda.device_count() - 1}")
+        return torch.device(spec)
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def resolve_dtype(dtype="float64") -> torch.dtype:
+    """'float32' | 'float64' (or the torch dtype) -> torch.dtype."""
+    if dtype in (torch.float32, torch.float64):
+        return dtype
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+
+
+def _json_key(key):
+    if isinstance(key, (bool, str, type(None))):
+        return key
+    if isinstance(key, (int, np.integer)):
+        return int(key)
+    if isinstance(key, (float, np.floating)):
+        return float(key)
+    if isinstance(key, (tuple, list)):
+        return [_json_key(k) for k in key]
+    raise ValueError(f"generator keys must be str, int, float, bool, None or tuples of them, got {key!r}")
+
+
+def generator_for(seed, *keys, device="cpu") -> torch.Generator:
+    """A torch.Generator seeded by sha256(seed, *keys): one reproducible stream per (seed, phase, setting)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    text = json.dumps([int(seed), *map(_json_key, keys)], separators=(",", ":"))
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    gen = torch.Generator(device=resolve_device(device))
+    gen.manual_seed(int.from_bytes(digest[:8], "big") >> 1)  # 63 bits: valid for every torch backend
+    return gen
+
+
+# ----------------------------------------------------------------------------- data on the device
+@dataclass(frozen=True, eq=False)
+class Task:
+    """A training set on the device, with what every step needs precomputed once."""
+
+    X: torch.Tensor  # (n, d) features
+    y: torch.Tensor  # (n,) labels: +1/-1 in X's dtype (binary) or int64 class ids (softmax)
+    Y: torch.Tensor | None  # (n, k) one-hot labels (softmax only)
+    Xs: torch.Tensor | None  # (n, d) rows -y_i x_i (binary only): folds the label into the data
+    norms: torch.Tensor  # (n,) ||x_i||
+    max_norm: float  # max_i ||x_i||: decides whether clipping can fire at all
+    n: int
+    d: int
+    k: int  # number of classes (2 = binary logistic, weights (C, d); > 2 = softmax, weights (C, d, k))
+
+    @property
+    def device(self) -> torch.device:
+        return self.X.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.X.dtype
+
+    @property
+    def binary(self) -> bool:
+        return self.k == 2
+
+    def weight_shape(self, C: int) -> tuple[int, ...]:
+        return (C, self.d) if self.binary else (C, self.d, self.k)
+
+
+def _check_num_classes(num_classes) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2 (2 = binary logistic), got {num_classes!r}")
+    return int(num_classes)
+
+
+def to_task(X, y, num_classes, *, device="cpu", dtype="float64") -> Task:
+    """Copy (X, y) to the device once: binary labels +1/-1, softmax labels class ids 0..k-1."""
+    k = _check_num_classes(num_classes)
+    dev, dt = resolve_device(device), resolve_dtype(dtype)
+    X = torch.as_tensor(X)
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"X must be a non-empty 2-D array (n, d), got shape {tuple(X.shape)}")
+    X = X.to(device=dev, dtype=dt, copy=True).contiguous()
+    if not torch.isfinite(X).all():
+        raise ValueError("X contains NaN or inf values; features must be finite")
+    n, d = X.shape
+    y = torch.as_tensor(y).to(device=dev)
+    if y.shape != (n,):
+        raise ValueError(f"y must have shape ({n},) to match X, got {tuple(y.shape)}")
+    norms = torch.linalg.vector_norm(X, dim=1)
+    if k == 2:
+        if not ((y == 1) | (y == -1)).all():
+            raise ValueError(f"binary labels must be +1 or -1, got values {_some_values(y)}")
+        y = y.to(dt)
+        return Task(X=X, y=y, Y=None, Xs=X * (-y)[:, None], norms=norms, max_norm=float(norms.max()),
+                    n=n, d=d, k=k)
+    if y.is_floating_point() and not (y == y.round()).all():
+        raise ValueError(f"class labels must be integers 0..{k - 1}, got values {_some_values(y)}")
+    y = y.to(torch.int64)
+    if ((y < 0) | (y >= k)).any():
+        raise ValueError(f"class labels must lie in 0..{k - 1} (num_classes={k}), got values {_some_values(y)}")
+    Y = torch.nn.functional.one_hot(y, k).to(dt)
+    return Task(X=X, y=y, Y=Y, Xs=None, norms=norms, max_norm=float(norms.max()), n=n, d=d, k=k)
+
+
+def _some_values(t: torch.Tensor) -> list:
+    return torch.unique(t.detach().cpu())[:5].tolist()
+
+
+# ----------------------------------------------------------------------------- initial law, permutations
+def init_chains(*, C, d, num_classes, sigma, m, generator, device="cpu", dtype="float64") -> torch.Tensor:
+    """w0 ~ N(0, (2 sigma^2 / m) I) for C chains, zeros when sigma = 0 (SPEC Part I item 2)."""
+    C, d = _positive_int("C", C), _positive_int("d", d)
+    k = _check_num_classes(num_classes)
+    shape = (C, d) if k == 2 else (C, d, k)
+    dev, dt = resolve_device(device), resolve_dtype(dtype)
+    sigma = _nonnegative("sigma", sigma)
+    if sigma == 0:
+        return torch.zeros(shape, device=dev, dtype=dt)
+    m = _nonnegative("m", m)
+    if m == 0:
+        raise ValueError("m = lam * n must be > 0 when sigma > 0: the initial law N(0, 2 sigma^2 / m) needs it")
+    _check_generator(generator, dev)
+    w = torch.randn(shape, generator=generator, device=dev, dtype=dt)
+    return w.mul_(sigma * math.sqrt(2.0 / m))
+
+
+def make_perms(C, n, *, generator, device=None) -> torch.Tensor:
+    """(C, n) int64: one fixed uniformly random permutation of 0..n-1 per chain (SPEC 2.2)."""
+    C, n = _positive_int("C", C), _positive_int("n", n)
+    # float64 keys: ties (which would bias the permutation) have negligible probability even for n ~ 1e5
+    keys = torch.rand((C, n), generator=generator, device=generator.device, dtype=torch.float64)
+    perms = torch.argsort(keys, dim=1)
+    return perms if device is None else perms.to(resolve_device(device))
+
+
+# ----------------------------------------------------------------------------- removal = replacement
+def choose_rows(n, S, *, generator=None, exclude=(), mode="random") -> np.ndarray:
+    """The S rows a request removes, among rows not in `exclude` (SPEC Part I item 3).
+
+    mode "random": a seeded uniform choice; mode "last": the last S such rows (the reference's choice).
+    Returns sorted int64 row indices.
+    """
+    n, S = _positive_int("n", n), _positive_int("S", S)
+    excluded = np.unique(np.asarray(list(exclude), dtype=np.int64))
+    if excluded.size and (excluded[0] < 0 or excluded[-1] >= n):
+        raise ValueError(f"exclude holds rows outside 0..{n - 1}: {excluded[(excluded < 0) | (excluded >= n)][:5]}")
+    available = np.setdiff1d(np.arange(n, dtype=np.int64), excluded, assume_unique=True)
+    if S > available.size:
+        raise ValueError(f"cannot remove S={S} rows: only {available.size} of n={n} rows are not yet replaced")
+    if mode == "last":
+        return available[available.size - S:]
+    if mode != "random":
+        raise ValueError(f"mode must be 'random' or 'last', got {mode!r}")
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"mode 'random' needs a torch.Generator, got {generator!r}")
+    pick = torch.randperm(available.size, generator=generator, device=generator.device)[:S].cpu().numpy()
+    return np.sort(available[pick])
+
+
+def fresh_points(S, d, *, num_classes, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """S replacement points: x ~ N(0, I_d) scaled to unit norm, labels uniform (+1/-1 or a class id)."""
+    S, d = _positive_int("S", S), _positive_int("d", d)
+    k = _check_num_classes(num_classes)
+    x = torch.randn((S, d), generator=generator, device=generator.device, dtype=torch.float64)
+    x /= torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    labels = torch.randint(0, k, (S,), generator=generator, device=generator.device)
+    return x, (2 * labels - 1 if k == 2 else labels)
+
+
+def replace_rows(X, y, rows, *, num_classes, generator):
+    """Copies of (X, y) with `rows` replaced by fresh random points (SPEC Part I item 3); numpy or torch."""
+    k = _check_num_classes(num_classes)
+    if X.ndim != 2 or y.shape != (X.shape[0],):
+        raise ValueError(f"X must be (n, d) and y (n,), got shapes {tuple(X.shape)} and {tuple(y.shape)}")
+    n, d = X.shape
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if rows.size == 0 or np.unique(rows).size != rows.size or rows.min() < 0 or rows.max() >= n:
+        raise ValueError(f"rows must be distinct indices in 0..{n - 1}, at least one, got {rows[:10].tolist()}")
+    x_new, y_new = fresh_points(rows.size, d, num_classes=k, generator=generator)
+    return _with_rows(X, y, rows, x_new, y_new)
+
+
+class Removal(NamedTuple):
+    """One request of a removal stream: the rows it replaced, all rows replaced so far, the dataset after it."""
+
+    rows: np.ndarray
+    replaced: np.ndarray
+    X: object
+    y: object
+
+
+def removal_stream(X, y, sizes: Sequence[int], *, num_classes, generator, mode="random",
+                   exclude=()) -> Iterator[Removal]:
+    """Datasets after each request of a stream: request s replaces sizes[s] NEW rows, earlier ones stay.
+
+    Consecutive datasets differ in exactly sizes[s] rows (SPEC Part I item 3). All random draws happen
+    in this call (the same draws as choose_rows then replace_rows per request); the datasets are built
+    lazily, one copy per request, so a long stream does not hold every copy at once.
+    """
+    n, done, plan = X.shape[0], [int(r) for r in exclude], []
+    for S in sizes:
+        rows = choose_rows(n, S, generator=generator, exclude=done, mode=mode)
+        plan.append((rows, *fresh_points(rows.size, X.shape[1], num_classes=num_classes, generator=generator)))
+        done.extend(rows.tolist())
+
+    def build():
+        Xc, yc, replaced = X, y, np.asarray(sorted(int(r) for r in exclude), dtype=np.int64)
+        for rows, x_new, y_new in plan:
+            Xc, yc = _with_rows(Xc, yc, rows, x_new, y_new)
+            replaced = np.union1d(replaced, rows)
+            yield Removal(rows=rows, replaced=replaced, X=Xc, y=yc)
+
+    return build()
+
+
+def _with_rows(X, y, rows, x_new, y_new):
+    if isinstance(X, np.ndarray):
+        X2, y2 = X.copy(), np.array(y, copy=True)
+        X2[rows], y2[rows] = x_new.cpu().numpy(), y_new.cpu().numpy()
+        return X2, y2
+    X2, y2 = X.clone(), y.clone()
+    X2[torch.as_tensor(rows, device=X.device)] = x_new.to(device=X.device, dtype=X.dtype)
+    y2[torch.as_tensor(rows, device=y.device)] = y_new.to(device=y.device, dtype=y.dtype)
+    return X2, y2
+
+
+# ----------------------------------------------------------------------------- evaluation
+def accuracy(w, X_test, y_test) -> torch.Tensor:
+    """(C,) test accuracy per chain: binary 1[x.w > 0] == 1[y > 0], softmax argmax (SPEC 1.2); float64 on CPU."""
+    if not isinstance(w, torch.Tensor) or w.ndim not in (2, 3):
+        raise ValueError(f"w must be a (C, d) or (C, d, k) tensor, got {type(w).__name__} "
+                         f"of shape {tuple(getattr(w, 'shape', ()))}")
+    X = torch.as_tensor(X_test).to(device=w.device, dtype=w.dtype)
+    y = torch.as_tensor(y_test).to(device=w.device)
+    if X.ndim != 2 or X.shape[1] != w.shape[1] or y.shape != (X.shape[0],):
+        raise ValueError(f"X_test must be (n, {w.shape[1]}) and y_test (n,), got {tuple(X.shape)} and {tuple(y.shape)}")
+    C, per_chain = w.shape[0], X.shape[0] * (w.shape[2] if w.ndim == 3 else 1) * X.element_size()
+    correct = []
+    for a, b in _chunks(C, per_chain):
+        if w.ndim == 2:
+            hit = (X @ w[a:b].t() > 0) == (y > 0)[:, None]
+        else:
+            hit = torch.einsum("nd,cdk->nck", X, w[a:b]).argmax(dim=2) == y[:, None]
+        correct.append(hit.sum(dim=0))
+    return torch.cat(correct).to(device="cpu", dtype=torch.float64) / X.shape[0]
+
+
+# ----------------------------------------------------------------------------- the sampler
+def run_chains(w, task: Task, *, steps, eta, sigma, m, M, R=0.0, batch_size=None, perms=None, generator,
+               progress: Callable[[int], object] | None = None) -> torch.Tensor:
+    """Run C chains of PNGD (full batch) or PNSGD (cyclic mini-batches) for `steps` steps / epochs.
+
+    One update: w <- Proj_R((1 - eta m) w - eta mean_{i in B} clip_M(grad loss_i(w)) + sqrt(2 eta sigma^2) xi)
+    (SPEC Part I item 1, section 2.2). Full batch (batch_size None or n): `steps` updates. Mini-batch b
+    (n % b == 0): `steps` epochs of n/b updates over the blocks perms[c, j*b:(j+1)*b] of each chain's
+    fixed permutation. The noise xi of each update is one torch.randn draw of w's shape from `generator`
+    (none when sigma = 0), so results do not depend on chunking. R = 0 means no projection.
+    `progress(u)` is called after each epoch with the number u of updates it made (n/b, or 1).
+    Returns new weights (the input is not modified); raises DivergenceError on non-finite weights.
+    """
+    if not isinstance(task, Task):
+        raise ValueError(f"task must be a Task (see to_task), got {type(task).__name__}")
+    steps = _nonnegative_int("steps", steps)
+    eta = _positive("eta", eta)
+    sigma, m, R = _nonnegative("sigma", sigma), _nonnegative("m", m), _nonnegative("R", R)
+    M = _positive("M", M, allow_inf=True)
+    shape = _check_weights(w, task)
+    C = shape[0]
+    b = _batch_size(batch_size, task.n)
+    _check_generator(generator, task.device)
+    state = w.detach().to(device=task.device, dtype=task.dtype, copy=True).contiguous()
+    if b == task.n:
+        chains = _full_batch_chains(state, task, eta=eta, m=m, M=M)
+    else:
+        blocks = _perm_blocks(perms, C, task.n, b, task.device)
+        chains = _mini_batch_chains(state, task, blocks, eta=eta, m=m, M=M)
+    updates_per_epoch = task.n // b
+    noise = torch.empty(shape, device=task.device, dtype=task.dtype)
+    std = math.sqrt(2.0 * eta) * sigma
+    for epoch in range(steps):
+        for j in range(updates_per_epoch):
+            if std > 0:
+                torch.randn(shape, generator=generator, out=noise)
+            for chunk in chains:
+                chunk.gradient_step(j)
+                if std > 0:
+                    chunk.weights.add_(noise[chunk.start:chunk.stop], alpha=std)
+                if R > 0:
+                    _project_(chunk.weights, R)
+        if progress is not None:
+            progress(updates_per_epoch)
+        if (epoch + 1) % DIVERGENCE_CHECK_EVERY == 0:
+            _check_finite(chains, epoch + 1, steps, eta, m)
+    _check_finite(chains, steps, steps, eta, m)
+    return _assemble(chains)
+
+
+class _Chunk(NamedTuple):
+    start: int
+    stop: int
+    weights: torch.Tensor  # (Cc, d) or (Cc, d, k) view onto the chunk's state, for noise and projection
+    gradient_step: Callable[[int], None]  # in place: w <- (1 - eta m) w - eta * mean clipped gradient
+
+
+def _project_(w: torch.Tensor, R: float) -> None:
+    """Proj_R per chain: scale by min(1, R / ||w||) (Frobenius norm for matrices)."""
+    norms = torch.linalg.vector_norm(w.reshape(w.shape[0], -1), dim=1)
+    scale = torch.div(R, norms).clamp_(max=1.0)  # ||w|| = 0 gives inf -> 1
+    w.mul_(scale.view(-1, *([1] * (w.ndim - 1))))
+
+
+def _clip_bound(task: Task, M: float, max_grad_factor: float) -> torch.Tensor | None:
+    """M / ||x_i||, or None when no sample gradient can exceed M (|grad_i| <= max_grad_factor ||x_i||)."""
+    if M >= max_grad_factor * task.max_norm:
+        return None
+    return torch.div(M, task.norms)  # ||x_i|| = 0 gives inf: that gradient is 0 and never clips
+
+
+def _clip_softmax_residual_(r: torch.Tensor, bound: torch.Tensor | None) -> None:
+    """Scale each residual p_i - e_{y_i} (last axis) by min(1, M / (||x_i|| ||p_i - e_{y_i}||)), in place."""
+    if bound is None:
+        return
+    scale = torch.linalg.vector_norm(r, dim=-1, keepdim=True)
+    torch.div(bound, scale, out=scale)
+    r.mul_(scale.clamp_(max=1.0))
+
+
+def _softmax_residual_(z: torch.Tensor, Y: torch.Tensor) -> None:
+    """Logits (..., k) -> softmax(z) - onehot(y), in place (max subtracted for stability)."""
+    z.sub_(z.amax(dim=-1, keepdim=True))
+    z.exp_()
+    z.div_(z.sum(dim=-1, keepdim=True))
+    z.sub_(Y)
+
+
+def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
+    """Per chunk of chains, the full-batch clipped gradient step: two matrix products with the data."""
+    C, n, k = state.shape[0], task.n, task.k
+    width = 1 if task.binary else k
+    chunks = _chunks(C, n * width * task.X.element_size())
+    z_flat = torch.empty(n * (chunks[0][1] - chunks[0][0]) * width, device=task.device, dtype=task.dtype)
+    decay, lr = 1.0 - eta * m, -eta / n
+    out = []
+    if task.binary:
+        bound = _clip_bound(task, M, 1.0)
+        bound = None if bound is None else bound[:, None]
+        Xs = task.Xs
+
+        def binary_step(w, _j):
+            z = torch.mm(Xs, w.t(), out=z_flat[: n * w.shape[0]].view(n, w.shape[0]))  # -y_i x_i.w_c
+            z.sigmoid_()  # |s_ic| = sigmoid(-y_i x_i.w_c); the gradient is x_i s_ic = (-y_i x_i) |s_ic|
+            if bound is not None:
+                torch.minimum(z, bound, out=z)  # clip: |s| ||x_i|| <= M
+            w.addmm_(z.t(), Xs, beta=decay, alpha=lr)
+
+        for a, b in chunks:
+            w = state[a:b]
+            out.append(_Chunk(a, b, w, lambda j, w=w: binary_step(w, j)))
+        return out
+    bound = _clip_bound(task, M, math.sqrt(2.0))
+    bound = None if bound is None else bound[:, None, None]
+    X, Y = task.X, task.Y[:, None, :]
+
+    def softmax_step(W, _j):
+        cols = W.shape[1]
+        z = torch.mm(X, W, out=z_flat[: n * cols].view(n, cols))  # logits (n, Cc*k)
+        r = z.view(n, cols // k, k)
+        _softmax_residual_(r, Y)
+        _clip_softmax_residual_(r, bound)
+        W.addmm_(X.t(), z, beta=decay, alpha=lr)
+
+    for a, b in chunks:
+        W = state[a:b].permute(1, 0, 2).reshape(task.d, (b - a) * k)  # (d, Cc*k): a contiguous copy
+        view = W.view(task.d, b - a, k).permute(1, 0, 2)  # (Cc, d, k) view onto it
+        out.append(_Chunk(a, b, view, lambda j, W=W: softmax_step(W, j)))
+    return out
+
+
+def _mini_batch_chains(state, task: Task, blocks, *, eta, m, M) -> list[_Chunk]:
+    """Per chunk of chains, the step on each chain's own batch: gather (Cc, b, d), then batched products."""
+    C, b, d, k = state.shape[0], blocks.shape[2], task.d, task.k
+    width = 1 if task.binary else k
+    chunks = _chunks(C, b * (d + 2 * width) * task.X.element_size())
+    x_flat = torch.empty((chunks[0][1] - chunks[0][0]) * b * d, device=task.device, dtype=task.dtype)
+    decay, lr = 1.0 - eta * m, -eta / b
+    bound = _clip_bound(task, M, 1.0 if task.binary else math.sqrt(2.0))
+    data = task.Xs if task.binary else task.X
+
+    def gather(idx, cc):
+        xb = torch.index_select(data, 0, idx, out=x_flat[: cc * b * d].view(cc * b, d)).view(cc, b, d)
+        bb = None if bound is None else bound[idx].view(cc, b, 1)
+        return xb, bb
+
+    def binary_step(w, idx):
+        xb, bb = gather(idx, w.shape[0])
+        z = torch.bmm(xb, w.unsqueeze(2))  # (Cc, b, 1): -y_i x_i.w_c
+        z.sigmoid_()
+        if bb is not None:
+            torch.minimum(z, bb, out=z)
+        w.unsqueeze(1).baddbmm_(z.transpose(1, 2), xb, beta=decay, alpha=lr)
+
+    def softmax_step(W, idx):
+        cc = W.shape[0]
+        xb, bb = gather(idx, cc)
+        z = torch.bmm(xb, W)  # (Cc, b, k) logits
+        _softmax_residual_(z, task.Y[idx].view(cc, b, k))
+        _clip_softmax_residual_(z, bb)
+        W.baddbmm_(xb.transpose(1, 2), z, beta=decay, alpha=lr)
+
+    step = binary_step if task.binary else softmax_step
+    out = []
+    for a, c in chunks:
+        w, idx = state[a:c], blocks[:, a:c].reshape(blocks.shape[0], -1)  # idx[j]: chunk's batch j, flat
+        out.append(_Chunk(a, c, w, lambda j, w=w, idx=idx: step(w, idx[j])))
+    return out
+
+
+def _perm_blocks(perms, C: int, n: int, b: int, device) -> torch.Tensor:
+    """(n/b, C, b) batch indices: block j of chain c is perms[c, j*b:(j+1)*b]."""
+    if perms is None:
+        raise ValueError(f"perms (C, n) is required for mini-batches (batch_size={b} < n={n}); use make_perms")
+    perms = torch.as_tensor(perms, device=device)
+    if perms.shape != (C, n) or perms.is_floating_point() or perms.dtype == torch.bool:
+        raise ValueError(f"perms must be an integer tensor of shape ({C}, {n}), got {perms.dtype} "
+                         f"of shape {tuple(perms.shape)}")
+    perms = perms.to(torch.int64)
+    if not (perms.sort(dim=1).values == torch.arange(n, device=device)).all():
+        raise ValueError("every row of perms must be a permutation of 0..n-1 (use make_perms)")
+    return perms.view(C, n // b, b).transpose(0, 1).contiguous()
+
+
+def _assemble(chains: list[_Chunk]) -> torch.Tensor:
+    return torch.cat([chunk.weights for chunk in chains]).contiguous()
+
+
+def _check_finite(chains, done: int, steps: int, eta: float, m: float) -> None:
+    if all(bool(torch.isfinite(chunk.weights).all()) for chunk in chains):
+        return
+    raise DivergenceError(f"the chains diverged: non-finite weights after {done} of {steps} steps/epochs with "
+                          f"eta={eta:g}, m={m:g}; the step size eta is probably too large (the theory "
+                          f"uses eta = 1/L)")
+
+
+def _chunks(C: int, bytes_per_chain: int) -> list[tuple[int, int]]:
+    size = max(1, MAX_CHUNK_BYTES // max(1, bytes_per_chain))
+    return [(a, min(C, a + size)) for a in range(0, C, size)]
+
+
+# ----------------------------------------------------------------------------- argument checks
+def _check_weights(w, task: Task) -> tuple[int, ...]:
+    if not isinstance(w, torch.Tensor):
+        raise ValueError(f"w must be a torch tensor, got {type(w).__name__}")
+    C = w.shape[0] if w.ndim else 0
+    if C < 1 or tuple(w.shape) != task.weight_shape(C):
+        expected = f"(C, {task.d})" if task.binary else f"(C, {task.d}, {task.k})"
+        raise ValueError(f"w must have shape {expected} with C >= 1 for this task, got {tuple(w.shape)}")
+    return tuple(w.shape)
+
+
+def _batch_size(batch_size, n: int) -> int:
+    if batch_size is None:
+        return n
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be None (full batch) or an integer in 1..n={n}, got {batch_size!r}")
+    if n % batch_size:
+        raise ValueError(f"n={n} is not divisible by batch_size b={batch_size}: PNSGD epochs need n % b == 0 "
+                         f"(truncate the data)")
+    return int(batch_size)
+
+
+def _check_generator(generator, device: torch.device) -> None:
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator (see generator_for), got {generator!r}")
+    if generator.device.type != torch.device(device).type:
+        raise ValueError(f"generator is on {generator.device} but the data is on {device}; "
+                         f"create it with generator_for(..., device={str(device)!r})")
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _nonnegative_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def _positive(name: str, value, *, allow_inf: bool = False) -> float:
+    v = _number(name, value)
+    if not v > 0 or (math.isinf(v) and not allow_inf):
+        raise ValueError(f"{name} must be a {'' if allow_inf else 'finite '}number > 0, got {value!r}")
+    return v
+
+
+def _nonnegative(name: str, value) -> float:
+    v = _number(name, value)
+    if not (v >= 0 and math.isfinite(v)):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def _number(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return float(value)
