@@ -84,6 +84,22 @@ def test_batched_step_equals_naive_per_sample_implementation(k, batch_size, proj
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("k,M", [(2, 0.95), (3, 1.35)])
+def test_clipping_just_below_the_largest_possible_gradient_norm(k, M):
+    # unit-norm rows bound the gradient norm by 1 (binary) or sqrt(2) (softmax); just below that,
+    # only confidently misclassified samples clip, which a shortcut that skips clipping would miss
+    X, y = random_problem(k, n=40)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    task = to_task(X, y, k)
+    w0 = 8 * torch.randn(task.weight_shape(2), generator=generator_for(14), dtype=F64)
+    params = {**PARAMS, "sigma": 0.0, "M": M}
+    got = run_chains(w0, task, steps=1, generator=generator_for(0), **params)
+    want, counts = naive_run(w0, torch.as_tensor(X), torch.as_tensor(y), k, steps=1, R=0.0, batch_size=None,
+                             perms=None, generator=None, **params)
+    assert 0 < counts["clipped"] < counts["samples"]
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("k", [2, 3])
 @pytest.mark.parametrize("batch_size", [None, 6])
 def test_chunking_does_not_change_the_result(monkeypatch, k, batch_size):
@@ -95,6 +111,7 @@ def test_chunking_does_not_change_the_result(monkeypatch, k, batch_size):
     kwargs = dict(steps=4, R=1.0, batch_size=batch_size, perms=perms, **PARAMS)
     whole = run_chains(w0, task, generator=generator_for(2, "noise"), **kwargs)
     monkeypatch.setattr(engine, "MAX_CHUNK_BYTES", 2 * task.n * k * 8)  # 1 or 2 chains per chunk
+    monkeypatch.setattr(engine, "MINIBATCH_GROUP_BYTES", 2 * (batch_size or 1) * task.d * 8)  # groups of 2
     chunked = run_chains(w0, task, generator=generator_for(2, "noise"), **kwargs)
     torch.testing.assert_close(chunked, whole, rtol=1e-13, atol=1e-13)
 

@@ -27,6 +27,8 @@ import torch
 
 # Upper bound on the bytes of the per-step intermediates of one chunk of chains; more chains run in chunks.
 MAX_CHUNK_BYTES = 1 << 30
+# Mini-batch steps are memory-bound: gather the batches of this many bytes of chains at a time (cache-sized).
+MINIBATCH_GROUP_BYTES = 2 << 20
 # Check for divergence every this many epochs, so a run with too large a step stops early.
 DIVERGENCE_CHECK_EVERY = 100
 
@@ -369,21 +371,21 @@ def _clip_bound(task: Task, M: float, max_grad_factor: float) -> torch.Tensor | 
     return torch.div(M, task.norms)  # ||x_i|| = 0 gives inf: that gradient is 0 and never clips
 
 
-def _clip_softmax_residual_(r: torch.Tensor, bound: torch.Tensor | None) -> None:
-    """Scale each residual p_i - e_{y_i} (last axis) by min(1, M / (||x_i|| ||p_i - e_{y_i}||)), in place."""
+def _softmax_residual_(z: torch.Tensor, Y: torch.Tensor, dim: int) -> None:
+    """Logits -> softmax(z) - onehot(y) along the class axis `dim`, in place (max subtracted for stability)."""
+    z.sub_(z.amax(dim=dim, keepdim=True))
+    z.exp_()
+    z.div_(z.sum(dim=dim, keepdim=True))
+    z.sub_(Y)
+
+
+def _clip_softmax_residual_(r: torch.Tensor, bound: torch.Tensor | None, dim: int) -> None:
+    """Scale each residual p_i - e_{y_i} by min(1, M / (||x_i|| ||p_i - e_{y_i}||)), in place."""
     if bound is None:
         return
-    scale = torch.linalg.vector_norm(r, dim=-1, keepdim=True)
+    scale = torch.linalg.vector_norm(r, dim=dim, keepdim=True)
     torch.div(bound, scale, out=scale)
     r.mul_(scale.clamp_(max=1.0))
-
-
-def _softmax_residual_(z: torch.Tensor, Y: torch.Tensor) -> None:
-    """Logits (..., k) -> softmax(z) - onehot(y), in place (max subtracted for stability)."""
-    z.sub_(z.amax(dim=-1, keepdim=True))
-    z.exp_()
-    z.div_(z.sum(dim=-1, keepdim=True))
-    z.sub_(Y)
 
 
 def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
@@ -418,8 +420,8 @@ def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
         cols = W.shape[1]
         z = torch.mm(X, W, out=z_flat[: n * cols].view(n, cols))  # logits (n, Cc*k)
         r = z.view(n, cols // k, k)
-        _softmax_residual_(r, Y)
-        _clip_softmax_residual_(r, bound)
+        _softmax_residual_(r, Y, dim=2)
+        _clip_softmax_residual_(r, bound, dim=2)
         W.addmm_(X.t(), z, beta=decay, alpha=lr)
 
     for a, b in chunks:
@@ -430,42 +432,50 @@ def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
 
 
 def _mini_batch_chains(state, task: Task, blocks, *, eta, m, M) -> list[_Chunk]:
-    """Per chunk of chains, the step on each chain's own batch: gather (Cc, b, d), then batched products."""
+    """The step on each chain's own batch: gather (G, b, d) for a group of G chains, then batched products.
+
+    The mini-batch products are memory-bound, so chains go in groups whose gathered batch stays in cache
+    (MINIBATCH_GROUP_BYTES; measured 1.4-2x faster than one gather for all chains). Orientation measured on
+    CPU: (G, 1|k, d) x (G, d, b) is 2-3x faster than (G, b, d) x (G, d, 1|k), so softmax weights are kept
+    as (C, k, d) here.
+    """
     C, b, d, k = state.shape[0], blocks.shape[2], task.d, task.k
-    width = 1 if task.binary else k
-    chunks = _chunks(C, b * (d + 2 * width) * task.X.element_size())
-    x_flat = torch.empty((chunks[0][1] - chunks[0][0]) * b * d, device=task.device, dtype=task.dtype)
+    groups = _chunks(C, b * d * task.X.element_size(), MINIBATCH_GROUP_BYTES)
+    x_flat = torch.empty((groups[0][1] - groups[0][0]) * b * d, device=task.device, dtype=task.dtype)
     decay, lr = 1.0 - eta * m, -eta / b
     bound = _clip_bound(task, M, 1.0 if task.binary else math.sqrt(2.0))
     data = task.Xs if task.binary else task.X
+    # idx[g][j]: the flat batch j of group g
+    idx = [blocks[:, a:c].reshape(blocks.shape[0], -1) for a, c in groups]
 
-    def gather(idx, cc):
-        xb = torch.index_select(data, 0, idx, out=x_flat[: cc * b * d].view(cc * b, d)).view(cc, b, d)
-        bb = None if bound is None else bound[idx].view(cc, b, 1)
-        return xb, bb
+    def gather(ii, cc):
+        xb = torch.index_select(data, 0, ii, out=x_flat[: cc * b * d].view(cc * b, d)).view(cc, b, d)
+        return xb, (None if bound is None else bound[ii].view(cc, 1, b))
 
-    def binary_step(w, idx):
-        xb, bb = gather(idx, w.shape[0])
-        z = torch.bmm(xb, w.unsqueeze(2))  # (Cc, b, 1): -y_i x_i.w_c
-        z.sigmoid_()
-        if bb is not None:
-            torch.minimum(z, bb, out=z)
-        w.unsqueeze(1).baddbmm_(z.transpose(1, 2), xb, beta=decay, alpha=lr)
+    def binary_step(j):
+        for (a, c), ii in zip(groups, idx):
+            w = state[a:c]
+            xb, bb = gather(ii[j], c - a)
+            z = torch.bmm(w.unsqueeze(1), xb.transpose(1, 2))  # (G, 1, b): -y_i x_i.w_c
+            z.sigmoid_()
+            if bb is not None:
+                torch.minimum(z, bb, out=z)
+            w.unsqueeze(1).baddbmm_(z, xb, beta=decay, alpha=lr)
 
-    def softmax_step(W, idx):
-        cc = W.shape[0]
-        xb, bb = gather(idx, cc)
-        z = torch.bmm(xb, W)  # (Cc, b, k) logits
-        _softmax_residual_(z, task.Y[idx].view(cc, b, k))
-        _clip_softmax_residual_(z, bb)
-        W.baddbmm_(xb.transpose(1, 2), z, beta=decay, alpha=lr)
+    WT = None if task.binary else state.transpose(1, 2).contiguous()  # (C, k, d) copy
 
-    step = binary_step if task.binary else softmax_step
-    out = []
-    for a, c in chunks:
-        w, idx = state[a:c], blocks[:, a:c].reshape(blocks.shape[0], -1)  # idx[j]: chunk's batch j, flat
-        out.append(_Chunk(a, c, w, lambda j, w=w, idx=idx: step(w, idx[j])))
-    return out
+    def softmax_step(j):
+        for (a, c), ii in zip(groups, idx):
+            W, cc = WT[a:c], c - a
+            xb, bb = gather(ii[j], cc)
+            z = torch.bmm(W, xb.transpose(1, 2))  # (G, k, b) logits
+            _softmax_residual_(z, task.Y[ii[j]].view(cc, b, k).transpose(1, 2), dim=1)
+            _clip_softmax_residual_(z, bb, dim=1)
+            W.baddbmm_(z, xb, beta=decay, alpha=lr)
+
+    if task.binary:
+        return [_Chunk(0, C, state, binary_step)]
+    return [_Chunk(0, C, WT.transpose(1, 2), softmax_step)]
 
 
 def _perm_blocks(perms, C: int, n: int, b: int, device) -> torch.Tensor:
@@ -494,8 +504,9 @@ def _check_finite(chains, done: int, steps: int, eta: float, m: float) -> None:
                           f"uses eta = 1/L)")
 
 
-def _chunks(C: int, bytes_per_chain: int) -> list[tuple[int, int]]:
-    size = max(1, MAX_CHUNK_BYTES // max(1, bytes_per_chain))
+def _chunks(C: int, bytes_per_chain: int, limit: int | None = None) -> list[tuple[int, int]]:
+    """Consecutive chain ranges whose intermediates stay under `limit` bytes (MAX_CHUNK_BYTES by default)."""
+    size = max(1, (MAX_CHUNK_BYTES if limit is None else limit) // max(1, bytes_per_chain))
     return [(a, min(C, a + size)) for a in range(0, C, size)]
 
 
