@@ -10,8 +10,8 @@ x_i times a scalar (binary) or a k-vector (softmax), so clipping rescales those 
 a step is two matrix products with the data.
 
 Layouts: weights are (C, d) for binary logistic regression and (C, d, k) for softmax regression.
-Internally the intermediates are (n, C) / (n, C*k) (measured faster than (C, n) on CPU BLAS), so the
-softmax full-batch state is kept as (d, C*k) per chunk of chains.
+Full batch: the intermediates are (n, C) / (n, C*k) (measured ~2x faster than (C, n) on CPU BLAS), so
+the softmax state is kept as (d, C*k) per chunk of chains. Mini-batch: see _mini_batch_chains.
 """
 from __future__ import annotations
 
@@ -435,12 +435,13 @@ def _mini_batch_chains(state, task: Task, blocks, *, eta, m, M) -> list[_Chunk]:
     """The step on each chain's own batch: gather (G, b, d) for a group of G chains, then batched products.
 
     The mini-batch products are memory-bound, so chains go in groups whose gathered batch stays in cache
-    (MINIBATCH_GROUP_BYTES; measured 1.4-2x faster than one gather for all chains). Orientation measured on
+    (MINIBATCH_GROUP_BYTES on CPU; measured 1.4-2x faster than one gather for all chains). Orientation measured on
     CPU: (G, 1|k, d) x (G, d, b) is 2-3x faster than (G, b, d) x (G, d, 1|k), so softmax weights are kept
     as (C, k, d) here.
     """
     C, b, d, k = state.shape[0], blocks.shape[2], task.d, task.k
-    groups = _chunks(C, b * d * task.X.element_size(), MINIBATCH_GROUP_BYTES)
+    cache = MINIBATCH_GROUP_BYTES if task.device.type == "cpu" else MAX_CHUNK_BYTES  # GPUs want few launches
+    groups = _chunks(C, b * d * task.X.element_size(), cache)
     x_flat = torch.empty((groups[0][1] - groups[0][0]) * b * d, device=task.device, dtype=task.dtype)
     decay, lr = 1.0 - eta * m, -eta / b
     bound = _clip_bound(task, M, 1.0 if task.binary else math.sqrt(2.0))
