@@ -52,10 +52,11 @@ def naive_run(w0, X, y, k, *, steps, eta, sigma, m, M, R, batch_size, perms, gen
 
 
 def random_problem(k, n=24, d=5, seed=0):
-    """Rows with norms in [0.5, 1.5] (the engine must not assume unit norm) and labels of the right domain."""
+    """Rows with norms in [0.5, 1.5] and one zero row (the engine must not assume unit norm), valid labels."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
     X *= (rng.uniform(0.5, 1.5, n) / np.linalg.norm(X, axis=1))[:, None]
+    X[n // 2] = 0.0
     y = rng.choice([-1.0, 1.0], n) if k == 2 else rng.integers(0, k, n)
     return X, y
 
@@ -89,7 +90,8 @@ def test_clipping_just_below_the_largest_possible_gradient_norm(k, M):
     # unit-norm rows bound the gradient norm by 1 (binary) or sqrt(2) (softmax); just below that,
     # only confidently misclassified samples clip, which a shortcut that skips clipping would miss
     X, y = random_problem(k, n=40)
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    X = np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)  # unit rows, the zero row stays
     task = to_task(X, y, k)
     w0 = 8 * torch.randn(task.weight_shape(2), generator=generator_for(14), dtype=F64)
     params = {**PARAMS, "sigma": 0.0, "M": M}
