@@ -171,7 +171,7 @@ def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
                          "or any name together with --features FILE)")
     if args.classes is not None:
         a, b = args.classes
-        if a == b or not (0 <= a <= 9 and 0 <= b <= 9):
+        if a == b or (args.features is None and not (0 <= a <= 9 and 0 <= b <= 9)):
             raise UsageError(f"--classes {a} {b} do not exist (allowed: two different classes in 0..9)")
         if args.features is None and data_mod.is_multiclass(args.dataset):
             raise UsageError(f"--classes is for binary datasets, not {args.dataset}")
@@ -180,8 +180,8 @@ def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
         if not (args.plan_only or wanted):
             raise UsageError(f"--n {args.n} loads no data, so it works only with --plan_only or "
                              f"{' / '.join('--' + m + ' 1' for m in accounting_modes)}")
-    if args.lam is None:
-        args.lam = data_mod.default_lam(args.dataset) if args.features is None else 1e-6
+    if args.lam is None and args.features is None:
+        args.lam = data_mod.default_lam(args.dataset)  # a --features file's default comes with its data
     return args
 
 

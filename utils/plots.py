@@ -80,7 +80,7 @@ def main(argv=None) -> int:
 
 # The figure functions of each paper live in their own modules and register themselves here.
 def _load_figure_modules():
-    for name in ("utils.figures_lmc", "utils.figures_sgd", "utils.figures_audit"):
+    for name in ("utils.figures_baseline", "utils.figures_lmc", "utils.figures_sgd", "utils.figures_audit"):
         try:
             __import__(name)
         except ModuleNotFoundError as exc:
