@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import configuration, given, settings
 from hypothesis import strategies as st
 
 from utils import accountant as A
@@ -329,14 +329,22 @@ def test_sequential_K_list_equals_greedy_linear_scan(form):
     assert Ks == greedy and all(K >= 1 for K in Ks)
 
 
-@settings(max_examples=30, deadline=None)
-@given(eps=st.floats(0.02, 8.0), K=st.integers(0, 3000), S=st.integers(1, 200),
-       n=st.sampled_from([2000, 11982, 50000]))
-def test_smallest_sigma_never_overshoots_and_is_minimal(eps, K, S, n):
-    c = A.make_constants(n=n, lam=1e-6, M=1.0)
-    sigma = A.smallest_sigma_pngd(K=K, eps_target=eps, S=S, consts=c)
-    assert A.dp_epsilon_unlearn(K=K, S=S, sigma=sigma, consts=c)[0] <= eps
-    assert A.dp_epsilon_unlearn(K=K, S=S, sigma=sigma / (1 + 1e-5), consts=c)[0] > eps
+def test_smallest_sigma_never_overshoots_and_is_minimal(tmp_path):
+    # Hypothesis keeps caches on disk: point it at tmp_path (set before the property is built and run).
+    configuration.set_hypothesis_home_dir(tmp_path)
+    try:
+        @settings(max_examples=30, deadline=None, database=None)
+        @given(eps=st.floats(0.02, 8.0), K=st.integers(0, 3000), S=st.integers(1, 200),
+               n=st.sampled_from([2000, 11982, 50000]))
+        def never_overshoots(eps, K, S, n):
+            c = A.make_constants(n=n, lam=1e-6, M=1.0)
+            sigma = A.smallest_sigma_pngd(K=K, eps_target=eps, S=S, consts=c)
+            assert A.dp_epsilon_unlearn(K=K, S=S, sigma=sigma, consts=c)[0] <= eps
+            assert A.dp_epsilon_unlearn(K=K, S=S, sigma=sigma / (1 + 1e-5), consts=c)[0] > eps
+
+        never_overshoots()
+    finally:
+        configuration.set_hypothesis_home_dir(None)
 
 
 # ---------------------------------------------------------------- D2D

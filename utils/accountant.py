@@ -130,10 +130,9 @@ def _target(eps):
 
 def _alpha(alpha):
     a = np.asarray(alpha, dtype=np.float64)
-    if a.size == 0 or np.isnan(a).any() or (a <= 1).any():
-        bad = a[np.isnan(a) | (a <= 1)] if a.size else a
-        raise ValueError(f"alpha={bad.ravel()[:3].tolist() if a.size else alpha!r} is not allowed "
-                         "(allowed: Renyi orders alpha > 1)")
+    bad = a[~(a > 1)].ravel()
+    if a.size == 0 or bad.size:
+        raise ValueError(f"alpha={bad[0] if bad.size else alpha!r} is not allowed (allowed: Renyi orders alpha > 1)")
     return a
 
 
@@ -676,7 +675,7 @@ def _zb(eta, M, c, n, b, R):
 
 
 def Z_B(*, eta, M, m, n, b, R=0.0):
-    """W_inf bound Z_B = min(2 eta M / (b (1 - c^(n/b))), 2R) between the two stationary laws (B, Lemma 3.3, SPEC 3.2.1).
+    """W_inf bound Z_B = min(2 eta M / (b (1 - c^(n/b))), 2R) of the two stationary laws (B, Lemma 3.3, SPEC 3.2.1).
 
     R = 0 means no projection and no cap.
     """
@@ -942,7 +941,10 @@ def _check_d2d(M, m, n, gamma, delta):
 
 
 def d2d_sigma_1(*, I, eps, M, m, n, gamma, delta):
-    """One-shot D2D output noise 4 sqrt(2) M g^I / (m n (1 - g^I) (sqrt(log(1/d) + eps) - sqrt(log(1/d)))) (SPEC 3.1.7)."""
+    """One-shot D2D output noise sigma_1 (Neel et al. 2021; SPEC 3.1.7), g = gamma, d = delta:
+
+    4 sqrt(2) M g^I / (m n (1 - g^I) (sqrt(log(1/d) + eps) - sqrt(log(1/d))))
+    """
     I, eps = _int("I", I, 1), _target(eps)
     M, m, n, gamma, delta = _check_d2d(M, m, n, gamma, delta)
     ld = -math.log(delta)
@@ -951,7 +953,10 @@ def d2d_sigma_1(*, I, eps, M, m, n, gamma, delta):
 
 
 def d2d_sigma_2(*, I, eps, M, m, n, gamma, delta):
-    """Published-state D2D noise 8 M g^I / (m n (1 - g^I) (sqrt(2 log(2/d) + 3 eps) - sqrt(2 log(2/d) + 2 eps))) (SPEC 3.1.7)."""
+    """Published-state D2D noise sigma_2 (Neel et al. 2021; SPEC 3.1.7), g = gamma, d = delta:
+
+    8 M g^I / (m n (1 - g^I) (sqrt(2 log(2/d) + 3 eps) - sqrt(2 log(2/d) + 2 eps)))
+    """
     I, eps = _int("I", I, 1), _target(eps)
     M, m, n, gamma, delta = _check_d2d(M, m, n, gamma, delta)
     l2 = 2.0 * math.log(2.0 / delta)
