@@ -9,6 +9,7 @@ import argparse
 import functools
 import math
 import os
+import re
 import sys
 
 PAPER_EPS = [0.05, 0.1, 0.5, 1.0, 2.0, 5.0]
@@ -20,6 +21,11 @@ class UsageError(ValueError):
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (the script's name, the bad value, what is allowed)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        # so that "--lam -1e-6" reaches the type check (and its message) instead of "expected one argument"
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
     def error(self, message):  # noqa: D401 - argparse API
         raise UsageError(message)
