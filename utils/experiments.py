@@ -168,6 +168,10 @@ def start(args, *, mode: str, dataset_loader=None, max_removed: int = 1, batch_s
     elif args.lam is None:
         raise ValueError("--lam is needed with --n and --features (no data is loaded to choose it)")
     consts = constants_for(args, dataset, max_removed=max_removed, batch_size=batch_size)
+    if not args.plan_only and args.n is None:
+        from utils import engine  # torch: only now that the flags and the data are known to be good
+
+        engine.resolve_device(args.device)  # "--device cuda" without CUDA fails before any file exists
     run = RunFolder(args.result_dir, args.family, args.dataset, mode)
     ctx = Context(args, mode=mode, dataset=dataset, consts=consts, run=run)
     ctx.log(f"{args.family} {mode} on {args.dataset}: " + describe_constants(consts))
