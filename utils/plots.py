@@ -21,10 +21,14 @@ from utils import results  # noqa: E402
 FIGURES = {}
 
 
-def figure(mode: str):
-    """Register the figure function of one experiment mode (the run folder's last path part)."""
+def figure(mode: str, family: str | None = None):
+    """Register the figure function of one experiment mode (the run folder's last path part).
+
+    ``family`` (LMC or SGD) separates modes both papers use (``paint_unlearning_sigma``,
+    ``retrain_noiseless``): a family's own function wins over the plain mode's.
+    """
     def register(fn):
-        FIGURES[mode] = fn
+        FIGURES[mode if family is None else (family, mode)] = fn
         return fn
     return register
 
@@ -49,9 +53,10 @@ def draw(folder: str, metrics: dict | None = None, arrays: dict | None = None) -
         path = os.path.join(folder, "arrays.npz")
         arrays = results.read_npz(path) if os.path.exists(path) else {}
     mode = metrics.get("mode") or os.path.basename(os.path.normpath(folder))
-    if mode not in FIGURES:
-        raise ValueError(f"no figure for mode {mode!r} (known: {', '.join(sorted(FIGURES))})")
-    return save_figure(FIGURES[mode](metrics, arrays), folder)
+    fn = FIGURES.get((metrics.get("family"), mode)) or FIGURES.get(mode)
+    if fn is None:
+        raise ValueError(f"no figure for mode {mode!r} (known: {', '.join(sorted(map(str, FIGURES)))})")
+    return save_figure(fn(metrics, arrays), folder)
 
 
 def errorbar(ax, x, mean, std, label, **kw):
