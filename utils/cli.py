@@ -184,8 +184,8 @@ def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
     if args.n is not None:
         wanted = [m for m in accounting_modes if getattr(args, m, False)]
         if not (args.plan_only or wanted):
-            raise UsageError(f"--n {args.n} loads no data, so it works only with --plan_only or "
-                             f"{' / '.join('--' + m + ' 1' for m in accounting_modes)}")
+            also = "".join(f" or --{m} 1" for m in accounting_modes)  # none: --plan_only alone
+            raise UsageError(f"--n {args.n} loads no data, so it works only with --plan_only{also}")
     if args.lam is None and args.features is None:
         args.lam = data_mod.default_lam(args.dataset)  # a --features file's default comes with its data
     return args
