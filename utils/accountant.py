@@ -35,6 +35,7 @@ __all__ = [
     "rdp_to_dp", "optimal_alpha_linear", "minimize_over_alpha",
     "dp_epsilon_learn", "dp_epsilon_unlearn", "dp_epsilon_sequential",
     "minimal_K_pngd", "smallest_sigma_pngd", "sequential_K_list_pngd",
+    "epsilon_sequential_sizes", "dp_epsilon_sequential_sizes", "next_K_sequential_pngd", "Z_stream",
     "Z_B", "Z_sequential", "epsilon_pnsgd_loose", "epsilon_pnsgd_tight", "epsilon_pnsgd_nonconvergent",
     "dp_epsilon_pnsgd", "dp_epsilon_pnsgd_nonconvergent", "minimal_K_pnsgd",
     "minimal_K_pnsgd_nonconvergent", "smallest_sigma_pnsgd", "smallest_sigma_pnsgd_nonconvergent",
@@ -364,12 +365,15 @@ def _eps_sequential(a, Ks, slope, em, form):
     h_i = e^(-eta m K_i/beta_i) r(beta_i), r(x) = (x - 1/2)/(x - 1), and w_j = e^(-eta m K_j/beta_j) times
     slope beta_1 (j = 1), r(beta_j) slope 2 beta_j (paper) or slope (2 beta_j - 1) (mironov). The products
     are sums of logarithms (one reversed cumulative sum), so the cost is a few array operations.
+    ``slope`` is one eps_0 slope for every level, or one per level (requests of unequal sizes S_j).
     """
-    if slope == math.inf:
+    if np.isinf(slope).any():
         return np.full_like(a, np.inf)
     s = len(Ks)
     a = np.asarray(a, dtype=np.float64)
     scale = 2.0 ** np.arange(s - 1, -1, -1, dtype=np.float64).reshape((s,) + (1,) * a.ndim)
+    if np.ndim(slope):
+        slope = np.asarray(slope, dtype=np.float64).reshape(scale.shape)
     beta = scale * a                                              # (s, *a.shape)
     decay = -em * np.asarray(Ks, dtype=np.float64).reshape(scale.shape) / beta
     log_r = np.log((beta - 0.5) / (beta - 1.0))
@@ -377,7 +381,7 @@ def _eps_sequential(a, Ks, slope, em, form):
         log_w = decay + log_r + np.log(2.0 * slope * beta)
     else:
         log_w = decay + np.log(slope * (2.0 * beta - 1.0))
-    log_w[0] = decay[0] + np.log(slope * beta[0])
+    log_w[0] = decay[0] + np.log((slope[0] if np.ndim(slope) else slope) * beta[0])
     log_h = decay + log_r
     # after[j] = sum_{i > j} log h_i
     after = np.zeros_like(log_h)
@@ -668,6 +672,72 @@ def sequential_K_list_pngd(*, num_requests, S, sigma, eps_target, consts: Consta
     return Ks
 
 
+def _sizes(sizes, count, n):
+    sizes = [_S(S, n) for S in sizes]
+    if len(sizes) != count:
+        raise ValueError(f"sizes={sizes!r} has {len(sizes)} entries for {count} requests "
+                         "(allowed: one request size per request)")
+    return sizes
+
+
+def _slopes(sizes, sigma, M, m, n):
+    """eps_0 slope of each level; one scalar when every request has the same size (then exactly the equal-S path)."""
+    slopes = [_eps0_slope(S, sigma, M, m, n) for S in sizes]
+    return slopes[0] if len(set(slopes)) == 1 else np.asarray(slopes)
+
+
+def epsilon_sequential_sizes(*, alpha, Ks, sizes, sigma, M, m, n, eta, form="paper"):
+    """eps^(s)(alpha) of SPEC 3.1.5 when request j replaced sizes[j] rows: level j uses eps_0(.; S_j) (A, weak triangle).
+
+    eps_0 at level j bounds the learned laws on D_(j-1) and D_j, which differ in the S_j rows of request j.
+    """
+    a = _alpha(alpha)
+    Ks = _check_Ks(Ks)
+    n, sigma = _n(n), _nonneg("sigma", sigma)
+    sizes = _sizes(sizes, len(Ks), n)
+    M, m, eta = _positive("M", M), _positive("m", m), _positive("eta", eta)
+    form = _choice("form", form, SEQUENTIAL_FORMS)
+    return _scalar(_eps_sequential(a, Ks, _slopes(sizes, sigma, M, m, n), eta * m, form))
+
+
+def _dp_pngd_sizes(Ks, slope, em, log_inv_delta, conversion, form):
+    if np.ndim(slope) == 0:
+        return _dp_pngd(Ks, slope, em, log_inv_delta, conversion, form)
+    if np.isinf(slope).any():
+        return math.inf, math.nan
+    return _minimize_log_alpha(lambda a, am1: _eps_sequential(a, Ks, slope, em, form)
+                               + _conversion_term(am1, log_inv_delta, conversion))
+
+
+def dp_epsilon_sequential_sizes(*, Ks, sizes, sigma, consts: Constants, form="paper", conversion="basic"):
+    """(eps, alpha*) after sequential requests of sizes[j] rows with steps Ks (A, SPEC 3.1.5 + 3.1.3, per-request S)."""
+    Ks, sigma = _check_Ks(Ks), _nonneg("sigma", sigma)
+    sizes = _sizes(sizes, len(Ks), consts.n)
+    form = _choice("form", form, SEQUENTIAL_FORMS)
+    conversion = _choice("conversion", conversion, CONVERSIONS)
+    slope = _slopes(sizes, sigma, consts.M, consts.m, consts.n)
+    return _dp_pngd_sizes(Ks, slope, consts.eta * consts.m, consts.log_inv_delta, conversion, form)
+
+
+def next_K_sequential_pngd(*, Ks, sizes, sigma, eps_target, consts: Constants, form="paper",
+                           conversion="basic") -> int:
+    """Minimal K_s >= 1 of request s = len(sizes), with K_1..K_(s-1) = Ks frozen (A, SPEC 3.1.5 greedy step, per-request S).
+
+    With equal sizes, repeated calls give sequential_K_list_pngd.
+    """
+    Ks = [_steps(f"Ks[{i}]", k) for i, k in enumerate(Ks)]
+    sigma, eps_target = _nonneg("sigma", sigma), _target(eps_target)
+    sizes = _sizes(sizes, len(Ks) + 1, consts.n)
+    form = _choice("form", form, SEQUENTIAL_FORMS)
+    conversion = _choice("conversion", conversion, CONVERSIONS)
+    if sigma == 0:
+        raise InfeasibleTargetError(f"sigma=0 gives eps=inf for every K (eps_target={eps_target!r} needs sigma > 0)")
+    slope, em, lid = _slopes(sizes, sigma, consts.M, consts.m, consts.n), consts.eta * consts.m, consts.log_inv_delta
+    return _minimal_int(lambda k: _dp_pngd_sizes(Ks + [k], slope, em, lid, conversion, form)[0] <= eps_target,
+                        f"eps_target={eps_target!r} at request {len(sizes)} with sigma={sigma!r}, S={sizes[-1]}",
+                        hint=int(Ks[-1]) if Ks else 1)
+
+
 # ---------------------------------------------------------------- PNSGD, paper B
 def _zb(eta, M, c, n, b, R):
     z = 2.0 * eta * M / (b * (1.0 - c ** (n // b)))
@@ -699,6 +769,25 @@ def Z_sequential(*, Ks, Z_B, eta, m, n, b, R=0.0):
     out = [zb]
     for K in Ks:
         out.append(_z_next(out[-1], K, c, steps, zb, R))
+    return out
+
+
+def Z_stream(*, Ks, sizes, consts: Constants, b=None, R=0.0) -> list[float]:
+    """[Z^(1)..Z^(s)] of SPEC 3.2.4 when request j replaced sizes[j] rows (B, per-request S), s = len(sizes):
+
+    Z^(1) = min(S_1 Z_B, 2R), Z^(j+1) = min(c^(K_j n/b) Z^(j) + S_(j+1) Z_B, 2R). S rows move the stationary
+    law by at most S Z_B in W_inf (triangle inequality through S one-row changes). len(Ks) = len(sizes) - 1.
+    """
+    n = consts.n
+    b = n if b is None else _batch(b, n)
+    R = _nonneg("R", R)
+    Ks = [_steps(f"Ks[{i}]", k) for i, k in enumerate(Ks)]
+    sizes = _sizes(sizes, len(Ks) + 1, n)
+    zb = _zb(consts.eta, consts.M, consts.c, n, b, 0.0)
+    first = sizes[0] * zb
+    out = [min(first, 2.0 * R) if R > 0 else first]
+    for K, S in zip(Ks, sizes[1:]):
+        out.append(_z_next(out[-1], K, consts.c, n // b, S * zb, R))
     return out
 
 
