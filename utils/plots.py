@@ -96,4 +96,8 @@ def _load_figure_modules():
 _load_figure_modules()
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m utils.plots` runs this file as __main__: the figure modules registered themselves in
+    # the imported utils.plots, so call that module's main.
+    from utils import plots as _plots
+
+    sys.exit(_plots.main())
