@@ -1,0 +1,692 @@
+"""Paper B: certified unlearning with projected noisy mini-batch SGD (PNSGD), Fig 3a-d (SPEC 2.2, 3.2, 5).
+
+    python main_sgd.py --lam 1e-6 --dataset MNIST --projection 0 --compare_baseline_nonconvergent 1
+    python main_sgd.py --lam 1e-6 --dataset MNIST --projection 0 --sequential 1
+    python main_sgd.py --lam 1e-6 --dataset MNIST --projection 0 --paint_unlearning_sigma 1
+    python main_sgd.py --dataset MNIST --retrain_noiseless 1
+
+Every mode learns T epochs of cyclic mini-batches over a fixed per-chain permutation, unlearns by
+continuing the same chain on D' for K epochs with the SAME permutation (the replaced point keeps its
+index, SPEC 2.2), and compares with retraining on D' from scratch. Batch sizes must divide n: loaded
+data is truncated to its first rows (see ``rows_used``); with ``--n`` nothing is truncated.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from utils import accountant, cli, experiments, results
+
+MODES = ("compare_baseline_nonconvergent", "sequential", "paint_unlearning_sigma", "retrain_noiseless")
+# (batch size, burn-in epochs) per mode: SPEC 6.7 (Table 2 of B); retrain_noiseless uses Fig 3c,d's.
+SETTINGS = {
+    "compare_baseline_nonconvergent": ((128, 100), ("full", 3000)),
+    "sequential": ((128, 100), (256, 150), (512, 200), ("full", 1000)),
+    "paint_unlearning_sigma": ((32, 50), (128, 100), (512, 200), ("full", 1000)),
+    "retrain_noiseless": ((32, 50), (128, 100), (512, 200), ("full", 1000)),
+}
+# The reference keeps the first rows so that 32..512 divide n (SPEC 1.1, PNSGD truncation).
+REFERENCE_ROWS = {"MNIST": 11264, "CIFAR10": 9728}
+PAPER_SIGMAS = [0.01, 0.05, 0.1, 0.2, 0.5, 1.0]
+TARGET_EPS = {"sequential": 1.0, "paint_unlearning_sigma": 0.01}
+REMOVE_LIST = [1, 10, 50, 100, 500, 1000]
+UNLEARN_EPOCHS = 1          # Fig 3a: one unlearning epoch
+D2D_STEPS = (1, 5)          # Fig 3a: D2D with K in {1, 5} gradient steps
+LU_REQUEST_SIZE = 10        # Fig 3b: Langevin unlearning requests of S = 10 points
+D2D_FACTOR = 1.0            # Fig 3b: D2D with I-factor f = 1
+# Flags that only one or two modes read (a flag given to a mode that ignores it is an error).
+MODE_FLAGS = {
+    "sigma_list": ("paint_unlearning_sigma",),
+    "eps": ("compare_baseline_nonconvergent", "sequential", "paint_unlearning_sigma"),
+    "requests": ("sequential", "paint_unlearning_sigma"),
+    "tight_first": ("sequential", "paint_unlearning_sigma"),
+    "S": ("retrain_noiseless",),
+    "q": ("compare_baseline_nonconvergent",),
+    "lmc_burn_in": ("compare_baseline_nonconvergent",),
+    "sigma": ("sequential",),
+}
+
+
+# ---------------------------------------------------------------- flags
+def holder_q(text):
+    q = cli.positive_float(text)
+    if not q > 1:
+        raise cli.argparse.ArgumentTypeError(f"{text!r} must be a Holder exponent > 1")
+    return q
+
+
+def build_parser():
+    p = cli.make_parser("Paper B (noisy mini-batch SGD unlearning): Fig 3a-d experiments.", family="SGD",
+                        burn_in_default=None)
+    p.set_defaults(M=None)   # 1 for binary data, 2 for softmax (clipping then never fires, SPEC Part I item 6)
+    for action in p._actions:
+        if action.dest == "burn_in":
+            action.help = ("learning epochs T for every batch size (default per batch size, SPEC 6.7), "
+                           "or 'auto' from the contraction bound")
+        elif action.dest == "M":
+            action.help = "per-sample gradient clipping norm (default 1 for binary data, 2 for softmax)"
+    g = p.add_argument_group("experiment (choose one)")
+    cli.add(g, "--compare_baseline_nonconvergent", type=cli.switch_or_one, default=False,
+            help="1: Fig 3a, one removal, K = 1 epoch, sigma from the finite-T bound, vs retraining, LU and D2D")
+    cli.add(g, "--sequential", type=cli.switch_or_one, default=False,
+            help="1: Fig 3b, sequential single-point removals at --sigma, accumulated epochs vs LU and D2D")
+    cli.add(g, "--paint_unlearning_sigma", type=cli.switch_or_one, default=False,
+            help="1: Fig 3c,d, accuracy and accumulated epochs per (batch size, sigma) after the removals")
+    cli.add(g, "--retrain_noiseless", type=cli.switch_or_one, default=False,
+            help="1: noiseless (sigma = 0) learning and retraining after removing S points, per batch size")
+    o = p.add_argument_group("experiment settings")
+    cli.add(o, "--batch_size", type=cli.batch_size_value, nargs="+", default=None, metavar="B",
+            help="batch sizes (integers >= 1 or 'full'); replaces the mode's list")
+    cli.add(o, "--sigma_list", type=cli.positive_float, nargs="+", default=None,
+            help=f"paint_unlearning_sigma: noise levels (default {PAPER_SIGMAS})")
+    cli.add(o, "--eps", type=cli.positive_float, nargs="+", default=None,
+            help=f"target epsilons of compare_baseline_nonconvergent (default {cli.PAPER_EPS}), or the one "
+                 "target of every request (default 1 sequential, 0.01 paint_unlearning_sigma)")
+    cli.add(o, "--requests", type=cli.int_at_least(1), default=100,
+            help="number of sequential single-point removal requests (default 100)")
+    cli.add(o, "--tight_first", type=cli.switch_or_one, default=False,
+            help="1: the first request's K from the tight bound too (default: the loose bound, as published)")
+    cli.add(o, "--S", type=cli.int_at_least(1), nargs="+", default=None,
+            help=f"retrain_noiseless: numbers of removed points (default {REMOVE_LIST})")
+    cli.add(o, "--q", type=holder_q, default=2.0,
+            help="compare_baseline_nonconvergent: Holder exponent q of the finite-T bound (default 2)")
+    cli.add(o, "--lmc_burn_in", type=cli.burn_in_value, default=10000,
+            help="compare_baseline_nonconvergent: learning steps of the computed LU and D2D curves "
+                 "(default 10000 as paper A, or 'auto')")
+    return p
+
+
+def parse_args(argv):
+    p = build_parser()
+    args = cli.parse(p, argv, accounting_modes=())
+    chosen = [m for m in MODES if getattr(args, m)]
+    if len(chosen) != 1:
+        raise cli.UsageError(f"{'no experiment' if not chosen else ' and '.join('--' + m for m in chosen)} "
+                             f"chosen (allowed: exactly one of {', '.join('--' + m + ' 1' for m in MODES)})")
+    args.mode = chosen[0]
+    for flag, modes in MODE_FLAGS.items():
+        if getattr(args, flag) != p.get_default(flag) and args.mode not in modes:
+            raise cli.UsageError(f"--{flag} does not apply to --{args.mode} "
+                                 f"(allowed with: {', '.join('--' + m for m in modes)})")
+    batches = args.batch_size or [b for b, _ in SETTINGS[args.mode]]
+    dupes = sorted({str(b) for b in batches if batches.count(b) > 1})
+    if dupes:
+        raise cli.UsageError(f"--batch_size lists {', '.join(dupes)} more than once (allowed: distinct sizes)")
+    if args.smoothness == "data" and args.L is None and any(b != "full" for b in batches):
+        raise cli.UsageError("--smoothness data is refused for mini-batches (allowed: bound, or give --L, "
+                             "or --batch_size full)")
+    for name in ("sigma_list", "eps", "S"):
+        values = getattr(args, name) or []
+        if len(set(values)) != len(values):
+            raise cli.UsageError(f"--{name} {' '.join(map(str, values))} repeats a value (allowed: distinct values)")
+    if args.eps is not None and len(args.eps) > 1 and args.mode in TARGET_EPS:
+        raise cli.UsageError(f"--eps {' '.join(map(str, args.eps))}: --{args.mode} takes one eps per request "
+                             "(allowed: a single value)")
+    if args.features is None:
+        from utils import data as data_mod
+
+        args.multiclass = data_mod.is_multiclass(args.dataset)
+        if args.M is None:
+            args.M = 2.0 if args.multiclass else 1.0
+    return args
+
+
+# ---------------------------------------------------------------- batch sizes and truncation
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """One batch-size setting: b (an int, or 'full') and its burn-in T in epochs (or 'auto')."""
+
+    b: object
+    T: object
+
+    @property
+    def key(self) -> str:
+        return results.json_key(self.b)
+
+    @property
+    def engine(self):
+        """The engine's and the accountant's spelling: None = full batch."""
+        return None if self.b == "full" else int(self.b)
+
+    def updates_per_epoch(self, n: int) -> int:
+        return 1 if self.b == "full" else n // int(self.b)
+
+
+def default_burn_in(mode: str, b) -> int:
+    """SPEC 6.7's T for b; another b takes the T of the tabulated size nearest in log scale (full = n)."""
+    table = dict(SETTINGS[mode])
+    if b in table:
+        return table[b]
+    sizes = [s for s in table if s != "full"]
+    if b == "full" or not sizes:
+        return table["full"]
+    return table[min(sizes, key=lambda s: (abs(math.log(b / s)), -table[s]))]
+
+
+def select_batches(requested, *, n: int, explicit: bool, must_divide: bool, notes: list) -> list:
+    """Batch sizes that fit n: explicit ones that do not are errors, defaults are dropped with a note."""
+    kept = []
+    for b in requested:
+        problem = None
+        if b != "full" and b > n:
+            problem = f"is larger than n = {n}"
+        elif b != "full" and must_divide and n % b:
+            problem = f"does not divide n = {n} (with --n nothing is truncated)"
+        if problem is None:
+            kept.append(b)
+        elif explicit:
+            raise cli.UsageError(f"--batch_size {b} {problem} (allowed: 1..{n} dividing n, or full)")
+        else:
+            notes.append(f"default batch size {b} dropped: it {problem}")
+    return kept
+
+
+def rows_used(n: int, batches, *, reference_rows=None) -> int:
+    """Training rows kept so that every batch size divides n (the engine needs n % b == 0).
+
+    The reference's count (MNIST 11264, CIFAR10 9728) when every batch size divides it, else the
+    largest multiple of the batch sizes' least common multiple that is <= n.
+    """
+    sizes = [int(b) for b in batches if b != "full"]
+    if not sizes:
+        return n
+    lcm = math.lcm(*sizes)
+    if reference_rows is not None and reference_rows <= n and reference_rows % lcm == 0:
+        return reference_rows
+    if lcm > n:
+        raise cli.UsageError(f"--batch_size {' '.join(map(str, sizes))}: their least common multiple {lcm} "
+                             f"exceeds n = {n}, so no truncation makes every size divide n (allowed: sizes "
+                             "whose lcm is <= n)")
+    return n // lcm * lcm
+
+
+def prepare_data(args, notes: list, out: dict):
+    """start()'s transform: choose the batch sizes that fit, truncate the rows, fill the M default."""
+    def transform(dataset):
+        requested = args.batch_size or [b for b, _ in SETTINGS[args.mode]]
+        kept = select_batches(requested, n=dataset.n, explicit=args.batch_size is not None,
+                              must_divide=False, notes=notes)
+        reference = REFERENCE_ROWS.get(args.dataset) if args.features is None and args.classes is None else None
+        rows = rows_used(dataset.n, kept, reference_rows=reference)
+        if rows < dataset.n:
+            notes.append(f"using the first {rows} of {dataset.n} training rows so that every batch size "
+                         f"({', '.join(map(str, kept))}) divides n")
+        out.update(batches=kept, n_loaded=dataset.n)
+        if args.M is None:
+            args.M = 2.0 if dataset.num_classes > 2 else 1.0
+        return experiments.truncate(dataset, rows)
+    return transform
+
+
+def setup(args):
+    """Data (unless --n), batch settings and constants; nothing written yet."""
+    notes, out = [], {}
+    int_batches = [b for b in (args.batch_size or [b for b, _ in SETTINGS[args.mode]]) if b != "full"]
+    max_removed = {"compare_baseline_nonconvergent": 1, "retrain_noiseless": max(args.S or [1])}\
+        .get(args.mode, args.requests)
+    ctx = experiments.start(args, mode=args.mode, max_removed=max_removed,
+                            batch_size=int_batches[0] if int_batches else "full",
+                            transform=prepare_data(args, notes, out))
+    n = ctx.consts.n
+    if args.n is not None:
+        requested = args.batch_size or [b for b, _ in SETTINGS[args.mode]]
+        out.update(batches=select_batches(requested, n=n, explicit=args.batch_size is not None,
+                                          must_divide=True, notes=notes), n_loaded=n)
+    for line in notes:
+        ctx.log("note: " + line)
+    batches = [Batch(b, args.burn_in if args.burn_in is not None else default_burn_in(args.mode, b))
+               for b in out["batches"]]
+    truncation = {"n_loaded": out["n_loaded"], "n_used": n, "notes": notes,
+                  "rule": "none (--n)" if args.n is not None else
+                  "the reference's rows (MNIST 11264, CIFAR10 9728) when every batch size divides them, "
+                  "else the largest multiple of the lcm of the batch sizes"}
+    return ctx, batches, truncation
+
+
+# ---------------------------------------------------------------- accounting
+def z_b_table(consts, batches, R) -> dict:
+    """Z_B per batch size (B, Lemma 3.3, SPEC 3.2.1 / 6.5)."""
+    return {bt.key: accountant.Z_B(eta=consts.eta, M=consts.M, m=consts.m, n=consts.n,
+                                   b=consts.n if bt.engine is None else bt.engine, R=R) for bt in batches}
+
+
+def stream_plan(consts, bt: Batch, *, sigma, eps, requests, R, tight_first):
+    """K_s per request, Z^(s), and the (eps, alpha*) each request certifies (B, SPEC 3.2.2-3.2.4)."""
+    Ks, Zs = accountant.sequential_K_list_pnsgd(num_requests=requests, sigma=sigma, eps_target=eps,
+                                                consts=consts, b=bt.engine, R=R, tight_first=tight_first)
+    got = [accountant.dp_epsilon_pnsgd(K=K, sigma=sigma, consts=consts, b=bt.engine, R=R, Z=Z,
+                                       form="loose" if s == 0 and not tight_first else "tight")
+           for s, (K, Z) in enumerate(zip(Ks, Zs))]
+    return {"K": Ks, "Z": Zs, "eps": [e for e, _ in got], "alpha": [a for _, a in got]}
+
+
+def stream_certificate(consts, bt, plan, *, sigma, R, tight_first, **extra):
+    bound = ("tight shifted-Renyi bound for every request" if tight_first else
+             "loose converged bound for request 1, tight shifted-Renyi bound with the Z recursion after")
+    return accountant.certificate(consts=consts, eps=plan["eps"], alpha=plan["alpha"], K=plan["K"], sigma=sigma,
+                                  R=R, b=bt.engine, bound="PNSGD sequential (B, SPEC 3.2.4): " + bound,
+                                  Z=plan["Z"], **extra)
+
+
+def lu_sequential_plan(consts, *, sigma, eps, requests):
+    """Fig 3b's comparison: Langevin unlearning in requests of 10 points, and D2D with f = 1 (SPEC 3.1.5, 3.1.7)."""
+    S = min(LU_REQUEST_SIZE, requests)
+    out = {"lmc_request_size": S,
+           "lmc_k_list": accountant.sequential_K_list_pngd(num_requests=requests // S, S=S, sigma=sigma,
+                                                           eps_target=eps, consts=consts),
+           "d2d_factor": D2D_FACTOR, "d2d_k_list": None}
+    if consts.d is not None:
+        out["d2d_k_list"] = accountant.d2d_sequential_K_list(num_requests=requests, f=D2D_FACTOR,
+                                                             consts=consts, eps=eps)
+    return out
+
+
+# ---------------------------------------------------------------- shared chain pieces
+def stats(acc) -> dict:
+    return experiments.summary_stats(np.asarray(acc))
+
+
+def lab_perms(lab, bt: Batch):
+    """The per-chain permutations learn() drew: the same blocks for unlearning (SPEC 2.2)."""
+    return lab.perms(bt.engine, lab.trials)
+
+
+def unlearn_stream(lab, w, stream, Ks, *, sigma, bt, key, on_step=None):
+    """Continue the learned chains on each D'_s for K_s epochs; returns (w, last removal, per-step accuracy)."""
+    perms, accs, last = lab_perms(lab, bt), [], None
+    for s, (removal, K) in enumerate(zip(stream, Ks), start=1):
+        w = lab.advance(w, lab.task(removal.X, removal.y), steps=K, sigma=sigma, key=key + (s,),
+                        batch_size=bt.engine, perms=perms, desc=f"unlearn b={bt.key} request {s}",
+                        phase="unlearn")
+        accs.append(lab.accuracy(w))
+        last = removal
+    return w, last, np.stack(accs)
+
+
+def chain_steps(C, epochs, bt, n) -> int:
+    return int(C) * int(epochs) * bt.updates_per_epoch(n)
+
+
+def wall(ctx) -> str:
+    return f"{time.perf_counter() - ctx.t0:.1f} s"
+
+
+# ---------------------------------------------------------------- Fig 3a
+def paper_a_folder(ctx):
+    """Paper A's Fig 3a run folder, if it was made on the same data and constants (n, lam, L, seed)."""
+    folder = os.path.join(ctx.args.result_dir, "LMC", ctx.args.dataset, "baseline")
+    try:
+        config = results.read_json(os.path.join(folder, "config.json"))
+        metrics = results.read_json(os.path.join(folder, "metrics.json"))
+    except (OSError, ValueError):
+        return None, "no finished paper-A run folder " + folder
+    const = config.get("derived", {}).get("constants", {})
+    mine = ctx.consts
+    same = (const.get("n") == mine.n and const.get("lam") == mine.lam and const.get("L") == mine.L
+            and config.get("flags", {}).get("seed") == ctx.args.seed)
+    if not same or metrics.get("plan_only", True):
+        return None, f"{folder} has other n / lam / L / seed or no accuracies"
+    return metrics, folder
+
+
+def paper_a_curves(metrics, eps_list):
+    """LU K = 1 and D2D K in {1, 5} accuracies from baseline.py's metrics (S = 1), or None if any is absent."""
+    try:
+        cells = metrics["settings"]
+        keys = [results.json_key(e) for e in eps_list]
+        if metrics.get("S") != 1:
+            return None
+        return {"lmc": {ek: cells["1"][ek]["lmc_unlearn"] for ek in keys},
+                "d2d": {str(K): {ek: cells[str(K)][ek]["d2d"] for ek in keys} for K in D2D_STEPS}}
+    except (KeyError, TypeError):
+        return None
+
+
+def plan_compare(ctx, batches):
+    args, c = ctx.args, ctx.consts
+    R, eps_list = args.projection, args.eps or list(cli.PAPER_EPS)
+    zero_R = R == 0
+    if zero_R:
+        ctx.warn("--projection 0: the finite-T bound is evaluated as the reference does (2R terms dropped), "
+                 "so the finite-T term is then not covered by the certificate")
+    sigma, burn, certs, steps = {}, {}, [], 0
+    for bt in batches:
+        sigma[bt.key], burn[bt.key] = {}, {}
+        for eps in eps_list:
+            ek = results.json_key(eps)
+            T = bt.T
+            if T == "auto":    # the burn-in of the converged sigma; the finite-T sigma then accounts for it
+                T = ctx.burn_in(accountant.smallest_sigma_pnsgd(K=UNLEARN_EPOCHS, eps_target=eps, consts=c,
+                                                                b=bt.engine, R=R), given="auto")
+            s = accountant.smallest_sigma_pnsgd_nonconvergent(eps_target=eps, T=T, consts=c, R=R,
+                                                              K=UNLEARN_EPOCHS, b=bt.engine, q=args.q,
+                                                              reference_zero_R=zero_R)
+            got, alpha = accountant.dp_epsilon_pnsgd_nonconvergent(K=UNLEARN_EPOCHS, T=T, sigma=s, consts=c, R=R,
+                                                                   b=bt.engine, q=args.q, reference_zero_R=zero_R)
+            sigma[bt.key][ek], burn[bt.key][ek] = s, int(T)
+            certs.append(accountant.certificate(
+                consts=c, eps=got, alpha=alpha, K=UNLEARN_EPOCHS, sigma=s, R=R, b=bt.engine, T=int(T), q=args.q,
+                setting=f"PNSGD b={bt.key} eps={ek}",
+                bound="PNSGD finite-T (B, SPEC 3.2.5)" + (" with the reference's R=0 arithmetic: the finite-T "
+                                                          "term is not covered" if zero_R else "")))
+            steps += chain_steps(args.trials, 2 * T + UNLEARN_EPOCHS, bt, c.n)
+    return {"eps_list": eps_list, "K": UNLEARN_EPOCHS, "q": args.q, "R": R, "sigma": sigma, "burn_in": burn,
+            "certificates": certs}, steps
+
+
+def plan_paper_a(ctx, eps_list, reuse):
+    """LU K = 1 sigma (A, SPEC 3.1.2) and D2D sigma_1 for K in {1, 5} (SPEC 3.1.7) on this data."""
+    c, args = ctx.consts, ctx.args
+    lu = {results.json_key(e): accountant.smallest_sigma_pngd(K=1, eps_target=e, S=1, consts=c) for e in eps_list}
+    d2d = {str(K): {results.json_key(e): accountant.d2d_sigma_1(I=K, eps=e, M=c.M, m=c.m, n=c.n, gamma=c.gamma,
+                                                                delta=c.delta) for e in eps_list}
+           for K in D2D_STEPS}
+    certs = []
+    for e in eps_list:
+        s = lu[results.json_key(e)]
+        got, alpha = accountant.dp_epsilon_unlearn(K=1, S=1, sigma=s, consts=c)
+        certs.append(accountant.certificate(consts=c, eps=got, alpha=alpha, K=1, sigma=s, b=None,
+                                            setting=f"LU K=1 eps={results.json_key(e)}",
+                                            bound="PNGD strongly convex (A, SPEC 3.1.2)"))
+    T_lu = {k: (ctx.burn_in(s, given=args.lmc_burn_in)) for k, s in lu.items()}
+    T_d2d = ctx.burn_in(0.0, given=args.lmc_burn_in)
+    steps = 0 if reuse else (sum(args.trials * (T + 1) for T in T_lu.values()) + T_d2d + sum(D2D_STEPS))
+    return {"lmc_sigma": lu, "lmc_burn_in": T_lu, "d2d_sigma": d2d, "d2d_burn_in": T_d2d}, certs, steps
+
+
+def run_compare(ctx, batches, plan):
+    lab, eps_list = ctx.lab(), plan["eps_list"]
+    removal = lab.removal(1)
+    task1 = lab.task(removal.X, removal.y)
+    accuracy, arrays = {}, {}
+    for bt in batches:
+        accuracy[bt.key] = {}
+        rows = {"learn": [], "retrain": [], "unlearn": []}
+        for eps in eps_list:
+            ek = results.json_key(eps)
+            s, T = plan["sigma"][bt.key][ek], plan["burn_in"][bt.key][ek]
+
+            def compute(bt=bt, s=s, T=T):
+                w = lab.learn(sigma=s, T=T, batch_size=bt.engine, key=(bt.key, results.json_key(s)))
+                w_re = lab.learn(sigma=s, T=T, batch_size=bt.engine, data=(removal.X, removal.y),
+                                 phase="retrain", key=(bt.key, results.json_key(s)))
+                w_un = lab.advance(w, task1, steps=UNLEARN_EPOCHS, sigma=s, key=(ctx.mode, bt.key, results.json_key(s)),
+                                   batch_size=bt.engine, perms=lab_perms(lab, bt), desc=f"unlearn b={bt.key}",
+                                   phase="unlearn")
+                return {"learn": lab.accuracy(w), "retrain": lab.accuracy(w_re), "unlearn": lab.accuracy(w_un)}
+
+            part = lab.stage(f"b{bt.key}_eps{ek}", compute)
+            accuracy[bt.key][ek] = {k: stats(part[k]) for k in rows}
+            for k in rows:
+                rows[k].append(part[k])
+        for k, v in rows.items():
+            arrays[f"acc_{k}_b{bt.key}"] = np.stack(v)
+        arrays[f"sigma_b{bt.key}"] = np.array([plan["sigma"][bt.key][results.json_key(e)] for e in eps_list])
+    return accuracy, arrays
+
+
+def run_paper_a(ctx, plan, eps_list):
+    """LU K = 1 and D2D K in {1, 5} accuracies computed on this data (the shared engine, full batch)."""
+    import torch
+
+    lab, c, C = ctx.lab(), ctx.consts, ctx.args.trials
+    removal = lab.removal(1)
+    task1 = lab.task(removal.X, removal.y)
+
+    def lu_part(ek):
+        s, T = plan["lmc_sigma"][ek], plan["lmc_burn_in"][ek]
+        w = lab.learn(sigma=s, T=T, key=("lmc", results.json_key(s)))
+        w = lab.advance(w, task1, steps=1, sigma=s, key=("lmc", ek), desc="LU unlearn", phase="unlearn")
+        return {"unlearn": lab.accuracy(w)}
+
+    def d2d_part():
+        # noiseless GD is the same in every trial: one chain, then per-trial output noise (SPEC Part I item 7)
+        w = lab.learn(sigma=0.0, T=plan["d2d_burn_in"], C=1, eta=c.d2d_step, phase="d2d_learn", key=("d2d",))
+        out = {}
+        for K in D2D_STEPS:
+            wk = lab.advance(w, task1, steps=K, sigma=0.0, eta=c.d2d_step, key=("d2d", K), desc=f"D2D K={K}",
+                             phase="d2d_unlearn")
+            for ek, s in plan["d2d_sigma"][str(K)].items():
+                g = lab.gen("d2d_noise", K, ek)
+                noise = torch.randn((C,) + tuple(wk.shape[1:]), generator=g, device=wk.device, dtype=wk.dtype)
+                out[f"K{K}_eps{ek}"] = lab.accuracy(wk + s * noise)
+        return out
+
+    lu = {results.json_key(e): lab.stage(f"lmc_eps{results.json_key(e)}", lambda e=e: lu_part(results.json_key(e)))
+          for e in eps_list}
+    d2d = lab.stage("d2d", d2d_part)
+    curves = {"lmc": {ek: stats(v["unlearn"]) for ek, v in lu.items()},
+              "d2d": {str(K): {results.json_key(e): stats(d2d[f"K{K}_eps{results.json_key(e)}"]) for e in eps_list}
+                      for K in D2D_STEPS}}
+    arrays = {"lmc_acc": np.stack([lu[results.json_key(e)]["unlearn"] for e in eps_list])}
+    for K in D2D_STEPS:
+        arrays[f"d2d_acc_K{K}"] = np.stack([d2d[f"K{K}_eps{results.json_key(e)}"] for e in eps_list])
+    return curves, arrays
+
+
+def compare_baseline_nonconvergent(ctx, batches, truncation):
+    plan, steps = plan_compare(ctx, batches)
+    metrics_a, source = (None, "plan only") if ctx.args.plan_only else paper_a_folder(ctx)
+    reused = paper_a_curves(metrics_a, plan["eps_list"]) if metrics_a is not None else None
+    a_plan, a_certs, a_steps = plan_paper_a(ctx, plan["eps_list"], reused is not None)
+    ctx.log(f"paper-A curves (LU K=1, D2D K in {list(D2D_STEPS)}): "
+            + (f"read from {source}" if reused else f"computed on this data ({source})"))
+    plan["certificates"] += a_certs
+    metrics = dict(plan, comparison=dict(a_plan, source=source if reused else "computed"), **common(ctx, batches, truncation))
+    metrics["total_chain_steps"] = steps + a_steps
+    arrays = {f"sigma_b{bt.key}": np.array([plan["sigma"][bt.key][results.json_key(e)] for e in plan["eps_list"]])
+              for bt in batches}
+    arrays["eps_list"] = np.array(plan["eps_list"])
+    ctx.log(f"plan: {metrics['total_chain_steps']:,} chain-steps (chains x gradient updates)")
+    ctx.open()
+    if ctx.args.plan_only:
+        return ctx.finish(metrics, arrays, summary=f"plan only: sigma per (b, eps) saved; {wall(ctx)}")
+    accuracy, acc_arrays = run_compare(ctx, batches, plan)
+    arrays.update(acc_arrays)
+    if reused:
+        metrics["comparison"].update(reused)
+    else:
+        curves, a_arrays = run_paper_a(ctx, a_plan, plan["eps_list"])
+        metrics["comparison"].update(curves)
+        arrays.update(a_arrays)
+    metrics["accuracy"] = accuracy
+    lines = [f"b={bt.key}: unlearn " + ", ".join(f"eps {ek}: {v['unlearn']['mean']:.3f} (retrain "
+                                                  f"{v['retrain']['mean']:.3f})" for ek, v in accuracy[bt.key].items())
+             for bt in batches]
+    return ctx.finish(metrics, arrays, summary="Fig 3a (K = 1 epoch): " + "; ".join(lines) + f"; wall-clock {wall(ctx)}")
+
+
+# ---------------------------------------------------------------- Fig 3b and Fig 3c,d
+def burn_in_of(ctx, bt, sigma) -> int:
+    return ctx.burn_in(sigma, given=bt.T)
+
+
+def run_stream_setting(ctx, bt, sigma, Ks, *, tag):
+    """Learn, unlearn request by request, retrain on the final D': one resumable stage per setting."""
+    lab, T, sk = ctx.lab(), burn_in_of(ctx, bt, sigma), results.json_key(sigma)
+
+    def compute():
+        w = lab.learn(sigma=sigma, T=T, batch_size=bt.engine, key=(bt.key, sk))
+        acc_learn = lab.accuracy(w)
+        stream = lab.removal_stream([1] * len(Ks))
+        _, last, per_step = unlearn_stream(lab, w, stream, Ks, sigma=sigma, bt=bt, key=(ctx.mode, bt.key, sk))
+        w_re = lab.learn(sigma=sigma, T=T, batch_size=bt.engine, data=(last.X, last.y), phase="retrain",
+                         key=(bt.key, sk))
+        return {"learn": acc_learn, "unlearn_steps": per_step, "retrain": lab.accuracy(w_re)}
+
+    return lab.stage(f"{tag}_b{bt.key}_sigma{sk}", compute)
+
+
+def common(ctx, batches, truncation) -> dict:
+    return {"batch_sizes": [bt.key for bt in batches], "n": ctx.consts.n, "truncation": truncation,
+            "Z_B": z_b_table(ctx.consts, batches, ctx.args.projection), "projection_R": ctx.args.projection}
+
+
+def sequential(ctx, batches, truncation):
+    args, c = ctx.args, ctx.consts
+    eps, sigma, N = target_eps(args), args.sigma, args.requests
+    check_requests(N, c.n)
+    if sigma == 0:
+        raise cli.UsageError("--sigma 0 gives eps = inf for every K (allowed: --sigma > 0)")
+    plans = {bt.key: stream_plan(c, bt, sigma=sigma, eps=eps, requests=N, R=args.projection,
+                                 tight_first=args.tight_first) for bt in batches}
+    burn = {bt.key: burn_in_of(ctx, bt, sigma) for bt in batches}
+    k_lists = {k: p["K"] for k, p in plans.items()}
+    metrics = {"sigma": sigma, "epsilon": eps, "requests": N, "tight_first": args.tight_first,
+               "k_lists": k_lists, "z_lists": {k: p["Z"] for k, p in plans.items()},
+               "accumulated_epochs": {k: int(sum(v)) for k, v in k_lists.items()},
+               "burn_in": burn, "retraining_epochs": {k: N * T for k, T in burn.items()},
+               "certificates": [stream_certificate(c, bt, plans[bt.key], sigma=sigma, R=args.projection,
+                                                   tight_first=args.tight_first, setting=f"b={bt.key}")
+                                for bt in batches]}
+    metrics.update(lu_sequential_plan(c, sigma=sigma, eps=eps, requests=N))
+    if metrics["d2d_k_list"] is None:
+        ctx.log("note: no D2D curve: its iteration count needs the dimension d (give --dim)")
+    metrics.update(common(ctx, batches, truncation))
+    metrics["total_chain_steps"] = sum(chain_steps(args.trials, 2 * burn[bt.key] + sum(k_lists[bt.key]), bt, c.n)
+                                       for bt in batches)
+    arrays = {f"k_list_b{k}": np.array(v, dtype=np.int64) for k, v in k_lists.items()}
+    arrays["lmc_k_list"] = np.array(metrics["lmc_k_list"], dtype=np.int64)
+    if metrics["d2d_k_list"] is not None:
+        arrays["d2d_k_list"] = np.array(metrics["d2d_k_list"], dtype=np.int64)
+    ctx.log(f"plan: {metrics['total_chain_steps']:,} chain-steps (chains x gradient updates)")
+    ctx.open()
+    if args.plan_only:
+        return ctx.finish(metrics, arrays, summary=f"plan only: K lists saved; {wall(ctx)}")
+    accuracy = {}
+    for bt in batches:
+        part = run_stream_setting(ctx, bt, sigma, k_lists[bt.key], tag="seq")
+        accuracy[bt.key] = {"learn": stats(part["learn"]), "unlearn": stats(part["unlearn_steps"][-1]),
+                            "retrain": stats(part["retrain"]),
+                            "unlearn_mean_per_request": part["unlearn_steps"].mean(axis=1).tolist()}
+        arrays.update({f"acc_learn_b{bt.key}": part["learn"], f"acc_unlearn_b{bt.key}": part["unlearn_steps"],
+                       f"acc_retrain_b{bt.key}": part["retrain"]})
+    metrics["accuracy"] = accuracy
+    lines = [f"b={k}: {metrics['accumulated_epochs'][k]} epochs in total, accuracy after the last removal "
+             f"{v['unlearn']['mean']:.3f} (retrain {v['retrain']['mean']:.3f})" for k, v in accuracy.items()]
+    return ctx.finish(metrics, arrays, summary="Fig 3b: " + "; ".join(lines) + f"; wall-clock {wall(ctx)}")
+
+
+def target_eps(args) -> float:
+    return args.eps[0] if args.eps else TARGET_EPS[args.mode]
+
+
+def check_requests(N, n):
+    if N >= n:
+        raise cli.UsageError(f"--requests {N} replaces {N} rows but n = {n} (allowed: fewer than n)")
+
+
+def paint_unlearning_sigma(ctx, batches, truncation):
+    args, c = ctx.args, ctx.consts
+    eps, N = target_eps(args), args.requests
+    sigmas = args.sigma_list or PAPER_SIGMAS
+    check_requests(N, c.n)
+    k_lists, z_lists, acc_epochs, burn, retrain, certs, steps = {}, {}, {}, {}, {}, [], 0
+    for bt in batches:
+        k_lists[bt.key], z_lists[bt.key], acc_epochs[bt.key], burn[bt.key], retrain[bt.key] = {}, {}, {}, {}, {}
+        for s in sigmas:
+            sk = results.json_key(s)
+            p = stream_plan(c, bt, sigma=s, eps=eps, requests=N, R=args.projection, tight_first=args.tight_first)
+            T = burn_in_of(ctx, bt, s)
+            k_lists[bt.key][sk], z_lists[bt.key][sk] = p["K"], p["Z"]
+            acc_epochs[bt.key][sk], burn[bt.key][sk], retrain[bt.key][sk] = int(sum(p["K"])), T, N * T
+            certs.append(stream_certificate(c, bt, p, sigma=s, R=args.projection, tight_first=args.tight_first,
+                                            setting=f"b={bt.key} sigma={sk}"))
+            steps += chain_steps(args.trials, 2 * T + sum(p["K"]), bt, c.n)
+    metrics = {"sigma_list": sigmas, "epsilon": eps, "requests": N, "tight_first": args.tight_first,
+               "k_lists": k_lists, "z_lists": z_lists, "accumulated_epochs": acc_epochs, "burn_in": burn,
+               "retraining_epochs": retrain, "certificates": certs, "total_chain_steps": steps}
+    metrics.update(common(ctx, batches, truncation))
+    arrays = {"sigma_list": np.array(sigmas)}
+    for bt in batches:
+        arrays[f"accumulated_epochs_b{bt.key}"] = np.array([acc_epochs[bt.key][results.json_key(s)] for s in sigmas])
+    ctx.log(f"plan: {steps:,} chain-steps (chains x gradient updates)")
+    ctx.open()
+    if args.plan_only:
+        return ctx.finish(metrics, arrays, summary=f"plan only: K lists saved; {wall(ctx)}")
+    accuracy = {}
+    for bt in batches:
+        accuracy[bt.key], rows = {}, {"learn": [], "unlearn": [], "retrain": [], "unlearn_mean_per_request": []}
+        for s in sigmas:
+            sk = results.json_key(s)
+            part = run_stream_setting(ctx, bt, s, k_lists[bt.key][sk], tag="paint")
+            last = part["unlearn_steps"][-1]
+            accuracy[bt.key][sk] = {"learn": stats(part["learn"]), "unlearn": stats(last),
+                                    "retrain": stats(part["retrain"])}
+            for k, v in (("learn", part["learn"]), ("unlearn", last), ("retrain", part["retrain"]),
+                         ("unlearn_mean_per_request", part["unlearn_steps"].mean(axis=1))):
+                rows[k].append(v)
+        arrays.update({f"acc_{k}_b{bt.key}": np.stack(v) for k, v in rows.items()})
+    metrics["accuracy"] = accuracy
+    lines = [f"b={bk}: " + ", ".join(f"sigma {sk}: {v['unlearn']['mean']:.3f} (retrain {v['retrain']['mean']:.3f}, "
+                                     f"{acc_epochs[bk][sk]} epochs)" for sk, v in per.items())
+             for bk, per in accuracy.items()]
+    return ctx.finish(metrics, arrays, summary="Fig 3c,d: " + "; ".join(lines) + f"; wall-clock {wall(ctx)}")
+
+
+# ---------------------------------------------------------------- noiseless reference
+def retrain_noiseless(ctx, batches, truncation):
+    args, c = ctx.args, ctx.consts
+    notes, removes = [], args.S or REMOVE_LIST
+    too_big = [S for S in removes if S >= c.n]
+    if too_big and args.S is not None:
+        raise cli.UsageError(f"--S {too_big[0]} is not below n = {c.n} (allowed: 1..{c.n - 1})")
+    if too_big:
+        notes.append(f"default removal counts {too_big} dropped: not below n = {c.n}")
+    removes = [S for S in removes if S < c.n]
+    burn = {bt.key: burn_in_of(ctx, bt, 0.0) for bt in batches}
+    steps = sum(chain_steps(1, burn[bt.key] * (1 + len(removes)), bt, c.n) for bt in batches)
+    cert = accountant.certificate(consts=c, eps=math.inf, alpha=None, K=0, sigma=0.0, R=args.projection, b=None,
+                                  bound="none: sigma = 0 gives no privacy (a utility reference only)")
+    metrics = {"sigma": 0.0, "remove_list": removes, "burn_in": burn, "certificates": [cert],
+               "total_chain_steps": steps, "notes": notes}
+    metrics.update(common(ctx, batches, truncation))
+    for line in notes:
+        ctx.log("note: " + line)
+    ctx.log(f"plan: {steps:,} chain-steps (sigma = 0: one chain per setting)")
+    ctx.open()
+    arrays = {"remove_list": np.array(removes, dtype=np.int64)}
+    if args.plan_only:
+        return ctx.finish(metrics, arrays, summary=f"plan only; {wall(ctx)}")
+    lab, accuracy = ctx.lab(), {}
+    for bt in batches:
+        T = burn[bt.key]
+
+        def compute(bt=bt, T=T):
+            out = {"learn": lab.accuracy(lab.learn(sigma=0.0, T=T, batch_size=bt.engine, C=1, key=(bt.key, "0")))}
+            for S in removes:
+                removal = lab.removal(S)
+                w = lab.learn(sigma=0.0, T=T, batch_size=bt.engine, C=1, data=(removal.X, removal.y),
+                              phase="retrain", key=(bt.key, "0", S))
+                out[f"S{S}"] = lab.accuracy(w)
+            return out
+
+        part = lab.stage(f"b{bt.key}", compute)
+        accuracy[bt.key] = {"learn": float(part["learn"][0]),
+                            "retrain": {str(S): float(part[f"S{S}"][0]) for S in removes}}
+        arrays[f"acc_learn_b{bt.key}"] = part["learn"]
+        arrays[f"acc_retrain_b{bt.key}"] = np.array([part[f"S{S}"][0] for S in removes])
+    metrics["accuracy"] = accuracy
+    lines = [f"b={k}: learn {v['learn']:.3f}" for k, v in accuracy.items()]
+    return ctx.finish(metrics, arrays, summary="noiseless: " + "; ".join(lines) + f"; wall-clock {wall(ctx)}")
+
+
+RUNNERS = {"compare_baseline_nonconvergent": compare_baseline_nonconvergent, "sequential": sequential,
+           "paint_unlearning_sigma": paint_unlearning_sigma, "retrain_noiseless": retrain_noiseless}
+
+
+@cli.guarded
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    ctx, batches, truncation = setup(args)
+    RUNNERS[args.mode](ctx, batches, truncation)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""main_sgd.py (paper B, mini-batch PNSGD) end to end on DIGITS (bundled with scikit-learn), in-process.
+
+Reference values: the accountant (itself tested against SPEC section 6), SPEC 6.5's Z_B, a numpy
+reimplementation of noiseless full-batch gradient descent, and the engine called directly.
+DIGITS 3 vs 8 has n = 267 rows, truncated to 256 so that the default batch sizes divide n.
+"""
+import importlib.util
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+import main_sgd
+from utils import accountant as A
+from utils import data as data_mod
+
+torch = pytest.importorskip("torch")
+
+N_USED, DIGITS_N, DIGITS_LAM, DIGITS_D = 256, 267, 1e-4, 64
+SPEC_6_5 = {"32": 0.239222, "64": 0.119662, "128": 0.0610688, "256": 0.0349263, "512": 0.0240861,
+            "full": 0.0157632}
+
+
+@pytest.fixture(autouse=True)
+def quiet_single_thread(monkeypatch):
+    """No progress bars; one torch thread (tiny problems run far slower on two threads of a busy machine)."""
+    monkeypatch.setenv("UNLEARN_NO_PROGRESS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def consts(n=N_USED, **kw):
+    return A.make_constants(n=n, lam=DIGITS_LAM, M=1.0, d=DIGITS_D, **kw)
+
+
+def run(tmp_path, *argv):
+    assert main_sgd.main([*argv, "--result_dir", str(tmp_path)]) == 0
+
+
+def run_folder(tmp_path, mode, dataset="DIGITS", plan_only=False):
+    folder = tmp_path / "SGD" / dataset / mode
+    for name in ("config.json", "metrics.json", "arrays.npz", "log.txt", "figure.png", "figure.pdf"):
+        assert (folder / name).is_file(), name
+    assert not (folder / "parts").exists()
+    text = (folder / "metrics.json").read_text()
+    metrics = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    assert metrics["plan_only"] is plan_only and metrics["mode"] == mode and metrics["family"] == "SGD"
+    assert ("accuracy" in metrics) is not plan_only
+    assert metrics["certificates"] and all(c["delta"] == pytest.approx(1 / metrics["n"]) for c in metrics["certificates"])
+    with np.load(folder / "arrays.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    return metrics, arrays
+
+
+def assert_stats(stats, acc):
+    acc = np.asarray(acc, dtype=float)
+    assert stats["mean"] == pytest.approx(acc.mean(), abs=1e-12)
+    assert stats["std"] == pytest.approx(acc.std(ddof=1), abs=1e-12) and stats["trials"] == acc.size
+
+
+def assert_within_noise(a, b):
+    """Unlearning and retraining agree within 3 combined standard errors."""
+    assert abs(a["mean"] - b["mean"]) <= 3 * math.hypot(a["se"], b["se"]), (a, b)
+
+
+# ---------------------------------------------------------------- Fig 3b
+def test_sequential_end_to_end(tmp_path):
+    run(tmp_path, "--dataset", "DIGITS", "--sequential", "1", "--trials", "12", "--requests", "6",
+        "--burn_in", "40", "--seed", "3")
+    metrics, arrays = run_folder(tmp_path, "sequential")
+    c = consts()
+    assert metrics["n"] == N_USED and metrics["truncation"]["n_loaded"] == DIGITS_N
+    assert metrics["batch_sizes"] == ["128", "256", "full"]          # 512 > n dropped with a note
+    assert any("512 dropped" in note for note in metrics["truncation"]["notes"])
+    for key, b in (("128", 128), ("256", 256), ("full", None)):
+        Ks, Zs = A.sequential_K_list_pnsgd(num_requests=6, sigma=0.03, eps_target=1.0, consts=c, b=b, R=100.0)
+        assert metrics["k_lists"][key] == Ks and all(isinstance(k, int) for k in metrics["k_lists"][key])
+        assert metrics["z_lists"][key] == pytest.approx(Zs, rel=1e-12)
+        assert metrics["accumulated_epochs"][key] == sum(Ks) and list(arrays[f"k_list_b{key}"]) == Ks
+        assert metrics["retraining_epochs"][key] == 6 * 40 and metrics["burn_in"][key] == 40
+        acc = metrics["accuracy"][key]
+        assert arrays[f"acc_unlearn_b{key}"].shape == (6, 12)
+        assert_stats(acc["unlearn"], arrays[f"acc_unlearn_b{key}"][-1])
+        assert_stats(acc["retrain"], arrays[f"acc_retrain_b{key}"])
+        assert acc["unlearn_mean_per_request"] == pytest.approx(arrays[f"acc_unlearn_b{key}"].mean(axis=1))
+        assert_within_noise(acc["unlearn"], acc["retrain"])
+        assert acc["unlearn"]["mean"] > 0.85                          # the noiseless optimum is ~0.94
+    cert = metrics["certificates"][0]
+    assert cert["K"] == metrics["k_lists"]["128"] and max(cert["eps"]) <= 1.0 and cert["b"] == 128
+    assert metrics["lmc_request_size"] == 6                           # min(10, requests)
+    assert metrics["lmc_k_list"] == A.sequential_K_list_pngd(num_requests=1, S=6, sigma=0.03, eps_target=1.0, consts=c)
+    assert metrics["d2d_k_list"] == A.d2d_sequential_K_list(num_requests=6, f=1.0, consts=c, eps=1.0)
+    assert metrics["Z_B"]["128"] == pytest.approx(A.Z_B(eta=c.eta, M=1.0, m=c.m, n=N_USED, b=128, R=100.0))
+    # chains x updates: learn + retrain T epochs and the K_s epochs, n/b updates each, per batch size
+    expected = sum(12 * (2 * 40 + sum(metrics["k_lists"][k])) * u for k, u in (("128", 2), ("256", 1), ("full", 1)))
+    assert metrics["total_chain_steps"] == expected
+
+
+def test_learning_and_unlearning_use_the_same_permutations(tmp_path):
+    """Lab.learn draws its per-chain permutations exactly as lab.perms(b, C) does (SPEC 2.2)."""
+    args = main_sgd.parse_args(["--dataset", "DIGITS", "--sequential", "1", "--trials", "5", "--no_cache",
+                                "--result_dir", str(tmp_path)])
+    ctx, batches, _ = main_sgd.setup(args)
+    lab, c = ctx.lab(), ctx.consts
+    from utils import engine
+
+    w = lab.learn(sigma=0.1, T=3, batch_size=32, key=("t",))
+    w0 = lab.init(sigma=0.1, C=5, key=("learn", "t"))
+    perms = lab.perms(32, 5)
+    manual = engine.run_chains(w0, lab.task_D, steps=3, eta=c.eta, sigma=0.1, m=c.m, M=c.M, R=100.0, batch_size=32,
+                               perms=perms, generator=lab.gen("learn", "t"))
+    assert torch.equal(w, manual)
+    assert torch.equal(perms, lab.perms(32, 5)) and not torch.equal(perms[0], perms[1])
+    other = engine.make_perms(5, N_USED, generator=lab.gen("other"))
+    differs = engine.run_chains(w0, lab.task_D, steps=3, eta=c.eta, sigma=0.1, m=c.m, M=c.M, R=100.0,
+                                batch_size=32, perms=other, generator=lab.gen("learn", "t"))
+    assert not torch.equal(w, differs)                                # the permutations matter
+
+
+# ---------------------------------------------------------------- Fig 3c,d
+def test_paint_unlearning_sigma_end_to_end(tmp_path):
+    run(tmp_path, "--dataset", "DIGITS", "--paint_unlearning_sigma", "1", "--trials", "12", "--requests", "3",
+        "--sigma_list", "0.2", "1", "--batch_size", "32", "full", "--burn_in", "30")
+    metrics, arrays = run_folder(tmp_path, "paint_unlearning_sigma")
+    c = consts()
+    assert metrics["epsilon"] == 0.01 and metrics["sigma_list"] == [0.2, 1.0]
+    for key, b in (("32", 32), ("full", None)):
+        for j, (sk, s) in enumerate((("0.2", 0.2), ("1", 1.0))):
+            Ks, _ = A.sequential_K_list_pnsgd(num_requests=3, sigma=s, eps_target=0.01, consts=c, b=b, R=100.0)
+            assert metrics["k_lists"][key][sk] == Ks
+            assert metrics["accumulated_epochs"][key][sk] == sum(Ks) == arrays[f"accumulated_epochs_b{key}"][j]
+            assert metrics["retraining_epochs"][key][sk] == 3 * 30
+            acc = metrics["accuracy"][key][sk]
+            assert_stats(acc["unlearn"], arrays[f"acc_unlearn_b{key}"][j])
+            assert_stats(acc["retrain"], arrays[f"acc_retrain_b{key}"][j])
+            assert_within_noise(acc["unlearn"], acc["retrain"])
+        # more noise, fewer epochs (SPEC 3.2: eps falls with sigma)
+        assert metrics["accumulated_epochs"][key]["1"] <= metrics["accumulated_epochs"][key]["0.2"]
+    # a full batch needs more epochs than b = 32 (Z_B shrinks with b only through 1/(b(1 - c^(n/b))))
+    assert metrics["accumulated_epochs"]["32"]["0.2"] < metrics["accumulated_epochs"]["full"]["0.2"]
+    assert len(metrics["certificates"]) == 4 and all(max(ct["eps"]) <= 0.01 for ct in metrics["certificates"])
+
+
+# ---------------------------------------------------------------- Fig 3a
+def test_compare_baseline_nonconvergent_end_to_end(tmp_path):
+    run(tmp_path, "--dataset", "DIGITS", "--compare_baseline_nonconvergent", "1", "--trials", "12", "--eps", "1", "5",
+        "--burn_in", "30", "--lmc_burn_in", "60")
+    metrics, arrays = run_folder(tmp_path, "compare_baseline_nonconvergent")
+    c = consts()
+    assert metrics["K"] == 1 and metrics["R"] == 100.0 and metrics["batch_sizes"] == ["128", "full"]
+    for key, b in (("128", 128), ("full", None)):
+        for j, e in enumerate((1.0, 5.0)):
+            ek = format(e, "g")
+            sigma = A.smallest_sigma_pnsgd_nonconvergent(eps_target=e, T=30, consts=c, R=100.0, K=1, b=b, q=2.0)
+            assert metrics["sigma"][key][ek] == sigma and arrays[f"sigma_b{key}"][j] == sigma
+            acc = metrics["accuracy"][key][ek]
+            assert_stats(acc["unlearn"], arrays[f"acc_unlearn_b{key}"][j])
+            assert_within_noise(acc["unlearn"], acc["retrain"])
+    comp = metrics["comparison"]
+    assert comp["source"] == "computed"                               # no paper-A folder here
+    for j, e in enumerate((1.0, 5.0)):
+        ek = format(e, "g")
+        assert comp["lmc_sigma"][ek] == A.smallest_sigma_pngd(K=1, eps_target=e, S=1, consts=c)
+        assert comp["d2d_sigma"]["5"][ek] == A.d2d_sigma_1(I=5, eps=e, M=1.0, m=c.m, n=N_USED, gamma=c.gamma,
+                                                           delta=c.delta)
+        assert_stats(comp["lmc"][ek], arrays["lmc_acc"][j])
+        assert_stats(comp["d2d"]["1"][ek], arrays["d2d_acc_K1"][j])
+    # less privacy, better utility: eps = 5 beats eps = 1 for the finite-T certified PNSGD
+    assert metrics["accuracy"]["128"]["5"]["unlearn"]["mean"] > metrics["accuracy"]["128"]["1"]["unlearn"]["mean"]
+    assert len(metrics["certificates"]) == 2 * 2 + 2
+
+
+def test_compare_with_projection_0_warns_and_uses_the_reference_arithmetic(tmp_path):
+    run(tmp_path, "--dataset", "MNIST", "--n", "11264", "--plan_only", "--projection", "0",
+        "--compare_baseline_nonconvergent", "1")
+    metrics, _ = run_folder(tmp_path, "compare_baseline_nonconvergent", dataset="MNIST", plan_only=True)
+    c = A.make_constants(n=11264, lam=1e-6, M=1.0)
+    assert len(metrics["warnings"]) == 1 and "not covered" in metrics["warnings"][0]
+    for key, b, T in (("128", 128, 100), ("full", None, 3000)):
+        assert metrics["burn_in"][key]["0.05"] == T
+        assert metrics["sigma"][key]["0.05"] == A.smallest_sigma_pnsgd_nonconvergent(
+            eps_target=0.05, T=T, consts=c, R=0.0, K=1, b=b, q=2.0, reference_zero_R=True)
+    # with R = 0 the reference arithmetic is T-free: ((a - 1/2)/(a - 1)) 2a Z_B^2 c^(2n/b) / (2 eta sigma^2)
+    s = metrics["sigma"]["full"]["1"]
+    G = 2 * metrics["Z_B"]["full"] ** 2 * c.c ** 2 / (2 * c.eta * s ** 2)
+    a = np.linspace(1.001, 200, 400000)
+    eps = ((a - 0.5) / (a - 1) * G * a + math.log(11264) / (a - 1)).min()
+    assert eps == pytest.approx(1.0, rel=1e-5)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("baseline") is None, reason="baseline.py absent")
+def test_compare_reuses_a_matching_paper_a_folder(tmp_path):
+    import baseline
+
+    assert baseline.main(["--dataset", "DIGITS", "--trials", "6", "--burn_in", "40", "--K", "1", "5", "--eps", "1",
+                          "--result_dir", str(tmp_path)]) == 0
+    a_metrics = json.loads((tmp_path / "LMC" / "DIGITS" / "baseline" / "metrics.json").read_text())
+    # full batch only: no truncation, so n = 267 like paper A's run
+    run(tmp_path, "--dataset", "DIGITS", "--compare_baseline_nonconvergent", "1", "--trials", "6", "--eps", "1",
+        "--batch_size", "full", "--burn_in", "40")
+    metrics, arrays = run_folder(tmp_path, "compare_baseline_nonconvergent")
+    comp = metrics["comparison"]
+    assert comp["source"].endswith(os.path.join("LMC", "DIGITS", "baseline"))
+    assert comp["lmc"]["1"] == a_metrics["settings"]["1"]["1"]["lmc_unlearn"]
+    assert comp["d2d"]["5"]["1"] == a_metrics["settings"]["5"]["1"]["d2d"]
+    assert "lmc_acc" not in arrays
+    # another seed: paper A's folder does not match, the curves are computed here
+    run(tmp_path, "--dataset", "DIGITS", "--compare_baseline_nonconvergent", "1", "--trials", "6", "--eps", "1",
+        "--batch_size", "full", "--burn_in", "40", "--lmc_burn_in", "40", "--seed", "1")
+    metrics, arrays = run_folder(tmp_path, "compare_baseline_nonconvergent")
+    assert metrics["comparison"]["source"] == "computed" and arrays["lmc_acc"].shape == (1, 6)
+
+
+# ---------------------------------------------------------------- noiseless reference
+def test_retrain_noiseless_matches_plain_gradient_descent(tmp_path):
+    run(tmp_path, "--dataset", "DIGITS", "--retrain_noiseless", "1", "--S", "1", "10", "--batch_size", "32", "full",
+        "--burn_in", "50", "--dtype", "float64")
+    metrics, arrays = run_folder(tmp_path, "retrain_noiseless")
+    ds = data_mod.load_dataset("DIGITS")
+    X, y = ds.X_train[:N_USED], ds.y_train[:N_USED]
+    c = consts()
+    w = np.zeros(DIGITS_D)
+    for _ in range(50):      # |grad loss_i| <= ||x_i|| = 1 = M: clipping never fires
+        s = (1 / (1 + np.exp(-y * (X @ w))) - 1) * y
+        w = (1 - c.eta * c.m) * w - c.eta * (X.T @ s) / N_USED
+    expected = np.mean((ds.X_test @ w > 0) == (ds.y_test > 0))
+    assert metrics["accuracy"]["full"]["learn"] == pytest.approx(expected, abs=1e-12)
+    assert metrics["remove_list"] == [1, 10] and arrays["acc_retrain_b32"].shape == (2,)
+    assert metrics["accuracy"]["32"]["retrain"]["10"] == arrays["acc_retrain_b32"][1]
+    assert metrics["certificates"][0]["eps"] is None and metrics["certificates"][0]["sigma"] == 0
+    assert metrics["total_chain_steps"] == 50 * 3 * (N_USED // 32) + 50 * 3
+
+
+# ---------------------------------------------------------------- plan only
+def test_plan_only_reproduces_spec_z_b_and_runs_no_chains(tmp_path):
+    run(tmp_path, "--lam", "1e-6", "--dataset", "MNIST", "--projection", "0", "--sequential", "1", "--plan_only",
+        "--n", "11264", "--batch_size", "32", "64", "128", "256", "512", "full")
+    metrics, arrays = run_folder(tmp_path, "sequential", dataset="MNIST", plan_only=True)
+    assert metrics["n"] == 11264 and metrics["truncation"]["n_used"] == 11264
+    for key, value in SPEC_6_5.items():
+        assert metrics["Z_B"][key] == pytest.approx(value, rel=1e-5)
+    c = A.make_constants(n=11264, lam=1e-6, M=1.0)
+    Ks, _ = A.sequential_K_list_pnsgd(num_requests=100, sigma=0.03, eps_target=1.0, consts=c, b=None, R=0.0)
+    assert metrics["k_lists"]["full"] == Ks and len(Ks) == 100
+    assert metrics["d2d_k_list"] is None                              # --n without --dim: no d for D2D
+    assert not any(k.startswith("acc_") for k in arrays)
+    assert metrics["wall_clock_seconds"].keys() == {"total"}          # no chain ran
+
+
+@pytest.mark.parametrize("mode", ["compare_baseline_nonconvergent", "paint_unlearning_sigma", "retrain_noiseless"])
+def test_plan_only_every_mode_on_digits(tmp_path, mode):
+    run(tmp_path, "--dataset", "DIGITS", f"--{mode}", "1", "--plan_only")
+    metrics, arrays = run_folder(tmp_path, mode, plan_only=True)
+    assert metrics["n"] == N_USED and not any(k.startswith("acc_") for k in arrays)
+    if mode == "paint_unlearning_sigma":
+        c = consts()
+        Ks, _ = A.sequential_K_list_pnsgd(num_requests=100, sigma=0.05, eps_target=0.01, consts=c, b=32, R=100.0)
+        assert metrics["k_lists"]["32"]["0.05"] == Ks
+        assert set(metrics["k_lists"]) == {"32", "128", "full"}
+        assert metrics["retraining_epochs"]["128"]["1"] == 100 * 100
+
+
+def test_rows_used_rule():
+    assert main_sgd.rows_used(11982, [128, 256, 512, "full"], reference_rows=11264) == 11264
+    assert main_sgd.rows_used(11982, [100, "full"], reference_rows=11264) == 11900    # 100 does not divide 11264
+    assert main_sgd.rows_used(267, [32, 128, "full"]) == 256
+    assert main_sgd.rows_used(267, ["full"]) == 267
+    assert main_sgd.rows_used(50000, [32, 128, 512]) == 49664
+    assert main_sgd.default_burn_in("sequential", 128) == 100 and main_sgd.default_burn_in("sequential", "full") == 1000
+    assert main_sgd.default_burn_in("paint_unlearning_sigma", 64) == 100     # nearest tabulated: 32 / 128 tie -> larger T
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize("argv, needle", [
+    (["--sequential", "1", "--batch_size", "0"], "'0' must be an integer >= 1 or 'full'"),
+    (["--sequential", "1", "--batch_size", "512"], "--batch_size 512 is larger than n = 267"),
+    (["--sequential", "1", "--batch_size", "128", "128"], "--batch_size lists 128 more than once"),
+    (["--sequential", "1", "--batch_size", "100", "--n", "11264", "--plan_only"], "--batch_size 100 does not divide"),
+    (["--sequential", "1", "--batch_size", "96", "128"], "least common multiple 384 exceeds n = 267"),
+    ([], "no experiment chosen"),
+    (["--sequential", "1", "--paint_unlearning_sigma", "1"], "--sequential and --paint_unlearning_sigma chosen"),
+    (["--sequential", "1", "--sigma_list", "0.1"], "--sigma_list does not apply to --sequential"),
+    (["--sequential", "1", "--eps", "1", "2"], "takes one eps per request"),
+    (["--sequential", "1", "--smoothness", "data"], "--smoothness data is refused for mini-batches"),
+    (["--sequential", "1", "--requests", "300"], "--requests 300 replaces 300 rows but n = 256"),
+    (["--retrain_noiseless", "1", "--S", "256"], "--S 256 is not below n = 256"),
+    (["--compare_baseline_nonconvergent", "1", "--q", "1"], "'1' must be a Holder exponent > 1"),
+    (["--sequential", "1", "--n", "11264"], "--n 11264 loads no data"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, needle):
+    assert main_sgd.main(["--dataset", "DIGITS", *argv, "--result_dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "SGD").exists()
