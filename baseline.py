@@ -1,0 +1,468 @@
+"""Paper A's comparisons: Langevin unlearning (PNGD) vs retraining vs Descent-to-Delete (D2D).
+
+Three modes (run folder ``result/LMC/<DATASET>/<mode>/``):
+- default ``baseline`` (paper A Fig 3a): unlearn S = 1 point with K in {1, 2, 5} noisy steps at the
+  smallest sigma that certifies each eps, against retraining on D' and against D2D (K noiseless
+  gradient steps plus output noise sigma_1(K, eps)); the noiseless optimum as reference.
+- ``--sequential2 1`` (Fig 3b): 100 points removed in requests of S in {5, 10, 20} at sigma 0.03 and
+  eps 1 per request, against sequential D2D with I-factors {1, 1.5, 2}.
+- ``--find_k 1``: the table of the smallest sigma per (eps, K); no chains (works with ``--n``).
+
+    python baseline.py --dataset DIGITS --burn_in auto            # the quick demo
+    python baseline.py --lam 1e-6 --dataset MNIST --sequential2 1
+    python baseline.py --find_k 1 --dataset MNIST --n 11982
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from utils import accountant, cli, experiments
+from utils.results import json_key
+
+MODES = ("baseline", "sequential2", "find_k")
+DEFAULT_K = [1, 2, 5]
+DEFAULT_S = {"baseline": [1], "find_k": [1], "sequential2": [5, 10, 20]}
+DEFAULT_SEQUENTIAL_EPS = 1.0
+DEFAULT_NUM_REMOVE = 100
+DEFAULT_IFAC = [1.0, 1.5, 2.0]
+# Flags that only some modes read: given elsewhere they are an error, not silently ignored.
+MODE_ONLY = {"K": ("baseline", "find_k"), "num_remove": ("sequential2",), "ifac": ("sequential2",),
+             "mironov": ("sequential2",)}
+
+
+# ---------------------------------------------------------------- flags
+def build_parser(multiclass: bool):
+    desc = ("Paper A " + ("(multiclass) " if multiclass else "") + "Fig 3a: Langevin unlearning vs retraining "
+            "vs D2D; --sequential2 1: Fig 3b; --find_k 1: smallest sigma per (eps, K).")
+    p = cli.make_parser(desc, family="LMC", multiclass=multiclass)
+    if multiclass:
+        p.set_defaults(dataset="CIFAR10_MULTI")
+    g = p.add_argument_group("baseline.py")
+    cli.add(g, "--sequential2", type=cli.switch_or_one, default=False,
+            help="1: sequential unlearning of --num_remove points in requests of --S (paper A Fig 3b)")
+    cli.add(g, "--find_k", type=cli.switch_or_one, default=False,
+            help="1: print and save the smallest sigma per --eps and --K (no chains; works with --n)")
+    cli.add(g, "--K", type=cli.int_at_least(1), nargs="+", default=None,
+            help="unlearning steps K (default 1 2 5; default mode and --find_k)")
+    cli.add(g, "--eps", type=cli.positive_float, nargs="+", default=None,
+            help="target epsilon(s): default 0.05 0.1 0.5 1 2 5; --sequential2 takes one value per request "
+                 "(default 1)")
+    cli.add(g, "--S", type=cli.int_at_least(1), nargs="+", default=None,
+            help="points removed per request: one value in the default mode and --find_k (default 1); "
+                 "request sizes for --sequential2 (default 5 10 20)")
+    cli.add(g, "--num_remove", type=cli.int_at_least(1), default=None,
+            help="--sequential2: points removed in total (default 100)")
+    cli.add(g, "--ifac", type=cli.positive_float, nargs="+", default=None,
+            help="--sequential2: D2D I-factors f, K_i = int(f I_min) + term2(i) (default 1 1.5 2)")
+    cli.add(g, "--mironov", action="store_true",
+            help="--sequential2: the tighter Mironov form of the sequential RDP recursion (default: paper form)")
+    return p
+
+
+def mode_of(args) -> str:
+    if args.sequential2 and args.find_k:
+        raise cli.UsageError("--sequential2 1 and --find_k 1 are different modes (allowed: at most one of them)")
+    return "sequential2" if args.sequential2 else "find_k" if args.find_k else "baseline"
+
+
+def check_args(args, *, multiclass: bool) -> str:
+    """Mode, mode defaults and every check that needs no data; records which sweeps were given."""
+    from utils import data as data_mod
+
+    mode = mode_of(args)
+    for flag, modes in MODE_ONLY.items():
+        if mode not in modes and getattr(args, flag) not in (None, False):
+            raise cli.UsageError(f"--{flag} is not used by the {mode} mode (allowed with: "
+                                 f"{', '.join(modes)})")
+    if args.features is None and args.dataset in data_mod.DATASETS \
+            and data_mod.is_multiclass(args.dataset) != multiclass:
+        other = "baseline.py" if multiclass else "baseline_multiclass.py"
+        raise cli.UsageError(f"--dataset {args.dataset} is {'binary' if multiclass else 'multiclass'}: "
+                             f"use {other}")
+    args.S_given = args.S is not None
+    args.S = args.S or list(DEFAULT_S[mode])
+    args.K = args.K or list(DEFAULT_K)
+    if mode == "sequential2":
+        args.eps = args.eps or [DEFAULT_SEQUENTIAL_EPS]
+        if len(args.eps) != 1:
+            raise cli.UsageError(f"--eps {' '.join(map(str, args.eps))}: --sequential2 takes one eps per request "
+                                 "(allowed: a single value)")
+        if args.sigma <= 0:
+            raise cli.UsageError(f"--sigma {args.sigma:g} gives no privacy (allowed: sigma > 0)")
+        args.num_remove = args.num_remove or DEFAULT_NUM_REMOVE
+        args.ifac = args.ifac or list(DEFAULT_IFAC)
+    else:
+        args.eps = args.eps or list(cli.PAPER_EPS)
+        if len(args.S) != 1:
+            raise cli.UsageError(f"--S {' '.join(map(str, args.S))}: the {mode} mode removes one batch "
+                                 "(allowed: a single value)")
+    for flag in ("K", "eps", "S", "ifac"):
+        values = getattr(args, flag) or []
+        keys = [json_key(v) for v in values]
+        if len(set(keys)) != len(keys):
+            raise cli.UsageError(f"--{flag} {' '.join(keys)} repeats a value (allowed: distinct values)")
+    return mode
+
+
+def check_S(S: int, n: int) -> None:
+    if S >= n:
+        raise cli.UsageError(f"--S {S} is not below n={n} (allowed: 1..{n - 1})")
+
+
+# ---------------------------------------------------------------- accounting (pure)
+def d2d_noise_1(consts, *, K: int, eps: float) -> float:
+    """D2D one-shot output noise sigma_1(I = K, eps) (Neel et al. 2021; SPEC 3.1.7)."""
+    return accountant.d2d_sigma_1(I=K, eps=eps, M=consts.M, m=consts.m, n=consts.n, gamma=consts.gamma,
+                                  delta=consts.delta)
+
+
+def d2d_noise_2(consts, *, K: int, eps: float) -> float:
+    """D2D published-state noise sigma_2(I = K_i, eps) added to the carried state (SPEC 2.3, 3.1.7)."""
+    return accountant.d2d_sigma_2(I=K, eps=eps, M=consts.M, m=consts.m, n=consts.n, gamma=consts.gamma,
+                                  delta=consts.delta)
+
+
+def sigma_table(consts, *, Ks, eps_list, S: int) -> list[dict]:
+    """Smallest sigma certifying eps after K unlearning steps of S points, with its alpha* (SPEC 3.1.2)."""
+    rows = []
+    for K in Ks:
+        for eps in eps_list:
+            sigma = accountant.smallest_sigma_pngd(K=K, eps_target=eps, S=S, consts=consts)
+            achieved, alpha = accountant.dp_epsilon_unlearn(K=K, S=S, sigma=sigma, consts=consts)
+            rows.append({"K": int(K), "epsilon": float(eps), "sigma": sigma, "alpha": alpha,
+                         "eps_achieved": achieved})
+    return rows
+
+
+def sequential_plan(consts, *, S: int, num_requests: int, sigma: float, eps: float, form: str) -> dict:
+    """Greedy K list of one stream of S-point requests and the guarantee after each request (SPEC 3.1.5)."""
+    Ks = accountant.sequential_K_list_pngd(num_requests=num_requests, S=S, sigma=sigma, eps_target=eps,
+                                           consts=consts, form=form)
+    done = [accountant.dp_epsilon_sequential(Ks=Ks[:s + 1], S=S, sigma=sigma, consts=consts, form=form)
+            for s in range(len(Ks))]
+    return {"K": Ks, "eps": [e for e, _ in done], "alpha": [a for _, a in done]}
+
+
+def d2d_sequential_plan(consts, *, f: float, num_requests: int, eps: float) -> dict:
+    """D2D steps K_i = int(f I_min) + term2(i) and noise sigma_2(K_i, eps) per single-point request (SPEC 2.3)."""
+    Ks = accountant.d2d_sequential_K_list(num_requests=num_requests, f=f, consts=consts, eps=eps)
+    return {"K": Ks, "sigma_2": [d2d_noise_2(consts, K=K, eps=eps) for K in Ks]}
+
+
+def accumulated(Ks) -> list[int]:
+    return [int(x) for x in np.cumsum(Ks)]
+
+
+# ---------------------------------------------------------------- helpers shared by the modes
+def stats(acc) -> dict:
+    return experiments.summary_stats(acc)
+
+
+def noisy_copies(lab, w, *, sigma: float, C: int, key):
+    """C copies of w (one chain) plus N(0, sigma^2 I) each: D2D's published outputs."""
+    torch = lab.torch
+    shape = (C,) + tuple(w.shape[1:])
+    noise = torch.randn(shape, generator=lab.gen(*key), device=lab.device, dtype=lab.dtype)
+    return w.expand(shape) + sigma * noise
+
+
+def log_table(ctx, header: str, rows: list[str]) -> None:
+    ctx.log(header)
+    for row in rows:
+        ctx.log("  " + row)
+
+
+# ---------------------------------------------------------------- Fig 3a
+def run_baseline(args) -> int:
+    S = args.S[0]
+    ctx = experiments.start(args, mode="baseline", max_removed=S)
+    c = ctx.consts
+    check_S(S, c.n)
+    plan = sigma_table(c, Ks=args.K, eps_list=args.eps, S=S)
+    for row in plan:
+        row["d2d_sigma_1"] = d2d_noise_1(c, K=row["K"], eps=row["epsilon"])
+        row["T"] = ctx.burn_in(row["sigma"])
+    T0 = ctx.burn_in(0.0)
+    log_table(ctx, f"plan (S={S}):    K      eps      sigma     alpha*        T   D2D sigma_1",
+              [f"{r['K']:>19} {r['epsilon']:>8g} {r['sigma']:>10.6g} {r['alpha']:>9.4g} {r['T']:>8} "
+               f"{r['d2d_sigma_1']:>13.6g}" for r in plan])
+    learn_steps = {json_key(r["sigma"]): r["T"] for r in plan}
+    total = (args.trials * (sum(learn_steps.values()) + sum(r["K"] + r["T"] for r in plan))
+             + 2 * T0 + sum(args.K))
+    ctx.log(f"total chain-steps: {total:,} ({args.trials} trials; D2D and the noiseless reference run one chain)")
+    ctx.open()
+    metrics = {"S": S, "K_values": list(args.K), "eps_values": list(args.eps), "T_noiseless": T0,
+               "total_chain_steps": total, "settings": {}, "certificates": certificates_3a(c, plan, S, args)}
+    for r in plan:
+        metrics["settings"].setdefault(json_key(r["K"]), {})[json_key(r["epsilon"])] = dict(r)
+    arrays = {"K": np.array(args.K), "eps": np.array(args.eps, dtype=float),
+              "sigma": grid(args, plan, "sigma"), "alpha": grid(args, plan, "alpha"),
+              "d2d_sigma_1": grid(args, plan, "d2d_sigma_1")}
+    if args.plan_only:
+        ctx.finish(metrics, arrays, summary=f"plan only: {len(plan)} settings, {total:,} chain-steps")
+        return 0
+    lab = ctx.lab()
+    removal = lab.removal(S)
+    task = lab.task(removal.X, removal.y)
+    lmc = {(r["K"], json_key(r["epsilon"])): lmc_setting(lab, r, S=S, removal=removal, task=task) for r in plan}
+    d2d = d2d_one_shot(lab, plan, task=task, T=T0)
+    for r in plan:
+        cell, key = metrics["settings"][json_key(r["K"])][json_key(r["epsilon"])], (r["K"], json_key(r["epsilon"]))
+        for what in ("unlearn", "retrain", "learn"):
+            cell["lmc_" + what] = stats(lmc[key][what])
+        cell["d2d"] = stats(d2d[f"K{r['K']}_eps{key[1]}"])
+    for what in ("unlearn", "retrain", "learn"):
+        arrays["lmc_" + what] = grid(args, plan, None, lambda r: lmc[(r["K"], json_key(r["epsilon"]))][what])
+    arrays["d2d"] = grid(args, plan, None, lambda r: d2d[f"K{r['K']}_eps{json_key(r['epsilon'])}"])
+    arrays["noiseless"], arrays["d2d_learn"] = d2d["noiseless"], d2d["learn"]
+    arrays["removed_rows"] = removal.rows
+    metrics["noiseless_accuracy"] = float(d2d["noiseless"][0])
+    metrics["d2d_learn_accuracy"] = float(d2d["learn"][0])
+    ctx.finish(metrics, arrays, summary=summary_3a(ctx, metrics))
+    return 0
+
+
+def grid(args, plan, field, value=None) -> np.ndarray:
+    """(len K, len eps[, trials]) array of one plan field or of value(row)."""
+    cells = [value(r) if value else r[field] for r in plan]
+    return np.array(cells, dtype=float).reshape((len(args.K), len(args.eps)) + np.shape(cells[0]))
+
+
+def certificates_3a(c, plan, S, args) -> list[dict]:
+    out = []
+    for r in plan:
+        out.append(accountant.certificate(consts=c, eps=r["eps_achieved"], alpha=r["alpha"], K=r["K"],
+                                          sigma=r["sigma"], R=args.projection, bound="PNGD unlearning, SPEC 3.1.2",
+                                          method="langevin", S=S, eps_target=r["epsilon"]))
+        out.append(accountant.certificate(consts=c, eps=r["epsilon"], alpha=None, K=r["K"], sigma=r["d2d_sigma_1"],
+                                          R=0.0, bound="D2D one-shot output noise sigma_1, SPEC 3.1.7",
+                                          method="d2d", S=S, eps_target=r["epsilon"], step=c.d2d_step))
+    return out
+
+
+def lmc_setting(lab, row, *, S, removal, task) -> dict:
+    """Learn T steps on D, unlearn K steps on D', retrain T steps on D' (one resumable piece)."""
+    K, sigma, T, ek = row["K"], row["sigma"], row["T"], json_key(row["epsilon"])
+    key = ("sigma", json_key(sigma))
+
+    def compute():
+        w = lab.learn(sigma=sigma, T=T, key=key)
+        w_u = lab.advance(w, task, steps=K, sigma=sigma, key=("S", S, "K", K, "eps", ek), phase="unlearn",
+                          desc=f"unlearn K={K} eps={ek}")
+        w_r = lab.learn(sigma=sigma, T=T, data=(removal.X, removal.y), phase="retrain", key=key)
+        return {"learn": lab.accuracy(w), "unlearn": lab.accuracy(w_u), "retrain": lab.accuracy(w_r)}
+
+    return lab.stage(f"lmc_K{K}_eps{ek}", compute)
+
+
+def d2d_one_shot(lab, plan, *, task, T) -> dict:
+    """D2D: noiseless GD (step 2/(L+m)) on D, K steps on D', then w + N(0, sigma_1^2) per trial (SPEC 2.3)."""
+    step = lab.ctx.consts.d2d_step
+
+    def compute():
+        w = lab.learn(sigma=0.0, T=T, eta=step, key=("d2d",), C=1)
+        ref = lab.learn(sigma=0.0, T=T, key=("noiseless",), C=1)
+        out = {"learn": lab.accuracy(w), "noiseless": lab.accuracy(ref)}
+        for K in sorted({r["K"] for r in plan}):
+            w_K = lab.advance(w, task, steps=K, sigma=0.0, eta=step, key=("d2d", K), phase="unlearn",
+                              desc=f"D2D K={K}")
+            for r in (r for r in plan if r["K"] == K):
+                ek = json_key(r["epsilon"])
+                out[f"K{K}_eps{ek}"] = lab.accuracy(noisy_copies(lab, w_K, sigma=r["d2d_sigma_1"], C=lab.trials,
+                                                                 key=("d2d_noise", K, ek)))
+        return out
+
+    return lab.stage("d2d", compute)
+
+
+def summary_3a(ctx, metrics) -> str:
+    parts = []
+    for kk, cells in metrics["settings"].items():
+        eps = " ".join(cells)
+        lu = " ".join(f"{c['lmc_unlearn']['mean']:.3f}" for c in cells.values())
+        rt = " ".join(f"{c['lmc_retrain']['mean']:.3f}" for c in cells.values())
+        dd = " ".join(f"{c['d2d']['mean']:.3f}" for c in cells.values())
+        parts.append(f"K={kk}: Langevin unlearning [{lu}], retraining [{rt}], D2D [{dd}] at eps [{eps}]")
+    return (f"Fig 3a on {ctx.args.dataset} (S={metrics['S']}, {ctx.args.trials} trials): mean test accuracy "
+            + "; ".join(parts) + f"; noiseless {metrics['noiseless_accuracy']:.3f}. "
+            f"Wall-clock {time.perf_counter() - ctx.t0:.1f} s.")
+
+
+# ---------------------------------------------------------------- Fig 3b
+def fit_request_sizes(ctx, args, n: int) -> list[int]:
+    """The request sizes this dataset can take; a default that cannot is dropped with a note."""
+    if args.num_remove >= n:
+        raise cli.UsageError(f"--num_remove {args.num_remove} is not below n={n} (allowed: 1..{n - 1})")
+    keep = []
+    for S in args.S:
+        problem = None if args.num_remove % S == 0 else f"S={S} does not divide --num_remove {args.num_remove}"
+        if problem is None:
+            keep.append(S)
+        elif args.S_given:
+            raise cli.UsageError(f"--S {S}: {problem} (allowed: divisors of --num_remove)")
+        else:
+            ctx.log(f"note: default request size dropped: {problem}")
+    if not keep:
+        raise cli.UsageError(f"no default request size divides --num_remove {args.num_remove} (give --S)")
+    return keep
+
+
+def run_sequential2(args) -> int:
+    ctx = experiments.start(args, mode="sequential2", max_removed=args.num_remove)
+    c = ctx.consts
+    sizes = fit_request_sizes(ctx, args, c.n)
+    if c.d is None:
+        raise cli.UsageError("--sequential2 with --n needs --dim (D2D's I_min and term2 use d)")
+    eps, sigma, form = args.eps[0], args.sigma, "mironov" if args.mironov else "paper"
+    lmc = {S: sequential_plan(c, S=S, num_requests=args.num_remove // S, sigma=sigma, eps=eps, form=form)
+           for S in sizes}
+    d2d = {f: d2d_sequential_plan(c, f=f, num_requests=args.num_remove, eps=eps) for f in args.ifac}
+    T, T0 = ctx.burn_in(sigma), ctx.burn_in(0.0)
+    log_table(ctx, f"plan (sigma={sigma:g}, eps={eps:g} per request, {form} recursion): steps per request",
+              [f"Langevin S={S}: {p['K']} (sum {sum(p['K'])})" for S, p in lmc.items()]
+              + [f"D2D f={f:g}: {p['K'][:3]}...{p['K'][-1]} (sum {sum(p['K'])})" for f, p in d2d.items()])
+    total = (args.trials * (T + sum(sum(p["K"]) + T for p in lmc.values()) + sum(sum(p["K"]) for p in d2d.values()))
+             + T0)
+    ctx.log(f"total chain-steps: {total:,} ({args.trials} trials; D2D learns one chain)")
+    ctx.open()
+    metrics = plan_metrics_3b(args, lmc, d2d, sizes=sizes, T=T, T0=T0, form=form, total=total)
+    metrics["certificates"] = certificates_3b(c, args, lmc, d2d, form)
+    arrays = {f"lmc_k_list_S{S}": np.array(p["K"]) for S, p in lmc.items()}
+    arrays.update({f"d2d_k_list_f{json_key(f)}": np.array(p["K"]) for f, p in d2d.items()})
+    if args.plan_only:
+        ctx.finish(metrics, arrays, summary=f"plan only: {total:,} chain-steps")
+        return 0
+    lab = ctx.lab()
+    w = lab.learn(sigma=sigma, T=T, key=("sigma", json_key(sigma)))
+    arrays["lmc_learn"] = lab.accuracy(w)
+    metrics["lmc_learn"] = stats(arrays["lmc_learn"])
+    for S, p in lmc.items():
+        out = lab.stage(f"lmc_S{S}", lambda: lmc_stream(lab, w, S=S, Ks=p["K"], sigma=sigma, T=T))
+        arrays[f"lmc_acc_S{S}"], arrays[f"lmc_retrain_S{S}"] = out["accuracy"], out["retrain"]
+        metrics["lmc_accuracy_per_request"][json_key(S)] = out["accuracy"].mean(axis=1).tolist()
+        metrics["lmc_final"][json_key(S)] = stats(out["accuracy"][-1])
+        metrics["lmc_retrain"][json_key(S)] = stats(out["retrain"])
+    w_d = lab.learn(sigma=0.0, T=T0, eta=c.d2d_step, key=("d2d",), C=1)
+    metrics["d2d_learn_accuracy"] = float(lab.accuracy(w_d)[0])
+    for f, p in d2d.items():
+        out = lab.stage(f"d2d_f{json_key(f)}", lambda: d2d_stream(lab, w_d, f=f, plan=p))
+        arrays[f"d2d_acc_f{json_key(f)}"] = out["accuracy"]
+        metrics["d2d_accuracy_per_request"][json_key(f)] = out["accuracy"].mean(axis=1).tolist()
+        metrics["d2d_final"][json_key(f)] = stats(out["accuracy"][-1])
+    ctx.finish(metrics, arrays, summary=summary_3b(ctx, metrics))
+    return 0
+
+
+def plan_metrics_3b(args, lmc, d2d, *, sizes, T, T0, form, total) -> dict:
+    return {
+        "sigma": args.sigma, "epsilon": args.eps[0], "num_remove": args.num_remove, "S_values": sizes,
+        "ifac_values": list(args.ifac), "form": form, "T": T, "T_d2d": T0, "total_chain_steps": total,
+        "lmc_k_lists": {json_key(S): p["K"] for S, p in lmc.items()},
+        "lmc_removed_points": {json_key(S): [S * (s + 1) for s in range(len(p["K"]))] for S, p in lmc.items()},
+        "lmc_accumulated_steps": {json_key(S): accumulated(p["K"]) for S, p in lmc.items()},
+        "lmc_eps_per_request": {json_key(S): p["eps"] for S, p in lmc.items()},
+        "d2d_k_lists": {json_key(f): p["K"] for f, p in d2d.items()},
+        "d2d_accumulated_steps": {json_key(f): accumulated(p["K"]) for f, p in d2d.items()},
+        "d2d_sigma_2": {json_key(f): p["sigma_2"] for f, p in d2d.items()},
+        "lmc_accuracy_per_request": {}, "lmc_final": {}, "lmc_retrain": {},
+        "d2d_accuracy_per_request": {}, "d2d_final": {},
+    }
+
+
+def certificates_3b(c, args, lmc, d2d, form) -> list[dict]:
+    out = [accountant.certificate(consts=c, eps=p["eps"], alpha=p["alpha"], K=p["K"], sigma=args.sigma,
+                                  R=args.projection, bound=f"PNGD sequential unlearning ({form} form), SPEC 3.1.5",
+                                  method="langevin", S=S, eps_target=args.eps[0])
+           for S, p in lmc.items()]
+    out += [accountant.certificate(consts=c, eps=args.eps[0], alpha=None, K=p["K"], sigma=p["sigma_2"], R=0.0,
+                                   bound="D2D published-state noise sigma_2(K_i), SPEC 2.3 and 3.1.7",
+                                   method="d2d", S=1, ifac=f, step=c.d2d_step, d=c.d)
+            for f, p in d2d.items()]
+    return out
+
+
+def lmc_stream(lab, w, *, S, Ks, sigma, T) -> dict:
+    """Requests of S new rows, K_s noisy steps each, continuing the chains; then retrain on the last D'."""
+    accs = []
+    stream = lab.removal_stream([S] * len(Ks), key=("removal", "S", S))
+    for s, (removal, K) in enumerate(zip(stream, Ks)):
+        w = lab.advance(w, lab.task(removal.X, removal.y), steps=K, sigma=sigma, key=("S", S, "request", s + 1),
+                        phase="unlearn", desc=f"unlearn S={S} request {s + 1}/{len(Ks)}")
+        accs.append(lab.accuracy(w))
+    w_r = lab.learn(sigma=sigma, T=T, data=(removal.X, removal.y), phase="retrain", key=("sigma", json_key(sigma)))
+    return {"accuracy": np.stack(accs), "retrain": lab.accuracy(w_r), "replaced": removal.replaced}
+
+
+def d2d_stream(lab, w1, *, f, plan) -> dict:
+    """Single-point requests: K_i noiseless GD steps from the carried state, then sigma_2 noise is added to it."""
+    step, accs, w = lab.ctx.consts.d2d_step, [], None
+    stream = lab.removal_stream([1] * len(plan["K"]), key=("removal", "d2d"))
+    for i, (removal, K, s2) in enumerate(zip(stream, plan["K"], plan["sigma_2"])):
+        w = lab.advance(w1 if w is None else w, lab.task(removal.X, removal.y), steps=K, sigma=0.0, eta=step,
+                        key=("d2d", json_key(f), i + 1), phase="unlearn", desc=f"D2D f={f:g} request {i + 1}")
+        # the first request runs one chain: the trials only differ after their first noise
+        w = noisy_copies(lab, w, sigma=s2, C=lab.trials, key=("d2d_noise", json_key(f), i + 1)) if i == 0 \
+            else w + s2 * noise_like(lab, w, key=("d2d_noise", json_key(f), i + 1))
+        accs.append(lab.accuracy(w))
+    return {"accuracy": np.stack(accs)}
+
+
+def noise_like(lab, w, *, key):
+    return lab.torch.randn(w.shape, generator=lab.gen(*key), device=lab.device, dtype=lab.dtype)
+
+
+def summary_3b(ctx, metrics) -> str:
+    lu = "; ".join(f"S={S}: {sum(metrics['lmc_k_lists'][S])} steps, final {metrics['lmc_final'][S]['mean']:.3f} "
+                   f"(retraining {metrics['lmc_retrain'][S]['mean']:.3f})" for S in metrics["lmc_k_lists"])
+    dd = "; ".join(f"f={f}: {sum(metrics['d2d_k_lists'][f])} steps, final {metrics['d2d_final'][f]['mean']:.3f}"
+                   for f in metrics["d2d_k_lists"])
+    return (f"Fig 3b on {ctx.args.dataset} ({metrics['num_remove']} points, sigma={metrics['sigma']:g}, "
+            f"eps={metrics['epsilon']:g} per request, {ctx.args.trials} trials): Langevin unlearning {lu}; D2D {dd}; "
+            f"accuracy after learning {metrics['lmc_learn']['mean']:.3f}. "
+            f"Wall-clock {time.perf_counter() - ctx.t0:.1f} s.")
+
+
+# ---------------------------------------------------------------- --find_k
+def run_find_k(args) -> int:
+    S = args.S[0]
+    ctx = experiments.start(args, mode="find_k", max_removed=S)
+    c = ctx.consts
+    check_S(S, c.n)
+    table = sigma_table(c, Ks=args.K, eps_list=args.eps, S=S)
+    log_table(ctx, f"smallest sigma (S={S}):   K      eps         sigma     alpha*",
+              [f"{r['K']:>24} {r['epsilon']:>8g} {r['sigma']:>13.8g} {r['alpha']:>10.6g}" for r in table])
+    ctx.open()
+    metrics = {"S": S, "K_values": list(args.K), "eps_values": list(args.eps),
+               "sigma_table": [{k: r[k] for k in ("K", "epsilon", "sigma", "alpha")} for r in table],
+               "certificates": [accountant.certificate(consts=c, eps=r["eps_achieved"], alpha=r["alpha"], K=r["K"],
+                                                       sigma=r["sigma"], R=args.projection,
+                                                       bound="PNGD unlearning, SPEC 3.1.2", S=S,
+                                                       eps_target=r["epsilon"]) for r in table]}
+    arrays = {"K": np.array(args.K), "eps": np.array(args.eps, dtype=float),
+              "sigma": grid(args, table, "sigma"), "alpha": grid(args, table, "alpha")}
+    ctx.finish(metrics, arrays, summary=f"smallest sigma for {len(table)} (K, eps) pairs on {args.dataset} "
+                                        f"(n={c.n}, L={c.L:.6g}, m={c.m:.6g}, M={c.M:g}, delta={c.delta:.4g})")
+    return 0
+
+
+# ---------------------------------------------------------------- entry points
+RUNNERS = {"baseline": run_baseline, "sequential2": run_sequential2, "find_k": run_find_k}
+
+
+def build_main(*, multiclass: bool = False):
+    """The script's main(argv) -> exit code, for binary (baseline.py) or multiclass data."""
+    def main(argv=None) -> int:
+        args = cli.parse(build_parser(multiclass), argv, accounting_modes=("find_k",))
+        return RUNNERS[check_args(args, multiclass=multiclass)](args)
+
+    main.prog = "baseline_multiclass.py" if multiclass else "baseline.py"
+    return cli.guarded(main)
+
+
+main = build_main()
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Figures of baseline.py / baseline_multiclass.py (paper A Fig 3a, Fig 3b, the --find_k sigma table).
+
+Each reads only metrics.json (so plan-only runs, which hold no accuracies, draw too).
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+from utils.plots import errorbar, figure, title
+
+_K_STYLE = {0: dict(lw=2.2, alpha=1.0), 1: dict(lw=1.2, alpha=0.55), 2: dict(lw=1.2, alpha=0.4)}
+
+
+def _series(cells: dict, key: str):
+    eps = [float(e) for e in cells]
+    return eps, [c[key]["mean"] for c in cells.values()], [c[key]["std"] for c in cells.values()]
+
+
+@figure("baseline", family="LMC")
+def fig_baseline(metrics, arrays):
+    """Test accuracy vs eps: Langevin unlearning (K = 1 prominent), retraining, D2D, noiseless (A Fig 3a)."""
+    settings = metrics["settings"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    first = next(iter(settings.values()))
+    if "lmc_unlearn" not in next(iter(first.values())):
+        return _plan_3a(fig, ax, metrics)
+    for i, (K, cells) in enumerate(settings.items()):
+        style = _K_STYLE.get(i, _K_STYLE[2])
+        errorbar(ax, *_series(cells, "lmc_unlearn"), f"Langevin unlearning K={K}", color="C0", **style)
+        errorbar(ax, *_series(cells, "d2d"), f"D2D K={K}", color="C3", ls="--", marker="s", **style)
+        if i == 0:
+            errorbar(ax, *_series(cells, "lmc_retrain"), f"Langevin retraining (sigma of K={K})", color="C2",
+                     ls=":", marker="^")
+    ax.axhline(metrics["noiseless_accuracy"], color="k", lw=1, ls="-.", label="noiseless optimum")
+    ax.set_xscale("log")
+    ax.set_xlabel("epsilon")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title(metrics, f"unlearning S={metrics['S']} point(s)"))
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _plan_3a(fig, ax, metrics):
+    for i, (K, cells) in enumerate(metrics["settings"].items()):
+        style = _K_STYLE.get(i, _K_STYLE[2])
+        eps = [float(e) for e in cells]
+        ax.plot(eps, [c["sigma"] for c in cells.values()], "o-", color="C0", label=f"Langevin sigma K={K}", **style)
+        ax.plot(eps, [c["d2d_sigma_1"] for c in cells.values()], "s--", color="C3", label=f"D2D sigma_1 K={K}",
+                **style)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("epsilon")
+    ax.set_ylabel("noise standard deviation")
+    ax.set_title(title(metrics, "noise per method"))
+    ax.legend(fontsize=7)
+    return fig
+
+
+@figure("sequential2", family="LMC")
+def fig_sequential2(metrics, arrays):
+    """Accumulated steps vs removed points, Langevin per S and D2D per f, with final accuracy (A Fig 3b)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for i, (S, steps) in enumerate(metrics["lmc_accumulated_steps"].items()):
+        x = metrics["lmc_removed_points"][S]
+        final = metrics.get("lmc_final", {}).get(S)
+        ax.plot(x, steps, "o-", color=f"C{i}", ms=3, label=f"Langevin S={S}")
+        _annotate(ax, x[-1], steps[-1], final, f"C{i}")
+    for j, (f, steps) in enumerate(metrics["d2d_accumulated_steps"].items()):
+        final = metrics.get("d2d_final", {}).get(f)
+        ax.plot(range(1, len(steps) + 1), steps, "--", color=f"C{j + 3}", label=f"D2D f={f}")
+        _annotate(ax, len(steps), steps[-1], final, f"C{j + 3}")
+    ax.set_yscale("log")
+    ax.set_xlabel("number of removed points")
+    ax.set_ylabel("accumulated unlearning steps")
+    ax.set_title(title(metrics, f"sequential unlearning, sigma={metrics['sigma']:g}, eps={metrics['epsilon']:g}"))
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _annotate(ax, x, y, final, color):
+    """The final mean accuracy next to the last point of a curve (absent in plan-only runs)."""
+    if final:
+        ax.annotate(f"{final['mean']:.3f}", (x, y), xytext=(4, 0), textcoords="offset points", fontsize=7,
+                    color=color, va="center")
+
+
+@figure("find_k", family="LMC")
+def fig_find_k(metrics, arrays):
+    """Smallest sigma vs eps per K (the --find_k table), log scale."""
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    for K in dict.fromkeys(r["K"] for r in metrics["sigma_table"]):
+        rows = [r for r in metrics["sigma_table"] if r["K"] == K]
+        ax.plot([r["epsilon"] for r in rows], [r["sigma"] for r in rows], "o-", label=f"K={K}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("epsilon")
+    ax.set_ylabel("smallest sigma")
+    ax.set_title(title(metrics, f"smallest sigma, S={metrics['S']}"))
+    ax.legend(fontsize=8)
+    return fig
