@@ -1,0 +1,290 @@
+"""The state folder of ``unlearn.py``: learned chains, current data, constants and the request log.
+
+Layout of ``DIR/``::
+
+    CURRENT            {"version": v}: the committed version (replaced atomically)
+    v000001/ ...       one immutable folder per version: state.json, arrays.npz, log.txt
+    .lock              held by a running ``remove`` (a dead owner's lock is taken over)
+
+A new version is written under a temporary name, fsynced, renamed into place, and only then does
+``CURRENT`` switch to it (``os.replace``), so a process killed at any moment leaves the previous
+version committed. Older versions are deleted after the switch, because they still hold the rows that
+the new version removed. No torch here: ``status`` and ``export`` never import it.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from utils import results
+
+SCHEMA_VERSION = 1
+POINTER = "CURRENT"
+FILES = ("state.json", "arrays.npz", "log.txt")
+_VERSION_DIR = re.compile(r"v(\d{6,})$")
+
+
+class StateError(ValueError):
+    """A state folder that cannot be used, or a request it cannot serve; one line naming the problem."""
+
+
+@dataclass(frozen=True)
+class State:
+    """One committed version of a state folder."""
+
+    path: str
+    version: int
+    meta: dict      # JSON: dataset identity, constants, settings, the request log
+    arrays: dict    # numpy: chains, current training data, row ids, held-out data
+    log: str        # what learn and every remove printed
+
+
+# ---------------------------------------------------------------- reading
+def _version_dir(path: str, version: int) -> str:
+    return os.path.join(path, f"v{version:06d}")
+
+
+def _current_version(path: str) -> int:
+    if not os.path.isdir(path):
+        raise StateError(f"state folder {path} does not exist (allowed: a folder made by "
+                         f"'unlearn.py learn --state {path}')")
+    pointer = os.path.join(path, POINTER)
+    try:
+        version = int(results.read_json(pointer)["version"])
+    except FileNotFoundError:
+        raise StateError(f"{path} is not a state folder: it has no {POINTER} file "
+                         f"(allowed: a folder made by 'unlearn.py learn')") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StateError(f"state folder {path} is corrupt: {POINTER} is unreadable ({type(exc).__name__})") from None
+    return version
+
+
+def load(path) -> State:
+    """The committed version of the state folder; StateError when missing, foreign or corrupt."""
+    path = os.path.abspath(path)
+    version = _current_version(path)
+    folder = _version_dir(path, version)
+    try:
+        meta = results.read_json(os.path.join(folder, "state.json"))
+        with open(os.path.join(folder, "arrays.npz"), "rb") as fh:
+            blob = fh.read()
+        with open(os.path.join(folder, "log.txt"), encoding="utf-8") as fh:
+            log = fh.read()
+    except (OSError, ValueError) as exc:
+        raise StateError(f"state folder {path} is corrupt: version {version} is unreadable "
+                         f"({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise StateError(f"state folder {path} has schema_version {meta.get('schema_version')!r} "
+                         f"(allowed: {SCHEMA_VERSION}; it was written by another version of unlearn.py)")
+    if hashlib.sha256(blob).hexdigest() != meta.get("arrays_sha256"):
+        raise StateError(f"state folder {path} is corrupt: arrays.npz of version {version} does not match "
+                         "its recorded sha256")
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return State(path=path, version=version, meta=meta, arrays=arrays, log=log)
+
+
+# ---------------------------------------------------------------- writing
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: str, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _npz_bytes(arrays: dict) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def _write_version(path: str, version: int, meta: dict, arrays: dict, log: str) -> dict:
+    """Write version folder ``v<version>`` completely (temporary name, fsync, rename); returns the meta written."""
+    blob = _npz_bytes(arrays)
+    meta = dict(meta, schema_version=SCHEMA_VERSION, version=version,
+                arrays_sha256=hashlib.sha256(blob).hexdigest())
+    text = json.dumps(results.to_jsonable(meta), indent=2, allow_nan=False) + "\n"
+    tmp = tempfile.mkdtemp(prefix=f".tmp-v{version:06d}-", dir=path)
+    try:
+        _write_file(os.path.join(tmp, "arrays.npz"), blob)
+        _write_file(os.path.join(tmp, "log.txt"), log.encode("utf-8"))
+        _write_file(os.path.join(tmp, "state.json"), text.encode("utf-8"))
+        _fsync_dir(tmp)
+        final = _version_dir(path, version)
+        if os.path.exists(final):          # left by a run killed before its switch: never committed
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def _switch_pointer(path: str, version: int) -> None:
+    """The commit point: CURRENT names the new version (atomic rename of a fsynced file)."""
+    results.atomic_write_text(os.path.join(path, POINTER), json.dumps({"version": version}) + "\n")
+    _fsync_dir(path)
+
+
+def _remove_stale(path: str, keep: int) -> None:
+    """Delete every version but ``keep`` and every temporary folder (they may hold removed rows)."""
+    for name in os.listdir(path):
+        full = os.path.join(path, name)
+        match = _VERSION_DIR.match(name)
+        if (match and int(match.group(1)) != keep) or (name.startswith(".tmp-v") and os.path.isdir(full)):
+            shutil.rmtree(full, ignore_errors=True)
+
+
+def create(path, meta: dict, arrays: dict, log: str) -> State:
+    """A new state folder holding version 1; refuses a folder that already has content."""
+    path = os.path.abspath(path)
+    check_new(path)
+    os.makedirs(path, exist_ok=True)
+    written = _write_version(path, 1, meta, arrays, log)
+    _switch_pointer(path, 1)
+    return State(path=path, version=1, meta=written, arrays=dict(arrays), log=log)
+
+
+def commit(previous: State, meta: dict, arrays: dict, log: str) -> State:
+    """Replace ``previous`` by a new version atomically (call with the folder's lock held)."""
+    version = previous.version + 1
+    _remove_stale(previous.path, keep=previous.version)   # leftovers of a killed run
+    written = _write_version(previous.path, version, meta, arrays, log)
+    _switch_pointer(previous.path, version)
+    _remove_stale(previous.path, keep=version)
+    return State(path=previous.path, version=version, meta=written, arrays=dict(arrays), log=log)
+
+
+def check_new(path) -> None:
+    """Raise StateError unless ``path`` can become a new state folder (checked before any work)."""
+    path = os.path.abspath(path)
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        what = "a state folder" if os.path.exists(os.path.join(path, POINTER)) else "not empty"
+        raise StateError(f"--state {path} exists and is {what} (allowed: a new or empty folder; "
+                         "delete it to learn again)")
+    results.check_writable(os.path.dirname(path) or ".")
+
+
+@contextlib.contextmanager
+def locked(path):
+    """Hold the state folder's lock (one ``remove`` at a time); a dead owner's lock is taken over."""
+    _current_version(os.path.abspath(path))            # a clear error for a missing folder first
+    lock = results.FolderLock(os.path.abspath(path))
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+# ---------------------------------------------------------------- ids
+def row_ids(features, n: int) -> np.ndarray:
+    """The user's ids of the n training rows: the file's ``ids`` array if it has one, else 0..n-1."""
+    path = Path(features)
+    ids = None
+    if path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            ids = z["ids"] if "ids" in z.files else None
+    else:
+        import torch  # only for .pt files, after every flag was checked
+
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(obj, dict) and "ids" in obj:
+            ids = np.asarray(obj["ids"].cpu().numpy() if isinstance(obj["ids"], torch.Tensor) else obj["ids"])
+    if ids is None:
+        return np.arange(n, dtype=np.int64)
+    ids = np.asarray(ids)
+    if ids.shape != (n,) or ids.dtype.kind not in "iu":
+        raise StateError(f"features file {path}: ids has shape {ids.shape} and dtype {ids.dtype} "
+                         f"(allowed: {n} integer ids, one per training row)")
+    if np.unique(ids).size != n:
+        raise StateError(f"features file {path}: id {_first_duplicate(ids)} appears twice in ids "
+                         "(allowed: unique ids)")
+    return ids.astype(np.int64)
+
+
+def _first_duplicate(ids: np.ndarray):
+    order = np.sort(ids, kind="stable")
+    return int(order[np.flatnonzero(order[1:] == order[:-1])[0]])
+
+
+def _parse_int(token: str):
+    try:
+        return int(token)
+    except ValueError:
+        return None
+
+
+def read_ids(tokens) -> np.ndarray:
+    """``--ids``: integer ids, or one file of ids (.npy, or text separated by spaces, commas or lines; # comments)."""
+    tokens = list(tokens)
+    if len(tokens) == 1 and _parse_int(tokens[0]) is None:
+        path = Path(tokens[0])
+        if not path.is_file():
+            raise StateError(f"--ids {tokens[0]!r} is neither an integer id nor an existing file "
+                             "(allowed: ids, or a file of ids)")
+        if path.suffix.lower() == ".npy":
+            values = np.load(path, allow_pickle=False).reshape(-1)
+            if values.dtype.kind not in "iu":
+                raise StateError(f"--ids file {path} holds {values.dtype} values (allowed: integer ids)")
+            tokens = [str(int(v)) for v in values]
+        else:
+            text = "\n".join(line.split("#", 1)[0] for line in path.read_text(encoding="utf-8").splitlines())
+            tokens = [t for t in re.split(r"[\s,]+", text) if t]
+        if not tokens:
+            raise StateError(f"--ids file {path} holds no ids (allowed: at least one id)")
+    ids = []
+    for t in tokens:
+        value = _parse_int(t)
+        if value is None:
+            raise StateError(f"--ids value {t!r} is not an integer id (allowed: integer ids or one file of ids)")
+        ids.append(value)
+    ids = np.asarray(ids, dtype=np.int64)
+    if np.unique(ids).size != ids.size:
+        raise StateError(f"id {_first_duplicate(ids)} is given twice in this request (allowed: distinct ids)")
+    return ids
+
+
+def rows_for_ids(all_ids: np.ndarray, removed_by: dict, ids: np.ndarray) -> np.ndarray:
+    """Row positions of ``ids``; StateError for an id not in the data or already removed (removed_by: id -> request)."""
+    order = np.argsort(all_ids, kind="stable")
+    sorted_ids = all_ids[order]
+    pos = np.searchsorted(sorted_ids, ids)
+    pos = np.minimum(pos, sorted_ids.size - 1)
+    missing = ids[sorted_ids[pos] != ids]
+    if missing.size:
+        lo, hi = int(all_ids.min()), int(all_ids.max())
+        raise StateError(f"id {int(missing[0])} is not in the data (allowed: ids of the {all_ids.size} "
+                         f"training rows, between {lo} and {hi})")
+    for i in ids.tolist():
+        if int(i) in removed_by:
+            raise StateError(f"id {int(i)} was already removed by request {removed_by[int(i)]} "
+                             "(allowed: ids not removed yet)")
+    return np.sort(order[pos])
+
+
+def check_fingerprint(state: State, fingerprint: str, source) -> None:
+    """StateError unless the features file is the one the state was learned on."""
+    expected = state.meta["dataset"]["fingerprint"]
+    if fingerprint != expected:
+        raise StateError(f"features file {source} has fingerprint {fingerprint[:16]} but state folder {state.path} "
+                         f"was learned on data with fingerprint {expected[:16]} (allowed: the file given at learn)")
