@@ -296,7 +296,7 @@ def lab_perms(lab, bt: Batch):
     return lab.perms(bt.engine, lab.trials)
 
 
-def unlearn_stream(lab, w, stream, Ks, *, sigma, bt, key, on_step=None):
+def unlearn_stream(lab, w, stream, Ks, *, sigma, bt, key):
     """Continue the learned chains on each D'_s for K_s epochs; returns (w, last removal, per-step accuracy)."""
     perms, accs, last = lab_perms(lab, bt), [], None
     for s, (removal, K) in enumerate(zip(stream, Ks), start=1):
@@ -440,13 +440,13 @@ def run_paper_a(ctx, plan, eps_list):
 
     def lu_part(ek):
         s, T = plan["lmc_sigma"][ek], plan["lmc_burn_in"][ek]
-        w = lab.learn(sigma=s, T=T, key=("lmc", results.json_key(s)))
+        w = lab.learn(sigma=s, T=T, key=("sigma", results.json_key(s)))     # baseline.py's key: a shared cache
         w = lab.advance(w, task1, steps=1, sigma=s, key=("lmc", ek), desc="LU unlearn", phase="unlearn")
         return {"unlearn": lab.accuracy(w)}
 
     def d2d_part():
         # noiseless GD is the same in every trial: one chain, then per-trial output noise (SPEC Part I item 7)
-        w = lab.learn(sigma=0.0, T=plan["d2d_burn_in"], C=1, eta=c.d2d_step, phase="d2d_learn", key=("d2d",))
+        w = lab.learn(sigma=0.0, T=plan["d2d_burn_in"], C=1, eta=c.d2d_step, key=("d2d",))
         out = {}
         for K in D2D_STEPS:
             wk = lab.advance(w, task1, steps=K, sigma=0.0, eta=c.d2d_step, key=("d2d", K), desc=f"D2D K={K}",

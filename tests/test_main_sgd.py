@@ -69,21 +69,21 @@ def assert_within_noise(a, b):
 
 # ---------------------------------------------------------------- Fig 3b
 def test_sequential_end_to_end(tmp_path):
-    run(tmp_path, "--dataset", "DIGITS", "--sequential", "1", "--trials", "12", "--requests", "6",
-        "--burn_in", "40", "--seed", "3")
+    run(tmp_path, "--dataset", "DIGITS", "--sequential", "1", "--trials", "12", "--requests", "5",
+        "--burn_in", "30", "--seed", "3")
     metrics, arrays = run_folder(tmp_path, "sequential")
     c = consts()
     assert metrics["n"] == N_USED and metrics["truncation"]["n_loaded"] == DIGITS_N
     assert metrics["batch_sizes"] == ["128", "256", "full"]          # 512 > n dropped with a note
     assert any("512 dropped" in note for note in metrics["truncation"]["notes"])
     for key, b in (("128", 128), ("256", 256), ("full", None)):
-        Ks, Zs = A.sequential_K_list_pnsgd(num_requests=6, sigma=0.03, eps_target=1.0, consts=c, b=b, R=100.0)
+        Ks, Zs = A.sequential_K_list_pnsgd(num_requests=5, sigma=0.03, eps_target=1.0, consts=c, b=b, R=100.0)
         assert metrics["k_lists"][key] == Ks and all(isinstance(k, int) for k in metrics["k_lists"][key])
         assert metrics["z_lists"][key] == pytest.approx(Zs, rel=1e-12)
         assert metrics["accumulated_epochs"][key] == sum(Ks) and list(arrays[f"k_list_b{key}"]) == Ks
-        assert metrics["retraining_epochs"][key] == 6 * 40 and metrics["burn_in"][key] == 40
+        assert metrics["retraining_epochs"][key] == 5 * 30 and metrics["burn_in"][key] == 30
         acc = metrics["accuracy"][key]
-        assert arrays[f"acc_unlearn_b{key}"].shape == (6, 12)
+        assert arrays[f"acc_unlearn_b{key}"].shape == (5, 12)
         assert_stats(acc["unlearn"], arrays[f"acc_unlearn_b{key}"][-1])
         assert_stats(acc["retrain"], arrays[f"acc_retrain_b{key}"])
         assert acc["unlearn_mean_per_request"] == pytest.approx(arrays[f"acc_unlearn_b{key}"].mean(axis=1))
@@ -91,12 +91,12 @@ def test_sequential_end_to_end(tmp_path):
         assert acc["unlearn"]["mean"] > 0.85                          # the noiseless optimum is ~0.94
     cert = metrics["certificates"][0]
     assert cert["K"] == metrics["k_lists"]["128"] and max(cert["eps"]) <= 1.0 and cert["b"] == 128
-    assert metrics["lmc_request_size"] == 6                           # min(10, requests)
-    assert metrics["lmc_k_list"] == A.sequential_K_list_pngd(num_requests=1, S=6, sigma=0.03, eps_target=1.0, consts=c)
-    assert metrics["d2d_k_list"] == A.d2d_sequential_K_list(num_requests=6, f=1.0, consts=c, eps=1.0)
+    assert metrics["lmc_request_size"] == 5                           # min(10, requests)
+    assert metrics["lmc_k_list"] == A.sequential_K_list_pngd(num_requests=1, S=5, sigma=0.03, eps_target=1.0, consts=c)
+    assert metrics["d2d_k_list"] == A.d2d_sequential_K_list(num_requests=5, f=1.0, consts=c, eps=1.0)
     assert metrics["Z_B"]["128"] == pytest.approx(A.Z_B(eta=c.eta, M=1.0, m=c.m, n=N_USED, b=128, R=100.0))
     # chains x updates: learn + retrain T epochs and the K_s epochs, n/b updates each, per batch size
-    expected = sum(12 * (2 * 40 + sum(metrics["k_lists"][k])) * u for k, u in (("128", 2), ("256", 1), ("full", 1)))
+    expected = sum(12 * (2 * 30 + sum(metrics["k_lists"][k])) * u for k, u in (("128", 2), ("256", 1), ("full", 1)))
     assert metrics["total_chain_steps"] == expected
 
 
@@ -119,6 +119,44 @@ def test_learning_and_unlearning_use_the_same_permutations(tmp_path):
     differs = engine.run_chains(w0, lab.task_D, steps=3, eta=c.eta, sigma=0.1, m=c.m, M=c.M, R=100.0,
                                 batch_size=32, perms=other, generator=lab.gen("learn", "t"))
     assert not torch.equal(w, differs)                                # the permutations matter
+
+
+def test_interrupted_run_resumes_bit_identically(tmp_path, monkeypatch):
+    argv = ["--dataset", "DIGITS", "--sequential", "1", "--trials", "4", "--requests", "3", "--burn_in", "20",
+            "--batch_size", "32", "full", "--no_cache"]
+    run(tmp_path / "whole", *argv)
+    _, whole = run_folder(tmp_path / "whole", "sequential")
+    real, calls = main_sgd.run_stream_setting, []
+
+    def interrupted(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(main_sgd, "run_stream_setting", interrupted)
+    assert main_sgd.main([*argv, "--result_dir", str(tmp_path / "cut")]) == 130
+    parts = tmp_path / "cut" / "SGD" / "DIGITS" / "sequential" / "parts"
+    assert [p.name for p in parts.iterdir()] == ["seq_b32_sigma0.03.npz"]     # the first setting was saved
+    monkeypatch.setattr(main_sgd, "run_stream_setting", real)
+    run(tmp_path / "cut", *argv, "--resume")
+    _, resumed = run_folder(tmp_path / "cut", "sequential")
+    assert whole.keys() == resumed.keys()
+    for key in whole:
+        np.testing.assert_array_equal(whole[key], resumed[key])
+
+
+def test_softmax_sequential_on_digits_multi(tmp_path):
+    run(tmp_path, "--dataset", "DIGITS_MULTI", "--sequential", "1", "--trials", "6", "--requests", "2",
+        "--burn_in", "20", "--batch_size", "64", "full")
+    metrics, arrays = run_folder(tmp_path, "sequential", dataset="DIGITS_MULTI")
+    c = A.make_constants(n=1344, lam=DIGITS_LAM, M=2.0, num_classes=10, d=DIGITS_D)   # 1347 rows -> 21 x 64
+    assert metrics["constants"]["M"] == 2.0 and metrics["constants"]["L"] == pytest.approx(1 + c.m)
+    for key, b in (("64", 64), ("full", None)):
+        Ks, _ = A.sequential_K_list_pnsgd(num_requests=2, sigma=0.03, eps_target=1.0, consts=c, b=b, R=100.0)
+        assert metrics["k_lists"][key] == Ks
+        assert metrics["accuracy"][key]["unlearn"]["mean"] > 0.3          # 10 classes: chance 0.1; sigma-limited
+        assert_within_noise(metrics["accuracy"][key]["unlearn"], metrics["accuracy"][key]["retrain"])
 
 
 # ---------------------------------------------------------------- Fig 3c,d
