@@ -76,6 +76,20 @@ def build_parser():
     return p
 
 
+def parse(argv=None):
+    """Flags, validated before any data is loaded (--n works with --plan_only: the audit has no other
+    accounting-only mode, so cli.parse's hint at one is replaced)."""
+    parser = build_parser()
+    try:
+        args = cli.parse(parser, argv, accounting_modes=())
+    except cli.UsageError as exc:
+        if str(exc).startswith("--n "):
+            raise cli.UsageError(str(exc).split(" or ")[0].rstrip()) from None
+        raise
+    check_args(args)
+    return args
+
+
 def check_args(args) -> None:
     if args.sigma <= 0:
         raise cli.UsageError(f"--sigma {args.sigma:g} makes every chain identical and eps infinite "
@@ -168,8 +182,11 @@ def attack_record(r: st.AuditResult) -> dict:
 
 
 # ---------------------------------------------------------------- chains
-def run_chains(ctx, lab, removal, *, Ks, sigma: float, T: int):
-    """Yield (K, unlearned weights, retrained weights) as numpy, advancing both arms through the sweep."""
+def run_chains(lab, removal, *, Ks, sigma: float, T: int):
+    """Yield (K, unlearned, retrained) weights as numpy and as tensors, advancing both arms through the sweep.
+
+    Each K is a resumable stage; the learning runs only when a stage has to be computed.
+    """
     task = lab.task(removal.X, removal.y)
     to_tensor = lambda a: lab.torch.as_tensor(a, device=lab.device, dtype=lab.dtype)  # noqa: E731
     state = {"a": None, "b": None, "K": 0}
@@ -199,8 +216,7 @@ def run_chains(ctx, lab, removal, *, Ks, sigma: float, T: int):
 # ---------------------------------------------------------------- main
 @cli.guarded
 def main(argv=None) -> int:
-    args = cli.parse(build_parser(), argv)
-    check_args(args)
+    args = parse(argv)
     ctx = experiments.start(args, mode=MODE, max_removed=args.S)
     c = ctx.consts
     T = ctx.burn_in(args.sigma)
@@ -228,7 +244,7 @@ def main(argv=None) -> int:
     t_stats = 0.0
     rows = {k: [] for k in ("lower", "upper", "point", "acc_a", "acc_b", "hold_a", "hold_b")}
     lower, ci, point, attack, distances, acc = {}, {}, {}, {}, {}, {"unlearned": {}, "retrained": {}}
-    for K, A, B, wa, wb in run_chains(ctx, lab, removal, Ks=Ks, sigma=args.sigma, T=T):
+    for K, A, B, wa, wb in run_chains(lab, removal, Ks=Ks, sigma=args.sigma, T=T):
         t0 = time.perf_counter()
         result, dist, (hp, hn) = audit_one(A, B, removal, lab.X, lab.y, fraction=args.select_fraction,
                                            delta=c.delta, confidence=args.confidence)

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from scipy import integrate, special, stats
+from scipy import integrate, stats
 
 from utils import accountant
 from utils import audit_stats as st
@@ -341,6 +341,7 @@ def test_plan_only_writes_the_certificates_without_chains(tmp_path, quiet):
     (["--trials", "3"], "at least 2"),
     (["--confidence", "1.5"], "1.5"),
     (["--S", "267"], "267"),
+    (["--n", "1000"], "--plan_only"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, quiet, capsys, flags, message):
     import audit

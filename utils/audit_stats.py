@@ -313,7 +313,9 @@ def gaussian_tv(m1, s1, m2, s2) -> float:
 
 
 def gaussian_renyi(alpha, m1, s1, m2, s2) -> float:
-    """Renyi divergence D_alpha(N(m1, s1^2) || N(m2, s2^2)); inf when alpha s2^2 + (1 - alpha) s1^2 <= 0 (Gil et al. 2013)."""
+    """Renyi divergence D_alpha(N(m1, s1^2) || N(m2, s2^2)), closed form (Gil, Alajaji & Linder 2013).
+
+    Infinite when alpha s2^2 + (1 - alpha) s1^2 <= 0 (the integrand is not integrable)."""
     alpha = float(alpha)
     if not (alpha > 1.0 and math.isfinite(alpha)):
         raise ValueError(f"alpha={alpha!r} is not allowed (allowed: a finite order > 1)")
