@@ -126,7 +126,7 @@ def plan_request(*, consts, sigma: float, b, Ks, sizes, eps_target: float):
 
 
 def choose_sigma(args, consts, b):
-    """(sigma, how it was chosen): --sigma, or the smallest sigma unlearning --request_size rows in --K steps at --eps."""
+    """(sigma, how it was chosen): --sigma, or the smallest sigma unlearning --request_size rows in K steps at eps."""
     if args.K is None:
         sigma = DEFAULT_SIGMA if args.sigma is None else args.sigma
         return sigma, ("--sigma" if args.sigma is not None else "default")
@@ -395,8 +395,8 @@ def cmd_status(args) -> int:
     consts, unit = constants_of(meta), _unit(settings)
     print(f"state folder {st.path} (version {st.version}): {ds['name']} from {ds['source']} "
           f"(sha256 {ds['sha256'][:16]}), n={ds['n']} d={ds['d']}, {ds['num_classes']} classes {ds['classes']}")
-    print(f"{settings['method']} {'full batch' if settings['batch_size'] == 'full' else 'b=' + str(settings['batch_size'])}, "
-          f"sigma={settings['sigma']:.6g} ({settings['sigma_rule']}), learned T={settings['T']} {unit}, "
+    batch = "full batch" if settings["batch_size"] == "full" else f"b={settings['batch_size']}"
+    print(f"{settings['method']} {batch}, sigma={settings['sigma']:.6g} ({settings['sigma_rule']}), learned T={settings['T']} {unit}, "
           f"{settings['trials']} chains; " + describe_constants(consts))
     requests = meta["requests"]
     if requests:

@@ -398,3 +398,16 @@ def test_interrupted_commit_then_rerun_is_identical(learned, tmp_path, capsys, m
     done = statefile.load(st)
     assert done.version == 2 and np.array_equal(done.arrays["w"], w_orphan)
     assert not np.array_equal(done.arrays["w"], statefile.load(st0).arrays["w"])
+
+
+def test_status_export_and_refused_requests_never_import_torch(learned, tmp_path):
+    features, st = learned
+    code = ("import sys, unlearn\n"
+            f"assert unlearn.main(['status', '--state', {st!r}]) == 0\n"
+            f"assert unlearn.main(['export', '--state', {st!r}, '--out', {str(tmp_path / 'm.npz')!r}]) == 0\n"
+            f"assert unlearn.main(['remove', '--state', {st!r}, '--ids', '3']) == 2\n"
+            f"assert unlearn.main(['learn', '--features', {features!r}, '--state', {st!r}]) == 2\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
