@@ -1,0 +1,1 @@
+"""Benchmarks of the engine and the experiments (issue 6); run as `python bench/<name>.py`."""

@@ -1,0 +1,168 @@
+"""Engine step time against its two matrix products, and peak memory (issue 6 items 1 and 5).
+
+For C in {1, 10, 100, 1000} chains, float32 and float64, full batch and b = 128, binary (Fashion-MNIST
+3 vs 8, n = 12000, d = 784) and softmax (10 classes, the first 12000 rows of FASHION_MULTI): the time of
+one engine update (noise included) next to the time of the two products that any implementation of
+that update must do (SPEC Part I item 6), measured interleaved in the same run. Full batch:
+Z = X W^T, then Z^T X; mini-batch: the same two products as batched products over each chain's own
+128 rows, gathered beforehand (the engine's gather is part of its step, not of the products).
+
+Target (issue 6): C = 100, full batch, float32, binary within 1.5x of its two products.
+
+    python bench/engine_step.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from bench import common  # noqa: E402
+from utils import accountant, engine  # noqa: E402
+
+CHAINS = (1, 10, 100, 1000)
+BATCH = 128
+LAM, SIGMA = 1e-6, 0.03
+TARGET_RATIO = 1.5
+
+
+def constants(n: int, num_classes: int):
+    """The paper's constants for this n: eta = 1/L, m = lam n, M = 1 (binary) / 2 (softmax)."""
+    return accountant.make_constants(n=n, lam=LAM, M=1.0 if num_classes == 2 else 2.0, num_classes=num_classes)
+
+
+def intermediate_bytes(C: int, n: int, num_classes: int, itemsize: int) -> int:
+    """The C x n (x k) per-step intermediates of a full-batch step (SPEC Part I item 6)."""
+    return C * n * (1 if num_classes == 2 else num_classes) * itemsize
+
+
+def chunk_count(C: int, n: int, num_classes: int, itemsize: int) -> int:
+    """How many chunks the engine splits C chains into under engine.MAX_CHUNK_BYTES."""
+    per_chain = intermediate_bytes(1, n, num_classes, itemsize)
+    return math.ceil(C / max(1, engine.MAX_CHUNK_BYTES // per_chain))
+
+
+def products_full(task, C: int):
+    """The two full-batch matrix products of one step, in the engine's layout, with preallocated outputs."""
+    n, d, k = task.n, task.d, task.k
+    gen = torch.Generator().manual_seed(0)
+    if task.binary:
+        W = torch.randn(C, d, generator=gen, dtype=task.dtype) * 0.01
+        Z, G = torch.empty(n, C, dtype=task.dtype), torch.empty(C, d, dtype=task.dtype)
+        return lambda: (torch.mm(task.X, W.t(), out=Z), torch.mm(Z.t(), task.X, out=G))
+    W = torch.randn(d, C * k, generator=gen, dtype=task.dtype) * 0.01
+    Z, G = torch.empty(n, C * k, dtype=task.dtype), torch.empty(d, C * k, dtype=task.dtype)
+    return lambda: (torch.mm(task.X, W, out=Z), torch.mm(task.X.t(), Z, out=G))
+
+
+def products_batch(task, C: int, b: int):
+    """The two mini-batch products of one update on pre-gathered (C, b, d) batches (one per chain)."""
+    d, k = task.d, task.k
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.randint(0, task.n, (C * b,), generator=gen)
+    xb = task.X[rows].view(C, b, d)
+    width = 1 if task.binary else k
+    W = torch.randn(C, width, d, generator=gen, dtype=task.dtype) * 0.01
+    Z, G = torch.empty(C, width, b, dtype=task.dtype), torch.empty(C, width, d, dtype=task.dtype)
+    return lambda: (torch.bmm(W, xb.transpose(1, 2), out=Z), torch.bmm(Z, xb, out=G))
+
+
+def engine_call(task, C: int, batch: int | None, consts):
+    """One engine call: `steps` full-batch updates, or one epoch of n/b mini-batch updates."""
+    gen = engine.generator_for(0, "bench", C)
+    w = engine.init_chains(C=C, d=task.d, num_classes=task.k, sigma=SIGMA, m=consts.m, generator=gen,
+                           dtype=task.dtype)
+    perms = None if batch is None else engine.make_perms(C, task.n, generator=gen)
+
+    def call(steps=1):
+        return engine.run_chains(w, task, steps=steps, eta=consts.eta, sigma=SIGMA, m=consts.m, M=consts.M,
+                                 batch_size=batch, perms=perms, generator=gen)
+    return call
+
+
+def measure(task, C: int, batch: int | None, consts, *, budget: float) -> dict:
+    """Seconds per update of the engine and of the two products (minimum over interleaved repeats)."""
+    updates = 1 if batch is None else task.n // batch
+    run = engine_call(task, C, batch, consts)
+    with common.PeakMemory() as mem:
+        t = time.perf_counter()
+        run()  # warm-up, peak memory and a first estimate
+        first = (time.perf_counter() - t) / updates
+    products = products_full(task, C) if batch is None else products_batch(task, C, batch)
+    products()
+    # Full batch: a few updates per call when they are quick, so the per-call setup counts as in a run.
+    steps = 3 if batch is None and first < 0.05 else 1
+    reps = common.repeats_for(first * updates * steps, budget=budget)
+    times = common.interleaved({"engine": lambda: run(steps),
+                                "products": lambda: [products() for _ in range(steps * updates)]},
+                               repeats=reps)
+    per_update = steps * updates
+    return {"engine": min(times["engine"]) / per_update, "products": min(times["products"]) / per_update,
+            "peak": mem.peak_bytes, "exact": mem.exact, "repeats": reps}
+
+
+def flops_per_update(C: int, n: int, d: int, k: int, batch: int | None) -> float:
+    """2 products x 2 flops per multiply-add x rows x d x C (x k)."""
+    rows = n if batch is None else batch
+    return 4.0 * rows * d * C * (1 if k == 2 else k)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="C in {1, 10, 100} only, smaller budgets")
+    parser.add_argument("--budget", type=float, default=1.5, help="seconds of timed calls per setting")
+    args = parser.parse_args(argv)
+    if args.budget <= 0:
+        parser.error(f"--budget must be > 0 seconds, got {args.budget}")
+    chains = CHAINS[:3] if args.quick else CHAINS
+    report = common.Report("engine_step: one engine update vs its two matrix products")
+    report.line(f"Per update: the engine's step (noise included) and the two products alone; minimum over "
+                f"interleaved repeats. Chunk limit engine.MAX_CHUNK_BYTES = {common.fmt_bytes(engine.MAX_CHUNK_BYTES)}. "
+                f"Peak = resident memory above the level before the call (kernel high-water mark).")
+    report.line()
+    rows, headline = [], None
+    for kind in ("binary", "multiclass"):
+        problem = common.load_problem(kind)
+        report.line(f"{kind}: {problem.source}")
+        for dtype in ("float32", "float64"):
+            for batch in (None, BATCH):
+                data = problem if batch is None else common.truncate_to_batches(problem, batch)
+                task = engine.to_task(data.X, data.y, data.num_classes, dtype=dtype)
+                consts = constants(task.n, task.k)
+                for C in chains:
+                    r = measure(task, C, batch, consts, budget=args.budget)
+                    rel = common.ratio(r["engine"], r["products"])
+                    gflops = flops_per_update(C, task.n, task.d, task.k, batch) / r["products"] / 1e9
+                    itemsize = task.X.element_size()
+                    model = intermediate_bytes(C, task.n, task.k, itemsize) if batch is None else None
+                    rows.append([kind, dtype, "full" if batch is None else f"b={batch}", str(C),
+                                 common.fmt_time(r["engine"]), common.fmt_time(r["products"]), f"{rel:.2f}",
+                                 f"{C / r['engine']:.0f}", f"{gflops:.0f}",
+                                 common.fmt_bytes(r["peak"]) + ("" if r["exact"] else " (growth)"),
+                                 "-" if model is None else common.fmt_bytes(model),
+                                 "-" if model is None else str(chunk_count(C, task.n, task.k, itemsize))])
+                    print("  " + " | ".join(rows[-1]), flush=True)
+                    if kind == "binary" and dtype == "float32" and batch is None and C == 100:
+                        headline = (r, rel)
+        del problem
+    report.line()
+    report.table(["model", "dtype", "batch", "C", "engine update", "2 products", "ratio", "chain-steps/s",
+                  "products GFLOP/s", "peak memory", "C x n x k x itemsize", "chunks"], rows)
+    if headline is not None:
+        r, rel = headline
+        verdict = "MET" if rel <= TARGET_RATIO else "NOT MET"
+        report.line(f"Target: C = 100, full batch, float32, binary: engine {common.fmt_time(r['engine'])} vs "
+                    f"two products {common.fmt_time(r['products'])}: ratio {rel:.2f} "
+                    f"(target <= {TARGET_RATIO}): {verdict}")
+    report.save()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
