@@ -478,10 +478,12 @@ def _minimize_log_alpha(objective):
     span = hi - lo
     while True:
         i = int(np.argmin(v))
+        # the new grid overlaps the old one by a point, so a minimum at the old edge becomes interior
+        # (without it a minimum exactly there makes the extension go down and up forever)
         if i == 0 and t[0] > _T_MIN:
-            t = _grid(max(t[0] - span, _T_MIN), t[0])
+            t = _grid(max(t[0] - span, _T_MIN), t[1])
         elif i == len(t) - 1 and t[-1] < _T_MAX:
-            t = _grid(t[-1], min(t[-1] + span, _T_MAX))
+            t = _grid(t[-2], min(t[-1] + span, _T_MAX))
         else:
             break
         v = _evaluate(objective, t)
