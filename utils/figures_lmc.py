@@ -1,0 +1,123 @@
+"""Figures of main_lmc.py / main_lmc_multiclass.py (paper A Fig 3c, Fig 4, Fig 5, noiseless retraining).
+
+Each function reads only a run's metrics.json (and arrays.npz), so ``python -m utils.plots RUN_FOLDER``
+redraws it; plan-only runs (no accuracies) show the accounting alone.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+from utils.plots import errorbar, figure, title
+
+
+def _key(v) -> str:
+    return format(float(v), "g")
+
+
+def _series(stats: dict, keys):
+    """(mean, std) lists of accuracy summaries stored under ``keys``."""
+    return [stats[k]["mean"] for k in keys], [stats[k]["std"] for k in keys]
+
+
+@figure("paint_unlearning_sigma")
+def fig_paint_unlearning_sigma(metrics, arrays):
+    """Fig 3c: eps_0 (left, log) and accuracies (right) against sigma, each point annotated with K."""
+    sigmas = [float(s) for s in metrics["sigma_list"]]
+    keys = [_key(s) for s in sigmas]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    eps0 = [float(metrics["epsilon0"][k]) for k in keys]
+    ax.plot(sigmas, eps0, "k--", marker="s", label=r"$\varepsilon_0$ (learning, DP)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"noise $\sigma$")
+    ax.set_ylabel(r"$\varepsilon_0$")
+    handles = ax.get_legend_handles_labels()
+    acc = metrics.get("accuracy")
+    if acc:
+        ax2 = ax.twinx()
+        for name, label in (("learn", "learning on D"), ("retrain", "retraining on D'"),
+                            ("unlearn", "Langevin unlearning")):
+            mean, std = _series(acc[name], keys)
+            errorbar(ax2, sigmas, mean, std, label)
+        ax2.set_ylabel("test accuracy")
+        h2 = ax2.get_legend_handles_labels()
+        handles = (handles[0] + h2[0], handles[1] + h2[1])
+    for s, e, k in zip(sigmas, eps0, keys):
+        ax.annotate(f"K={metrics['K'][k]}", (s, e), textcoords="offset points", xytext=(4, 6), fontsize=8)
+    ax.legend(*handles, fontsize=8, loc="best")
+    ax.set_title(title(metrics, f"S={metrics['S']} removed, target eps={_key(metrics['eps'])}"))
+    fig.tight_layout()
+    return fig
+
+
+@figure("paint_utility_epsilon")
+def fig_paint_utility_epsilon(metrics, arrays):
+    """Fig 4: unlearning steps K against the target eps, one line per S; legend = mean accuracy."""
+    eps = [float(e) for e in metrics["eps_list"]]
+    acc = metrics.get("accuracy")
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    for S in metrics["S_list"]:
+        s = _key(S)
+        Ks = [metrics["K"][s][_key(e)] for e in eps]
+        label = f"S={s}"
+        if acc:
+            means = [acc["unlearn"][s][_key(e)]["mean"] for e in eps]
+            label += " (acc " + ", ".join(f"{m:.3f}" for m in means) + ")"
+        ax.plot(eps, Ks, marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel(r"target $\varepsilon$")
+    ax.set_ylabel("unlearning steps K")
+    extra = f", learning acc {acc['learn']['mean']:.3f}" if acc else ""
+    ax.set_title(title(metrics, f"sigma={_key(metrics['sigma'])}{extra}"))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+@figure("paint_utility_s")
+def fig_paint_utility_s(metrics, arrays):
+    """Fig 5: unlearning vs retraining accuracy against S per eps (plan only: K against S)."""
+    S = [float(v) for v in metrics["S_list"]]
+    s_keys = [_key(v) for v in S]
+    acc = metrics.get("accuracy")
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    for e in metrics["eps_list"]:
+        k = _key(e)
+        if acc:
+            mean, std = _series(acc["unlearn"][k], s_keys)
+            errorbar(ax, S, mean, std, f"unlearning, eps={k}")
+        else:
+            ax.plot(S, [metrics["K"][k][s] for s in s_keys], marker="o", label=f"eps={k}")
+    if acc:
+        mean, std = _series(acc["retrain"], s_keys)
+        errorbar(ax, S, mean, std, "retraining", color="k", linestyle="--")
+        ax.set_ylabel("test accuracy")
+    else:
+        ax.set_ylabel("unlearning steps K")
+    ax.set_xscale("log")
+    ax.set_xlabel("removed points S")
+    ax.set_title(title(metrics, f"sigma={_key(metrics['sigma'])}"))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+@figure("retrain_noiseless")
+def fig_retrain_noiseless(metrics, arrays):
+    """Noiseless (sigma = 0) retraining accuracy against S, with the noiseless learning on D as a line."""
+    S = [float(v) for v in metrics["S_list"]]
+    acc = metrics.get("accuracy")
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    if acc:
+        ax.plot(S, [acc["retrain"][_key(v)]["mean"] for v in S], marker="o", label="noiseless retraining on D'_S")
+        ax.axhline(acc["learn"]["mean"], color="k", linestyle="--", label="noiseless learning on D")
+        ax.set_ylabel("test accuracy")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, f"plan only: {len(S)} + 1 noiseless chains of T={metrics['burn_in']} steps",
+                ha="center", va="center", transform=ax.transAxes)
+    ax.set_xscale("log")
+    ax.set_xlabel("removed points S")
+    ax.set_title(title(metrics, f"noiseless retraining (sigma = 0, T={metrics['burn_in']})"))
+    fig.tight_layout()
+    return fig
