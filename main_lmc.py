@@ -195,8 +195,9 @@ def plan_arrays(mode: str, plan: dict) -> dict:
 
 # ---------------------------------------------------------------- the chains
 def _learned(lab, sigma, T):
-    """The chains learned on D at sigma (lab.learn caches them by every input, across runs and scripts)."""
-    return lab.learn(sigma=sigma, T=T, key=(key(sigma),))
+    """The chains learned on D at sigma (lab.learn caches them by every input; baseline.py and main_sgd.py
+    use the same key, so they share them)."""
+    return lab.learn(sigma=sigma, T=T, key=("sigma", key(sigma)))
 
 
 def run_unlearning_sigma(ctx, lab, plan) -> tuple[dict, dict]:
@@ -211,9 +212,10 @@ def run_unlearning_sigma(ctx, lab, plan) -> tuple[dict, dict]:
         s = key(sigma)
         T, K = plan["burn_in"][s], plan["K"][s]
 
-        def compute():
+        def compute(sigma=sigma, s=s, T=T, K=K):
             w = _learned(lab, sigma, T)
-            w_re = lab.learn(sigma=sigma, T=T, data=(removal.X, removal.y), phase="retrain", key=(s, "S", S))
+            w_re = lab.learn(sigma=sigma, T=T, data=(removal.X, removal.y), phase="retrain",
+                             key=("sigma", s, "S", S))
             w_un = lab.advance(w, task, steps=K, sigma=sigma, key=(s, "S", S, "eps", key(eps)),
                                desc=f"unlearn sigma={s}", phase="unlearn")
             return {"learn": lab.accuracy(w), "retrain": lab.accuracy(w_re), "unlearn": lab.accuracy(w_un)}
@@ -238,12 +240,13 @@ def run_K_table(ctx, lab, plan, *, outer: str, retrain: bool) -> tuple[dict, dic
     unlearn = np.empty((len(S_list), len(eps_list), lab.trials))
     retrained = np.empty((len(S_list), lab.trials))
     for i, S in enumerate(S_list):
-        def compute():
+        def compute(S=S):
             removal = lab.removal(S, key=("removal", S))
             task = lab.task(removal.X, removal.y)
             out = {}
             if retrain:
-                w_re = lab.learn(sigma=sigma, T=T, data=(removal.X, removal.y), phase="retrain", key=(s, "S", S))
+                w_re = lab.learn(sigma=sigma, T=T, data=(removal.X, removal.y), phase="retrain",
+                                 key=("sigma", s, "S", S))
                 out["retrain"] = lab.accuracy(w_re)
             Ks = [plan["K"][key(S)][key(e)] if outer == "S" else plan["K"][key(e)][key(S)] for e in eps_list]
             out["unlearn"] = np.stack([
@@ -277,12 +280,14 @@ def run_noiseless(ctx, lab, plan) -> tuple[dict, dict]:
     import numpy as np
 
     T = plan["burn_in"]
-    learn = lab.stage("learn", lambda: {"acc": lab.accuracy(lab.learn(sigma=0.0, T=T, C=1, key=("0",)))})["acc"]
+    learn = lab.stage("learn", lambda: {"acc": lab.accuracy(lab.learn(sigma=0.0, T=T, C=1,
+                                                                       key=("noiseless",)))})["acc"]
     retrained = []
     for S in plan["S_list"]:
-        def compute():
+        def compute(S=S):
             removal = lab.removal(S, key=("removal", S))
-            w = lab.learn(sigma=0.0, T=T, C=1, data=(removal.X, removal.y), phase="retrain", key=("0", "S", S))
+            w = lab.learn(sigma=0.0, T=T, C=1, data=(removal.X, removal.y), phase="retrain",
+                          key=("noiseless", "S", S))
             return {"acc": lab.accuracy(w)}
 
         retrained.append(lab.stage(f"S={S}", compute)["acc"])

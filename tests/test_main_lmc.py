@@ -144,6 +144,35 @@ def test_default_S_too_large_for_digits_are_dropped_with_a_note(tmp_path):
     assert "note: default S 500 1000 dropped" in (folder / "log.txt").read_text()
 
 
+def test_burn_in_auto_plan(tmp_path):
+    """--burn_in auto: T per sigma from the contraction bound, and the chain-step total that follows."""
+    _, metrics, _, _ = run(tmp_path, "--dataset", "DIGITS", "--paint_unlearning_sigma", "1", "--plan_only",
+                           "--sigma_list", "0.1", "1", "--burn_in", "auto", "--trials", "7")
+    c = digits_consts()
+    total = 0
+    for sigma in (0.1, 1.0):
+        T, bound = accountant.burn_in_auto(sigma=sigma, m=c.m, M=c.M, eta=c.eta, dim=64)
+        # 1% of the stationary radius, and T - 1 steps would not have reached it
+        radius = math.sqrt(2 * sigma ** 2 * 64 / (c.m * (2 - c.eta * c.m)))
+        assert bound <= 0.01 * radius < bound / (1 - c.eta * c.m)
+        assert metrics["burn_in"][key(sigma)] == T and metrics["certificates"][int(sigma == 1)]["T"] == T
+        total += 7 * (2 * T + metrics["K"][key(sigma)])
+    assert metrics["chain_steps"] == total
+
+
+def test_learned_chains_are_reused_across_modes(tmp_path):
+    """Fig 4 then Fig 5 at the same sigma, T, trials and seed: the chains on D come from the cache."""
+    common = ["--dataset", "DIGITS", "--S", "1", "--eps", "5", "--trials", "3", "--burn_in", "20"]
+    _, _, _, fig4 = run(tmp_path, *common, "--paint_utility_epsilon", "1")
+    cached = sorted(p.name for p in (tmp_path / "cache").glob("*.npz"))
+    assert len(cached) == 1                               # the learning on D
+    _, _, _, fig5 = run(tmp_path, *common, "--paint_utility_s", "1")
+    after = sorted(p.name for p in (tmp_path / "cache").glob("*.npz"))
+    assert set(cached) < set(after) and len(after) == 2   # + the retraining on D'_1 only
+    np.testing.assert_array_equal(fig4["acc_learn"], fig5["acc_learn"])
+    np.testing.assert_array_equal(fig4["acc_unlearn"], fig5["acc_unlearn"])   # same D'_1, same noise keys
+
+
 # ---------------------------------------------------------------- noiseless retraining
 def naive_noiseless_gd(X, y, *, T, eta, m):
     """Plain numpy: T steps of w <- w - eta (mean_i grad loss_i(w) + m w) from w = 0 (no clipping at M = 1)."""
