@@ -41,9 +41,9 @@ def build_parser(multiclass: bool):
     if multiclass:
         p.set_defaults(dataset="CIFAR10_MULTI")
     g = p.add_argument_group("baseline.py")
-    cli.add(g, "--sequential2", type=cli.switch_or_one, default=False,
+    cli.add(g, "--sequential2", type=cli.switch_or_one, default=False, metavar="{0,1}",
             help="1: sequential unlearning of --num_remove points in requests of --S (paper A Fig 3b)")
-    cli.add(g, "--find_k", type=cli.switch_or_one, default=False,
+    cli.add(g, "--find_k", type=cli.switch_or_one, default=False, metavar="{0,1}",
             help="1: print and save the smallest sigma per --eps and --K (no chains; works with --n)")
     cli.add(g, "--K", type=cli.int_at_least(1), nargs="+", default=None,
             help="unlearning steps K (default 1 2 5; default mode and --find_k)")

@@ -359,3 +359,32 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, scrip
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and ": error: " in err
     assert not (tmp_path / "LMC").exists()
+
+
+def test_interrupted_run_resumes_to_the_same_arrays(tmp_path, monkeypatch, capsys):
+    from utils import experiments
+
+    argv = ["--dataset", "DIGITS", "--K", "1", "--eps", "0.5", "2", "--trials", "4", "--burn_in", "30", "--no_cache"]
+    assert baseline.main(argv + ["--result_dir", str(tmp_path / "clean")]) == 0
+    clean = run_folder(tmp_path / "clean", "baseline")[2]
+
+    real, calls = experiments.Lab.accuracy, []
+
+    def interrupted(self, w):
+        calls.append(1)
+        if len(calls) == 5:    # inside the second setting: the first one is saved as a finished part
+            raise KeyboardInterrupt
+        return real(self, w)
+
+    monkeypatch.setattr(experiments.Lab, "accuracy", interrupted)
+    assert baseline.main(argv + ["--result_dir", str(tmp_path / "run")]) == 130
+    assert "--resume" in capsys.readouterr().err
+    parts = tmp_path / "run" / "LMC" / "DIGITS" / "baseline" / "parts"
+    assert [p.name for p in parts.iterdir()] == ["lmc_K1_eps0.5.npz"]
+    counted = []
+    monkeypatch.setattr(experiments.Lab, "accuracy", lambda self, w: counted.append(1) or real(self, w))
+    assert baseline.main(argv + ["--result_dir", str(tmp_path / "run"), "--resume"]) == 0
+    assert len(counted) == 3 + 4      # the saved setting is reused: 3 + 3 + D2D's 4 evaluations without it
+    resumed = run_folder(tmp_path / "run", "baseline")[2]
+    for key in clean:
+        np.testing.assert_array_equal(clean[key], resumed[key])
