@@ -383,8 +383,7 @@ def plan_paper_a(ctx, eps_list, reuse):
     """LU K = 1 sigma (A, SPEC 3.1.2) and D2D sigma_1 for K in {1, 5} (SPEC 3.1.7) on this data."""
     c, args = ctx.consts, ctx.args
     lu = {results.json_key(e): accountant.smallest_sigma_pngd(K=1, eps_target=e, S=1, consts=c) for e in eps_list}
-    d2d = {str(K): {results.json_key(e): accountant.d2d_sigma_1(I=K, eps=e, M=c.M, m=c.m, n=c.n, gamma=c.gamma,
-                                                                delta=c.delta) for e in eps_list}
+    d2d = {str(K): {results.json_key(e): experiments.d2d_output_sigma(c, K=K, eps=e) for e in eps_list}
            for K in D2D_STEPS}
     certs = []
     for e in eps_list:
@@ -432,9 +431,7 @@ def run_compare(ctx, batches, plan):
 
 def run_paper_a(ctx, plan, eps_list):
     """LU K = 1 and D2D K in {1, 5} accuracies computed on this data (the shared engine, full batch)."""
-    import torch
-
-    lab, c, C = ctx.lab(), ctx.consts, ctx.args.trials
+    lab = ctx.lab()
     removal = lab.removal(1)
     task1 = lab.task(removal.X, removal.y)
 
@@ -445,17 +442,8 @@ def run_paper_a(ctx, plan, eps_list):
         return {"unlearn": lab.accuracy(w)}
 
     def d2d_part():
-        # noiseless GD is the same in every trial: one chain, then per-trial output noise (SPEC Part I item 7)
-        w = lab.learn(sigma=0.0, T=plan["d2d_burn_in"], C=1, eta=c.d2d_step, key=("d2d",))
-        out = {}
-        for K in D2D_STEPS:
-            wk = lab.advance(w, task1, steps=K, sigma=0.0, eta=c.d2d_step, key=("d2d", K), desc=f"D2D K={K}",
-                             phase="d2d_unlearn")
-            for ek, s in plan["d2d_sigma"][str(K)].items():
-                g = lab.gen("d2d_noise", K, ek)
-                noise = torch.randn((C,) + tuple(wk.shape[1:]), generator=g, device=wk.device, dtype=wk.dtype)
-                out[f"K{K}_eps{ek}"] = lab.accuracy(wk + s * noise)
-        return out
+        noise = {K: plan["d2d_sigma"][str(K)] for K in D2D_STEPS}
+        return lab.d2d_one_shot(task1, T=plan["d2d_burn_in"], noise=noise)
 
     lu = {results.json_key(e): lab.stage(f"lmc_eps{results.json_key(e)}", lambda e=e: lu_part(results.json_key(e)))
           for e in eps_list}

@@ -287,6 +287,29 @@ class Lab:
     def accuracy(self, w) -> np.ndarray:
         return self.engine.accuracy(w, self.X_test, self.y_test).cpu().numpy().astype(np.float64)
 
+    # -- Descent-to-Delete (Neel et al. 2021), the baseline of both papers
+    def noisy_copies(self, w, *, sigma: float, C: int, key):
+        """C copies of one chain w, each plus N(0, sigma^2 I): D2D's published outputs."""
+        shape = (C,) + tuple(w.shape[1:])
+        noise = self.torch.randn(shape, generator=self.gen(*key), device=self.device, dtype=self.dtype)
+        return w.expand(shape) + sigma * noise
+
+    def d2d_one_shot(self, task, *, T: int, noise: dict) -> dict:
+        """One-shot D2D (SPEC 2.3, Part I item 7): noiseless GD with step 2/(L+m) is the same in every trial,
+        so one chain learns T steps on D and runs K steps on D' (``task``); each trial publishes
+        w_K + N(0, sigma_1^2 I). ``noise`` maps K -> {eps key: sigma_1}. Returns per-trial accuracies keyed
+        ``"K{K}_eps{ek}"``, and ``"learn"`` (the one learned chain)."""
+        step = self.ctx.consts.d2d_step
+        w = self.learn(sigma=0.0, T=T, eta=step, key=("d2d",), C=1, phase="d2d")
+        out = {"learn": self.accuracy(w)}
+        for K in sorted(noise):
+            w_K = self.advance(w, task, steps=K, sigma=0.0, eta=step, key=("d2d", K), phase="d2d",
+                               desc=f"D2D K={K}")
+            for ek, s in noise[K].items():
+                out[f"K{K}_eps{ek}"] = self.accuracy(self.noisy_copies(w_K, sigma=s, C=self.trials,
+                                                                       key=("d2d_noise", K, ek)))
+        return out
+
     # -- removal requests
     def removal_stream(self, sizes, *, key=("removal",)):
         """Cumulative replacement: request s replaces sizes[s] NEW rows, earlier replacements stay.
@@ -308,6 +331,12 @@ class Lab:
         arrays = compute()
         self.ctx.run.save_part(key, arrays)
         return arrays
+
+
+def d2d_output_sigma(consts, *, K: int, eps: float) -> float:
+    """D2D one-shot output noise sigma_1(I = K, eps) for these constants (SPEC 3.1.7)."""
+    return accountant.d2d_sigma_1(I=K, eps=eps, M=consts.M, m=consts.m, n=consts.n, gamma=consts.gamma,
+                                  delta=consts.delta)
 
 
 def summary_stats(acc: np.ndarray) -> dict:
