@@ -5,7 +5,8 @@ For C in {1, 10, 100, 1000} chains, float32 and float64, full batch and b = 128,
 one engine update (noise included) next to the time of the two products that any implementation of
 that update must do (SPEC Part I item 6), measured interleaved in the same run. Full batch:
 Z = X W^T, then Z^T X; mini-batch: the same two products as batched products over each chain's own
-128 rows, gathered beforehand (the engine's gather is part of its step, not of the products).
+128 rows, gathered beforehand (the engine's gather is part of its step, not of the products), timed
+over a few updates rather than whole epochs.
 
 Target (issue 6): C = 100, full batch, float32, binary within 1.5x of its two products.
 
@@ -73,37 +74,68 @@ def products_batch(task, C: int, b: int):
     return lambda: (torch.bmm(W, xb.transpose(1, 2), out=Z), torch.bmm(Z, xb, out=G))
 
 
-def engine_call(task, C: int, batch: int | None, consts):
-    """One engine call: `steps` full-batch updates, or one epoch of n/b mini-batch updates."""
+def engine_call(task, C: int, consts):
+    """`steps` full-batch updates of C chains through the public run_chains."""
     gen = engine.generator_for(0, "bench", C)
     w = engine.init_chains(C=C, d=task.d, num_classes=task.k, sigma=SIGMA, m=consts.m, generator=gen,
                            dtype=task.dtype)
-    perms = None if batch is None else engine.make_perms(C, task.n, generator=gen)
 
     def call(steps=1):
         return engine.run_chains(w, task, steps=steps, eta=consts.eta, sigma=SIGMA, m=consts.m, M=consts.M,
-                                 batch_size=batch, perms=perms, generator=gen)
+                                 generator=gen)
     return call
+
+
+def minibatch_updates(task, w, perms, *, batch: int, eta: float, sigma: float, m: float, M: float, generator):
+    """run_chains' mini-batch loop, one update at a time: call(j0, count) runs updates j0..j0+count-1.
+
+    An epoch of C = 1000 chains is n/b = 93 updates (tens of seconds), so the benchmark reaches into the
+    engine's per-update step to time a few of them; tests check that a whole epoch of this loop equals
+    run_chains. Returns (call, weights) with weights() the current (C, ...) weights.
+    """
+    C, n = w.shape[0], task.n
+    state = w.detach().clone().contiguous()
+    blocks = engine._perm_blocks(perms, C, n, batch, task.device)
+    chains = engine._mini_batch_chains(state, task, blocks, eta=eta, m=m, M=M)
+    noise = torch.empty(w.shape, dtype=task.dtype)
+    std = math.sqrt(2.0 * eta) * sigma
+
+    def call(j0: int = 0, count: int = 1):
+        for j in range(j0, j0 + count):
+            if std > 0:
+                torch.randn(w.shape, generator=generator, out=noise)
+            for chunk in chains:
+                chunk.gradient_step(j % (n // batch))
+                if std > 0:
+                    chunk.weights.add_(noise[chunk.start:chunk.stop], alpha=std)
+
+    return call, lambda: torch.cat([chunk.weights for chunk in chains]).contiguous()
 
 
 def measure(task, C: int, batch: int | None, consts, *, budget: float) -> dict:
     """Seconds per update of the engine and of the two products (minimum over interleaved repeats)."""
-    updates = 1 if batch is None else task.n // batch
-    run = engine_call(task, C, batch, consts)
+    if batch is None:
+        run = engine_call(task, C, consts)
+    else:
+        gen = engine.generator_for(0, "bench", C)
+        w = engine.init_chains(C=C, d=task.d, num_classes=task.k, sigma=SIGMA, m=consts.m, generator=gen,
+                               dtype=task.dtype)
+        perms = engine.make_perms(C, task.n, generator=gen)
+        call, _ = minibatch_updates(task, w, perms, batch=batch, eta=consts.eta, sigma=SIGMA, m=consts.m,
+                                    M=consts.M, generator=gen)
+        run = lambda steps=1: call(0, steps)  # noqa: E731
     with common.PeakMemory() as mem:
         t = time.perf_counter()
         run()  # warm-up, peak memory and a first estimate
-        first = (time.perf_counter() - t) / updates
+        first = time.perf_counter() - t
     products = products_full(task, C) if batch is None else products_batch(task, C, batch)
     products()
-    # Full batch: a few updates per call when they are quick, so the per-call setup counts as in a run.
-    steps = 3 if batch is None and first < 0.05 else 1
-    reps = common.repeats_for(first * updates * steps, budget=budget)
+    # Quick updates go several per call, so the per-call setup counts about as in a run.
+    steps = 1 if first > 0.05 else (3 if first > 0.005 else 10)
+    reps = common.repeats_for(first * steps, budget=budget)
     times = common.interleaved({"engine": lambda: run(steps),
-                                "products": lambda: [products() for _ in range(steps * updates)]},
-                               repeats=reps)
-    per_update = steps * updates
-    return {"engine": min(times["engine"]) / per_update, "products": min(times["products"]) / per_update,
+                                "products": lambda: [products() for _ in range(steps)]}, repeats=reps)
+    return {"engine": min(times["engine"]) / steps, "products": min(times["products"]) / steps,
             "peak": mem.peak_bytes, "exact": mem.exact, "repeats": reps}
 
 

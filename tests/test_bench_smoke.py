@@ -111,6 +111,25 @@ def test_report_appends_sections(tmp_path):
     assert "torch " + torch.__version__ in text
 
 
+@pytest.mark.parametrize("k,M", [(2, 0.2), (3, 0.3), (2, 10.0)])
+def test_minibatch_update_loop_equals_run_chains(k, M):
+    from bench import engine_step as es
+
+    p = _problem(48, 5, k, seed=4)
+    task = engine.to_task(p.X, p.y, k, dtype="float64")
+    gen = engine.generator_for(5, "init")
+    w0 = engine.init_chains(C=3, d=5, num_classes=k, sigma=0.1, m=0.1, generator=gen, dtype="float64")
+    perms = engine.make_perms(3, 48, generator=gen)
+    kw = dict(eta=0.8, sigma=0.1, m=0.1, M=M)
+    expected = engine.run_chains(w0, task, steps=2, batch_size=8, perms=perms,
+                                 generator=engine.generator_for(5, "noise"), **kw)
+    call, weights = es.minibatch_updates(task, w0, perms, batch=8, generator=engine.generator_for(5, "noise"), **kw)
+    call(0, 4)
+    call(4, 8)  # wraps around into the second epoch
+    torch.testing.assert_close(weights(), expected, rtol=0, atol=1e-13)
+    assert nv.relative_difference(weights(), w0) > 1e-3
+
+
 def test_engine_step_memory_model():
     from bench import engine_step as es
 
