@@ -15,6 +15,8 @@ import functools
 import sys
 import time
 
+import numpy as np
+
 from utils import accountant, cli, experiments, results
 
 MODES = ("paint_unlearning_sigma", "paint_utility_epsilon", "paint_utility_s", "retrain_noiseless")
@@ -172,14 +174,10 @@ def plan_noiseless(ctx, *, S_list) -> dict:
 
 
 def K_array(table: dict, outer, inner):
-    import numpy as np
-
     return np.array([[table[key(a)][key(b)] for b in inner] for a in outer], dtype=np.int64)
 
 
 def plan_arrays(mode: str, plan: dict) -> dict:
-    import numpy as np
-
     if mode == "paint_unlearning_sigma":
         s = [key(v) for v in plan["sigma_list"]]
         return {"sigma": np.array(plan["sigma_list"]), "K": np.array([plan["K"][k] for k in s], dtype=np.int64),
@@ -202,8 +200,6 @@ def _learned(lab, sigma, T):
 
 def run_unlearning_sigma(ctx, lab, plan) -> tuple[dict, dict]:
     """Fig 3c: per sigma learn on D, retrain on D', unlearn K steps from the learned chains."""
-    import numpy as np
-
     S, eps = plan["S"], plan["eps"]
     removal = lab.removal(S, key=("removal", S))
     task = lab.task(removal.X, removal.y)
@@ -231,8 +227,6 @@ def run_unlearning_sigma(ctx, lab, plan) -> tuple[dict, dict]:
 
 def run_K_table(ctx, lab, plan, *, outer: str, retrain: bool) -> tuple[dict, dict]:
     """Fig 4 / Fig 5: learn once on D; per S one D'_S (and its retraining); per (S, eps) unlearn K steps."""
-    import numpy as np
-
     sigma, T, s = plan["sigma"], plan["burn_in"], key(plan["sigma"])
     learned = functools.lru_cache(maxsize=1)(lambda: _learned(lab, sigma, T))
     acc_learn = lab.stage("learn", lambda: {"acc": lab.accuracy(learned())})["acc"]
@@ -277,8 +271,6 @@ def run_K_table(ctx, lab, plan, *, outer: str, retrain: bool) -> tuple[dict, dic
 
 def run_noiseless(ctx, lab, plan) -> tuple[dict, dict]:
     """sigma = 0 from w0 = 0: one chain on D and one per D'_S (every trial would be the same chain)."""
-    import numpy as np
-
     T = plan["burn_in"]
     learn = lab.stage("learn", lambda: {"acc": lab.accuracy(lab.learn(sigma=0.0, T=T, C=1,
                                                                        key=("noiseless",)))})["acc"]
