@@ -113,12 +113,6 @@ def check_S(S: int, n: int) -> None:
 
 
 # ---------------------------------------------------------------- accounting (pure)
-def d2d_noise_1(consts, *, K: int, eps: float) -> float:
-    """D2D one-shot output noise sigma_1(I = K, eps) (Neel et al. 2021; SPEC 3.1.7)."""
-    return accountant.d2d_sigma_1(I=K, eps=eps, M=consts.M, m=consts.m, n=consts.n, gamma=consts.gamma,
-                                  delta=consts.delta)
-
-
 def d2d_noise_2(consts, *, K: int, eps: float) -> float:
     """D2D published-state noise sigma_2(I = K_i, eps) added to the carried state (SPEC 2.3, 3.1.7)."""
     return accountant.d2d_sigma_2(I=K, eps=eps, M=consts.M, m=consts.m, n=consts.n, gamma=consts.gamma,
@@ -161,14 +155,6 @@ def stats(acc) -> dict:
     return experiments.summary_stats(acc)
 
 
-def noisy_copies(lab, w, *, sigma: float, C: int, key):
-    """C copies of w (one chain) plus N(0, sigma^2 I) each: D2D's published outputs."""
-    torch = lab.torch
-    shape = (C,) + tuple(w.shape[1:])
-    noise = torch.randn(shape, generator=lab.gen(*key), device=lab.device, dtype=lab.dtype)
-    return w.expand(shape) + sigma * noise
-
-
 def log_table(ctx, header: str, rows: list[str]) -> None:
     ctx.log(header)
     for row in rows:
@@ -183,7 +169,7 @@ def run_baseline(args) -> int:
     check_S(S, c.n)
     plan = sigma_table(c, Ks=args.K, eps_list=args.eps, S=S)
     for row in plan:
-        row["d2d_sigma_1"] = d2d_noise_1(c, K=row["K"], eps=row["epsilon"])
+        row["d2d_sigma_1"] = experiments.d2d_output_sigma(c, K=row["K"], eps=row["epsilon"])
         row["T"] = ctx.burn_in(row["sigma"])
     T0 = ctx.burn_in(0.0)
     log_table(ctx, f"plan (S={S}):    K      eps      sigma     alpha*        T   D2D sigma_1",
@@ -259,20 +245,15 @@ def lmc_setting(lab, row, *, S, removal, task) -> dict:
 
 
 def d2d_one_shot(lab, plan, *, task, T) -> dict:
-    """D2D: noiseless GD (step 2/(L+m)) on D, K steps on D', then w + N(0, sigma_1^2) per trial (SPEC 2.3)."""
-    step = lab.ctx.consts.d2d_step
+    """D2D (SPEC 2.3): one noiseless GD chain, K steps on D', w + N(0, sigma_1^2) per trial; and the
+    noiseless reference (eta = 1/L). One resumable piece."""
+    noise = {}
+    for r in plan:
+        noise.setdefault(r["K"], {})[json_key(r["epsilon"])] = r["d2d_sigma_1"]
 
     def compute():
-        w = lab.learn(sigma=0.0, T=T, eta=step, key=("d2d",), C=1)
-        ref = lab.learn(sigma=0.0, T=T, key=("noiseless",), C=1)
-        out = {"learn": lab.accuracy(w), "noiseless": lab.accuracy(ref)}
-        for K in sorted({r["K"] for r in plan}):
-            w_K = lab.advance(w, task, steps=K, sigma=0.0, eta=step, key=("d2d", K), phase="unlearn",
-                              desc=f"D2D K={K}")
-            for r in (r for r in plan if r["K"] == K):
-                ek = json_key(r["epsilon"])
-                out[f"K{K}_eps{ek}"] = lab.accuracy(noisy_copies(lab, w_K, sigma=r["d2d_sigma_1"], C=lab.trials,
-                                                                 key=("d2d_noise", K, ek)))
+        out = lab.d2d_one_shot(task, T=T, noise=noise)
+        out["noiseless"] = lab.accuracy(lab.learn(sigma=0.0, T=T, key=("noiseless",), C=1))
         return out
 
     return lab.stage("d2d", compute)
@@ -345,7 +326,7 @@ def run_sequential2(args) -> int:
         metrics["lmc_accuracy_per_request"][json_key(S)] = out["accuracy"].mean(axis=1).tolist()
         metrics["lmc_final"][json_key(S)] = stats(out["accuracy"][-1])
         metrics["lmc_retrain"][json_key(S)] = stats(out["retrain"])
-    w_d = lab.learn(sigma=0.0, T=T0, eta=c.d2d_step, key=("d2d",), C=1)
+    w_d = lab.learn(sigma=0.0, T=T0, eta=c.d2d_step, key=("d2d",), C=1, phase="d2d")  # as Lab.d2d_one_shot
     metrics["d2d_learn_accuracy"] = float(lab.accuracy(w_d)[0])
     for f, p in d2d.items():
         out = lab.stage(f"d2d_f{json_key(f)}", lambda: d2d_stream(lab, w_d, f=f, plan=p))
@@ -402,16 +383,11 @@ def d2d_stream(lab, w1, *, f, plan) -> dict:
     stream = lab.removal_stream([1] * len(plan["K"]), key=("removal", "d2d"))
     for i, (removal, K, s2) in enumerate(zip(stream, plan["K"], plan["sigma_2"])):
         w = lab.advance(w1 if w is None else w, lab.task(removal.X, removal.y), steps=K, sigma=0.0, eta=step,
-                        key=("d2d", json_key(f), i + 1), phase="unlearn", desc=f"D2D f={f:g} request {i + 1}")
+                        key=("d2d", json_key(f), i + 1), phase="d2d", desc=f"D2D f={f:g} request {i + 1}")
         # the first request runs one chain: the trials only differ after their first noise
-        w = noisy_copies(lab, w, sigma=s2, C=lab.trials, key=("d2d_noise", json_key(f), i + 1)) if i == 0 \
-            else w + s2 * noise_like(lab, w, key=("d2d_noise", json_key(f), i + 1))
+        w = lab.noisy_copies(w, sigma=s2, C=lab.trials, key=("d2d_noise", json_key(f), i + 1))
         accs.append(lab.accuracy(w))
     return {"accuracy": np.stack(accs)}
-
-
-def noise_like(lab, w, *, key):
-    return lab.torch.randn(w.shape, generator=lab.gen(*key), device=lab.device, dtype=lab.dtype)
 
 
 def summary_3b(ctx, metrics) -> str:

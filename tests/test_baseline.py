@@ -210,11 +210,13 @@ def test_each_request_runs_exactly_its_steps_and_continues_the_chains(tmp_path, 
     d2d_Ks = A.d2d_sequential_K_list(num_requests=15, f=1.0, consts=c)
     learn = [x for x in calls if x["phase"] == "learn" and x["sigma"] > 0]
     lmc = [x for x in calls if x["phase"] == "unlearn" and x["sigma"] > 0]
-    d2d = [x for x in calls if x["phase"] == "unlearn" and x["sigma"] == 0]
+    d2d_learn, *d2d = [x for x in calls if x["phase"] == "d2d"]
     assert [x["steps"] for x in learn] == [T] and [x["steps"] for x in lmc] == Ks     # request s runs K_s, no shift
     assert lmc[0]["w"] is learn[0]["out"] or torch.equal(lmc[0]["w"], learn[0]["out"])
     assert all(lmc[s + 1]["w"] is lmc[s]["out"] for s in range(len(Ks) - 1))          # the chains continue
-    assert [x["steps"] for x in d2d] == d2d_Ks and all(x["eta"] == c.d2d_step for x in d2d)
+    assert d2d_learn["steps"] == T and d2d_learn["w"].shape[0] == 1 and not d2d_learn["w"].any()   # from w0 = 0
+    assert [x["steps"] for x in d2d] == d2d_Ks and all(x["eta"] == c.d2d_step for x in [d2d_learn] + d2d)
+    assert d2d[0]["w"] is d2d_learn["out"] and all(x["sigma"] == 0 for x in d2d)
     # consecutive datasets differ in exactly S rows; retraining runs on the last one
     datasets = [learn[0]["X"]] + [x["X"] for x in lmc]
     assert [changed_rows(a, b) for a, b in zip(datasets, datasets[1:])] == [5, 5, 5]
@@ -245,8 +247,10 @@ def test_fig3a_unlearns_exactly_K_steps_from_the_learned_chains(tmp_path, monkey
     D = next(x["X"] for x in calls if x["phase"] == "learn")
     assert all(changed_rows(D, x["X"]) == 1 for x in lmc + retrain)     # unlearning and retraining use D'
     assert all(torch.equal(x["X"], lmc[0]["X"]) for x in lmc + retrain)
-    d2d = [x for x in calls if x["phase"] == "unlearn" and x["sigma"] == 0]
-    assert [x["steps"] for x in d2d] == [1, 5] and all(x["eta"] == c.d2d_step and x["w"].shape[0] == 1 for x in d2d)
+    d2d_learn, *d2d = [x for x in calls if x["phase"] == "d2d"]
+    assert d2d_learn["steps"] == 30 and [x["steps"] for x in d2d] == [1, 5]
+    assert all(x["eta"] == c.d2d_step and x["sigma"] == 0 and x["w"].shape[0] == 1 for x in [d2d_learn] + d2d)
+    assert all(torch.equal(x["w"], d2d_learn["out"]) and torch.equal(x["X"], lmc[0]["X"]) for x in d2d)
 
 
 def test_sequential2_rerun_is_bit_identical_without_cache(tmp_path):
