@@ -130,6 +130,23 @@ def test_minibatch_update_loop_equals_run_chains(k, M):
     assert nv.relative_difference(weights(), w0) > 1e-3
 
 
+def test_minibatch_loop_refuses_rows_that_are_not_permutations():
+    """The O(C n) permutation check the mini-batch loop relies on (engine._perm_blocks)."""
+    from bench import engine_step as es
+
+    p = _problem(24, 3, 2)
+    task = engine.to_task(p.X, p.y, 2, dtype="float64")
+    w = torch.zeros(2, 3, dtype=torch.float64)
+    good = engine.make_perms(2, 24, generator=engine.generator_for(0, "p"))
+    duplicate = good.clone()
+    duplicate[1, 3] = duplicate[1, 4]
+    for bad in (duplicate, torch.full((2, 24), 24), good - 1):
+        with pytest.raises(ValueError, match="permutation"):
+            es.minibatch_updates(task, w, bad, batch=6, eta=0.5, sigma=0.0, m=0.1, M=1.0,
+                                 generator=engine.generator_for(0))
+    es.minibatch_updates(task, w, good, batch=6, eta=0.5, sigma=0.0, m=0.1, M=1.0, generator=engine.generator_for(0))
+
+
 def test_engine_step_memory_model():
     from bench import engine_step as es
 
