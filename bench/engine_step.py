@@ -114,18 +114,19 @@ def minibatch_updates(task, w, perms, *, batch: int, eta: float, sigma: float, m
 
 def measure(task, C: int, batch: int | None, consts, *, budget: float) -> dict:
     """Seconds per update of the engine and of the two products (minimum over interleaved repeats)."""
+    gen = engine.generator_for(0, "bench", C)
     if batch is None:
         run = engine_call(task, C, consts)
     else:
-        gen = engine.generator_for(0, "bench", C)
         w = engine.init_chains(C=C, d=task.d, num_classes=task.k, sigma=SIGMA, m=consts.m, generator=gen,
                                dtype=task.dtype)
         perms = engine.make_perms(C, task.n, generator=gen)
-        call, _ = minibatch_updates(task, w, perms, batch=batch, eta=consts.eta, sigma=SIGMA, m=consts.m,
-                                    M=consts.M, generator=gen)
-        run = lambda steps=1: call(0, steps)  # noqa: E731
-    with common.PeakMemory() as mem:
+    with common.PeakMemory() as mem:  # the state, buffers and intermediates of a run (not its inputs)
         t = time.perf_counter()
+        if batch is not None:
+            call, _ = minibatch_updates(task, w, perms, batch=batch, eta=consts.eta, sigma=SIGMA, m=consts.m,
+                                        M=consts.M, generator=gen)
+            run = lambda steps=1: call(0, steps)  # noqa: E731
         run()  # warm-up, peak memory and a first estimate
         first = time.perf_counter() - t
     products = products_full(task, C) if batch is None else products_batch(task, C, batch)
@@ -147,7 +148,7 @@ def flops_per_update(C: int, n: int, d: int, k: int, batch: int | None) -> float
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="C in {1, 10, 100} only, smaller budgets")
+    parser.add_argument("--quick", action="store_true", help="C in {1, 10, 100} only (a quick look)")
     parser.add_argument("--budget", type=float, default=1.5, help="seconds of timed calls per setting")
     args = parser.parse_args(argv)
     if args.budget <= 0:
