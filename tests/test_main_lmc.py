@@ -118,6 +118,24 @@ def test_paint_utility_epsilon_end_to_end(tmp_path):
     assert len(metrics["certificates"]) == 4
 
 
+def naive_dp_unlearn(K, *, S, sigma, c):
+    """min over a dense alpha grid of exp(-K eta m / alpha) eps_0(alpha) + log(1/delta)/(alpha - 1) (>= the true min)."""
+    alpha = 1 + np.logspace(-6, 6, 400001)
+    a = 4 * S ** 2 * c.M ** 2 / (c.m * sigma ** 2 * c.n ** 2)
+    return float(np.min(np.exp(-K * c.eta * c.m / alpha) * a * alpha + math.log(1 / c.delta) / (alpha - 1)))
+
+
+def test_fig4_default_plan_on_digits_is_minimal(tmp_path):
+    """The default Fig 4 table on DIGITS (its S = 100, eps = 0.1 search once looped forever in the accountant)."""
+    _, metrics, _, _ = run(tmp_path, "--dataset", "DIGITS", "--paint_utility_epsilon", "1", "--plan_only")
+    c = digits_consts()
+    assert metrics["S_list"] == [1, 50, 100] and metrics["eps_list"] == [0.1, 0.5, 1.0, 2.0, 5.0]
+    for S, eps in ((100, 0.1), (50, 1.0), (1, 5.0)):
+        K = metrics["K"][key(S)][key(eps)]
+        assert naive_dp_unlearn(K, S=S, sigma=0.03, c=c) <= eps * (1 + 1e-6)
+        assert K == 1 or naive_dp_unlearn(K - 1, S=S, sigma=0.03, c=c) > eps
+
+
 # ---------------------------------------------------------------- Fig 5
 def test_paint_utility_s_unlearning_matches_retraining(tmp_path):
     """Paper A's claim at a moderate setting: unlearned and retrained chains are equally accurate."""
