@@ -35,6 +35,8 @@ def constants_for(args, dataset, *, max_removed: int = 1, batch_size=None):
         if dataset is None:
             raise ValueError("--smoothness data needs the data (drop --n, or give --L)")
         lambda_max = accountant.data_smoothness_lambda_max(dataset.X_train, replaced_rows=max_removed)
+        # unit-norm rows give lambda_max <= 1: never looser than the closed-form bound
+        lambda_max = min(lambda_max, 1.0)
     return accountant.make_constants(n=n, lam=args.lam, M=args.M, num_classes=num_classes, L=args.L,
                                      smoothness=args.smoothness if args.L is None else "bound",
                                      lambda_max=lambda_max, delta=args.delta, d=d)
