@@ -26,16 +26,6 @@ SPEC_6_2 = {  # smallest sigma for K = 1, eps = 0.05 .. 5, closed-form L (SPEC 6
 }
 
 
-@pytest.fixture(autouse=True)
-def quiet_single_thread(monkeypatch):
-    """No progress bars; one torch thread (tiny problems run far slower on two threads of a busy machine)."""
-    monkeypatch.setenv("UNLEARN_NO_PROGRESS", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def digits_consts(**kw):
     return A.make_constants(n=DIGITS_N, lam=DIGITS_LAM, M=1.0, d=DIGITS_D, **kw)
 

@@ -17,18 +17,6 @@ DIGITS_N = 267             # 3 vs 8 training rows
 FILES = ("config.json", "metrics.json", "arrays.npz", "figure.png", "figure.pdf", "log.txt")
 
 
-@pytest.fixture(autouse=True)
-def quiet_one_thread(monkeypatch):
-    """No progress bars; tiny problems run much faster on one thread (and do not fight other tests)."""
-    import torch
-
-    monkeypatch.setenv("UNLEARN_NO_PROGRESS", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def run(tmp_path, *argv, script=main_lmc):
     code = script.main([*argv, "--result_dir", str(tmp_path)])
     assert code == 0

@@ -23,16 +23,6 @@ SPEC_6_5 = {"32": 0.239222, "64": 0.119662, "128": 0.0610688, "256": 0.0349263, 
             "full": 0.0157632}
 
 
-@pytest.fixture(autouse=True)
-def quiet_single_thread(monkeypatch):
-    """No progress bars; one torch thread (tiny problems run far slower on two threads of a busy machine)."""
-    monkeypatch.setenv("UNLEARN_NO_PROGRESS", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def consts(n=N_USED, **kw):
     return A.make_constants(n=n, lam=DIGITS_LAM, M=1.0, d=DIGITS_D, **kw)
 

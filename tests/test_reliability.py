@@ -19,17 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "DIGITS", "--trials", "4", "--burn_in", "20"]
 
 
-@pytest.fixture(autouse=True)
-def quiet(monkeypatch):
-    monkeypatch.setenv("UNLEARN_NO_PROGRESS", "1")
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny problems: a second thread only waits
-    yield
-    torch.set_num_threads(threads)
-
-
 def files_under(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()) if path.exists() else []
 

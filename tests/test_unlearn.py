@@ -55,17 +55,6 @@ def _quiet(monkeypatch):
     monkeypatch.setenv("UNLEARN_NO_PROGRESS", "1")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These problems are tiny (270 x 64): on a busy machine torch's thread pool costs ~100x per product."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 LEARN = ["--eps", "1", "--K", "20", "--request_size", "2", "--burn_in", "30", "--trials", "8", "--seed", "3",
          "--device", "cpu"]
 
