@@ -396,3 +396,23 @@ def test_removal_stream_keeps_earlier_replacements_fixed(mode):
         done += rows.tolist()
         np.testing.assert_array_equal(Xc, req.X)
         np.testing.assert_array_equal(yc, req.y)
+
+
+def test_small_updates_run_on_one_thread_and_restore_the_thread_count(monkeypatch):
+    X = torch.nn.functional.normalize(torch.randn(60, 5, generator=torch.Generator().manual_seed(1),
+                                                  dtype=torch.float64), dim=1)
+    y = torch.where(torch.arange(60) % 2 == 0, 1.0, -1.0).to(torch.float64)
+    task = engine.to_task(X, y, 2, dtype="float64")
+    seen = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda k: (seen.append(k), real(k)))
+    before = torch.get_num_threads()
+    w0 = torch.zeros(4, 5, dtype=torch.float64)
+    run = lambda: engine.run_chains(w0, task, steps=30, eta=1.0, sigma=0.1, m=0.1, M=0.3,
+                                    generator=engine.generator_for(0, "t"))
+    small = run()
+    assert torch.get_num_threads() == before
+    assert seen == ([1, before] if before > 1 else [])
+    monkeypatch.setattr(engine, "SINGLE_THREAD_WORK", 0)  # the same update with the default thread count
+    seen.clear()
+    assert torch.allclose(run(), small, rtol=0, atol=1e-12) and seen == []

@@ -15,6 +15,7 @@ the softmax state is kept as (d, C*k) per chunk of chains. Mini-batch: see _mini
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -29,6 +30,9 @@ import torch
 MAX_CHUNK_BYTES = 1 << 30
 # Mini-batch steps are memory-bound: gather the batches of this many bytes of chains at a time (cache-sized).
 MINIBATCH_GROUP_BYTES = 2 << 20
+# Below this many multiply-adds per update (b x d x C x k) a CPU step runs on one thread: the work is too
+# small to split, and on a busy machine a second thread mostly waits (measured 10-100x slower steps).
+SINGLE_THREAD_WORK = 10_000_000
 # Check for divergence every this many epochs, so a run with too large a step stops early.
 DIVERGENCE_CHECK_EVERY = 100
 
@@ -332,6 +336,27 @@ def run_chains(w, task: Task, *, steps, eta, sigma, m, M, R=0.0, batch_size=None
     updates_per_epoch = task.n // b
     noise = torch.empty(shape, device=task.device, dtype=task.dtype)
     std = math.sqrt(2.0 * eta) * sigma
+    with _threads_for(task.device, b * task.d * C * (1 if task.binary else task.k)):
+        _loop(chains, steps, updates_per_epoch, noise, std, R, generator, progress, eta, m)
+    return _assemble(chains)
+
+
+@contextlib.contextmanager
+def _threads_for(device: torch.device, work: int):
+    """One torch thread for small CPU updates (SINGLE_THREAD_WORK); the thread count is restored after."""
+    before = torch.get_num_threads()
+    small = device.type == "cpu" and work < SINGLE_THREAD_WORK and before > 1
+    if small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small:
+            torch.set_num_threads(before)
+
+
+def _loop(chains, steps, updates_per_epoch, noise, std, R, generator, progress, eta, m) -> None:
+    shape = noise.shape
     for epoch in range(steps):
         for j in range(updates_per_epoch):
             if std > 0:
@@ -347,7 +372,6 @@ def run_chains(w, task: Task, *, steps, eta, sigma, m, M, R=0.0, batch_size=None
         if (epoch + 1) % DIVERGENCE_CHECK_EVERY == 0:
             _check_finite(chains, epoch + 1, steps, eta, m)
     _check_finite(chains, steps, steps, eta, m)
-    return _assemble(chains)
 
 
 class _Chunk(NamedTuple):
