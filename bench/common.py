@@ -101,6 +101,8 @@ class Report:
         self.line()
 
     def save(self, path: Path = RESULTS) -> Path:
+        # a load that rose during the run shows here (the header has the load at the start)
+        self.line("Load average at the end: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()) + ".")
         text = "\n".join(self.lines).rstrip() + "\n\n"
         fresh = not path.exists() or path.stat().st_size == 0
         with open(path, "a", encoding="utf-8") as f:

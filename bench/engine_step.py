@@ -149,7 +149,7 @@ def flops_per_update(C: int, n: int, d: int, k: int, batch: int | None) -> float
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="C in {1, 10, 100} only (a quick look)")
-    parser.add_argument("--budget", type=float, default=1.5, help="seconds of timed calls per setting")
+    parser.add_argument("--budget", type=float, default=1.0, help="seconds of timed calls per setting")
     args = parser.parse_args(argv)
     if args.budget <= 0:
         parser.error(f"--budget must be > 0 seconds, got {args.budget}")
