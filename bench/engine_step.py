@@ -15,6 +15,7 @@ Target (issue 6): C = 100, full batch, float32, binary within 1.5x of its two pr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import time
@@ -100,14 +101,19 @@ def minibatch_updates(task, w, perms, *, batch: int, eta: float, sigma: float, m
     noise = torch.empty(w.shape, dtype=task.dtype)
     std = math.sqrt(2.0 * eta) * sigma
 
+    # run_chains' thread policy for small updates, where the engine has one
+    threads_for = getattr(engine, "_threads_for", None)
+    work = batch * task.d * C * (1 if task.binary else task.k)
+
     def call(j0: int = 0, count: int = 1):
-        for j in range(j0, j0 + count):
-            if std > 0:
-                torch.randn(w.shape, generator=generator, out=noise)
-            for chunk in chains:
-                chunk.gradient_step(j % (n // batch))
+        with threads_for(task.device, work) if threads_for else contextlib.nullcontext():
+            for j in range(j0, j0 + count):
                 if std > 0:
-                    chunk.weights.add_(noise[chunk.start:chunk.stop], alpha=std)
+                    torch.randn(w.shape, generator=generator, out=noise)
+                for chunk in chains:
+                    chunk.gradient_step(j % (n // batch))
+                    if std > 0:
+                        chunk.weights.add_(noise[chunk.start:chunk.stop], alpha=std)
 
     return call, lambda: torch.cat([chunk.weights for chunk in chains]).contiguous()
 
