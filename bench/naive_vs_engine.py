@@ -143,7 +143,7 @@ def speed(problem, *, dtype, C, batch_size=None, M=None, budget=2.0) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=2.0, help="seconds of timed calls per setting")
+    parser.add_argument("--budget", type=float, default=1.0, help="seconds of timed calls per setting")
     args = parser.parse_args(argv)
     if args.budget <= 0:
         parser.error(f"--budget must be > 0 seconds, got {args.budget}")
