@@ -92,7 +92,7 @@ def test_clipping_just_below_the_largest_possible_gradient_norm(k, M):
     X, y = random_problem(k, n=40)
     norms = np.linalg.norm(X, axis=1, keepdims=True)
     X = np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)  # unit rows, the zero row stays
-    task = to_task(X, y, k)
+    task = to_task(X, y, k, dtype="float64")
     w0 = 8 * torch.randn(task.weight_shape(2), generator=generator_for(14), dtype=F64)
     params = {**PARAMS, "sigma": 0.0, "M": M}
     got = run_chains(w0, task, steps=1, generator=generator_for(0), **params)
@@ -120,7 +120,7 @@ def test_chunking_does_not_change_the_result(monkeypatch, k, batch_size):
 
 def test_batch_size_n_is_full_batch_and_steps_are_exact():
     X, y = random_problem(2)
-    task = to_task(X, y, 2)
+    task = to_task(X, y, 2, dtype="float64")
     w0 = torch.randn(2, task.d, generator=generator_for(3), dtype=F64)
     full = run_chains(w0, task, steps=3, generator=generator_for(3, "n"), **PARAMS)
     b_n = run_chains(w0, task, steps=3, batch_size=task.n, generator=generator_for(3, "n"), **PARAMS)
@@ -134,7 +134,7 @@ def test_batch_size_n_is_full_batch_and_steps_are_exact():
 
 def test_input_weights_are_not_modified_and_progress_counts_updates():
     X, y = random_problem(3, n=12)
-    task = to_task(X, y, 3)
+    task = to_task(X, y, 3, dtype="float64")
     w0 = torch.randn(task.weight_shape(2), generator=generator_for(4), dtype=F64)
     before = w0.clone()
     done = []
@@ -162,8 +162,8 @@ def test_noiseless_binary_gd_converges_to_sklearn_logistic_regression():
     y = np.where(t == 3, 1.0, -1.0)
     n, m = X.shape[0], 0.05
     L = np.linalg.eigvalsh(X.T @ X / n).max() / 4 + m
-    task = to_task(X, y, 2)
-    w = run_chains(init_chains(C=2, d=task.d, num_classes=2, sigma=0.0, m=m, generator=generator_for(0)),
+    task = to_task(X, y, 2, dtype="float64")
+    w = run_chains(init_chains(C=2, d=task.d, num_classes=2, sigma=0.0, m=m, generator=generator_for(0), dtype="float64"),
                    task, steps=400, eta=1 / L, sigma=0.0, m=m, M=10.0, generator=generator_for(0))
     # sklearn minimises ||w||^2 / 2 + C sum_i loss_i: with C = 1/(m n) that is n times our objective
     ref = LogisticRegression(C=1 / (m * n), fit_intercept=False, tol=1e-12, max_iter=10000).fit(X, y)
@@ -175,7 +175,7 @@ def test_noiseless_softmax_gd_converges_to_sklearn_multinomial_regression():
 
     X, y = digits(list(range(10)))
     n, m, k = X.shape[0], 0.1, 10
-    task = to_task(X, y, k)
+    task = to_task(X, y, k, dtype="float64")
     W = run_chains(torch.zeros(1, task.d, k, dtype=F64), task, steps=400, eta=1 / (1 + m), sigma=0.0, m=m,
                    M=10.0, generator=generator_for(0))
     ref = LogisticRegression(C=1 / (m * n), fit_intercept=False, tol=1e-12, max_iter=10000).fit(X, y)
@@ -194,15 +194,75 @@ def test_float32_tracks_float64():
     np.testing.assert_allclose(w["float32"].numpy(), w["float64"].numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("project", [False, True])
+def test_float32_full_batch_products_backends_agree_with_the_naive_float64_run(monkeypatch, k, project):
+    # float32 on CPU takes oneDNN's matmul (engine.MATMUL "auto") with (C, n) intermediates; "torch" takes
+    # torch.mm with (n, C): both must be the naive float64 algorithm to float32 rounding
+    X, y = random_problem(k, n=40, d=7)
+    C = 5
+    w0 = 1.5 * torch.randn((C, 7) if k == 2 else (C, 7, k), generator=generator_for(15, "w0"), dtype=F64)
+    R = 0.6 * float(torch.linalg.vector_norm(w0.reshape(C, -1), dim=1).min()) if project else 0.0
+    params = {**PARAMS, "M": CLIP[k], "sigma": 0.0}
+    want, counts = naive_run(w0, torch.as_tensor(X), torch.as_tensor(y), k, steps=5, R=R, batch_size=None,
+                             perms=None, generator=None, **params)
+    assert 0 < counts["clipped"] < counts["samples"]
+    task = to_task(X, y, k, dtype="float32")
+    used = {}
+    for backend in ("auto", "torch"):
+        monkeypatch.setattr(engine, "MATMUL", backend)
+        used[backend] = engine._onednn_linear(task) is not None
+        got = run_chains(w0.float(), task, steps=5, R=R, generator=generator_for(0), **params)
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got.double(), want, rtol=2e-6, atol=2e-6)
+    assert used == {"auto": engine._onednn_linear_op() is not None, "torch": False}
+
+
+def test_onednn_path_is_used_here_and_chunking_is_bit_identical(monkeypatch):
+    # this torch build has oneDNN (requirements.txt pins it): the fast path must be the one the bench times
+    assert engine._onednn_linear_op() is not None
+    for k in (2, 3):
+        X, y = random_problem(k, n=30)
+        task = to_task(X, y, k, dtype="float32")
+        C = 6
+        w0 = torch.randn(task.weight_shape(C), generator=generator_for(16, k)).float()
+        kwargs = dict(steps=3, R=1.0, **PARAMS)
+        whole = run_chains(w0, task, generator=generator_for(16, "noise"), **kwargs)
+        for chains_per_chunk in (2, 3, 4):  # balanced chunks: (2, 2, 2), (3, 3), (3, 3)
+            monkeypatch.setattr(engine, "MAX_CHUNK_BYTES", chains_per_chunk * task.n * (1 if k == 2 else k) * 4)
+            assert engine._chunks(C, task.n * (1 if k == 2 else k) * 4) == {
+                2: [(0, 2), (2, 4), (4, 6)], 3: [(0, 3), (3, 6)], 4: [(0, 3), (3, 6)]}[chains_per_chunk]
+            chunked = run_chains(w0, task, generator=generator_for(16, "noise"), **kwargs)
+            assert torch.equal(chunked, whole)
+
+
+def test_chunks_are_balanced_and_respect_the_limit():
+    for C in range(1, 40):
+        for size in range(1, 12):
+            chunks = engine._chunks(C, 10, size * 10)
+            sizes = [b - a for a, b in chunks]
+            assert chunks[0][0] == 0 and chunks[-1][1] == C and all(p[1] == q[0] for p, q in zip(chunks, chunks[1:]))
+            assert max(sizes) <= size and max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+            assert len(chunks) == math.ceil(C / size)
+
+
+def test_matmul_setting_is_checked(monkeypatch):
+    X, y = random_problem(2)
+    task = to_task(X, y, 2, dtype="float32")
+    monkeypatch.setattr(engine, "MATMUL", "blas")
+    with pytest.raises(ValueError, match="engine.MATMUL must be 'auto' or 'torch', got 'blas'"):
+        run_chains(torch.zeros(1, task.d), task, steps=1, generator=generator_for(0), **PARAMS)
+
+
 # ----------------------------------------------------------------------------- laws in closed form
 @pytest.mark.parametrize("k,batch_size", [(2, None), (3, 5)])
 def test_stationary_law_without_gradient_matches_the_ar1_closed_form(k, batch_size):
     # M = 1e-9 switches the data off: each coordinate is w <- (1 - eta m) w + sqrt(2 eta sigma^2) xi,
     # whose stationary law is N(0, 2 sigma^2 / (m (2 - eta m))); eta m = 0.5 makes it differ from 2 sigma^2/m
     X, y = random_problem(k, n=10, d=3)
-    task = to_task(X, y, k)
+    task = to_task(X, y, k, dtype="float64")
     eta, m, sigma, C = 1.0, 0.5, 0.2, 2000
-    w0 = init_chains(C=C, d=3, num_classes=k, sigma=sigma, m=m, generator=generator_for(5, "init"))
+    w0 = init_chains(C=C, d=3, num_classes=k, sigma=sigma, m=m, generator=generator_for(5, "init"), dtype="float64")
     perms = make_perms(C, 10, generator=generator_for(5, "perms")) if batch_size else None
     w = run_chains(w0, task, steps=40, eta=eta, sigma=sigma, m=m, M=1e-9, batch_size=batch_size, perms=perms,
                    generator=generator_for(5, "noise")).flatten()
@@ -213,7 +273,7 @@ def test_stationary_law_without_gradient_matches_the_ar1_closed_form(k, batch_si
 
 
 def test_init_chains_law_and_zero_noise():
-    w = init_chains(C=3000, d=4, num_classes=2, sigma=0.3, m=0.2, generator=generator_for(6))
+    w = init_chains(C=3000, d=4, num_classes=2, sigma=0.3, m=0.2, generator=generator_for(6), dtype="float64")
     var, N = 2 * 0.3 ** 2 / 0.2, w.numel()
     assert w.shape == (3000, 4) and w.dtype == F64
     assert abs(float(w.mean())) < 5 * math.sqrt(var / N)
@@ -227,7 +287,7 @@ def test_init_chains_law_and_zero_noise():
 @pytest.mark.parametrize("k", [2, 4])
 def test_projection_keeps_every_chain_in_the_ball(k):
     X, y = random_problem(k)
-    task = to_task(X, y, k)
+    task = to_task(X, y, k, dtype="float64")
     w0 = 5 * torch.randn(task.weight_shape(6), generator=generator_for(7), dtype=F64)
     R = 0.7
     w = run_chains(w0, task, steps=3, eta=0.5, sigma=1.0, m=0.1, M=1.0, R=R, generator=generator_for(7, "n"))
@@ -240,7 +300,7 @@ def test_projection_keeps_every_chain_in_the_ball(k):
 # ----------------------------------------------------------------------------- errors
 def test_divergence_raises_a_named_error():
     X, y = random_problem(2)
-    task = to_task(X, y, 2)
+    task = to_task(X, y, 2, dtype="float64")
     with pytest.raises(DivergenceError, match="eta"):
         run_chains(torch.ones(2, task.d, dtype=F64), task, steps=200, eta=1e6, sigma=0.0, m=0.1, M=1.0,
                    generator=generator_for(0))
@@ -249,7 +309,7 @@ def test_divergence_raises_a_named_error():
 
 def test_bad_arguments_raise_value_errors_naming_the_value():
     X, y = random_problem(2)
-    task = to_task(X, y, 2)
+    task = to_task(X, y, 2, dtype="float64")
     w, g = torch.zeros(2, task.d, dtype=F64), generator_for(0)
     ok = dict(steps=1, eta=0.5, sigma=0.1, m=0.1, M=1.0, generator=g)
     with pytest.raises(ValueError, match=r"n=24 .*b=5"):
@@ -276,6 +336,10 @@ def test_devices_and_dtypes():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_dtype("float32") is torch.float32 and resolve_dtype(torch.float64) is torch.float64
+    # float32 is the default everywhere (issue 6 item 4): the library's as the CLI's
+    X, y = random_problem(2)
+    assert resolve_dtype() is torch.float32 and to_task(X, y, 2).dtype == torch.float32
+    assert init_chains(C=2, d=3, num_classes=2, sigma=0.1, m=0.1, generator=generator_for(0)).dtype == torch.float32
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda:0")
@@ -288,7 +352,7 @@ def test_to_task_precomputes_norms_one_hot_and_signed_rows():
     np.testing.assert_allclose(task.norms.numpy(), np.linalg.norm(X, axis=1), rtol=1e-6)
     assert torch.equal(task.Y.argmax(1), torch.as_tensor(y)) and torch.equal(task.Y.sum(1), torch.ones(24))
     Xb, yb = random_problem(2)
-    tb = to_task(Xb, yb, 2)
+    tb = to_task(Xb, yb, 2, dtype="float64")
     np.testing.assert_array_equal(tb.Xs.numpy(), -yb[:, None] * Xb)
 
 

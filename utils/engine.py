@@ -10,12 +10,15 @@ x_i times a scalar (binary) or a k-vector (softmax), so clipping rescales those 
 a step is two matrix products with the data.
 
 Layouts: weights are (C, d) for binary logistic regression and (C, d, k) for softmax regression.
-Full batch: the intermediates are (n, C) / (n, C*k) (measured ~2x faster than (C, n) on CPU BLAS), so
-the softmax state is kept as (d, C*k) per chunk of chains. Mini-batch: see _mini_batch_chains.
+Full batch on CPU in float32: both products go through oneDNN's matmul (see MATMUL), with (C, n) /
+(C*k, n) intermediates and the softmax state kept as (C*k, d) per chunk. Otherwise (float64, CUDA, or
+a torch without oneDNN) torch.mm with (n, C) / (n, C*k) intermediates (measured faster than (C, n) with
+MKL), the softmax state kept as (d, C*k). Mini-batch: see _mini_batch_chains.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -35,6 +38,10 @@ MINIBATCH_GROUP_BYTES = 2 << 20
 SINGLE_THREAD_WORK = 10_000_000
 # Check for divergence every this many epochs, so a run with too large a step stops early.
 DIVERGENCE_CHECK_EVERY = 100
+# Full-batch products on CPU in float32: "auto" takes oneDNN's matmul when this torch has it, "torch" always
+# torch.mm. MKL's sgemm runs its AVX2 kernels on AMD CPUs where oneDNN uses AVX-512: the two products of a
+# 100-chain FASHION step measured 1.6x faster (bench/engine_step.py), same float32 rounding level.
+MATMUL = "auto"
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -62,7 +69,7 @@ def resolve_device(device="auto") -> torch.device:
     raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
-def resolve_dtype(dtype="float64") -> torch.dtype:
+def resolve_dtype(dtype="float32") -> torch.dtype:
     """'float32' | 'float64' (or the torch dtype) -> torch.dtype."""
     if dtype in (torch.float32, torch.float64):
         return dtype
@@ -131,7 +138,7 @@ def _check_num_classes(num_classes) -> int:
     return int(num_classes)
 
 
-def to_task(X, y, num_classes, *, device="cpu", dtype="float64") -> Task:
+def to_task(X, y, num_classes, *, device="cpu", dtype="float32") -> Task:
     """Copy (X, y) to the device once: binary labels +1/-1, softmax labels class ids 0..k-1."""
     k = _check_num_classes(num_classes)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
@@ -166,7 +173,7 @@ def _some_values(t: torch.Tensor) -> list:
 
 
 # ----------------------------------------------------------------------------- initial law, permutations
-def init_chains(*, C, d, num_classes, sigma, m, generator, device="cpu", dtype="float64") -> torch.Tensor:
+def init_chains(*, C, d, num_classes, sigma, m, generator, device="cpu", dtype="float32") -> torch.Tensor:
     """w0 ~ N(0, (2 sigma^2 / m) I) for C chains, zeros when sigma = 0 (SPEC Part I item 2)."""
     C, d = _positive_int("C", C), _positive_int("d", d)
     k = _check_num_classes(num_classes)
@@ -412,11 +419,42 @@ def _clip_softmax_residual_(r: torch.Tensor, bound: torch.Tensor | None, dim: in
     r.mul_(scale.clamp_(max=1.0))
 
 
+@functools.cache
+def _onednn_linear_op():
+    """torch's oneDNN linear (a, b) -> a @ b.T, or None when this build lacks it or it fails a check."""
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        if not torch.backends.mkldnn.is_available():
+            return None
+        a = torch.arange(15, dtype=torch.float32).view(3, 5)
+        b = torch.arange(20, dtype=torch.float32).view(4, 5).flip(0)
+        if not torch.equal(op(a, b.t().contiguous().t(), None, "none", [], ""), a @ b.t()):  # small integers: exact
+            return None
+        return op
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def _onednn_linear(task: Task):
+    """a @ b.T through oneDNN for this task, or None when the full-batch step should use torch.mm (MATMUL)."""
+    if MATMUL not in ("auto", "torch"):
+        raise ValueError(f"engine.MATMUL must be 'auto' or 'torch', got {MATMUL!r}")
+    if MATMUL != "auto" or task.device.type != "cpu" or task.dtype != torch.float32:
+        return None
+    if str(torch.backends.mkldnn.matmul.fp32_precision) not in ("none", "ieee"):
+        return None  # the user allowed reduced-precision float32 products: keep torch's own choice
+    op = _onednn_linear_op()
+    return None if op is None else (lambda a, b: op(a, b, None, "none", [], ""))
+
+
 def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
     """Per chunk of chains, the full-batch clipped gradient step: two matrix products with the data."""
     C, n, k = state.shape[0], task.n, task.k
     width = 1 if task.binary else k
     chunks = _chunks(C, n * width * task.X.element_size())
+    linear = _onednn_linear(task)
+    if linear is not None:
+        return _full_batch_chains_onednn(state, task, chunks, linear, eta=eta, m=m, M=M)
     z_flat = torch.empty(n * (chunks[0][1] - chunks[0][0]) * width, device=task.device, dtype=task.dtype)
     decay, lr = 1.0 - eta * m, -eta / n
     out = []
@@ -452,6 +490,44 @@ def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
         W = state[a:b].permute(1, 0, 2).reshape(task.d, (b - a) * k)  # (d, Cc*k): a contiguous copy
         view = W.view(task.d, b - a, k).permute(1, 0, 2)  # (Cc, d, k) view onto it
         out.append(_Chunk(a, b, view, lambda j, W=W: softmax_step(W, j)))
+    return out
+
+
+def _full_batch_chains_onednn(state, task: Task, chunks, linear, *, eta, m, M) -> list[_Chunk]:
+    """The full-batch step with (C, n) / (C*k, n) intermediates: z = W X^T, then W <- decay W + lr z X."""
+    n, d, k = task.n, task.d, task.k
+    decay, lr = 1.0 - eta * m, -eta / n
+    bound = _clip_bound(task, M, 1.0 if task.binary else math.sqrt(2.0))
+    out = []
+    if task.binary:
+        bound = None if bound is None else bound[None, :]
+        Xs = task.Xs
+
+        def binary_step(w, _j):
+            z = linear(w, Xs)  # (Cc, n): -y_i x_i.w_c
+            z.sigmoid_()  # |s_ic|, as in _full_batch_chains
+            if bound is not None:
+                torch.minimum(z, bound, out=z)
+            w.mul_(decay).add_(linear(z, Xs.t()), alpha=lr)
+
+        for a, b in chunks:
+            w = state[a:b]
+            out.append(_Chunk(a, b, w, lambda j, w=w: binary_step(w, j)))
+        return out
+    bound = None if bound is None else bound[None, None, :]
+    X, Yt = task.X, task.Y.t()[None]  # Yt: (1, k, n)
+
+    def softmax_step(WT, _j):
+        cc = WT.shape[0]
+        flat = WT.view(cc * k, d)
+        r = linear(flat, X).view(cc, k, n)  # logits
+        _softmax_residual_(r, Yt, dim=1)
+        _clip_softmax_residual_(r, bound, dim=1)
+        flat.mul_(decay).add_(linear(r.view(cc * k, n), X.t()), alpha=lr)
+
+    for a, b in chunks:
+        WT = state[a:b].transpose(1, 2).contiguous()  # (Cc, k, d): a contiguous copy
+        out.append(_Chunk(a, b, WT.transpose(1, 2), lambda j, WT=WT: softmax_step(WT, j)))
     return out
 
 
@@ -533,9 +609,16 @@ def _check_finite(chains, done: int, steps: int, eta: float, m: float) -> None:
 
 
 def _chunks(C: int, bytes_per_chain: int, limit: int | None = None) -> list[tuple[int, int]]:
-    """Consecutive chain ranges whose intermediates stay under `limit` bytes (MAX_CHUNK_BYTES by default)."""
+    """Consecutive chain ranges whose intermediates stay under `limit` bytes (MAX_CHUNK_BYTES by default).
+
+    Sizes differ by at most one, the first chunk the largest: a lone chain in a remainder chunk would
+    go through BLAS's one-row kernel, whose rounding differs, and make results depend on the chunking.
+    """
     size = max(1, (MAX_CHUNK_BYTES if limit is None else limit) // max(1, bytes_per_chain))
-    return [(a, min(C, a + size)) for a in range(0, C, size)]
+    count = -(-C // size)
+    sizes = [C // count + (i < C % count) for i in range(count)]
+    edges = np.cumsum([0, *sizes]).tolist()
+    return list(zip(edges[:-1], edges[1:]))
 
 
 # ----------------------------------------------------------------------------- argument checks
