@@ -8,7 +8,9 @@ Z = X W^T, then Z^T X; mini-batch: the same two products as batched products ove
 128 rows, gathered beforehand (the engine's gather is part of its step, not of the products), timed
 over a few updates rather than whole epochs.
 
-Target (issue 6): C = 100, full batch, float32, binary within 1.5x of its two products.
+Target (issue 6): C = 100, full batch, float32, binary within 1.5x of its two products. Full batch also
+shows the two products through torch.mm (MKL on x86): on AMD CPUs MKL runs AVX2 kernels where the
+engine's oneDNN products use AVX-512, so the engine update can be faster than torch.mm's products.
 
     python bench/engine_step.py [--quick]
 """
@@ -50,10 +52,17 @@ def chunk_count(C: int, n: int, num_classes: int, itemsize: int) -> int:
     return math.ceil(C / max(1, engine.MAX_CHUNK_BYTES // per_chain))
 
 
-def products_full(task, C: int):
-    """The two full-batch matrix products of one step, in the engine's layout, with preallocated outputs."""
+def products_full(task, C: int, backend: str = "engine"):
+    """The two full-batch matrix products of one step, as the engine does them ("engine": oneDNN's matmul
+    with (C, n) intermediates when engine.MATMUL takes it, else the torch.mm form) or with torch.mm in
+    the (n, C) layout and preallocated outputs ("torch.mm")."""
     n, d, k = task.n, task.d, task.k
     gen = torch.Generator().manual_seed(0)
+    linear = engine._onednn_linear(task) if backend == "engine" else None
+    if linear is not None:
+        X = task.Xs if task.binary else task.X
+        W = torch.randn(C * (1 if task.binary else k), d, generator=gen, dtype=task.dtype) * 0.01
+        return lambda: linear(linear(W, X), X.t())
     if task.binary:
         W = torch.randn(C, d, generator=gen, dtype=task.dtype) * 0.01
         Z, G = torch.empty(n, C, dtype=task.dtype), torch.empty(C, d, dtype=task.dtype)
@@ -137,15 +146,20 @@ def measure(task, C: int, batch: int | None, consts, *, budget: float) -> dict:
         first = time.perf_counter() - t
     products = products_full(task, C) if batch is None else products_batch(task, C, batch)
     products()
+    calls = {"engine": lambda: run(steps), "products": lambda: [products() for _ in range(steps)]}
+    if batch is None:  # the same products through torch.mm (MKL here), for reference
+        mm = products_full(task, C, "torch.mm")
+        mm()
+        calls["torch.mm"] = lambda: [mm() for _ in range(steps)]
     # Quick updates go several per call, so the per-call setup counts about as in a run.
     steps = 1 if first > 0.05 else (3 if first > 0.005 else 10)
     # calls of seconds (C = 1000 softmax) get one more timed call each; the warm-up then counts too
     slow = first > 2.0
     reps = 1 if slow else common.repeats_for(first * steps, budget=budget)
-    times = common.interleaved({"engine": lambda: run(steps),
-                                "products": lambda: [products() for _ in range(steps)]}, repeats=reps)
+    times = common.interleaved(calls, repeats=reps)
     engine_times = times["engine"] + ([first] if slow else [])
     return {"engine": min(engine_times) / steps, "products": min(times["products"]) / steps,
+            "torch.mm": min(times["torch.mm"]) / steps if "torch.mm" in times else None,
             "peak": mem.peak_bytes, "exact": mem.exact, "repeats": reps}
 
 
@@ -164,8 +178,10 @@ def main(argv=None) -> int:
         parser.error(f"--budget must be > 0 seconds, got {args.budget}")
     chains = CHAINS[:3] if args.quick else CHAINS
     report = common.Report("engine_step: one engine update vs its two matrix products")
-    report.line(f"Per update: the engine's step (noise included) and the two products alone; minimum over "
-                f"interleaved repeats. Chunk limit engine.MAX_CHUNK_BYTES = {common.fmt_bytes(engine.MAX_CHUNK_BYTES)}. "
+    report.line(f"Per update: the engine's step (noise included) and its two products alone, done as the engine "
+                f"does them (full batch, float32, CPU: oneDNN's matmul when engine.MATMUL = 'auto' finds it; "
+                f"here: {'yes' if engine._onednn_linear_op() is not None else 'no'}), and the same two products "
+                f"through torch.mm for reference; minimum over interleaved repeats. Chunk limit engine.MAX_CHUNK_BYTES = {common.fmt_bytes(engine.MAX_CHUNK_BYTES)}. "
                 f"Peak = resident memory above the level before the call (kernel high-water mark).")
     report.line()
     rows, headline = [], None
@@ -185,6 +201,7 @@ def main(argv=None) -> int:
                     model = intermediate_bytes(C, task.n, task.k, itemsize) if batch is None else None
                     rows.append([kind, dtype, "full" if batch is None else f"b={batch}", str(C),
                                  common.fmt_time(r["engine"]), common.fmt_time(r["products"]), f"{rel:.2f}",
+                                 "-" if r["torch.mm"] is None else common.fmt_time(r["torch.mm"]),
                                  f"{C / r['engine']:.0f}", f"{gflops:.0f}",
                                  common.fmt_bytes(r["peak"]) + ("" if r["exact"] else " (growth)"),
                                  "-" if model is None else common.fmt_bytes(model),
@@ -194,14 +211,17 @@ def main(argv=None) -> int:
                         headline = (r, rel)
         del problem
     report.line()
-    report.table(["model", "dtype", "batch", "C", "engine update", "2 products", "ratio", "chain-steps/s",
+    report.table(["model", "dtype", "batch", "C", "engine update", "2 products", "ratio", "torch.mm products",
+                  "chain-steps/s",
                   "products GFLOP/s", "peak memory", "C x n x k x itemsize", "chunks"], rows)
     if headline is not None:
         r, rel = headline
         verdict = "MET" if rel <= TARGET_RATIO else "NOT MET"
         report.line(f"Target: C = 100, full batch, float32, binary: engine {common.fmt_time(r['engine'])} vs "
-                    f"two products {common.fmt_time(r['products'])}: ratio {rel:.2f} "
-                    f"(target <= {TARGET_RATIO}): {verdict}")
+                    f"its two products {common.fmt_time(r['products'])}: ratio {rel:.2f} "
+                    f"(target <= {TARGET_RATIO}): {verdict}. The same products through torch.mm: "
+                    f"{common.fmt_time(r['torch.mm'])} (engine update / torch.mm products "
+                    f"{common.ratio(r['engine'], r['torch.mm']):.2f}).")
     report.save()
     return 0
 
