@@ -253,7 +253,7 @@ def d2d_one_shot(lab, plan, *, task, T) -> dict:
 
     def compute():
         out = lab.d2d_one_shot(task, T=T, noise=noise)
-        out["noiseless"] = lab.accuracy(lab.learn(sigma=0.0, T=T, key=("noiseless",), C=1))
+        out["noiseless"] = lab.accuracy(lab.learn(sigma=0.0, T=T, key=("noiseless",), C=1, phase="noiseless"))
         return out
 
     return lab.stage("d2d", compute)

@@ -125,7 +125,7 @@ def paper_estimate(parts: dict, run: dict) -> dict:
     scale = settings * PAPER_T / total_T
     phases = run["timers"]["d2d_phases"]
     # the T0 noiseless steps of D2D (and of the noiseless reference); D2D's K <= 5 steps are negligible
-    d2d_learn = phases.get("learn", 0.0) + phases.get("d2d", 0.0)
+    d2d_learn = phases.get("noiseless", 0.0) + phases.get("learn", 0.0) + phases.get("d2d", 0.0)
     out = dict(parts)
     out["learn"] = parts["learn"] * scale
     out["retrain"] = parts["retrain"] * scale
