@@ -162,12 +162,16 @@ def log_table(ctx, header: str, rows: list[str]) -> None:
 
 
 # ---------------------------------------------------------------- Fig 3a
-def run_baseline(args) -> int:
+def start_with_sigma_table(args, mode: str):
+    """(S, ctx, constants, the smallest-sigma table over --K x --eps): every one-removal mode starts so."""
     S = args.S[0]
-    ctx = experiments.start(args, mode="baseline", max_removed=S)
-    c = ctx.consts
-    check_S(S, c.n)
-    plan = sigma_table(c, Ks=args.K, eps_list=args.eps, S=S)
+    ctx = experiments.start(args, mode=mode, max_removed=S)
+    check_S(S, ctx.consts.n)
+    return S, ctx, ctx.consts, sigma_table(ctx.consts, Ks=args.K, eps_list=args.eps, S=S)
+
+
+def run_baseline(args) -> int:
+    S, ctx, c, plan = start_with_sigma_table(args, "baseline")
     for row in plan:
         row["d2d_sigma_1"] = experiments.d2d_output_sigma(c, K=row["K"], eps=row["epsilon"])
         row["T"] = ctx.burn_in(row["sigma"])
@@ -403,11 +407,7 @@ def summary_3b(ctx, metrics) -> str:
 
 # ---------------------------------------------------------------- --find_k
 def run_find_k(args) -> int:
-    S = args.S[0]
-    ctx = experiments.start(args, mode="find_k", max_removed=S)
-    c = ctx.consts
-    check_S(S, c.n)
-    table = sigma_table(c, Ks=args.K, eps_list=args.eps, S=S)
+    S, ctx, c, table = start_with_sigma_table(args, "find_k")
     log_table(ctx, f"smallest sigma (S={S}):   K      eps         sigma     alpha*",
               [f"{r['K']:>24} {r['epsilon']:>8g} {r['sigma']:>13.8g} {r['alpha']:>10.6g}" for r in table])
     ctx.open()
