@@ -316,6 +316,15 @@ def wall(ctx) -> str:
     return f"{time.perf_counter() - ctx.t0:.1f} s"
 
 
+def open_plan(ctx, steps: int, metrics: dict, arrays: dict, saved: str):
+    """Log the plan's size and open the run folder; with --plan_only finish there and return the exit code."""
+    ctx.log(f"plan: {steps:,} chain-steps (chains x gradient updates)")
+    ctx.open()
+    if ctx.args.plan_only:
+        return ctx.finish(metrics, arrays, summary=f"plan only: {saved}; {wall(ctx)}")
+    return None
+
+
 # ---------------------------------------------------------------- Fig 3a
 def paper_a_folder(ctx):
     """Paper A's Fig 3a run folder, if it was made on the same data and constants (n, lam, L, seed)."""
@@ -470,10 +479,9 @@ def compare_baseline_nonconvergent(ctx, batches, truncation):
     arrays = {f"sigma_b{bt.key}": np.array([plan["sigma"][bt.key][results.json_key(e)] for e in plan["eps_list"]])
               for bt in batches}
     arrays["eps_list"] = np.array(plan["eps_list"])
-    ctx.log(f"plan: {metrics['total_chain_steps']:,} chain-steps (chains x gradient updates)")
-    ctx.open()
-    if ctx.args.plan_only:
-        return ctx.finish(metrics, arrays, summary=f"plan only: sigma per (b, eps) saved; {wall(ctx)}")
+    done = open_plan(ctx, metrics["total_chain_steps"], metrics, arrays, "sigma per (b, eps) saved")
+    if done is not None:
+        return done
     accuracy, acc_arrays = run_compare(ctx, batches, plan)
     arrays.update(acc_arrays)
     if reused:
@@ -542,10 +550,9 @@ def sequential(ctx, batches, truncation):
     arrays["lmc_k_list"] = np.array(metrics["lmc_k_list"], dtype=np.int64)
     if metrics["d2d_k_list"] is not None:
         arrays["d2d_k_list"] = np.array(metrics["d2d_k_list"], dtype=np.int64)
-    ctx.log(f"plan: {metrics['total_chain_steps']:,} chain-steps (chains x gradient updates)")
-    ctx.open()
-    if args.plan_only:
-        return ctx.finish(metrics, arrays, summary=f"plan only: K lists saved; {wall(ctx)}")
+    done = open_plan(ctx, metrics["total_chain_steps"], metrics, arrays, "K lists saved")
+    if done is not None:
+        return done
     accuracy = {}
     for bt in batches:
         part = run_stream_setting(ctx, bt, sigma, k_lists[bt.key], tag="seq")
@@ -593,10 +600,9 @@ def paint_unlearning_sigma(ctx, batches, truncation):
     arrays = {"sigma_list": np.array(sigmas)}
     for bt in batches:
         arrays[f"accumulated_epochs_b{bt.key}"] = np.array([acc_epochs[bt.key][results.json_key(s)] for s in sigmas])
-    ctx.log(f"plan: {steps:,} chain-steps (chains x gradient updates)")
-    ctx.open()
-    if args.plan_only:
-        return ctx.finish(metrics, arrays, summary=f"plan only: K lists saved; {wall(ctx)}")
+    done = open_plan(ctx, steps, metrics, arrays, "K lists saved")
+    if done is not None:
+        return done
     accuracy = {}
     for bt in batches:
         accuracy[bt.key], rows = {}, {"learn": [], "unlearn": [], "retrain": [], "unlearn_mean_per_request": []}
