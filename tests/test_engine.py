@@ -246,6 +246,19 @@ def test_chunks_are_balanced_and_respect_the_limit():
             assert len(chunks) == math.ceil(C / size)
 
 
+def test_reduced_precision_float32_products_keep_torchs_own_choice():
+    # a user who allows bf16 for float32 matmuls gets torch's behaviour, not a silent oneDNN path of ours
+    X, y = random_problem(2)
+    task = to_task(X, y, 2, dtype="float32")
+    before = torch.backends.mkldnn.matmul.fp32_precision
+    try:
+        torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+        assert engine._onednn_linear(task) is None
+    finally:
+        torch.backends.mkldnn.matmul.fp32_precision = before
+    assert engine._onednn_linear(task) is not None
+
+
 def test_matmul_setting_is_checked(monkeypatch):
     X, y = random_problem(2)
     task = to_task(X, y, 2, dtype="float32")

@@ -441,7 +441,8 @@ def _onednn_linear(task: Task):
         raise ValueError(f"engine.MATMUL must be 'auto' or 'torch', got {MATMUL!r}")
     if MATMUL != "auto" or task.device.type != "cpu" or task.dtype != torch.float32:
         return None
-    if str(torch.backends.mkldnn.matmul.fp32_precision) not in ("none", "ieee"):
+    precision = getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", "none")  # torch >= 2.9
+    if str(precision) not in ("none", "ieee"):
         return None  # the user allowed reduced-precision float32 products: keep torch's own choice
     op = _onednn_linear_op()
     return None if op is None else (lambda a, b: op(a, b, None, "none", [], ""))
