@@ -9,7 +9,8 @@ import math
 
 import matplotlib.pyplot as plt
 
-from utils.plots import figure, title
+from utils.figure_parts import finish_axes, title
+from utils.plots import figure
 
 
 def _values(record: dict, Ks) -> list[float]:
@@ -50,20 +51,17 @@ def fig_audit(metrics, arrays):
         ax.set_ylim(0.0, top * 1.2)
     _symlog(ax, "x", Ks)
     _symlog(ax, "y")
-    ax.set_xlabel("unlearning steps K")
-    ax.set_ylabel(r"$\varepsilon$ at $\delta$ = " + format(float(metrics["settings"]["delta"]), ".3g"))
     s = metrics["settings"]
-    ax.set_title(title(metrics, f"audit, sigma={float(s['sigma']):g}, S={s['S']}, T={s['T']}"), fontsize=10)
-    ax.legend(fontsize=8, loc="best")
+    ylabel = r"$\varepsilon$ at $\delta$ = " + format(float(s["delta"]), ".3g")
+    finish_axes(ax, xlabel="unlearning steps K", ylabel=ylabel, title_size=10, legend_size=8,
+                title=title(metrics, f"audit, sigma={float(s['sigma']):g}, S={s['S']}, T={s['T']}"))
     if empirical:
         ax2 = axes[0, 1]
         for key, label in (("ks", "KS statistic"), ("tv_gauss", "Gaussian-fit TV")):
             ax2.plot(Ks, [float(metrics["distances"][str(K)][key]) for K in Ks], marker="o", label=label)
         _symlog(ax2, "x", Ks)
         ax2.set_ylim(0.0, 1.05)
-        ax2.set_xlabel("unlearning steps K")
-        ax2.set_ylabel("distance (held-out chains)")
-        ax2.set_title("unlearned vs retrained, chosen statistic", fontsize=10)
-        ax2.legend(fontsize=8, loc="best")
+        finish_axes(ax2, xlabel="unlearning steps K", ylabel="distance (held-out chains)",
+                    title="unlearned vs retrained, chosen statistic", title_size=10, legend_size=8)
     fig.tight_layout()
     return fig

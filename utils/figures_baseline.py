@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from utils.plots import errorbar, figure, title
+from utils.figure_parts import finish_axes, summary_curve, title
+from utils.plots import figure
 
 _K_STYLE = {0: dict(lw=2.2, alpha=1.0), 1: dict(lw=1.2, alpha=0.55), 2: dict(lw=1.2, alpha=0.4)}
 
 
-def _series(cells: dict, key: str):
-    eps = [float(e) for e in cells]
-    return eps, [c[key]["mean"] for c in cells.values()], [c[key]["std"] for c in cells.values()]
+def _per_K(settings: dict):
+    """(K, style, eps, cells) per K setting: the first K drawn prominent, later ones fainter."""
+    for i, (K, cells) in enumerate(settings.items()):
+        yield K, _K_STYLE.get(i, _K_STYLE[2]), [float(e) for e in cells], list(cells.values())
 
 
 @figure("baseline", family="LMC")
@@ -24,35 +26,24 @@ def fig_baseline(metrics, arrays):
     first = next(iter(settings.values()))
     if "lmc_unlearn" not in next(iter(first.values())):
         return _plan_3a(fig, ax, metrics)
-    for i, (K, cells) in enumerate(settings.items()):
-        style = _K_STYLE.get(i, _K_STYLE[2])
-        errorbar(ax, *_series(cells, "lmc_unlearn"), f"Langevin unlearning K={K}", color="C0", **style)
-        errorbar(ax, *_series(cells, "d2d"), f"D2D K={K}", color="C3", ls="--", marker="s", **style)
+    for i, (K, style, eps, cells) in enumerate(_per_K(settings)):
+        summary_curve(ax, eps, [c["lmc_unlearn"] for c in cells], f"Langevin unlearning K={K}", color="C0", **style)
+        summary_curve(ax, eps, [c["d2d"] for c in cells], f"D2D K={K}", color="C3", ls="--", marker="s", **style)
         if i == 0:
-            errorbar(ax, *_series(cells, "lmc_retrain"), f"Langevin retraining (sigma of K={K})", color="C2",
-                     ls=":", marker="^")
+            summary_curve(ax, eps, [c["lmc_retrain"] for c in cells], f"Langevin retraining (sigma of K={K})",
+                          color="C2", ls=":", marker="^")
     ax.axhline(metrics["noiseless_accuracy"], color="k", lw=1, ls="-.", label="noiseless optimum")
-    ax.set_xscale("log")
-    ax.set_xlabel("epsilon")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(title(metrics, f"unlearning S={metrics['S']} point(s)"))
-    ax.legend(fontsize=7)
+    finish_axes(ax, xlabel="epsilon", ylabel="test accuracy", xscale="log", legend_size=7,
+                title=title(metrics, f"unlearning S={metrics['S']} point(s)"))
     return fig
 
 
 def _plan_3a(fig, ax, metrics):
-    for i, (K, cells) in enumerate(metrics["settings"].items()):
-        style = _K_STYLE.get(i, _K_STYLE[2])
-        eps = [float(e) for e in cells]
-        ax.plot(eps, [c["sigma"] for c in cells.values()], "o-", color="C0", label=f"Langevin sigma K={K}", **style)
-        ax.plot(eps, [c["d2d_sigma_1"] for c in cells.values()], "s--", color="C3", label=f"D2D sigma_1 K={K}",
-                **style)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("epsilon")
-    ax.set_ylabel("noise standard deviation")
-    ax.set_title(title(metrics, "noise per method"))
-    ax.legend(fontsize=7)
+    for K, style, eps, cells in _per_K(metrics["settings"]):
+        ax.plot(eps, [c["sigma"] for c in cells], "o-", color="C0", label=f"Langevin sigma K={K}", **style)
+        ax.plot(eps, [c["d2d_sigma_1"] for c in cells], "s--", color="C3", label=f"D2D sigma_1 K={K}", **style)
+    finish_axes(ax, xlabel="epsilon", ylabel="noise standard deviation", xscale="log", yscale="log",
+                legend_size=7, title=title(metrics, "noise per method"))
     return fig
 
 
@@ -69,11 +60,9 @@ def fig_sequential2(metrics, arrays):
         final = metrics.get("d2d_final", {}).get(f)
         ax.plot(range(1, len(steps) + 1), steps, "--", color=f"C{j + 3}", label=f"D2D f={f}")
         _annotate(ax, len(steps), steps[-1], final, f"C{j + 3}")
-    ax.set_yscale("log")
-    ax.set_xlabel("number of removed points")
-    ax.set_ylabel("accumulated unlearning steps")
-    ax.set_title(title(metrics, f"sequential unlearning, sigma={metrics['sigma']:g}, eps={metrics['epsilon']:g}"))
-    ax.legend(fontsize=7)
+    finish_axes(ax, xlabel="number of removed points", ylabel="accumulated unlearning steps", yscale="log",
+                legend_size=7,
+                title=title(metrics, f"sequential unlearning, sigma={metrics['sigma']:g}, eps={metrics['epsilon']:g}"))
     return fig
 
 
@@ -91,10 +80,6 @@ def fig_find_k(metrics, arrays):
     for K in dict.fromkeys(r["K"] for r in metrics["sigma_table"]):
         rows = [r for r in metrics["sigma_table"] if r["K"] == K]
         ax.plot([r["epsilon"] for r in rows], [r["sigma"] for r in rows], "o-", label=f"K={K}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("epsilon")
-    ax.set_ylabel("smallest sigma")
-    ax.set_title(title(metrics, f"smallest sigma, S={metrics['S']}"))
-    ax.legend(fontsize=8)
+    finish_axes(ax, xlabel="epsilon", ylabel="smallest sigma", xscale="log", yscale="log", legend_size=8,
+                title=title(metrics, f"smallest sigma, S={metrics['S']}"))
     return fig

@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from utils.plots import errorbar, figure, title
+from utils.figure_parts import finish_axes, plan_only_note, summary_curve, title
+from utils.plots import figure
 
 
 def _key(v) -> str:
     return format(float(v), "g")
-
-
-def _series(stats: dict, keys):
-    """(mean, std) lists of accuracy summaries stored under ``keys``."""
-    return [stats[k]["mean"] for k in keys], [stats[k]["std"] for k in keys]
 
 
 @figure("paint_unlearning_sigma")
@@ -27,25 +23,22 @@ def fig_paint_unlearning_sigma(metrics, arrays):
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     eps0 = [float(metrics["epsilon0"][k]) for k in keys]
     ax.plot(sigmas, eps0, "k--", marker="s", label=r"$\varepsilon_0$ (learning, DP)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(r"noise $\sigma$")
-    ax.set_ylabel(r"$\varepsilon_0$")
+    finish_axes(ax, xlabel=r"noise $\sigma$", ylabel=r"$\varepsilon_0$", xscale="log", yscale="log",
+                title=title(metrics, f"S={metrics['S']} removed, target eps={_key(metrics['eps'])}"))
     handles = ax.get_legend_handles_labels()
     acc = metrics.get("accuracy")
     if acc:
         ax2 = ax.twinx()
         for name, label in (("learn", "learning on D"), ("retrain", "retraining on D'"),
                             ("unlearn", "Langevin unlearning")):
-            mean, std = _series(acc[name], keys)
-            errorbar(ax2, sigmas, mean, std, label)
+            summary_curve(ax2, sigmas, [acc[name][k] for k in keys], label)
         ax2.set_ylabel("test accuracy")
         h2 = ax2.get_legend_handles_labels()
         handles = (handles[0] + h2[0], handles[1] + h2[1])
     for s, e, k in zip(sigmas, eps0, keys):
         ax.annotate(f"K={metrics['K'][k]}", (s, e), textcoords="offset points", xytext=(4, 6), fontsize=8)
+    # one legend for both y axes, so it is drawn here rather than by finish_axes
     ax.legend(*handles, fontsize=8, loc="best")
-    ax.set_title(title(metrics, f"S={metrics['S']} removed, target eps={_key(metrics['eps'])}"))
     fig.tight_layout()
     return fig
 
@@ -64,12 +57,9 @@ def fig_paint_utility_epsilon(metrics, arrays):
             means = [acc["unlearn"][s][_key(e)]["mean"] for e in eps]
             label += " (acc " + ", ".join(f"{m:.3f}" for m in means) + ")"
         ax.plot(eps, Ks, marker="o", label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel(r"target $\varepsilon$")
-    ax.set_ylabel("unlearning steps K")
     extra = f", learning acc {acc['learn']['mean']:.3f}" if acc else ""
-    ax.set_title(title(metrics, f"sigma={_key(metrics['sigma'])}{extra}"))
-    ax.legend(fontsize=8)
+    finish_axes(ax, xlabel=r"target $\varepsilon$", ylabel="unlearning steps K", xscale="log", legend_size=8,
+                title=title(metrics, f"sigma={_key(metrics['sigma'])}{extra}"))
     fig.tight_layout()
     return fig
 
@@ -84,20 +74,13 @@ def fig_paint_utility_s(metrics, arrays):
     for e in metrics["eps_list"]:
         k = _key(e)
         if acc:
-            mean, std = _series(acc["unlearn"][k], s_keys)
-            errorbar(ax, S, mean, std, f"unlearning, eps={k}")
+            summary_curve(ax, S, [acc["unlearn"][k][s] for s in s_keys], f"unlearning, eps={k}")
         else:
             ax.plot(S, [metrics["K"][k][s] for s in s_keys], marker="o", label=f"eps={k}")
     if acc:
-        mean, std = _series(acc["retrain"], s_keys)
-        errorbar(ax, S, mean, std, "retraining", color="k", linestyle="--")
-        ax.set_ylabel("test accuracy")
-    else:
-        ax.set_ylabel("unlearning steps K")
-    ax.set_xscale("log")
-    ax.set_xlabel("removed points S")
-    ax.set_title(title(metrics, f"sigma={_key(metrics['sigma'])}"))
-    ax.legend(fontsize=8)
+        summary_curve(ax, S, [acc["retrain"][s] for s in s_keys], "retraining", color="k", linestyle="--")
+    finish_axes(ax, xlabel="removed points S", ylabel="test accuracy" if acc else "unlearning steps K",
+                xscale="log", legend_size=8, title=title(metrics, f"sigma={_key(metrics['sigma'])}"))
     fig.tight_layout()
     return fig
 
@@ -111,13 +94,10 @@ def fig_retrain_noiseless(metrics, arrays):
     if acc:
         ax.plot(S, [acc["retrain"][_key(v)]["mean"] for v in S], marker="o", label="noiseless retraining on D'_S")
         ax.axhline(acc["learn"]["mean"], color="k", linestyle="--", label="noiseless learning on D")
-        ax.set_ylabel("test accuracy")
-        ax.legend(fontsize=8)
     else:
-        ax.text(0.5, 0.5, f"plan only: {len(S)} + 1 noiseless chains of T={metrics['burn_in']} steps",
-                ha="center", va="center", transform=ax.transAxes)
-    ax.set_xscale("log")
-    ax.set_xlabel("removed points S")
-    ax.set_title(title(metrics, f"noiseless retraining (sigma = 0, T={metrics['burn_in']})"))
+        plan_only_note(ax, f"plan only: {len(S)} + 1 noiseless chains of T={metrics['burn_in']} steps")
+    finish_axes(ax, xlabel="removed points S", ylabel="test accuracy" if acc else None, xscale="log",
+                legend_size=8 if acc else None,
+                title=title(metrics, f"noiseless retraining (sigma = 0, T={metrics['burn_in']})"))
     fig.tight_layout()
     return fig

@@ -7,15 +7,21 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from utils.plots import errorbar, figure, title
-
-
-def _mean_std(stats_by_key, keys):
-    return (np.array([stats_by_key[k]["mean"] for k in keys]), np.array([stats_by_key[k]["std"] for k in keys]))
+from utils.figure_parts import finish_axes, plan_only_note, summary_curve, title
+from utils.plots import figure
 
 
 def _batch_label(key):
     return "full batch" if key == "full" else f"b = {key}"
+
+
+def _unlearn_vs_retrain(ax, x, keys, metrics, name, suffix=""):
+    """Per batch size, in one colour: unlearning accuracy with std bars, retraining's mean dashed."""
+    for i, b in enumerate(metrics["batch_sizes"]):
+        acc = metrics["accuracy"][b]
+        summary_curve(ax, x, [acc[k]["unlearn"] for k in keys], f"{name} {_batch_label(b)}{suffix}", color=f"C{i}")
+        ax.plot(x, [acc[k]["retrain"]["mean"] for k in keys], "--", alpha=0.6, color=f"C{i}",
+                label=f"retraining {_batch_label(b)}")
 
 
 @figure("compare_baseline_nonconvergent", family="SGD")
@@ -26,29 +32,21 @@ def fig_compare_baseline_nonconvergent(metrics, arrays):
     comp = metrics.get("comparison", {})
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     if "accuracy" in metrics:
-        for i, b in enumerate(metrics["batch_sizes"]):
-            acc = metrics["accuracy"][b]
-            errorbar(ax, eps, *_mean_std({k: acc[k]["unlearn"] for k in keys}, keys),
-                     f"PNSGD {_batch_label(b)}, K = {metrics['K']}", color=f"C{i}")
-            ax.plot(eps, [acc[k]["retrain"]["mean"] for k in keys], "--", alpha=0.6, color=f"C{i}",
-                    label=f"retraining {_batch_label(b)}")
+        _unlearn_vs_retrain(ax, eps, keys, metrics, "PNSGD", f", K = {metrics['K']}")
         if "lmc" in comp:
-            errorbar(ax, eps, *_mean_std(comp["lmc"], keys), "Langevin unlearning K = 1", marker="s")
+            summary_curve(ax, eps, [comp["lmc"][k] for k in keys], "Langevin unlearning K = 1", marker="s")
         for K, curve in sorted(comp.get("d2d", {}).items()):
-            errorbar(ax, eps, *_mean_std(curve, keys), f"D2D K = {K}", marker="^")
-        ax.set_ylabel("test accuracy")
+            summary_curve(ax, eps, [curve[k] for k in keys], f"D2D K = {K}", marker="^")
+        ylabel, yscale = "test accuracy", None
     else:
         for b in metrics["batch_sizes"]:
             ax.plot(eps, [metrics["sigma"][b][k] for k in keys], "o-", label=f"PNSGD {_batch_label(b)}")
         ax.plot(eps, [comp["lmc_sigma"][k] for k in keys], "s-", label="Langevin unlearning K = 1")
         for K, sig in sorted(comp.get("d2d_sigma", {}).items()):
             ax.plot(eps, [sig[k] for k in keys], "^-", label=f"D2D K = {K}")
-        ax.set_yscale("log")
-        ax.set_ylabel("noise sigma")
-    ax.set_xscale("log")
-    ax.set_xlabel("target epsilon")
-    ax.set_title(title(metrics, "unlearning one point"))
-    ax.legend(fontsize=7)
+        ylabel, yscale = "noise sigma", "log"
+    finish_axes(ax, xlabel="target epsilon", ylabel=ylabel, xscale="log", yscale=yscale, legend_size=7,
+                title=title(metrics, "unlearning one point"))
     return fig
 
 
@@ -70,11 +68,9 @@ def fig_sequential(metrics, arrays):
     if metrics.get("d2d_k_list"):
         d2d = metrics["d2d_k_list"]
         ax.plot(np.arange(1, len(d2d) + 1), np.cumsum(d2d), ":", label=f"D2D f = {metrics['d2d_factor']:g} (steps)")
-    ax.set_yscale("log")
-    ax.set_xlabel("number of removed points")
-    ax.set_ylabel("accumulated epochs")
-    ax.set_title(title(metrics, f"sequential removals, sigma = {metrics['sigma']:g}, eps = {metrics['epsilon']:g}"))
-    ax.legend(fontsize=7)
+    what = f"sequential removals, sigma = {metrics['sigma']:g}, eps = {metrics['epsilon']:g}"
+    finish_axes(ax, xlabel="number of removed points", ylabel="accumulated epochs", yscale="log", legend_size=7,
+                title=title(metrics, what))
     return fig
 
 
@@ -86,19 +82,12 @@ def fig_paint_unlearning_sigma(metrics, arrays):
     batches = metrics["batch_sizes"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
     if "accuracy" in metrics:
-        for i, b in enumerate(batches):
-            acc = metrics["accuracy"][b]
-            errorbar(left, sigmas, *_mean_std({k: acc[k]["unlearn"] for k in keys}, keys),
-                     f"unlearning {_batch_label(b)}", color=f"C{i}")
-            left.plot(sigmas, [acc[k]["retrain"]["mean"] for k in keys], "--", alpha=0.6, color=f"C{i}",
-                      label=f"retraining {_batch_label(b)}")
-        left.legend(fontsize=7)
+        _unlearn_vs_retrain(left, sigmas, keys, metrics, "unlearning")
     else:
-        left.text(0.5, 0.5, "plan only: no accuracies", ha="center", va="center", transform=left.transAxes)
-    left.set_xscale("log")
-    left.set_xlabel("sigma")
-    left.set_ylabel(f"test accuracy after {metrics['requests']} removals")
-    left.set_title(title(metrics, f"utility, eps = {metrics['epsilon']:g} per request"))
+        plan_only_note(left, "plan only: no accuracies")
+    finish_axes(left, xlabel="sigma", ylabel=f"test accuracy after {metrics['requests']} removals", xscale="log",
+                legend_size=7 if "accuracy" in metrics else None,
+                title=title(metrics, f"utility, eps = {metrics['epsilon']:g} per request"))
     width = 0.8 / max(1, len(batches))
     x = np.arange(len(sigmas))
     for i, b in enumerate(batches):
@@ -108,11 +97,8 @@ def fig_paint_unlearning_sigma(metrics, arrays):
         right.plot(pos, [metrics["retraining_epochs"][b][k] for k in keys], "k_", markersize=10)
     right.plot([], [], "k_", label="retraining (requests x T)")
     right.set_xticks(x, keys)
-    right.set_yscale("log")
-    right.set_xlabel("sigma")
-    right.set_ylabel("accumulated epochs")
-    right.set_title(title(metrics, "complexity"))
-    right.legend(fontsize=7)
+    finish_axes(right, xlabel="sigma", ylabel="accumulated epochs", yscale="log", legend_size=7,
+                title=title(metrics, "complexity"))
     return fig
 
 
@@ -125,11 +111,8 @@ def fig_retrain_noiseless(metrics, arrays):
         for b in metrics["batch_sizes"]:
             acc = metrics["accuracy"][b]
             ax.plot(S, [acc["retrain"][str(s)] for s in S], "o-", label=f"{_batch_label(b)} (learn {acc['learn']:.3f})")
-        ax.legend(fontsize=7)
     else:
-        ax.text(0.5, 0.5, "plan only: no accuracies", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xscale("log")
-    ax.set_xlabel("number of removed points S")
-    ax.set_ylabel("test accuracy (sigma = 0)")
-    ax.set_title(title(metrics, "noiseless retraining"))
+        plan_only_note(ax, "plan only: no accuracies")
+    finish_axes(ax, xlabel="number of removed points S", ylabel="test accuracy (sigma = 0)", xscale="log",
+                legend_size=7 if "accuracy" in metrics else None, title=title(metrics, "noiseless retraining"))
     return fig

@@ -2,7 +2,8 @@
 figure can be redrawn without recomputing:  ``python -m utils.plots RUN_FOLDER [RUN_FOLDER ...]``.
 
 Every figure function takes ``(metrics, arrays)`` and returns a matplotlib Figure; ``draw(folder)``
-saves it as ``figure.png`` and ``figure.pdf`` in the folder (atomically).
+saves it as ``figure.png`` and ``figure.pdf`` in the folder (atomically). The functions live in
+``utils/figures_*.py`` and draw with the shared pieces of ``utils/figure_parts.py``.
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 from utils import results  # noqa: E402
 
@@ -57,16 +57,6 @@ def draw(folder: str, metrics: dict | None = None, arrays: dict | None = None) -
     if fn is None:
         raise ValueError(f"no figure for mode {mode!r} (known: {', '.join(sorted(map(str, FIGURES)))})")
     return save_figure(fn(metrics, arrays), folder)
-
-
-def errorbar(ax, x, mean, std, label, **kw):
-    """Mean with a +-1 std bar; the style shared by the accuracy figures."""
-    ax.errorbar(x, mean, yerr=std, marker=kw.pop("marker", "o"), capsize=3, label=label, **kw)
-
-
-def title(metrics: dict, what: str) -> str:
-    suffix = " (plan only)" if metrics.get("plan_only") else ""
-    return f"{metrics.get('dataset', '')}: {what}{suffix}"
 
 
 def main(argv=None) -> int:
