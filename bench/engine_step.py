@@ -53,23 +53,13 @@ def chunk_count(C: int, n: int, num_classes: int, itemsize: int) -> int:
 
 
 def products_full(task, C: int, backend: str = "engine"):
-    """The two full-batch matrix products of one step, as the engine does them ("engine": oneDNN's matmul
-    with (C, n) intermediates when engine.MATMUL takes it, else the torch.mm form) or with torch.mm in
-    the (n, C) layout and preallocated outputs ("torch.mm")."""
-    n, d, k = task.n, task.d, task.k
+    """The two full-batch matrix products of one step in the engine's layout, Z = W X^T then Z X: as the
+    engine does them ("engine": oneDNN's matmul where engine.MATMUL takes it) or through torch.mm ("torch.mm")."""
+    linear = (engine._onednn_linear(task) if backend == "engine" else None) or engine._torch_linear
+    X = task.Xs if task.binary else task.X
     gen = torch.Generator().manual_seed(0)
-    linear = engine._onednn_linear(task) if backend == "engine" else None
-    if linear is not None:
-        X = task.Xs if task.binary else task.X
-        W = torch.randn(C * (1 if task.binary else k), d, generator=gen, dtype=task.dtype) * 0.01
-        return lambda: linear(linear(W, X), X.t())
-    if task.binary:
-        W = torch.randn(C, d, generator=gen, dtype=task.dtype) * 0.01
-        Z, G = torch.empty(n, C, dtype=task.dtype), torch.empty(C, d, dtype=task.dtype)
-        return lambda: (torch.mm(task.X, W.t(), out=Z), torch.mm(Z.t(), task.X, out=G))
-    W = torch.randn(d, C * k, generator=gen, dtype=task.dtype) * 0.01
-    Z, G = torch.empty(n, C * k, dtype=task.dtype), torch.empty(d, C * k, dtype=task.dtype)
-    return lambda: (torch.mm(task.X, W, out=Z), torch.mm(task.X.t(), Z, out=G))
+    W = torch.randn(C * (1 if task.binary else task.k), task.d, generator=gen, dtype=task.dtype) * 0.01
+    return lambda: linear(linear(W, X), X.t())
 
 
 def products_batch(task, C: int, b: int):

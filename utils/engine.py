@@ -10,10 +10,9 @@ x_i times a scalar (binary) or a k-vector (softmax), so clipping rescales those 
 a step is two matrix products with the data.
 
 Layouts: weights are (C, d) for binary logistic regression and (C, d, k) for softmax regression.
-Full batch on CPU in float32: both products go through oneDNN's matmul (see MATMUL), with (C, n) /
-(C*k, n) intermediates and the softmax state kept as (C*k, d) per chunk. Otherwise (float64, CUDA, or
-a torch without oneDNN) torch.mm with (n, C) / (n, C*k) intermediates (measured faster than (C, n) with
-MKL), the softmax state kept as (d, C*k). Mini-batch: see _mini_batch_chains.
+Full batch: (C, n) / (C*k, n) intermediates, the softmax state kept as (C*k, d) per chunk; on CPU in
+float32 both products go through oneDNN's matmul (see MATMUL), otherwise through torch.mm. Mini-batch:
+see _mini_batch_chains.
 """
 from __future__ import annotations
 
@@ -448,55 +447,16 @@ def _onednn_linear(task: Task):
     return None if op is None else (lambda a, b: op(a, b, None, "none", [], ""))
 
 
+def _torch_linear(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.mm(a, b.t())
+
+
 def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
-    """Per chunk of chains, the full-batch clipped gradient step: two matrix products with the data."""
-    C, n, k = state.shape[0], task.n, task.k
-    width = 1 if task.binary else k
-    chunks = _chunks(C, n * width * task.X.element_size())
-    linear = _onednn_linear(task)
-    if linear is not None:
-        return _full_batch_chains_onednn(state, task, chunks, linear, eta=eta, m=m, M=M)
-    z_flat = torch.empty(n * (chunks[0][1] - chunks[0][0]) * width, device=task.device, dtype=task.dtype)
-    decay, lr = 1.0 - eta * m, -eta / n
-    out = []
-    if task.binary:
-        bound = _clip_bound(task, M, 1.0)
-        bound = None if bound is None else bound[:, None]
-        Xs = task.Xs
-
-        def binary_step(w, _j):
-            z = torch.mm(Xs, w.t(), out=z_flat[: n * w.shape[0]].view(n, w.shape[0]))  # -y_i x_i.w_c
-            z.sigmoid_()  # |s_ic| = sigmoid(-y_i x_i.w_c); the gradient is x_i s_ic = (-y_i x_i) |s_ic|
-            if bound is not None:
-                torch.minimum(z, bound, out=z)  # clip: |s| ||x_i|| <= M
-            w.addmm_(z.t(), Xs, beta=decay, alpha=lr)
-
-        for a, b in chunks:
-            w = state[a:b]
-            out.append(_Chunk(a, b, w, lambda j, w=w: binary_step(w, j)))
-        return out
-    bound = _clip_bound(task, M, math.sqrt(2.0))
-    bound = None if bound is None else bound[:, None, None]
-    X, Y = task.X, task.Y[:, None, :]
-
-    def softmax_step(W, _j):
-        cols = W.shape[1]
-        z = torch.mm(X, W, out=z_flat[: n * cols].view(n, cols))  # logits (n, Cc*k)
-        r = z.view(n, cols // k, k)
-        _softmax_residual_(r, Y, dim=2)
-        _clip_softmax_residual_(r, bound, dim=2)
-        W.addmm_(X.t(), z, beta=decay, alpha=lr)
-
-    for a, b in chunks:
-        W = state[a:b].permute(1, 0, 2).reshape(task.d, (b - a) * k)  # (d, Cc*k): a contiguous copy
-        view = W.view(task.d, b - a, k).permute(1, 0, 2)  # (Cc, d, k) view onto it
-        out.append(_Chunk(a, b, view, lambda j, W=W: softmax_step(W, j)))
-    return out
-
-
-def _full_batch_chains_onednn(state, task: Task, chunks, linear, *, eta, m, M) -> list[_Chunk]:
-    """The full-batch step with (C, n) / (C*k, n) intermediates: z = W X^T, then W <- decay W + lr z X."""
-    n, d, k = task.n, task.d, task.k
+    """Per chunk of chains, the full-batch clipped gradient step: two matrix products with the data,
+    z = W X^T with (Cc, n) / (Cc*k, n) intermediates, then W <- decay W + lr z X."""
+    C, n, d, k = state.shape[0], task.n, task.d, task.k
+    chunks = _chunks(C, n * (1 if task.binary else k) * task.X.element_size())
+    linear = _onednn_linear(task) or _torch_linear
     decay, lr = 1.0 - eta * m, -eta / n
     bound = _clip_bound(task, M, 1.0 if task.binary else math.sqrt(2.0))
     out = []
@@ -506,9 +466,9 @@ def _full_batch_chains_onednn(state, task: Task, chunks, linear, *, eta, m, M) -
 
         def binary_step(w, _j):
             z = linear(w, Xs)  # (Cc, n): -y_i x_i.w_c
-            z.sigmoid_()  # |s_ic|, as in _full_batch_chains
+            z.sigmoid_()  # |s_ic| = sigmoid(-y_i x_i.w_c); the gradient is x_i s_ic = (-y_i x_i) |s_ic|
             if bound is not None:
-                torch.minimum(z, bound, out=z)
+                torch.minimum(z, bound, out=z)  # clip: |s| ||x_i|| <= M
             w.mul_(decay).add_(linear(z, Xs.t()), alpha=lr)
 
         for a, b in chunks:
