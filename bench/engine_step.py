@@ -137,7 +137,8 @@ def measure(task, C: int, batch: int | None, consts, *, budget: float) -> dict:
     products = products_full(task, C) if batch is None else products_batch(task, C, batch)
     products()
     calls = {"engine": lambda: run(steps), "products": lambda: [products() for _ in range(steps)]}
-    if batch is None:  # the same products through torch.mm (MKL here), for reference
+    # the same products through torch.mm (MKL here), for reference; timed apart only when the engine's differ
+    if batch is None and engine._onednn_linear(task) is not None:
         mm = products_full(task, C, "torch.mm")
         mm()
         calls["torch.mm"] = lambda: [mm() for _ in range(steps)]
@@ -148,8 +149,9 @@ def measure(task, C: int, batch: int | None, consts, *, budget: float) -> dict:
     reps = 1 if slow else common.repeats_for(first * steps, budget=budget)
     times = common.interleaved(calls, repeats=reps)
     engine_times = times["engine"] + ([first] if slow else [])
-    return {"engine": min(engine_times) / steps, "products": min(times["products"]) / steps,
-            "torch.mm": min(times["torch.mm"]) / steps if "torch.mm" in times else None,
+    products_time = min(times["products"]) / steps
+    mm_time = min(times["torch.mm"]) / steps if "torch.mm" in times else (products_time if batch is None else None)
+    return {"engine": min(engine_times) / steps, "products": products_time, "torch.mm": mm_time,
             "peak": mem.peak_bytes, "exact": mem.exact, "repeats": reps}
 
 
@@ -171,7 +173,8 @@ def main(argv=None) -> int:
     report.line(f"Per update: the engine's step (noise included) and its two products alone, done as the engine "
                 f"does them (full batch, float32, CPU: oneDNN's matmul when engine.MATMUL = 'auto' finds it; "
                 f"here: {'yes' if engine._onednn_linear_op() is not None else 'no'}), and the same two products "
-                f"through torch.mm for reference; minimum over interleaved repeats. Chunk limit engine.MAX_CHUNK_BYTES = {common.fmt_bytes(engine.MAX_CHUNK_BYTES)}. "
+                f"through torch.mm for reference; minimum over interleaved repeats. "
+                f"Chunk limit engine.MAX_CHUNK_BYTES = {common.fmt_bytes(engine.MAX_CHUNK_BYTES)}. "
                 f"Peak = resident memory above the level before the call (kernel high-water mark).")
     report.line()
     rows, headline = [], None

@@ -164,8 +164,8 @@ def test_noiseless_binary_gd_converges_to_sklearn_logistic_regression():
     n, m = X.shape[0], 0.05
     L = np.linalg.eigvalsh(X.T @ X / n).max() / 4 + m
     task = to_task(X, y, 2, dtype="float64")
-    w = run_chains(init_chains(C=2, d=task.d, num_classes=2, sigma=0.0, m=m, generator=generator_for(0), dtype="float64"),
-                   task, steps=400, eta=1 / L, sigma=0.0, m=m, M=10.0, generator=generator_for(0))
+    w0 = init_chains(C=2, d=task.d, num_classes=2, sigma=0.0, m=m, generator=generator_for(0), dtype="float64")
+    w = run_chains(w0, task, steps=400, eta=1 / L, sigma=0.0, m=m, M=10.0, generator=generator_for(0))
     # sklearn minimises ||w||^2 / 2 + C sum_i loss_i: with C = 1/(m n) that is n times our objective
     ref = LogisticRegression(C=1 / (m * n), fit_intercept=False, tol=1e-12, max_iter=10000).fit(X, y)
     np.testing.assert_allclose(w.numpy(), np.repeat(ref.coef_, 2, axis=0), rtol=1e-4, atol=1e-6)
@@ -198,8 +198,8 @@ def test_float32_tracks_float64():
 @pytest.mark.parametrize("k", [2, 3])
 @pytest.mark.parametrize("project", [False, True])
 def test_float32_full_batch_products_backends_agree_with_the_naive_float64_run(monkeypatch, k, project):
-    # float32 on CPU takes oneDNN's matmul (engine.MATMUL "auto") with (C, n) intermediates; "torch" takes
-    # torch.mm with (n, C): both must be the naive float64 algorithm to float32 rounding
+    # float32 on CPU takes oneDNN's matmul (engine.MATMUL "auto"), "torch" takes torch.mm: both must be
+    # the naive float64 algorithm to float32 rounding
     X, y = random_problem(k, n=40, d=7)
     C = 5
     w0 = 1.5 * torch.randn((C, 7) if k == 2 else (C, 7, k), generator=generator_for(15, "w0"), dtype=F64)
