@@ -17,7 +17,6 @@ engine's oneDNN products use AVX-512, so the engine update can be faster than to
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import sys
 import time
@@ -46,10 +45,9 @@ def intermediate_bytes(C: int, n: int, num_classes: int, itemsize: int) -> int:
     return C * n * (1 if num_classes == 2 else num_classes) * itemsize
 
 
-def chunk_count(C: int, n: int, num_classes: int, itemsize: int) -> int:
-    """How many chunks the engine splits C chains into under engine.MAX_CHUNK_BYTES."""
-    per_chain = intermediate_bytes(1, n, num_classes, itemsize)
-    return math.ceil(C / max(1, engine.MAX_CHUNK_BYTES // per_chain))
+def chunk_count(C: int, n: int, num_classes: int, itemsize: int, limit: int | None = None) -> int:
+    """How many chunks the engine splits C chains into under `limit` (engine.MAX_CHUNK_BYTES by default)."""
+    return len(engine._chunks(C, intermediate_bytes(1, n, num_classes, itemsize), limit))
 
 
 def products_full(task, C: int, backend: str = "engine"):
@@ -99,22 +97,14 @@ def minibatch_updates(task, w, perms, *, batch: int, eta: float, sigma: float, m
     chains = engine._mini_batch_chains(state, task, blocks, eta=eta, m=m, M=M)
     noise = torch.empty(w.shape, dtype=task.dtype)
     std = math.sqrt(2.0 * eta) * sigma
-
-    # run_chains' thread policy for small updates, where the engine has one
-    threads_for = getattr(engine, "_threads_for", None)
     work = batch * task.d * C * (1 if task.binary else task.k)
 
     def call(j0: int = 0, count: int = 1):
-        with threads_for(task.device, work) if threads_for else contextlib.nullcontext():
+        with engine._threads_for(task.device, work):  # run_chains' thread policy for small updates
             for j in range(j0, j0 + count):
-                if std > 0:
-                    torch.randn(w.shape, generator=generator, out=noise)
-                for chunk in chains:
-                    chunk.gradient_step(j % (n // batch))
-                    if std > 0:
-                        chunk.weights.add_(noise[chunk.start:chunk.stop], alpha=std)
+                engine._update(chains, j % (n // batch), noise, std, 0.0, generator)
 
-    return call, lambda: torch.cat([chunk.weights for chunk in chains]).contiguous()
+    return call, lambda: engine._assemble(chains)
 
 
 def measure(task, C: int, batch: int | None, consts, *, budget: float) -> dict:

@@ -60,10 +60,7 @@ def main(argv=None) -> int:
         model = engine_step.intermediate_bytes(C, task.n, task.k, itemsize)
         reference = None
         for limit in limits:
-            default = engine.MAX_CHUNK_BYTES
-            engine.MAX_CHUNK_BYTES = default if limit is None else limit
-            chunks = engine_step.chunk_count(C, task.n, task.k, itemsize)
-            engine.MAX_CHUNK_BYTES = default
+            chunks = engine_step.chunk_count(C, task.n, task.k, itemsize, limit)
             w, seconds, peak, exact = one_step(task, consts, limit=limit)
             same = "reference" if reference is None else ("bit-identical" if torch.equal(w, reference) else
                                                          f"max abs diff {float((w - reference).abs().max()):.1e}")

@@ -361,18 +361,22 @@ def _threads_for(device: torch.device, work: int):
             torch.set_num_threads(before)
 
 
+def _update(chains, j: int, noise, std: float, R: float, generator) -> None:
+    """Update j of an epoch for every chunk: gradient step, one noise draw shared out by chains, Proj_R."""
+    if std > 0:
+        torch.randn(noise.shape, generator=generator, out=noise)
+    for chunk in chains:
+        chunk.gradient_step(j)
+        if std > 0:
+            chunk.weights.add_(noise[chunk.start:chunk.stop], alpha=std)
+        if R > 0:
+            _project_(chunk.weights, R)
+
+
 def _loop(chains, steps, updates_per_epoch, noise, std, R, generator, progress, eta, m) -> None:
-    shape = noise.shape
     for epoch in range(steps):
         for j in range(updates_per_epoch):
-            if std > 0:
-                torch.randn(shape, generator=generator, out=noise)
-            for chunk in chains:
-                chunk.gradient_step(j)
-                if std > 0:
-                    chunk.weights.add_(noise[chunk.start:chunk.stop], alpha=std)
-                if R > 0:
-                    _project_(chunk.weights, R)
+            _update(chains, j, noise, std, R, generator)
         if progress is not None:
             progress(updates_per_epoch)
         if (epoch + 1) % DIVERGENCE_CHECK_EVERY == 0:
@@ -394,8 +398,10 @@ def _project_(w: torch.Tensor, R: float) -> None:
     w.mul_(scale.view(-1, *([1] * (w.ndim - 1))))
 
 
-def _clip_bound(task: Task, M: float, max_grad_factor: float) -> torch.Tensor | None:
-    """M / ||x_i||, or None when no sample gradient can exceed M (|grad_i| <= max_grad_factor ||x_i||)."""
+def _clip_bound(task: Task, M: float) -> torch.Tensor | None:
+    """M / ||x_i||, or None when no sample gradient can exceed M: ||grad_i|| <= ||x_i|| for binary logistic
+    regression, <= sqrt(2) ||x_i|| for softmax (||p_i - e_{y_i}|| <= sqrt(2))."""
+    max_grad_factor = 1.0 if task.binary else math.sqrt(2.0)
     if M >= max_grad_factor * task.max_norm:
         return None
     return torch.div(M, task.norms)  # ||x_i|| = 0 gives inf: that gradient is 0 and never clips
@@ -458,7 +464,7 @@ def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
     chunks = _chunks(C, n * (1 if task.binary else k) * task.X.element_size())
     linear = _onednn_linear(task) or _torch_linear
     decay, lr = 1.0 - eta * m, -eta / n
-    bound = _clip_bound(task, M, 1.0 if task.binary else math.sqrt(2.0))
+    bound = _clip_bound(task, M)
     out = []
     if task.binary:
         bound = None if bound is None else bound[None, :]
@@ -505,7 +511,7 @@ def _mini_batch_chains(state, task: Task, blocks, *, eta, m, M) -> list[_Chunk]:
     groups = _chunks(C, b * d * task.X.element_size(), cache)
     x_flat = torch.empty((groups[0][1] - groups[0][0]) * b * d, device=task.device, dtype=task.dtype)
     decay, lr = 1.0 - eta * m, -eta / b
-    bound = _clip_bound(task, M, 1.0 if task.binary else math.sqrt(2.0))
+    bound = _clip_bound(task, M)
     data = task.Xs if task.binary else task.X
     # idx[g][j]: the flat batch j of group g
     idx = [blocks[:, a:c].reshape(blocks.shape[0], -1) for a, c in groups]
