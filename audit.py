@@ -77,15 +77,8 @@ def build_parser():
 
 
 def parse(argv=None):
-    """Flags, validated before any data is loaded (--n works with --plan_only: the audit has no other
-    accounting-only mode, so cli.parse's hint at one is replaced)."""
-    parser = build_parser()
-    try:
-        args = cli.parse(parser, argv, accounting_modes=())
-    except cli.UsageError as exc:
-        if str(exc).startswith("--n "):
-            raise cli.UsageError(str(exc).split(" or ")[0].rstrip()) from None
-        raise
+    """Flags, validated before any data is loaded (--n works with --plan_only)."""
+    args = cli.parse(build_parser(), argv, accounting_modes=())
     check_args(args)
     return args
 
