@@ -113,7 +113,7 @@ def parse_args(argv):
         if getattr(args, flag) != p.get_default(flag) and args.mode not in modes:
             raise cli.UsageError(f"--{flag} does not apply to --{args.mode} "
                                  f"(allowed with: {', '.join('--' + m for m in modes)})")
-    batches = args.batch_size or [b for b, _ in SETTINGS[args.mode]]
+    batches = args.requested_batches = args.batch_size or [b for b, _ in SETTINGS[args.mode]]
     dupes = sorted({str(b) for b in batches if batches.count(b) > 1})
     if dupes:
         raise cli.UsageError(f"--batch_size lists {', '.join(dupes)} more than once (allowed: distinct sizes)")
@@ -208,8 +208,7 @@ def rows_used(n: int, batches, *, reference_rows=None) -> int:
 def prepare_data(args, notes: list, out: dict):
     """start()'s transform: choose the batch sizes that fit, truncate the rows, fill the M default."""
     def transform(dataset):
-        requested = args.batch_size or [b for b, _ in SETTINGS[args.mode]]
-        kept = select_batches(requested, n=dataset.n, explicit=args.batch_size is not None,
+        kept = select_batches(args.requested_batches, n=dataset.n, explicit=args.batch_size is not None,
                               must_divide=False, notes=notes)
         reference = REFERENCE_ROWS.get(args.dataset) if args.features is None and args.classes is None else None
         rows = rows_used(dataset.n, kept, reference_rows=reference)
@@ -226,16 +225,12 @@ def prepare_data(args, notes: list, out: dict):
 def setup(args):
     """Data (unless --n), batch settings and constants; nothing written yet."""
     notes, out = [], {}
-    int_batches = [b for b in (args.batch_size or [b for b, _ in SETTINGS[args.mode]]) if b != "full"]
     max_removed = {"compare_baseline_nonconvergent": 1, "retrain_noiseless": max(args.S or [1])}\
         .get(args.mode, args.requests)
-    ctx = experiments.start(args, mode=args.mode, max_removed=max_removed,
-                            batch_size=int_batches[0] if int_batches else "full",
-                            transform=prepare_data(args, notes, out))
+    ctx = experiments.start(args, mode=args.mode, max_removed=max_removed, transform=prepare_data(args, notes, out))
     n = ctx.consts.n
     if args.n is not None:
-        requested = args.batch_size or [b for b, _ in SETTINGS[args.mode]]
-        out.update(batches=select_batches(requested, n=n, explicit=args.batch_size is not None,
+        out.update(batches=select_batches(args.requested_batches, n=n, explicit=args.batch_size is not None,
                                           must_divide=True, notes=notes), n_loaded=n)
     for line in notes:
         ctx.log("note: " + line)
@@ -407,10 +402,8 @@ def plan_paper_a(ctx, eps_list, reuse):
     return {"lmc_sigma": lu, "lmc_burn_in": T_lu, "d2d_sigma": d2d, "d2d_burn_in": T_d2d}, certs, steps
 
 
-def run_compare(ctx, batches, plan):
+def run_compare(ctx, batches, plan, removal, task1):
     lab, eps_list = ctx.lab(), plan["eps_list"]
-    removal = lab.removal(1)
-    task1 = lab.task(removal.X, removal.y)
     accuracy, arrays = {}, {}
     for bt in batches:
         accuracy[bt.key] = {}
@@ -434,15 +427,12 @@ def run_compare(ctx, batches, plan):
                 rows[k].append(part[k])
         for k, v in rows.items():
             arrays[f"acc_{k}_b{bt.key}"] = np.stack(v)
-        arrays[f"sigma_b{bt.key}"] = np.array([plan["sigma"][bt.key][results.json_key(e)] for e in eps_list])
     return accuracy, arrays
 
 
-def run_paper_a(ctx, plan, eps_list):
+def run_paper_a(ctx, plan, eps_list, task1):
     """LU K = 1 and D2D K in {1, 5} accuracies computed on this data (the shared engine, full batch)."""
     lab = ctx.lab()
-    removal = lab.removal(1)
-    task1 = lab.task(removal.X, removal.y)
 
     def lu_part(ek):
         s, T = plan["lmc_sigma"][ek], plan["lmc_burn_in"][ek]
@@ -482,12 +472,15 @@ def compare_baseline_nonconvergent(ctx, batches, truncation):
     done = open_plan(ctx, metrics["total_chain_steps"], metrics, arrays, "sigma per (b, eps) saved")
     if done is not None:
         return done
-    accuracy, acc_arrays = run_compare(ctx, batches, plan)
+    lab = ctx.lab()
+    removal = lab.removal(1)  # D' of the one removal, shared by the comparison and paper A's curves
+    task1 = lab.task(removal.X, removal.y)
+    accuracy, acc_arrays = run_compare(ctx, batches, plan, removal, task1)
     arrays.update(acc_arrays)
     if reused:
         metrics["comparison"].update(reused)
     else:
-        curves, a_arrays = run_paper_a(ctx, a_plan, plan["eps_list"])
+        curves, a_arrays = run_paper_a(ctx, a_plan, plan["eps_list"], task1)
         metrics["comparison"].update(curves)
         arrays.update(a_arrays)
     metrics["accuracy"] = accuracy

@@ -19,7 +19,7 @@ from utils.results import RunFolder
 
 
 # ---------------------------------------------------------------- constants
-def constants_for(args, dataset, *, max_removed: int = 1, batch_size=None):
+def constants_for(args, dataset, *, max_removed: int = 1):
     """The accountant's constants for this run; a data-dependent L covers D and every D'.
 
     Replacing S unit-norm rows moves X^T X / n by at most S/n in spectral norm, so
@@ -30,8 +30,6 @@ def constants_for(args, dataset, *, max_removed: int = 1, batch_size=None):
     num_classes = dataset.num_classes if dataset is not None else (10 if args.multiclass else 2)
     lambda_max = None
     if args.L is None and args.smoothness == "data":
-        if batch_size not in (None, "full"):
-            raise ValueError("--smoothness data is refused for mini-batches (allowed: bound, or give --L)")
         if dataset is None:
             raise ValueError("--smoothness data needs the data (drop --n, or give --L)")
         lambda_max = accountant.data_smoothness_lambda_max(dataset.X_train, replaced_rows=max_removed)
@@ -148,8 +146,7 @@ class Context:
         return self.run.path
 
 
-def start(args, *, mode: str, dataset_loader=None, max_removed: int = 1, batch_size=None,
-          transform=None) -> Context:
+def start(args, *, mode: str, dataset_loader=None, max_removed: int = 1, transform=None) -> Context:
     """Everything before the plan: result-dir check, data (unless --n), constants, the run folder.
 
     ``transform`` may change the loaded dataset (e.g. the PNSGD truncation) before constants are made.
@@ -169,7 +166,7 @@ def start(args, *, mode: str, dataset_loader=None, max_removed: int = 1, batch_s
             args.lam = dataset.default_lam
     elif args.lam is None:
         raise ValueError("--lam is needed with --n and --features (no data is loaded to choose it)")
-    consts = constants_for(args, dataset, max_removed=max_removed, batch_size=batch_size)
+    consts = constants_for(args, dataset, max_removed=max_removed)
     if not args.plan_only and args.n is None:
         from utils import engine  # torch: only now that the flags and the data are known to be good
 
