@@ -225,7 +225,7 @@ def prepare_data(args, notes: list, out: dict):
 def setup(args):
     """Data (unless --n), batch settings and constants; nothing written yet."""
     notes, out = [], {}
-    max_removed = {"compare_baseline_nonconvergent": 1, "retrain_noiseless": max(args.S or [1])}\
+    max_removed = {"compare_baseline_nonconvergent": 1, "retrain_noiseless": max(args.S or REMOVE_LIST)}\
         .get(args.mode, args.requests)
     ctx = experiments.start(args, mode=args.mode, max_removed=max_removed, transform=prepare_data(args, notes, out))
     n = ctx.consts.n

@@ -324,3 +324,19 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, needle
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "SGD").exists()
+
+
+def test_retrain_noiseless_data_smoothness_covers_the_largest_default_removal(tmp_path):
+    # without --S the run replaces up to max(REMOVE_LIST) = 1000 rows, so a data-dependent L must cover
+    # lambda_max(X^T X / n) + 1000 / n (Weyl), not the + 1/n of a single removal
+    from utils import data as data_mod
+
+    run(tmp_path, "--dataset", "FASHION", "--retrain_noiseless", "1", "--batch_size", "full",
+        "--smoothness", "data", "--plan_only")
+    metrics, _ = run_folder(tmp_path, "retrain_noiseless", dataset="FASHION", plan_only=True)
+    X = data_mod.load_dataset("FASHION").X_train
+    n = X.shape[0]
+    lam_max = np.linalg.eigvalsh(X.T @ X / n)[-1] + max(main_sgd.REMOVE_LIST) / n
+    assert lam_max < 1  # the cap at 1 does not hide the difference
+    lam = data_mod.default_lam("FASHION")
+    assert metrics["constants"]["L"] == pytest.approx(lam_max / 4 + lam * n, rel=1e-9)
