@@ -9,22 +9,19 @@ import matplotlib.pyplot as plt
 
 from utils.figure_parts import finish_axes, plan_only_note, summary_curve, title
 from utils.plots import figure
-
-
-def _key(v) -> str:
-    return format(float(v), "g")
+from utils.results import json_key
 
 
 @figure("paint_unlearning_sigma")
 def fig_paint_unlearning_sigma(metrics, arrays):
     """Fig 3c: eps_0 (left, log) and accuracies (right) against sigma, each point annotated with K."""
     sigmas = [float(s) for s in metrics["sigma_list"]]
-    keys = [_key(s) for s in sigmas]
+    keys = [json_key(s) for s in sigmas]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     eps0 = [float(metrics["epsilon0"][k]) for k in keys]
     ax.plot(sigmas, eps0, "k--", marker="s", label=r"$\varepsilon_0$ (learning, DP)")
     finish_axes(ax, xlabel=r"noise $\sigma$", ylabel=r"$\varepsilon_0$", xscale="log", yscale="log",
-                title=title(metrics, f"S={metrics['S']} removed, target eps={_key(metrics['eps'])}"))
+                title=title(metrics, f"S={metrics['S']} removed, target eps={json_key(metrics['eps'])}"))
     handles = ax.get_legend_handles_labels()
     acc = metrics.get("accuracy")
     if acc:
@@ -50,16 +47,16 @@ def fig_paint_utility_epsilon(metrics, arrays):
     acc = metrics.get("accuracy")
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
     for S in metrics["S_list"]:
-        s = _key(S)
-        Ks = [metrics["K"][s][_key(e)] for e in eps]
+        s = json_key(S)
+        Ks = [metrics["K"][s][json_key(e)] for e in eps]
         label = f"S={s}"
         if acc:
-            means = [acc["unlearn"][s][_key(e)]["mean"] for e in eps]
+            means = [acc["unlearn"][s][json_key(e)]["mean"] for e in eps]
             label += " (acc " + ", ".join(f"{m:.3f}" for m in means) + ")"
         ax.plot(eps, Ks, marker="o", label=label)
     extra = f", learning acc {acc['learn']['mean']:.3f}" if acc else ""
     finish_axes(ax, xlabel=r"target $\varepsilon$", ylabel="unlearning steps K", xscale="log", legend_size=8,
-                title=title(metrics, f"sigma={_key(metrics['sigma'])}{extra}"))
+                title=title(metrics, f"sigma={json_key(metrics['sigma'])}{extra}"))
     fig.tight_layout()
     return fig
 
@@ -68,11 +65,11 @@ def fig_paint_utility_epsilon(metrics, arrays):
 def fig_paint_utility_s(metrics, arrays):
     """Fig 5: unlearning vs retraining accuracy against S per eps (plan only: K against S)."""
     S = [float(v) for v in metrics["S_list"]]
-    s_keys = [_key(v) for v in S]
+    s_keys = [json_key(v) for v in S]
     acc = metrics.get("accuracy")
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
     for e in metrics["eps_list"]:
-        k = _key(e)
+        k = json_key(e)
         if acc:
             summary_curve(ax, S, [acc["unlearn"][k][s] for s in s_keys], f"unlearning, eps={k}")
         else:
@@ -80,7 +77,7 @@ def fig_paint_utility_s(metrics, arrays):
     if acc:
         summary_curve(ax, S, [acc["retrain"][s] for s in s_keys], "retraining", color="k", linestyle="--")
     finish_axes(ax, xlabel="removed points S", ylabel="test accuracy" if acc else "unlearning steps K",
-                xscale="log", legend_size=8, title=title(metrics, f"sigma={_key(metrics['sigma'])}"))
+                xscale="log", legend_size=8, title=title(metrics, f"sigma={json_key(metrics['sigma'])}"))
     fig.tight_layout()
     return fig
 
@@ -92,7 +89,7 @@ def fig_retrain_noiseless(metrics, arrays):
     acc = metrics.get("accuracy")
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
     if acc:
-        ax.plot(S, [acc["retrain"][_key(v)]["mean"] for v in S], marker="o", label="noiseless retraining on D'_S")
+        ax.plot(S, [acc["retrain"][json_key(v)]["mean"] for v in S], marker="o", label="noiseless retraining on D'_S")
         ax.axhline(acc["learn"]["mean"], color="k", linestyle="--", label="noiseless learning on D")
     else:
         plan_only_note(ax, f"plan only: {len(S)} + 1 noiseless chains of T={metrics['burn_in']} steps")

@@ -9,6 +9,7 @@ import numpy as np
 
 from utils.figure_parts import finish_axes, plan_only_note, summary_curve, title
 from utils.plots import figure
+from utils.results import json_key
 
 
 def _batch_label(key):
@@ -28,7 +29,7 @@ def _unlearn_vs_retrain(ax, x, keys, metrics, name, suffix=""):
 def fig_compare_baseline_nonconvergent(metrics, arrays):
     """Fig 3a of B: accuracy after unlearning one point vs eps (PNSGD K = 1 epoch, retraining, LU, D2D)."""
     eps = [float(e) for e in metrics["eps_list"]]
-    keys = [format(e, "g") for e in eps]
+    keys = [json_key(e) for e in eps]
     comp = metrics.get("comparison", {})
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     if "accuracy" in metrics:
@@ -78,7 +79,7 @@ def fig_sequential(metrics, arrays):
 def fig_paint_unlearning_sigma(metrics, arrays):
     """Fig 3c,d of B: accuracy after the last removal vs sigma, and accumulated epochs per (b, sigma)."""
     sigmas = [float(s) for s in metrics["sigma_list"]]
-    keys = [format(s, "g") for s in sigmas]
+    keys = [json_key(s) for s in sigmas]
     batches = metrics["batch_sizes"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
     if "accuracy" in metrics:
