@@ -390,11 +390,16 @@ def _eps_sequential(a, Ks, slope, em, form):
     return np.exp(log_w + after).sum(axis=0)
 
 
-def _check_Ks(Ks):
+def _check_Ks(Ks, *, allow_empty=False):
     Ks = [_steps(f"Ks[{i}]", k) for i, k in enumerate(Ks)]
-    if not Ks:
+    if not Ks and not allow_empty:
         raise ValueError("Ks=[] is not allowed (allowed: a non-empty list of step counts >= 0)")
     return Ks
+
+
+def _require_noise(sigma, eps_target):
+    if sigma == 0:
+        raise InfeasibleTargetError(f"sigma=0 gives eps=inf for every K (eps_target={eps_target!r} needs sigma > 0)")
 
 
 def epsilon_sequential(*, alpha, Ks, S, sigma, M, m, n, eta, form="paper"):
@@ -527,7 +532,8 @@ def _dp_linear(a, log_inv_delta, conversion):
 
 
 def _dp_pngd(Ks, slope, em, log_inv_delta, conversion, form="paper"):
-    if slope == math.inf:
+    """slope: one eps_0 slope for every level, or one per level (see _eps_sequential)."""
+    if np.isinf(slope).any():
         return math.inf, math.nan
     if len(Ks) == 1 and Ks[0] == 0:
         return _dp_linear(slope, log_inv_delta, conversion)
@@ -633,8 +639,7 @@ def minimal_K_pngd(*, sigma, eps_target, S, consts: Constants, conversion="basic
     """Exact minimal K >= 1 with DP of unlearning S points <= eps_target (A, SPEC 3.1.2, Part I item 5)."""
     sigma, eps_target, S = _nonneg("sigma", sigma), _target(eps_target), _S(S, consts.n)
     conversion = _choice("conversion", conversion, CONVERSIONS)
-    if sigma == 0:
-        raise InfeasibleTargetError(f"sigma=0 gives eps=inf for every K (eps_target={eps_target!r} needs sigma > 0)")
+    _require_noise(sigma, eps_target)
     slope, em, lid = _eps0_slope(S, sigma, consts.M, consts.m, consts.n), consts.eta * consts.m, consts.log_inv_delta
     return _minimal_int(lambda K: _dp_pngd([K], slope, em, lid, conversion)[0] <= eps_target,
                         f"eps_target={eps_target!r} with sigma={sigma!r}, S={S}")
@@ -662,8 +667,7 @@ def sequential_K_list_pngd(*, num_requests, S, sigma, eps_target, consts: Consta
     sigma, eps_target, S = _nonneg("sigma", sigma), _target(eps_target), _S(S, consts.n)
     form = _choice("form", form, SEQUENTIAL_FORMS)
     conversion = _choice("conversion", conversion, CONVERSIONS)
-    if sigma == 0:
-        raise InfeasibleTargetError(f"sigma=0 gives eps=inf for every K (eps_target={eps_target!r} needs sigma > 0)")
+    _require_noise(sigma, eps_target)
     slope, em, lid = _eps0_slope(S, sigma, consts.M, consts.m, consts.n), consts.eta * consts.m, consts.log_inv_delta
     Ks: list[int] = []
     for s in range(num_requests):
@@ -702,15 +706,6 @@ def epsilon_sequential_sizes(*, alpha, Ks, sizes, sigma, M, m, n, eta, form="pap
     return _scalar(_eps_sequential(a, Ks, _slopes(sizes, sigma, M, m, n), eta * m, form))
 
 
-def _dp_pngd_sizes(Ks, slope, em, log_inv_delta, conversion, form):
-    if np.ndim(slope) == 0:
-        return _dp_pngd(Ks, slope, em, log_inv_delta, conversion, form)
-    if np.isinf(slope).any():
-        return math.inf, math.nan
-    return _minimize_log_alpha(lambda a, am1: _eps_sequential(a, Ks, slope, em, form)
-                               + _conversion_term(am1, log_inv_delta, conversion))
-
-
 def dp_epsilon_sequential_sizes(*, Ks, sizes, sigma, consts: Constants, form="paper", conversion="basic"):
     """(eps, alpha*) after sequential requests of sizes[j] rows with steps Ks (A, SPEC 3.1.5 + 3.1.3, per-request S)."""
     Ks, sigma = _check_Ks(Ks), _nonneg("sigma", sigma)
@@ -718,7 +713,7 @@ def dp_epsilon_sequential_sizes(*, Ks, sizes, sigma, consts: Constants, form="pa
     form = _choice("form", form, SEQUENTIAL_FORMS)
     conversion = _choice("conversion", conversion, CONVERSIONS)
     slope = _slopes(sizes, sigma, consts.M, consts.m, consts.n)
-    return _dp_pngd_sizes(Ks, slope, consts.eta * consts.m, consts.log_inv_delta, conversion, form)
+    return _dp_pngd(Ks, slope, consts.eta * consts.m, consts.log_inv_delta, conversion, form)
 
 
 def next_K_sequential_pngd(*, Ks, sizes, sigma, eps_target, consts: Constants, form="paper",
@@ -727,23 +722,26 @@ def next_K_sequential_pngd(*, Ks, sizes, sigma, eps_target, consts: Constants, f
 
     With equal sizes, repeated calls give sequential_K_list_pngd.
     """
-    Ks = [_steps(f"Ks[{i}]", k) for i, k in enumerate(Ks)]
+    Ks = _check_Ks(Ks, allow_empty=True)
     sigma, eps_target = _nonneg("sigma", sigma), _target(eps_target)
     sizes = _sizes(sizes, len(Ks) + 1, consts.n)
     form = _choice("form", form, SEQUENTIAL_FORMS)
     conversion = _choice("conversion", conversion, CONVERSIONS)
-    if sigma == 0:
-        raise InfeasibleTargetError(f"sigma=0 gives eps=inf for every K (eps_target={eps_target!r} needs sigma > 0)")
+    _require_noise(sigma, eps_target)
     slope, em, lid = _slopes(sizes, sigma, consts.M, consts.m, consts.n), consts.eta * consts.m, consts.log_inv_delta
-    return _minimal_int(lambda k: _dp_pngd_sizes(Ks + [k], slope, em, lid, conversion, form)[0] <= eps_target,
+    return _minimal_int(lambda k: _dp_pngd(Ks + [k], slope, em, lid, conversion, form)[0] <= eps_target,
                         f"eps_target={eps_target!r} at request {len(sizes)} with sigma={sigma!r}, S={sizes[-1]}",
                         hint=int(Ks[-1]) if Ks else 1)
 
 
 # ---------------------------------------------------------------- PNSGD, paper B
-def _zb(eta, M, c, n, b, R):
-    z = 2.0 * eta * M / (b * (1.0 - c ** (n // b)))
+def _cap(z, R):
+    """min(z, 2R): two points of the ball of radius R are at most 2R apart; R = 0 means no projection."""
     return min(z, 2.0 * R) if R > 0 else z
+
+
+def _zb(eta, M, c, n, b, R):
+    return _cap(2.0 * eta * M / (b * (1.0 - c ** (n // b))), R)
 
 
 def Z_B(*, eta, M, m, n, b, R=0.0):
@@ -757,8 +755,7 @@ def Z_B(*, eta, M, m, n, b, R=0.0):
 
 
 def _z_next(z, K, c, steps, zb, R):
-    z = c ** (K * steps) * z + zb
-    return min(z, 2.0 * R) if R > 0 else z
+    return _cap(c ** (K * steps) * z + zb, R)
 
 
 def Z_sequential(*, Ks, Z_B, eta, m, n, b, R=0.0):
@@ -767,7 +764,7 @@ def Z_sequential(*, Ks, Z_B, eta, m, n, b, R=0.0):
     n = _n(n)
     steps = n // _batch(b, n)
     zb, R = _positive("Z_B", Z_B), _nonneg("R", R)
-    Ks = [_steps(f"Ks[{i}]", k) for i, k in enumerate(Ks)]
+    Ks = _check_Ks(Ks, allow_empty=True)
     out = [zb]
     for K in Ks:
         out.append(_z_next(out[-1], K, c, steps, zb, R))
@@ -783,11 +780,10 @@ def Z_stream(*, Ks, sizes, consts: Constants, b=None, R=0.0) -> list[float]:
     n = consts.n
     b = n if b is None else _batch(b, n)
     R = _nonneg("R", R)
-    Ks = [_steps(f"Ks[{i}]", k) for i, k in enumerate(Ks)]
+    Ks = _check_Ks(Ks, allow_empty=True)
     sizes = _sizes(sizes, len(Ks) + 1, n)
     zb = _zb(consts.eta, consts.M, consts.c, n, b, 0.0)
-    first = sizes[0] * zb
-    out = [min(first, 2.0 * R) if R > 0 else first]
+    out = [_cap(sizes[0] * zb, R)]
     for K, S in zip(Ks, sizes[1:]):
         out.append(_z_next(out[-1], K, consts.c, n // b, S * zb, R))
     return out
@@ -936,8 +932,7 @@ def minimal_K_pnsgd(*, sigma, eps_target, consts: Constants, b=None, R=0.0, Z=No
     b, steps, sigma, R, zb = _pnsgd_setup(b, sigma, R, consts)
     z = zb if Z is None else _nonneg("Z", Z)
     form, conversion = _choice("form", form, PNSGD_FORMS), _choice("conversion", conversion, CONVERSIONS)
-    if sigma == 0:
-        raise InfeasibleTargetError(f"sigma=0 gives eps=inf for every K (eps_target={eps_target!r} needs sigma > 0)")
+    _require_noise(sigma, eps_target)
     return _minimal_int(lambda K: _dp_pnsgd(K, z, sigma, steps, consts, form, conversion)[0] <= eps_target,
                         f"eps_target={eps_target!r} with sigma={sigma!r}, b={b}")
 
@@ -1007,8 +1002,7 @@ def sequential_K_list_pnsgd(*, num_requests, sigma, eps_target, consts: Constant
     num_requests, eps_target = _int("num_requests", num_requests, 1), _target(eps_target)
     b, steps, sigma, R, zb = _pnsgd_setup(b, sigma, R, consts)
     conversion = _choice("conversion", conversion, CONVERSIONS)
-    if sigma == 0:
-        raise InfeasibleTargetError(f"sigma=0 gives eps=inf for every K (eps_target={eps_target!r} needs sigma > 0)")
+    _require_noise(sigma, eps_target)
     Ks: list[int] = []
     Zs: list[float] = [zb]
     for s in range(num_requests):
