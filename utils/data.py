@@ -288,8 +288,10 @@ def _load_idx_dataset(name, data_dir: Path, classes, download):
     kind = "MNIST" if name == "MNIST" else "FashionMNIST"
     folder = _idx_folder(kind, data_dir, download)
     imgs, labs, timgs, tlabs = _read_idx_set(folder)
-    X, y, Xt, yt, cls = _select(name, _pixels(imgs, 255.0), labs, _pixels(timgs, 255.0), tlabs, classes)
-    return dict(X_train=X, y_train=y, X_test=Xt, y_test=yt, classes=cls, source=str(folder))
+    # the classes first, then float64 (row by row, so the same values): a binary pair converts only its images
+    imgs, y, timgs, yt, cls = _select(name, imgs, labs, timgs, tlabs, classes)
+    return dict(X_train=_pixels(imgs, 255.0), y_train=y, X_test=_pixels(timgs, 255.0), y_test=yt, classes=cls,
+                source=str(folder))
 
 
 def _load_digits_dataset(name, classes, seed):
@@ -301,9 +303,9 @@ def _load_digits_dataset(name, classes, seed):
     # seeded stratified 75/25 split; each part then in file order, so the split is all the seed changes
     tr, te = train_test_split(keep, test_size=0.25, random_state=seed, stratify=labels[keep])
     tr, te = np.sort(tr), np.sort(te)
-    X = _pixels(images, 16.0)
-    Xa, y, Xt, yt, cls = _select(name, X[tr], labels[tr], X[te], labels[te], classes)
-    return dict(X_train=Xa, y_train=y, X_test=Xt, y_test=yt, classes=cls, source="sklearn")
+    Xa, y, Xt, yt, cls = _select(name, images[tr], labels[tr], images[te], labels[te], classes)
+    return dict(X_train=_pixels(Xa, 16.0), y_train=y, X_test=_pixels(Xt, 16.0), y_test=yt, classes=cls,
+                source="sklearn")
 
 
 def _load_cifar_dataset(name, data_dir: Path, classes, download):
