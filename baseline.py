@@ -236,13 +236,12 @@ def certificates_3a(c, plan, S, args) -> list[dict]:
 def lmc_setting(lab, row, *, S, removal, task) -> dict:
     """Learn T steps on D, unlearn K steps on D', retrain T steps on D' (one resumable piece)."""
     K, sigma, T, ek = row["K"], row["sigma"], row["T"], json_key(row["epsilon"])
-    key = ("sigma", json_key(sigma))
 
     def compute():
-        w = lab.learn(sigma=sigma, T=T, key=key)
+        w = lab.learn_on_D(sigma=sigma, T=T)
         w_u = lab.advance(w, task, steps=K, sigma=sigma, key=("S", S, "K", K, "eps", ek), phase="unlearn",
                           desc=f"unlearn K={K} eps={ek}")
-        w_r = lab.learn(sigma=sigma, T=T, data=(removal.X, removal.y), phase="retrain", key=key)
+        w_r = lab.learn(sigma=sigma, T=T, data=(removal.X, removal.y), phase="retrain", key=("sigma", json_key(sigma)))
         return {"learn": lab.accuracy(w), "unlearn": lab.accuracy(w_u), "retrain": lab.accuracy(w_r)}
 
     return lab.stage(f"lmc_K{K}_eps{ek}", compute)
@@ -321,7 +320,7 @@ def run_sequential2(args) -> int:
         ctx.finish(metrics, arrays, summary=f"plan only: {total:,} chain-steps")
         return 0
     lab = ctx.lab()
-    w = lab.learn(sigma=sigma, T=T, key=("sigma", json_key(sigma)))
+    w = lab.learn_on_D(sigma=sigma, T=T)
     arrays["lmc_learn"] = lab.accuracy(w)
     metrics["lmc_learn"] = stats(arrays["lmc_learn"])
     for S, p in lmc.items():
@@ -330,7 +329,7 @@ def run_sequential2(args) -> int:
         metrics["lmc_accuracy_per_request"][json_key(S)] = out["accuracy"].mean(axis=1).tolist()
         metrics["lmc_final"][json_key(S)] = stats(out["accuracy"][-1])
         metrics["lmc_retrain"][json_key(S)] = stats(out["retrain"])
-    w_d = lab.learn(sigma=0.0, T=T0, eta=c.d2d_step, key=("d2d",), C=1, phase="d2d")  # as Lab.d2d_one_shot
+    w_d = lab.d2d_learn(T0)
     metrics["d2d_learn_accuracy"] = float(lab.accuracy(w_d)[0])
     for f, p in d2d.items():
         out = lab.stage(f"d2d_f{json_key(f)}", lambda: d2d_stream(lab, w_d, f=f, plan=p))

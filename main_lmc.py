@@ -192,12 +192,6 @@ def plan_arrays(mode: str, plan: dict) -> dict:
 
 
 # ---------------------------------------------------------------- the chains
-def _learned(lab, sigma, T):
-    """The chains learned on D at sigma (lab.learn caches them by every input; baseline.py and main_sgd.py
-    use the same key, so they share them)."""
-    return lab.learn(sigma=sigma, T=T, key=("sigma", key(sigma)))
-
-
 def run_unlearning_sigma(ctx, lab, plan) -> tuple[dict, dict]:
     """Fig 3c: per sigma learn on D, retrain on D', unlearn K steps from the learned chains."""
     S, eps = plan["S"], plan["eps"]
@@ -209,7 +203,7 @@ def run_unlearning_sigma(ctx, lab, plan) -> tuple[dict, dict]:
         T, K = plan["burn_in"][s], plan["K"][s]
 
         def compute(sigma=sigma, s=s, T=T, K=K):
-            w = _learned(lab, sigma, T)
+            w = lab.learn_on_D(sigma=sigma, T=T)
             w_re = lab.learn(sigma=sigma, T=T, data=(removal.X, removal.y), phase="retrain",
                              key=("sigma", s, "S", S))
             w_un = lab.advance(w, task, steps=K, sigma=sigma, key=(s, "S", S, "eps", key(eps)),
@@ -228,7 +222,7 @@ def run_unlearning_sigma(ctx, lab, plan) -> tuple[dict, dict]:
 def run_K_table(ctx, lab, plan, *, outer: str, retrain: bool) -> tuple[dict, dict]:
     """Fig 4 / Fig 5: learn once on D; per S one D'_S (and its retraining); per (S, eps) unlearn K steps."""
     sigma, T, s = plan["sigma"], plan["burn_in"], key(plan["sigma"])
-    learned = functools.lru_cache(maxsize=1)(lambda: _learned(lab, sigma, T))
+    learned = functools.lru_cache(maxsize=1)(lambda: lab.learn_on_D(sigma=sigma, T=T))
     acc_learn = lab.stage("learn", lambda: {"acc": lab.accuracy(learned())})["acc"]
     S_list, eps_list = plan["S_list"], plan["eps_list"]
     unlearn = np.empty((len(S_list), len(eps_list), lab.trials))

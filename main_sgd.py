@@ -436,7 +436,7 @@ def run_paper_a(ctx, plan, eps_list, task1):
 
     def lu_part(ek):
         s, T = plan["lmc_sigma"][ek], plan["lmc_burn_in"][ek]
-        w = lab.learn(sigma=s, T=T, key=("sigma", results.json_key(s)))     # baseline.py's key: a shared cache
+        w = lab.learn_on_D(sigma=s, T=T)  # the chains baseline.py learns: a shared cache
         w = lab.advance(w, task1, steps=1, sigma=s, key=("lmc", ek), desc="LU unlearn", phase="unlearn")
         return {"unlearn": lab.accuracy(w)}
 

@@ -102,21 +102,19 @@ class Context:
         # sigma = 0: no stationary spread to compare with, so an absolute W2 tolerance of 1e-3
         T, bound = accountant.burn_in_auto(sigma=sigma, m=c.m, M=c.M, eta=c.eta, dim=dim,
                                            tol=1e-3 if sigma == 0 else None)
-        key = format(float(sigma), "g")
+        key = results.json_key(sigma)
         if key not in self._auto_logged:
             self._auto_logged.add(key)
             self.log(f"burn-in auto (sigma={key}): T={T} steps, W2(law after T, stationary) <= {bound:.3g}")
         return T
 
     def derived(self) -> dict:
-        c = self.consts
-        return {k: v for k, v in dataclasses.asdict(c).items()} if dataclasses.is_dataclass(c) else dict(vars(c))
+        return dataclasses.asdict(self.consts)
 
     def open(self) -> "Context":
         config = results.config_record(self.args, {"mode": self.mode, "constants": self.derived(),
                                                    "dataset": None if self.dataset is None
                                                    else self.dataset.identity})
-        self.config = config
         self.run.open(config, resume=self.args.resume, plan_only=self.args.plan_only)
         self.run.write_config(config)
         return self
@@ -192,7 +190,7 @@ class Lab:
         self.torch, self.engine, self.ctx = torch, engine, ctx
         args, ds = ctx.args, ctx.dataset
         self.device = engine.resolve_device(args.device)
-        self.dtype = getattr(torch, args.dtype)
+        self.dtype = engine.resolve_dtype(args.dtype)
         self.k = ds.num_classes
         self.trials = args.trials
         self.seed = args.seed
@@ -283,8 +281,16 @@ class Lab:
             w = w.expand(C, *w.shape[1:]).clone()
         return w
 
+    def learn_on_D(self, *, sigma: float, T: int):
+        """The chains learned on D at sigma, under the one key every script uses, so they share the cache."""
+        return self.learn(sigma=sigma, T=T, key=("sigma", results.json_key(sigma)))
+
+    def d2d_learn(self, T: int):
+        """D2D's learning: one noiseless chain, T steps of 2/(L+m) on D (the same in every trial)."""
+        return self.learn(sigma=0.0, T=T, eta=self.ctx.consts.d2d_step, key=("d2d",), C=1, phase="d2d")
+
     def accuracy(self, w) -> np.ndarray:
-        return self.engine.accuracy(w, self.X_test, self.y_test).cpu().numpy().astype(np.float64)
+        return self.engine.accuracy(w, self.X_test, self.y_test).numpy()  # float64 on the CPU already
 
     # -- Descent-to-Delete (Neel et al. 2021), the baseline of both papers
     def noisy_copies(self, w, *, sigma: float, C: int, key):
@@ -299,7 +305,7 @@ class Lab:
         w_K + N(0, sigma_1^2 I). ``noise`` maps K -> {eps key: sigma_1}. Returns per-trial accuracies keyed
         ``"K{K}_eps{ek}"``, and ``"learn"`` (the one learned chain)."""
         step = self.ctx.consts.d2d_step
-        w = self.learn(sigma=0.0, T=T, eta=step, key=("d2d",), C=1, phase="d2d")
+        w = self.d2d_learn(T)
         out = {"learn": self.accuracy(w)}
         for K in sorted(noise):
             w_K = self.advance(w, task, steps=K, sigma=0.0, eta=step, key=("d2d", K), phase="d2d",
