@@ -13,9 +13,8 @@
    (accounting, unlearning, D2D's K steps and noise, start-up, writing) does not depend on T.
 
 The split comes from the driver's per-phase clocks (metrics.json `wall_clock_seconds`) and from timers
-this script wraps around baseline.sigma_table (accounting) and the D2D driver (baseline.d2d_one_shot,
-or the shared Lab.d2d_one_shot; the learning and unlearning steps it makes are taken out of the learn
-and unlearn phases).
+this script wraps around baseline.sigma_table (accounting) and the D2D driver (baseline.d2d_one_shot;
+the learning and unlearning steps it makes are taken out of the learn and unlearn phases).
 
     python bench/fig3a_end_to_end.py [--skip-paper-scale] [--trials 100]
 """
@@ -45,11 +44,10 @@ PAPER_ARGS = ["--dataset", "FASHION", "--burn_in", "auto"]
 def child(out_path: str, argv: list[str]) -> int:
     """Run baseline.main(argv) in this process with timers around accounting and D2D; dump them as JSON."""
     import baseline
-    from utils import experiments
 
     timings = {"accounting": 0.0, "d2d": 0.0, "d2d_phases": {}}
 
-    def timed_table(*a, _orig=getattr(baseline, "sigma_table", None), **k):
+    def timed_table(*a, _orig=baseline.sigma_table, **k):
         t = time.perf_counter()
         try:
             return _orig(*a, **k)
@@ -65,12 +63,9 @@ def child(out_path: str, argv: list[str]) -> int:
             for phase, seconds in lab.timings.items():
                 timings["d2d_phases"][phase] = timings["d2d_phases"].get(phase, 0.0) + seconds - before.get(phase, 0.0)
 
-    if hasattr(baseline, "sigma_table"):
-        baseline.sigma_table = timed_table
-    # the script's own D2D driver if it has one, else the shared Lab's (never both: no double count)
-    owner = baseline if hasattr(baseline, "d2d_one_shot") else experiments.Lab
-    original = getattr(owner, "d2d_one_shot")
-    setattr(owner, "d2d_one_shot", lambda lab, *a, **k: timed_d2d(lab, *a, _orig=original, **k))
+    baseline.sigma_table = timed_table
+    original = baseline.d2d_one_shot
+    baseline.d2d_one_shot = lambda lab, *a, **k: timed_d2d(lab, *a, _orig=original, **k)
     code = baseline.main(argv)
     Path(out_path).write_text(json.dumps(timings))
     return code
@@ -100,7 +95,7 @@ def run_baseline(args: list[str], result_dir: Path, *, wrapped: bool) -> dict:
 def split(run: dict) -> dict:
     """Seconds per part: learn / retrain / unlearn / D2D / accounting / other (start-up, data, writing, figure)."""
     clocks = run["metrics"]["wall_clock_seconds"]
-    timers = run["timers"] or {"accounting": 0.0, "d2d": 0.0, "d2d_phases": {}}
+    timers = run["timers"]
     d2d_phases = timers["d2d_phases"]
     parts = {"learn": clocks.get("learn", 0.0) - d2d_phases.get("learn", 0.0),
              "retrain": clocks.get("retrain", 0.0) - d2d_phases.get("retrain", 0.0),
@@ -166,9 +161,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.trials < 2:
         parser.error(f"--trials must be >= 2, got {args.trials}")
-    if not (ROOT / "baseline.py").exists():
-        print("baseline.py is not there yet: nothing to measure", file=sys.stderr)
-        return 1
     from bench import common
 
     trials = ["--trials", str(args.trials)]
@@ -178,8 +170,7 @@ def main(argv=None) -> int:
         run = run_baseline(RATIO_ARGS + trials, Path(tmp) / "ratio", wrapped=False)
         rel = run["wall"] / limit
         report.line(f"`python baseline.py {' '.join(RATIO_ARGS + trials)}`: {run['wall']:.1f} s wall-clock "
-                    f"(driver's clocks: " + ", ".join(f"{k} {v:.1f} s" for k, v in
-                                                      run["metrics"]["wall_clock_seconds"].items()) + ").")
+                    f"(driver's clocks: {fmt_parts(run['metrics']['wall_clock_seconds'])}).")
         report.line(f"{RATIO_STEPS} steps of the two matrix products ({args.trials} chains, float32): "
                     f"{limit:.1f} s, timed just before. Ratio {rel:.2f} (target <= {TARGET_RATIO:g}): "
                     f"{'MET' if rel <= TARGET_RATIO else 'NOT MET'}.")
