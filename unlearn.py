@@ -25,7 +25,7 @@ import numpy as np
 
 from utils import accountant, cli, data, results
 from utils import state as statefile
-from utils.experiments import describe_constants
+from utils.experiments import describe_constants, progress_bar, summary_stats
 from utils.state import StateError
 
 DEFAULT_SIGMA = 0.03
@@ -186,9 +186,8 @@ def _ids_text(ids, limit=10) -> str:
 
 
 def _acc_text(acc) -> str:
-    acc = np.asarray(acc, dtype=np.float64)
-    std = acc.std(ddof=1) if acc.size > 1 else 0.0
-    return f"mean {acc.mean():.4f} (std {std:.4f} over {acc.size} chains; chain 0: {acc[0]:.4f})"
+    s = summary_stats(acc)
+    return f"mean {s['mean']:.4f} (std {s['std']:.4f} over {s['trials']} chains; chain 0: {float(acc[0]):.4f})"
 
 
 def _note_cost(out, K: int, T: int, unit: str) -> None:
@@ -203,13 +202,6 @@ def _unit(settings) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _bar(total: int, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="step", leave=False,
-                disable=total == 0 or os.environ.get("UNLEARN_NO_PROGRESS") == "1")
 
 
 # ---------------------------------------------------------------- learn
@@ -269,7 +261,7 @@ def cmd_learn(args) -> int:
                             generator=gen("init"), device=device, dtype=args.dtype)
     perms = None if b is None else engine.make_perms(args.trials, ds.n, generator=gen("perms"), device=device)
     task = engine.to_task(ds.X_train, ds.y_train, ds.num_classes, device=device, dtype=args.dtype)
-    with _bar(T * (ds.n // (b or ds.n)), f"learn [{args.trials} chains]") as bar:
+    with progress_bar("learn", T * (ds.n // (b or ds.n)), args.trials) as bar:
         w = engine.run_chains(w0, task, steps=T, eta=consts.eta, sigma=sigma, m=consts.m, M=consts.M,
                               batch_size=b, perms=perms, generator=gen("learn"), progress=bar.update)
     acc = engine.accuracy(w, ds.X_test, ds.y_test).numpy()
@@ -361,7 +353,7 @@ def _unlearn(arrays, rows, *, K, s, meta, consts, b, device):
     task = engine.to_task(X, y, k, device=dev, dtype=settings["dtype"])
     w = torch.as_tensor(arrays["w"]).to(dev)
     perms = None if b is None else torch.as_tensor(arrays["perms"], device=dev)
-    with _bar(K * (consts.n // (b or consts.n)), f"unlearn request {s} [{w.shape[0]} chains]") as bar:
+    with progress_bar(f"unlearn request {s}", K * (consts.n // (b or consts.n)), w.shape[0]) as bar:
         w = engine.run_chains(w, task, steps=K, eta=consts.eta, sigma=settings["sigma"], m=consts.m, M=consts.M,
                               R=settings["R"], batch_size=b, perms=perms,
                               generator=engine.generator_for(seed, SEED_KEY, "unlearn", s, device=dev),

@@ -205,7 +205,7 @@ def guarded(main):
             return exc.code if isinstance(exc.code, int) else 0
         except (ValueError, RuntimeError, OSError) as exc:
             if os.environ.get("UNLEARN_DEBUG") or (
-                    type(exc).__name__ not in _BAD_INPUT and not isinstance(exc, (UsageError, FileNotFoundError))):
+                    type(exc).__name__ not in _BAD_INPUT and not isinstance(exc, FileNotFoundError)):
                 raise
             print(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                   file=sys.stderr)
@@ -215,4 +215,4 @@ def guarded(main):
 
 # Named errors of the library that mean "bad input or an impossible request", not a bug.
 _BAD_INPUT = {"UsageError", "DataError", "InfeasibleTargetError", "ResultError", "DivergenceError",
-              "DeviceError", "StateError", "ValueError"}
+              "StateError", "ValueError"}

@@ -129,10 +129,9 @@ class Context:
         record.setdefault("constants", self.derived())
         record["wall_clock_seconds"] = dict(lab_timings, total=time.perf_counter() - self.t0)
         record["warnings"] = list(self.warnings)
-        full = {"schema_version": results.SCHEMA_VERSION, "plan_only": bool(self.args.plan_only)}
-        full.update(record)
         self.run.write_arrays(arrays)
-        figure_paths = plots.draw(self.run.path, results.to_jsonable(full), arrays)
+        figure_paths = plots.draw(self.run.path, results.metrics_record(record, plan_only=self.args.plan_only),
+                                  arrays)
         self.run.write_metrics(record, plan_only=self.args.plan_only)
         if summary:
             self.log(summary)
@@ -230,12 +229,6 @@ class Lab:
         return self.engine.make_perms(C, self.ctx.dataset.n, generator=self.gen("perms", C),
                                       device=self.device)
 
-    def _bar(self, desc: str, total: int, C: int):
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=f"{desc} [{C} chains]", unit="step", leave=False,
-                    disable=total == 0 or os.environ.get("UNLEARN_NO_PROGRESS") == "1")
-
     # -- the three operations
     def init(self, *, sigma: float, C: int, key):
         return self.engine.init_chains(C=C, d=self.ctx.dataset.d, num_classes=self.k, sigma=sigma,
@@ -249,7 +242,7 @@ class Lab:
         b = None if batch_size in (None, "full") else int(batch_size)
         C = w.shape[0]
         total = steps * (self.steps_per_unit(b))
-        with self.timed(phase), self._bar(desc, total, C) as bar:
+        with self.timed(phase), progress_bar(desc, total, C) as bar:
             return self.engine.run_chains(w, task, steps=steps, eta=c.eta if eta is None else eta,
                                           sigma=sigma, m=c.m, M=c.M, R=self.R, batch_size=b, perms=perms,
                                           generator=self.gen(phase, *key), progress=bar.update)
@@ -342,6 +335,14 @@ def d2d_output_sigma(consts, *, K: int, eps: float) -> float:
     """D2D one-shot output noise sigma_1(I = K, eps) for these constants (SPEC 3.1.7)."""
     return accountant.d2d_sigma_1(I=K, eps=eps, M=consts.M, m=consts.m, n=consts.n, gamma=consts.gamma,
                                   delta=consts.delta)
+
+
+def progress_bar(desc: str, total: int, C: int):
+    """A tqdm bar of `total` steps of C chains; off for nothing to do, or with UNLEARN_NO_PROGRESS=1."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"{desc} [{C} chains]", unit="step", leave=False,
+                disable=total == 0 or os.environ.get("UNLEARN_NO_PROGRESS") == "1")
 
 
 def summary_stats(acc: np.ndarray) -> dict:

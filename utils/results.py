@@ -199,11 +199,15 @@ class FolderLock:
 
 
 # ---------------------------------------------------------------- run folders
+def metrics_record(metrics: dict, *, plan_only: bool) -> dict:
+    """metrics.json's content: the schema header, then the metrics, as strict-JSON-ready values."""
+    return to_jsonable({"schema_version": SCHEMA_VERSION, "plan_only": bool(plan_only), **metrics})
+
+
 class RunFolder:
     """One experiment run: ``<result_dir>/<family>/<dataset>/<mode>/``."""
 
     def __init__(self, result_dir: str, family: str, dataset: str, mode: str):
-        self.result_dir = result_dir
         self.path = os.path.join(result_dir, family, dataset, mode)
         self.parts_dir = os.path.join(self.path, "parts")
         self.lock = FolderLock(self.path)
@@ -252,13 +256,6 @@ class RunFolder:
     def close(self) -> None:
         self.lock.release()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
     # -- resumable parts
     def _part_path(self, key: str) -> str:
         safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in key)
@@ -275,9 +272,9 @@ class RunFolder:
         write_npz(self._part_path(key), arrays)
 
     # -- logging
-    def log(self, line: str = "", *, stream=None) -> None:
+    def log(self, line: str = "") -> None:
         """Print a line and keep it for log.txt."""
-        print(line, file=stream or sys.stdout, flush=True)
+        print(line, flush=True)
         self.log_lines.append(line)
 
     # -- the finished run
@@ -285,9 +282,7 @@ class RunFolder:
         write_json(self.file("config.json"), config)
 
     def write_metrics(self, metrics: dict, *, plan_only: bool = False) -> None:
-        record = {"schema_version": SCHEMA_VERSION, "plan_only": bool(plan_only)}
-        record.update(metrics)
-        write_json(self.file("metrics.json"), record)
+        write_json(self.file("metrics.json"), metrics_record(metrics, plan_only=plan_only))
 
     def write_arrays(self, arrays: dict) -> None:
         write_npz(self.file("arrays.npz"), arrays)
