@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from bench import common  # noqa: E402
+from bench import common, engine_step  # noqa: E402
 from utils import accountant, engine  # noqa: E402
 
 TARGET_SPEEDUP = 100.0
@@ -104,7 +104,7 @@ def agreement(problem, *, dtype, M, C=4, steps=2, batch_size=None) -> tuple[floa
     return relative_difference(w_engine, w_naive), clipped
 
 
-def speed(problem, *, dtype, C, batch_size=None, M=None, budget=2.0, matmul="auto") -> dict:
+def speed(problem, *, dtype, C, batch_size=None, budget=2.0, matmul="auto") -> dict:
     """Chain-steps per second of the naive loop (one chain) and of the engine (C chains), interleaved.
 
     matmul: engine.MATMUL during the run ("torch" shows what the batching alone gives, without oneDNN).
@@ -112,18 +112,17 @@ def speed(problem, *, dtype, C, batch_size=None, M=None, budget=2.0, matmul="aut
     before = engine.MATMUL
     engine.MATMUL = matmul
     try:
-        return _speed(problem, dtype=dtype, C=C, batch_size=batch_size, M=M, budget=budget)
+        return _speed(problem, dtype=dtype, C=C, batch_size=batch_size, budget=budget)
     finally:
         engine.MATMUL = before
 
 
-def _speed(problem, *, dtype, C, batch_size, M, budget) -> dict:
+def _speed(problem, *, dtype, C, batch_size, budget) -> dict:
     task = engine.to_task(problem.X, problem.y, problem.num_classes, dtype=dtype)
-    M = (1.0 if task.binary else 2.0) if M is None else M
-    consts = accountant.make_constants(n=task.n, lam=LAM, M=M, num_classes=task.k)
+    consts = engine_step.constants(task.n, task.k)  # M = 1 binary, 2 softmax
     gen = engine.generator_for(2, "speed")
     w = engine.init_chains(C=C, d=task.d, num_classes=task.k, sigma=SIGMA, m=consts.m, generator=gen, dtype=dtype)
-    kw = dict(eta=consts.eta, sigma=SIGMA, m=consts.m, M=M)
+    kw = dict(eta=consts.eta, sigma=SIGMA, m=consts.m, M=consts.M)
     if batch_size is None:
         naive_calls, naive_steps = (lambda: naive_run(w[:1], task.X, task.y, steps=1, generator=gen, **kw)), 1
         # 5 steps per call: a run makes thousands per call, so the per-call setup should not dominate

@@ -20,10 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench import common  # noqa: E402
-from utils import accountant, engine  # noqa: E402
+from bench import common, engine_step  # noqa: E402
+from utils import engine  # noqa: E402
 
-LAM = 1e-6
 CHECKPOINTS = (1, 10, 100, 1000, 3000, 10000)
 
 
@@ -43,7 +42,7 @@ def chain_statistics(w: torch.Tensor) -> dict:
 
 def coupled_run(problem, *, steps: int, chains: int, sigma: float, seed: int = 0):
     """Run both precisions side by side; returns weights, timings and relative differences at checkpoints."""
-    consts = accountant.make_constants(n=problem.X.shape[0], lam=LAM, M=1.0, num_classes=problem.num_classes)
+    consts = engine_step.constants(problem.X.shape[0], problem.num_classes)  # binary: M = 1
     tasks = {dt: engine.to_task(problem.X, problem.y, problem.num_classes, dtype=dt) for dt in ("float32", "float64")}
     gen = engine.generator_for(seed, "precision")
     w64 = engine.init_chains(C=chains, d=problem.X.shape[1], num_classes=problem.num_classes, sigma=sigma,
