@@ -88,8 +88,7 @@ def check_args(args) -> None:
         raise cli.UsageError(f"--sigma {args.sigma:g} makes every chain identical and eps infinite "
                              "(allowed: sigma > 0)")
     Ks = [int(k) for k in args.K]
-    if len(set(Ks)) != len(Ks):
-        raise cli.UsageError(f"--K {' '.join(map(str, Ks))} repeats a value (allowed: distinct values)")
+    cli.check_distinct("K", Ks)
     args.K = sorted(Ks)
     n_sel = int(args.trials * args.select_fraction)
     if min(n_sel, args.trials - n_sel) < 2:

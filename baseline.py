@@ -100,10 +100,7 @@ def check_args(args, *, multiclass: bool) -> str:
             raise cli.UsageError(f"--S {' '.join(map(str, args.S))}: the {mode} mode removes one batch "
                                  "(allowed: a single value)")
     for flag in ("K", "eps", "S", "ifac"):
-        values = getattr(args, flag) or []
-        keys = [json_key(v) for v in values]
-        if len(set(keys)) != len(keys):
-            raise cli.UsageError(f"--{flag} {' '.join(keys)} repeats a value (allowed: distinct values)")
+        cli.check_distinct(flag, getattr(args, flag) or [])
     return mode
 
 

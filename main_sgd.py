@@ -121,9 +121,7 @@ def parse_args(argv):
         raise cli.UsageError("--smoothness data is refused for mini-batches (allowed: bound, or give --L, "
                              "or --batch_size full)")
     for name in ("sigma_list", "eps", "S"):
-        values = getattr(args, name) or []
-        if len(set(values)) != len(values):
-            raise cli.UsageError(f"--{name} {' '.join(map(str, values))} repeats a value (allowed: distinct values)")
+        cli.check_distinct(name, getattr(args, name) or [])
     if args.eps is not None and len(args.eps) > 1 and args.mode in TARGET_EPS:
         raise cli.UsageError(f"--eps {' '.join(map(str, args.eps))}: --{args.mode} takes one eps per request "
                              "(allowed: a single value)")

@@ -318,6 +318,8 @@ def test_rows_used_rule():
     (["--retrain_noiseless", "1", "--S", "256"], "--S 256 is not below n = 256"),
     (["--compare_baseline_nonconvergent", "1", "--q", "1"], "'1' must be a Holder exponent > 1"),
     (["--sequential", "1", "--n", "11264"], "--n 11264 loads no data"),
+    # one swept value under two spellings: the run folder would key both "0.1" (results.json_key)
+    (["--paint_unlearning_sigma", "1", "--sigma_list", "0.1", "0.1000001"], "--sigma_list 0.1 0.1000001 repeats a value"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, needle):
     assert main_sgd.main(["--dataset", "DIGITS", *argv, "--result_dir", str(tmp_path)]) == 2

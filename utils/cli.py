@@ -213,6 +213,16 @@ def guarded(main):
     return run
 
 
+def check_distinct(flag: str, values) -> None:
+    """Refuse a list flag naming one swept value twice: values are compared as the run folder keys them
+    (results.json_key), so 0.1 and 0.10 are the same value."""
+    from utils.results import json_key
+
+    keys = [json_key(v) for v in values]
+    if len(set(keys)) != len(keys):
+        raise UsageError(f"--{flag} {' '.join(map(str, values))} repeats a value (allowed: distinct values)")
+
+
 # Named errors of the library that mean "bad input or an impossible request", not a bug.
 _BAD_INPUT = {"UsageError", "DataError", "InfeasibleTargetError", "ResultError", "DivergenceError",
               "StateError", "ValueError"}
