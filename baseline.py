@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from utils import accountant, cli, experiments
+from utils.experiments import sigma_table  # a name of this module: bench/fig3a_end_to_end.py times it here
 from utils.results import json_key
 
 MODES = ("baseline", "sequential2", "find_k")
@@ -116,16 +117,11 @@ def d2d_noise_2(consts, *, K: int, eps: float) -> float:
                                   delta=consts.delta)
 
 
-def sigma_table(consts, *, Ks, eps_list, S: int) -> list[dict]:
-    """Smallest sigma certifying eps after K unlearning steps of S points, with its alpha* (SPEC 3.1.2)."""
-    rows = []
-    for K in Ks:
-        for eps in eps_list:
-            sigma = accountant.smallest_sigma_pngd(K=K, eps_target=eps, S=S, consts=consts)
-            achieved, alpha = accountant.dp_epsilon_unlearn(K=K, S=S, sigma=sigma, consts=consts)
-            rows.append({"K": int(K), "epsilon": float(eps), "sigma": sigma, "alpha": alpha,
-                         "eps_achieved": achieved})
-    return rows
+def lmc_certificate(c, row, *, S: int, R: float, **extra) -> dict:
+    """The certificate of one sigma_table row: K unlearning steps of S points at its sigma (SPEC 3.1.2)."""
+    return accountant.certificate(consts=c, eps=row["eps_achieved"], alpha=row["alpha"], K=row["K"],
+                                  sigma=row["sigma"], R=R, bound="PNGD unlearning, SPEC 3.1.2", S=S,
+                                  eps_target=row["epsilon"], **extra)
 
 
 def sequential_plan(consts, *, S: int, num_requests: int, sigma: float, eps: float, form: str) -> dict:
@@ -221,9 +217,7 @@ def grid(args, plan, field, value=None) -> np.ndarray:
 def certificates_3a(c, plan, S, args) -> list[dict]:
     out = []
     for r in plan:
-        out.append(accountant.certificate(consts=c, eps=r["eps_achieved"], alpha=r["alpha"], K=r["K"],
-                                          sigma=r["sigma"], R=args.projection, bound="PNGD unlearning, SPEC 3.1.2",
-                                          method="langevin", S=S, eps_target=r["epsilon"]))
+        out.append(lmc_certificate(c, r, S=S, R=args.projection, method="langevin"))
         out.append(accountant.certificate(consts=c, eps=r["epsilon"], alpha=None, K=r["K"], sigma=r["d2d_sigma_1"],
                                           R=0.0, bound="D2D one-shot output noise sigma_1, SPEC 3.1.7",
                                           method="d2d", S=S, eps_target=r["epsilon"], step=c.d2d_step))
@@ -409,10 +403,7 @@ def run_find_k(args) -> int:
     ctx.open()
     metrics = {"S": S, "K_values": list(args.K), "eps_values": list(args.eps),
                "sigma_table": [{k: r[k] for k in ("K", "epsilon", "sigma", "alpha")} for r in table],
-               "certificates": [accountant.certificate(consts=c, eps=r["eps_achieved"], alpha=r["alpha"], K=r["K"],
-                                                       sigma=r["sigma"], R=args.projection,
-                                                       bound="PNGD unlearning, SPEC 3.1.2", S=S,
-                                                       eps_target=r["epsilon"]) for r in table]}
+               "certificates": [lmc_certificate(c, r, S=S, R=args.projection) for r in table]}
     arrays = {"K": np.array(args.K), "eps": np.array(args.eps, dtype=float),
               "sigma": grid(args, table, "sigma"), "alpha": grid(args, table, "alpha")}
     ctx.finish(metrics, arrays, summary=f"smallest sigma for {len(table)} (K, eps) pairs on {args.dataset} "

@@ -384,16 +384,13 @@ def plan_compare(ctx, batches):
 def plan_paper_a(ctx, eps_list, reuse):
     """LU K = 1 sigma (A, SPEC 3.1.2) and D2D sigma_1 for K in {1, 5} (SPEC 3.1.7) on this data."""
     c, args = ctx.consts, ctx.args
-    lu = {results.json_key(e): accountant.smallest_sigma_pngd(K=1, eps_target=e, S=1, consts=c) for e in eps_list}
+    table = experiments.sigma_table(c, Ks=[1], eps_list=eps_list, S=1)
+    lu = {results.json_key(r["epsilon"]): r["sigma"] for r in table}
     d2d = {str(K): {results.json_key(e): experiments.d2d_output_sigma(c, K=K, eps=e) for e in eps_list}
            for K in D2D_STEPS}
-    certs = []
-    for e in eps_list:
-        s = lu[results.json_key(e)]
-        got, alpha = accountant.dp_epsilon_unlearn(K=1, S=1, sigma=s, consts=c)
-        certs.append(accountant.certificate(consts=c, eps=got, alpha=alpha, K=1, sigma=s, b=None,
-                                            setting=f"LU K=1 eps={results.json_key(e)}",
-                                            bound="PNGD strongly convex (A, SPEC 3.1.2)"))
+    certs = [accountant.certificate(consts=c, eps=r["eps_achieved"], alpha=r["alpha"], K=1, sigma=r["sigma"], b=None,
+                                    setting=f"LU K=1 eps={results.json_key(r['epsilon'])}",
+                                    bound="PNGD strongly convex (A, SPEC 3.1.2)") for r in table]
     T_lu = {k: (ctx.burn_in(s, given=args.lmc_burn_in)) for k, s in lu.items()}
     T_d2d = ctx.burn_in(0.0, given=args.lmc_burn_in)
     steps = 0 if reuse else (sum(args.trials * (T + 1) for T in T_lu.values()) + T_d2d + sum(D2D_STEPS))

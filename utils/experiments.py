@@ -331,6 +331,18 @@ class Lab:
         return arrays
 
 
+def sigma_table(consts, *, Ks, eps_list, S: int) -> list[dict]:
+    """Smallest sigma certifying eps after K unlearning steps of S points, with its alpha* (SPEC 3.1.2)."""
+    rows = []
+    for K in Ks:
+        for eps in eps_list:
+            sigma = accountant.smallest_sigma_pngd(K=K, eps_target=eps, S=S, consts=consts)
+            achieved, alpha = accountant.dp_epsilon_unlearn(K=K, S=S, sigma=sigma, consts=consts)
+            rows.append({"K": int(K), "epsilon": float(eps), "sigma": sigma, "alpha": alpha,
+                         "eps_achieved": achieved})
+    return rows
+
+
 def d2d_output_sigma(consts, *, K: int, eps: float) -> float:
     """D2D one-shot output noise sigma_1(I = K, eps) for these constants (SPEC 3.1.7)."""
     return accountant.d2d_sigma_1(I=K, eps=eps, M=consts.M, m=consts.m, n=consts.n, gamma=consts.gamma,
