@@ -12,7 +12,6 @@ import os
 import platform
 import re
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -55,26 +54,20 @@ def _blas() -> str:
     return found.group(1) if found else "unknown"
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h"], capture_output=True,
-                             text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def machine_line() -> str:
     """One line naming the machine, the software and the load, for every RESULTS.md section."""
     import torch
 
+    from utils import results
+
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     coretype = os.environ.get("OPENBLAS_CORETYPE", "unset")
+    commit = results.git_commit()
     return (f"{_cpu_model()}, {cores} cores usable, torch {torch.__version__} ({_blas()} BLAS, "
             f"{torch.get_num_threads()} threads), numpy {np.__version__}, python {platform.python_version()}, "
             f"OPENBLAS_CORETYPE={coretype} (numpy only; torch uses its own BLAS), "
-            f"load average {load}, commit {_git_commit()}")
+            f"load average {load}, commit {commit[:7] if commit else 'unknown'}")
 
 
 def now_utc() -> str:
