@@ -71,18 +71,12 @@ def mode_of(args) -> str:
 
 def check_args(args, *, multiclass: bool) -> str:
     """Mode, mode defaults and every check that needs no data; records which sweeps were given."""
-    from utils import data as data_mod
-
     mode = mode_of(args)
     for flag, modes in MODE_ONLY.items():
         if mode not in modes and getattr(args, flag) not in (None, False):
             raise cli.UsageError(f"--{flag} is not used by the {mode} mode (allowed with: "
                                  f"{', '.join(modes)})")
-    if args.features is None and args.dataset in data_mod.DATASETS \
-            and data_mod.is_multiclass(args.dataset) != multiclass:
-        other = "baseline.py" if multiclass else "baseline_multiclass.py"
-        raise cli.UsageError(f"--dataset {args.dataset} is {'binary' if multiclass else 'multiclass'}: "
-                             f"use {other}")
+    cli.check_dataset_kind(args, multiclass=multiclass, scripts=("baseline.py", "baseline_multiclass.py"))
     args.S_given = args.S is not None
     args.S = args.S or list(DEFAULT_S[mode])
     args.K = args.K or list(DEFAULT_K)

@@ -93,16 +93,6 @@ def check_mode_flags(args, mode: str) -> None:
                              "sigma = 0 certifies nothing, see --retrain_noiseless)")
 
 
-def check_dataset_kind(args, *, multiclass: bool) -> None:
-    from utils import data as data_mod  # no torch
-
-    if args.features is not None or data_mod.is_multiclass(args.dataset) == multiclass:
-        return
-    other = "main_lmc.py" if multiclass else "main_lmc_multiclass.py"
-    kind = "binary" if multiclass else "multiclass"
-    raise cli.UsageError(f"--dataset {args.dataset} is {kind}: use {other} for it")
-
-
 def sweep_S(args, mode: str, n: int, log) -> list[int]:
     """S values for this run: an explicit S >= n is an error, a default one is dropped with a note."""
     if args.S is not None:
@@ -349,7 +339,7 @@ def run(argv=None, *, multiclass: bool = False) -> int:
     args = cli.parse(build_parser(multiclass=multiclass), argv, accounting_modes=())
     mode = chosen_mode(args)
     check_mode_flags(args, mode)
-    check_dataset_kind(args, multiclass=multiclass)
+    cli.check_dataset_kind(args, multiclass=multiclass, scripts=("main_lmc.py", "main_lmc_multiclass.py"))
     ctx = experiments.start(args, mode=mode, max_removed=max_S(args, mode))
     plan = make_plan(ctx, mode)                       # an infeasible target fails here, before any file
     ctx.log(f"plan: {plan['chain_steps']:,} chain-steps in total")

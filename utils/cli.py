@@ -213,6 +213,16 @@ def guarded(main):
     return run
 
 
+def check_dataset_kind(args, *, multiclass: bool, scripts: tuple[str, str]) -> None:
+    """Refuse a named dataset of the other kind: scripts = (the binary script, the multiclass script)."""
+    from utils import data as data_mod  # no torch
+
+    if args.features is not None or data_mod.is_multiclass(args.dataset) == multiclass:
+        return
+    kind, other = ("binary", scripts[0]) if multiclass else ("multiclass", scripts[1])
+    raise UsageError(f"--dataset {args.dataset} is {kind}: use {other} for it")
+
+
 def check_distinct(flag: str, values) -> None:
     """Refuse a list flag naming one swept value twice: values are compared as the run folder keys them
     (results.json_key), so 0.1 and 0.10 are the same value."""
