@@ -57,7 +57,7 @@ def _override(parser, dest: str, default, help_text: str) -> None:
 
 def build_parser():
     p = cli.make_parser("Empirical audit: distinguishability of unlearned (learn on D, K steps on D') vs "
-                        "retrained (D') chains, beside the certified eps.", family="LMC", burn_in_default="auto")
+                        "retrained (D') chains, beside the certified eps.", family="LMC")
     _override(p, "trials", DEFAULT_TRIALS, f"chains per arm, unlearned and retrained (default {DEFAULT_TRIALS})")
     _override(p, "sigma", DEFAULT_SIGMA, f"noise standard deviation, > 0 (default {DEFAULT_SIGMA}: small, so "
               "that the replaced rows are visible at K = 0 on DIGITS)")
@@ -228,13 +228,14 @@ def main(argv=None) -> int:
     arrays = {"K": np.asarray(Ks, dtype=np.int64),
               "certified_eps": np.asarray([the_plan["certified_eps"][str(K)] for K in Ks])}
     if args.plan_only:
-        return _finish(ctx, metrics, arrays, summary="plan only: certified eps per K (no chains run)")
+        ctx.finish(metrics, arrays, summary="plan only: certified eps per K (no chains run)")
+        return 0
 
     lab = ctx.lab()
     removal = lab.removal(args.S)
     settings["removed_rows"] = removal.rows.tolist()
     t_stats = 0.0
-    rows = {k: [] for k in ("lower", "upper", "point", "acc_a", "acc_b", "hold_a", "hold_b")}
+    rows = {k: [] for k in ("acc_a", "acc_b", "hold_a", "hold_b")}
     lower, ci, point, attack, distances, acc = {}, {}, {}, {}, {}, {"unlearned": {}, "retrained": {}}
     for K, A, B, wa, wb in run_chains(lab, removal, Ks=Ks, sigma=args.sigma, T=T):
         t0 = time.perf_counter()
@@ -247,8 +248,7 @@ def main(argv=None) -> int:
         acc_a, acc_b = lab.accuracy(wa), lab.accuracy(wb)
         acc["unlearned"][key], acc["retrained"][key] = (experiments.summary_stats(acc_a),
                                                         experiments.summary_stats(acc_b))
-        for name, v in (("lower", result.eps_lower), ("upper", result.eps_upper), ("point", result.eps_point),
-                        ("acc_a", acc_a), ("acc_b", acc_b), ("hold_a", hp), ("hold_b", hn)):
+        for name, v in (("acc_a", acc_a), ("acc_b", acc_b), ("hold_a", hp), ("hold_b", hn)):
             rows[name].append(v)
         cert = the_plan["certified_eps"][key]
         ctx.log(f"  K={K}: empirical eps >= {result.eps_lower:.3g} (interval [{result.eps_lower:.3g}, "
@@ -262,11 +262,13 @@ def main(argv=None) -> int:
                    confidence=args.confidence, attack=attack, distances=distances, accuracy=acc,
                    violations=[K for K in Ks if lower[str(K)] > the_plan["certified_eps"][str(K)]])
     lab.timings["statistics"] = t_stats
-    arrays.update(empirical_eps_lower=np.asarray(rows["lower"]), empirical_eps_upper=np.asarray(rows["upper"]),
-                  empirical_eps_point=np.asarray(rows["point"]), acc_unlearned=np.stack(rows["acc_a"]),
+    arrays.update(empirical_eps_lower=np.asarray([lower[str(K)] for K in Ks]),
+                  empirical_eps_upper=np.asarray([ci[str(K)][1] for K in Ks]),
+                  empirical_eps_point=np.asarray([point[str(K)] for K in Ks]), acc_unlearned=np.stack(rows["acc_a"]),
                   acc_retrained=np.stack(rows["acc_b"]), holdout_scores_unlearned=np.stack(rows["hold_a"]),
                   holdout_scores_retrained=np.stack(rows["hold_b"]), removed_rows=removal.rows)
-    return _finish(ctx, metrics, arrays, summary=summary(metrics, Ks, ctx))
+    ctx.finish(metrics, arrays, summary=summary(metrics, Ks, ctx))
+    return 0
 
 
 def summary(metrics, Ks, ctx) -> str:
@@ -284,11 +286,6 @@ def summary(metrics, Ks, ctx) -> str:
                  else f"LOWER BOUND ABOVE THE CERTIFICATE at K = {bad};")
     parts.append(f"wall-clock {time.perf_counter() - ctx.t0:.1f} s.")
     return " ".join(parts)
-
-
-def _finish(ctx, metrics, arrays, *, summary: str) -> int:
-    ctx.finish(metrics, arrays, summary=summary)
-    return 0
 
 
 if __name__ == "__main__":
