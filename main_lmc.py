@@ -305,10 +305,6 @@ def make_plan(ctx, mode: str) -> dict:
     args = ctx.args
     S_list = sweep_S(args, mode, ctx.consts.n, ctx.log)
     eps_list = _distinct("--eps", args.eps) if args.eps is not None else list(DEFAULT_EPS.get(mode, ()))
-    if args.smoothness == "data" and args.L is None and ctx.dataset is not None and max(S_list) != max_S(args, mode):
-        # a dropped default S no longer needs covering by the data-dependent L
-        ctx.consts = experiments.constants_for(args, ctx.dataset, max_removed=max(S_list))
-        ctx.log("constants for the kept S: " + experiments.describe_constants(ctx.consts))
     if mode == "paint_unlearning_sigma":
         sigmas = _distinct("--sigma_list", args.sigma_list or DEFAULT_SIGMA_LIST)
         return plan_unlearning_sigma(ctx, sigmas=sigmas, S=S_list[0], eps=eps_list[0])
@@ -317,10 +313,6 @@ def make_plan(ctx, mode: str) -> dict:
     if mode == "paint_utility_s":
         return plan_K_table(ctx, sigma=args.sigma, S_list=S_list, eps_list=eps_list, outer="eps", retrain=True)
     return plan_noiseless(ctx, S_list=S_list)
-
-
-def max_S(args, mode: str) -> int:
-    return max(args.S) if args.S is not None else max(DEFAULT_S[mode])
 
 
 def run_chains(ctx, mode: str, plan: dict) -> tuple[dict, dict]:
@@ -340,7 +332,8 @@ def run(argv=None, *, multiclass: bool = False) -> int:
     mode = chosen_mode(args)
     check_mode_flags(args, mode)
     cli.check_dataset_kind(args, multiclass=multiclass, scripts=("main_lmc.py", "main_lmc_multiclass.py"))
-    ctx = experiments.start(args, mode=mode, max_removed=max_S(args, mode))
+    # the data-dependent L covers the largest S the run keeps (defaults not below n are dropped)
+    ctx = experiments.start(args, mode=mode, max_removed=lambda n: max(sweep_S(args, mode, n, lambda line: None)))
     plan = make_plan(ctx, mode)                       # an infeasible target fails here, before any file
     ctx.log(f"plan: {plan['chain_steps']:,} chain-steps in total")
     ctx.open()

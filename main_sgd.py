@@ -223,7 +223,9 @@ def prepare_data(args, notes: list, out: dict):
 def setup(args):
     """Data (unless --n), batch settings and constants; nothing written yet."""
     notes, out = [], {}
-    max_removed = {"compare_baseline_nonconvergent": 1, "retrain_noiseless": max(args.S or REMOVE_LIST)}\
+    # the most rows a D' of this mode replaces; retrain_noiseless drops default S not below n
+    max_removed = {"compare_baseline_nonconvergent": 1,
+                   "retrain_noiseless": lambda n: max([S for S in args.S or REMOVE_LIST if S < n], default=1)}\
         .get(args.mode, args.requests)
     ctx = experiments.start(args, mode=args.mode, max_removed=max_removed, transform=prepare_data(args, notes, out))
     n = ctx.consts.n

@@ -288,3 +288,20 @@ def test_binary_dataset_refused_by_the_multiclass_script(tmp_path, capsys):
     assert main_lmc_multiclass.main(["--dataset", "DIGITS", "--paint_utility_s", "1",
                                      "--result_dir", str(tmp_path)]) == 2
     assert "use main_lmc.py" in capsys.readouterr().err
+
+
+def test_data_smoothness_covers_the_largest_kept_default_S(tmp_path):
+    # n = 600: the default S 1000 of paint_utility_s is dropped, so L covers lambda_max + 500/n (Weyl), the
+    # largest S the run keeps, not the 1000 it would cover if defaults were not checked against n first
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((700, 40))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = np.where(X[:, 0] > 0, 1, -1)
+    path = tmp_path / "mine.npz"
+    np.savez(path, X_train=X[:600], y_train=y[:600], X_test=X[600:], y_test=y[600:])
+    metrics = run(tmp_path, "--dataset", "MINE", "--features", str(path), "--paint_utility_s", "1",
+                  "--smoothness", "data", "--lam", "1e-4", "--plan_only")[1]
+    assert metrics["S_list"] == [1, 10, 50, 100, 500]
+    lam_max = np.linalg.eigvalsh(X[:600].T @ X[:600] / 600)[-1] + 500 / 600
+    assert lam_max < 1
+    assert metrics["constants"]["L"] == pytest.approx(lam_max / 4 + 1e-4 * 600, rel=1e-9)

@@ -143,10 +143,12 @@ class Context:
         return self.run.path
 
 
-def start(args, *, mode: str, dataset_loader=None, max_removed: int = 1, transform=None) -> Context:
+def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None) -> Context:
     """Everything before the plan: result-dir check, data (unless --n), constants, the run folder.
 
     ``transform`` may change the loaded dataset (e.g. the PNSGD truncation) before constants are made.
+    ``max_removed``: the most rows any D' of the run replaces, or a function of n giving it (when which
+    removal sizes fit depends on the data).
     The folder is opened (locked, config written) only by ``ctx.open()``, after the plan is known.
     """
     results.check_writable(args.result_dir)
@@ -163,6 +165,8 @@ def start(args, *, mode: str, dataset_loader=None, max_removed: int = 1, transfo
             args.lam = dataset.default_lam
     elif args.lam is None:
         raise ValueError("--lam is needed with --n and --features (no data is loaded to choose it)")
+    if callable(max_removed):
+        max_removed = max_removed(args.n if args.n is not None else dataset.n)
     consts = constants_for(args, dataset, max_removed=max_removed)
     if not args.plan_only and args.n is None:
         from utils import engine  # torch: only now that the flags and the data are known to be good
