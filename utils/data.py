@@ -73,7 +73,7 @@ class Dataset:
     @property
     def fingerprint(self) -> str:
         """sha256 hex of the training arrays (shapes, dtypes and bytes of X_train and y_train)."""
-        return _fingerprint(self.X_train, self.y_train)
+        return fingerprint(self.X_train, self.y_train)
 
 
 # ---------------------------------------------------------------- names
@@ -102,7 +102,8 @@ def normalize_rows(X: np.ndarray) -> np.ndarray:
     return X
 
 
-def _fingerprint(X: np.ndarray, y: np.ndarray) -> str:
+def fingerprint(X: np.ndarray, y: np.ndarray) -> str:
+    """sha256 hex of a training set: shapes, dtypes and bytes of X and y."""
     h = hashlib.sha256()
     for a in (X, y):
         a = np.ascontiguousarray(a)
@@ -540,7 +541,7 @@ def _make_dataset(name: str, parts: dict, *, lam: float, seed) -> Dataset:
     num_classes = parts.get("num_classes", 2 if parts["y_train"].dtype.kind == "f" else len(parts["classes"]))
     dtype = np.float64 if num_classes == 2 else np.int64
     y, yt = (np.asarray(parts[k], dtype=dtype) for k in ("y_train", "y_test"))
-    sha = parts.get("sha256") or _fingerprint(X, y)
+    sha = parts.get("sha256") or fingerprint(X, y)
     identity = {"name": name, "classes": [c for c in parts["classes"]], "source": parts["source"],
                 "sha256": sha, "n": int(X.shape[0]), "d": int(X.shape[1]), "seed": seed}
     return Dataset(name=name, X_train=X, y_train=y, X_test=Xt, y_test=yt, num_classes=int(num_classes),

@@ -7,7 +7,6 @@ A script reads: ``args = parse(...)`` -> ``ctx = start(args, mode=...)`` -> plan
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import time
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from utils import accountant, results
+from utils import data as data_mod
 from utils.results import RunFolder
 
 
@@ -54,15 +54,6 @@ def truncate(dataset, n_rows: int):
     identity = dict(dataset.identity, n=n_rows, truncated_to=n_rows)
     return dataclasses.replace(dataset, X_train=dataset.X_train[:n_rows], y_train=dataset.y_train[:n_rows],
                                n=n_rows, identity=identity)
-
-
-def array_digest(*arrays) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str((a.shape, a.dtype.str)).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:24]
 
 
 # ---------------------------------------------------------------- the run context
@@ -154,8 +145,6 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
     results.check_writable(args.result_dir)
     dataset = None
     if args.n is None:
-        from utils import data as data_mod
-
         dataset = (dataset_loader or data_mod.load_dataset)(
             args.dataset, data_dir=args.data_dir, features=args.features,
             classes=tuple(args.classes) if args.classes else None, seed=args.seed)
@@ -204,7 +193,7 @@ class Lab:
         self.task_D = self.task(self.X, self.y)
         self.X_test = torch.as_tensor(ds.X_test, device=self.device, dtype=self.dtype)
         self.y_test = torch.as_tensor(ds.y_test, device=self.device)
-        self.base_identity = dict(ds.identity, fingerprint=array_digest(self.X, self.y))
+        self.base_identity = dict(ds.identity, fingerprint=ds.fingerprint)
 
     # -- helpers
     def task(self, X, y):
@@ -260,7 +249,7 @@ class Lab:
         C = C or self.trials
         X, y = data if data is not None else (self.X, self.y)
         c = self.ctx.consts
-        inputs = {"data": self.base_identity if data is None else array_digest(X, y),
+        inputs = {"data": self.base_identity if data is None else data_mod.fingerprint(X, y),
                   "lam": self.ctx.args.lam, "L": c.L, "M": c.M, "m": c.m, "eta": c.eta if eta is None else eta,
                   "sigma": sigma, "T": T, "R": self.R, "b": batch_size, "dtype": self.ctx.args.dtype,
                   "trials": C, "seed": self.seed, "key": list(map(str, (phase,) + tuple(key)))}
