@@ -84,8 +84,13 @@ def atomic_write_text(path: str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(obj) -> str:
+    """Strict JSON (no NaN/inf), indented, newline-terminated: every JSON file the project writes."""
+    return json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n"
+
+
 def write_json(path: str, obj) -> None:
-    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(path, json_text(obj))
 
 
 def read_json(path: str):
@@ -99,7 +104,8 @@ def write_npz(path: str, arrays: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def read_npz(path: str) -> dict:
+def read_npz(path) -> dict:
+    """All arrays of an .npz file (a path or a binary file object), no pickles."""
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 

@@ -89,8 +89,7 @@ def load(path) -> State:
     if hashlib.sha256(blob).hexdigest() != meta.get("arrays_sha256"):
         raise StateError(f"state folder {path} is corrupt: arrays.npz of version {version} does not match "
                          "its recorded sha256")
-    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    arrays = results.read_npz(io.BytesIO(blob))
     return State(path=path, version=version, meta=meta, arrays=arrays, log=log)
 
 
@@ -121,7 +120,7 @@ def _write_version(path: str, version: int, meta: dict, arrays: dict, log: str) 
     blob = _npz_bytes(arrays)
     meta = dict(meta, schema_version=SCHEMA_VERSION, version=version,
                 arrays_sha256=hashlib.sha256(blob).hexdigest())
-    text = json.dumps(results.to_jsonable(meta), indent=2, allow_nan=False) + "\n"
+    text = results.json_text(meta)
     tmp = tempfile.mkdtemp(prefix=f".tmp-v{version:06d}-", dir=path)
     try:
         _write_file(os.path.join(tmp, "arrays.npz"), blob)
