@@ -840,8 +840,13 @@ def _nonconvergent_parts(K, T, zb, R, sigma, eta, c, steps, reference_zero_R):
             # Without projection the W_inf distance of the Gaussian start to the stationary law is unbounded.
             return math.inf, math.inf
         return 0.0, _coef_loose(K, zb, sigma, eta, c, steps)       # the reference's --projection 0 arithmetic
-    decay = math.exp(T * steps * math.log(c))                      # c^(T n/b), may underflow to 0
-    a1 = _coef_loose(T, 2.0 * R, sigma, eta, c, steps)
+    updates = T * steps
+    if updates < 2:
+        # The start N(0, 2 sigma^2/m) is not in the ball: only after the first update are two coupled
+        # points within 2R, and a shift then needs a later noisy update to absorb it.
+        return math.inf, math.inf
+    decay = math.exp((updates - 1) * math.log(c))                  # c^(T n/b - 1), may underflow to 0
+    a1 = _coef_loose(1, 2.0 * R * decay, sigma, eta, c, 0)         # (2R c^(Tn/b - 1))^2 / (2 eta sigma^2)
     a2 = _coef_loose(K, zb + 2.0 * R * decay, sigma, eta, c, steps)
     return a1, a2
 
@@ -856,10 +861,14 @@ def _holder_p(q):
 def epsilon_pnsgd_nonconvergent(*, alpha, K, T, sigma, eta, M, m, n, b, R, q=2.0, reference_zero_R=False):
     """Finite-T unlearning RDP ((a - 1/p)/(a - 1)) (eps1(q a) + eps2(p a)), p = q/(q-1) (B, SPEC 3.2.5).
 
-    eps1(a') = a' (2R)^2 c^(2Tn/b) / (2 eta sigma^2)  (T learning epochs from the start, diameter 2R)
-    eps2(a') = a' (Z_B + 2R c^(Tn/b))^2 c^(2Kn/b) / (2 eta sigma^2)
+    eps1(a') = a' (2R)^2 c^(2(Tn/b - 1)) / (2 eta sigma^2)
+    eps2(a') = a' (Z_B + 2R c^(Tn/b - 1))^2 c^(2Kn/b) / (2 eta sigma^2)
+    The start N(0, 2 sigma^2/m) is never projected, so two coupled points are within 2R of each other
+    only after the first update: T n/b - 1 contractions remain, not T n/b (the paper's exponent assumes
+    a start inside the ball; docs/METHOD.md §4.5). T n/b < 2 makes the bound infinite.
     R = 0 (no projection) makes the bound infinite; reference_zero_R=True reproduces the reference,
-    which drops the 2R terms (not a valid certificate).
+    which drops the 2R terms: its value is then at least the every-T loose bound alpha Z_B^2 c^(2Kn/b) /
+    (2 eta sigma^2) (factor p (alpha - 1/p)/(alpha - 1) >= 1), so it still certifies (docs/METHOD.md §6).
     """
     a = _alpha(alpha)
     c = _contraction(eta, m)
