@@ -63,13 +63,10 @@ def holder_q(text):
 def build_parser():
     p = cli.make_parser("Paper B (noisy mini-batch SGD unlearning): Fig 3a-d experiments.", family="SGD",
                         burn_in_default=None)
-    p.set_defaults(M=None)   # 1 for binary data, 2 for softmax (clipping then never fires, SPEC Part I item 6)
     for action in p._actions:
         if action.dest == "burn_in":
             action.help = ("learning epochs T for every batch size (default per batch size, SPEC 6.7), "
                            "or 'auto' from the contraction bound")
-        elif action.dest == "M":
-            action.help = "per-sample gradient clipping norm (default 1 for binary data, 2 for softmax)"
     g = p.add_argument_group("experiment (choose one)")
     cli.add(g, "--compare_baseline_nonconvergent", type=cli.switch_or_one, default=False,
             help="1: Fig 3a, one removal, K = 1 epoch, sigma from the finite-T bound, vs retraining, LU and D2D")
@@ -129,8 +126,6 @@ def parse_args(argv):
         from utils import data as data_mod
 
         args.multiclass = data_mod.is_multiclass(args.dataset)
-        if args.M is None:
-            args.M = 2.0 if args.multiclass else 1.0
     return args
 
 
@@ -204,7 +199,7 @@ def rows_used(n: int, batches, *, reference_rows=None) -> int:
 
 
 def prepare_data(args, notes: list, out: dict):
-    """start()'s transform: choose the batch sizes that fit, truncate the rows, fill the M default."""
+    """start()'s transform: choose the batch sizes that fit, truncate the rows."""
     def transform(dataset):
         kept = select_batches(args.requested_batches, n=dataset.n, explicit=args.batch_size is not None,
                               must_divide=False, notes=notes)
@@ -214,8 +209,6 @@ def prepare_data(args, notes: list, out: dict):
             notes.append(f"using the first {rows} of {dataset.n} training rows so that every batch size "
                          f"({', '.join(map(str, kept))}) divides n")
         out.update(batches=kept, n_loaded=dataset.n)
-        if args.M is None:
-            args.M = 2.0 if dataset.num_classes > 2 else 1.0
         return experiments.truncate(dataset, rows)
     return transform
 

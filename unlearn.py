@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from utils import accountant, cli, data, results
+from utils import accountant, cli, data, models, results
 from utils import state as statefile
 from utils.experiments import describe_constants, progress_bar, summary_stats
 from utils.state import StateError
@@ -57,7 +57,7 @@ def build_parser() -> cli.OneLineParser:
     cli.add(lp, "--lam", type=cli.positive_float, default=None,
             help="L2 regularisation lambda, m = lam*n (default: m = 0.01, the papers' strong convexity)")
     cli.add(lp, "--M", type=cli.positive_float, default=None,
-            help="per-sample gradient clipping norm (default 1 binary, 2 multiclass)")
+            help="per-sample gradient clipping norm (default 1 binary, 2 softmax; softmax needs M >= sqrt(2))")
     cli.add(lp, "--L", type=cli.positive_float, default=None,
             help="smoothness constant (default the closed-form bound 1/4 + m binary, 1 + m multiclass)")
     cli.add(lp, "--delta", type=cli.positive_float, default=None, help="delta of (eps, delta) (default 1/n)")
@@ -217,7 +217,8 @@ def cmd_learn(args) -> int:
         raise cli.UsageError(f"--request_size {args.request_size} is not allowed (allowed: 1 .. n-1 = {ds.n - 1})")
     b = _batch(args.batch_size, ds.n)
     lam = ds.default_lam if args.lam is None else args.lam
-    M = args.M if args.M is not None else (1.0 if ds.num_classes == 2 else 2.0)
+    M = args.M if args.M is not None else models.default_M(ds.num_classes)
+    models.check_clipping_for_data(num_classes=ds.num_classes, M=M, X=ds.X_train)
     consts = accountant.make_constants(n=ds.n, lam=lam, M=M, num_classes=ds.num_classes, L=args.L,
                                        delta=args.delta, d=ds.d)
     sigma, sigma_rule = choose_sigma(args, consts, b)

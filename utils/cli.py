@@ -12,6 +12,8 @@ import os
 import re
 import sys
 
+from utils import models
+
 PAPER_EPS = [0.05, 0.1, 0.5, 1.0, 2.0, 5.0]
 
 
@@ -136,8 +138,9 @@ def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
     c = p.add_argument_group("constants")
     add(c, "--lam", type=positive_float, default=None,
         help="L2 regularisation lambda (m = lambda n); default 1e-6 for paper data, larger for DIGITS")
-    add(c, "--M", type=positive_float, default=2.0 if multiclass else 1.0,
-        help="per-sample gradient clipping norm (default 1 binary, 2 multiclass)")
+    add(c, "--M", type=positive_float, default=None,
+        help="per-sample gradient clipping norm (default 1 binary, 2 softmax; softmax needs M >= sqrt(2), "
+             "where clipping never fires)")
     add(c, "--L", type=positive_float, default=None, help="smoothness constant (overrides --smoothness; eta = 1/L)")
     add(c, "--smoothness", choices=["bound", "data"], default="bound",
         help="L = 1/4 + lam n (bound) or from lambda_max(X^T X/n) (data; computed from private data)")
@@ -188,6 +191,8 @@ def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
             raise UsageError(f"--n {args.n} loads no data, so it works only with --plan_only{also}")
     if args.lam is None and args.features is None:
         args.lam = data_mod.default_lam(args.dataset)  # a --features file's default comes with its data
+    if args.M is None and args.features is None:  # a --features file's model is known once it is loaded
+        args.M = models.default_M(10 if data_mod.is_multiclass(args.dataset) else 2)
     return args
 
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from utils import accountant, results
+from utils import accountant, models, results
 from utils import data as data_mod
 from utils.results import RunFolder
 
@@ -27,7 +27,7 @@ def constants_for(args, dataset, *, max_removed: int = 1):
     """
     n = args.n if args.n is not None else dataset.n
     d = args.dim if args.dim is not None else (dataset.d if dataset is not None else None)
-    num_classes = dataset.num_classes if dataset is not None else (10 if args.multiclass else 2)
+    num_classes = num_classes_of(args, dataset)
     lambda_max = None
     if args.L is None and args.smoothness == "data":
         if dataset is None:
@@ -38,6 +38,22 @@ def constants_for(args, dataset, *, max_removed: int = 1):
     return accountant.make_constants(n=n, lam=args.lam, M=args.M, num_classes=num_classes, L=args.L,
                                      smoothness=args.smoothness if args.L is None else "bound",
                                      lambda_max=lambda_max, delta=args.delta, d=d)
+
+
+def num_classes_of(args, dataset) -> int:
+    """The model's number of classes: the data's, or without data (--n) the dataset name's or the script's."""
+    if dataset is not None:
+        return dataset.num_classes
+    named_multi = args.features is None and data_mod.is_multiclass(args.dataset)
+    return 10 if (getattr(args, "multiclass", False) or named_multi) else 2
+
+
+def check_model(args, dataset) -> None:
+    """Fill the model-dependent --M default and refuse softmax clipping that can fire (utils.models)."""
+    num_classes = num_classes_of(args, dataset)
+    if args.M is None:
+        args.M = models.default_M(num_classes)
+    models.check_clipping_for_data(num_classes=num_classes, M=args.M, X=None if dataset is None else dataset.X_train)
 
 
 def describe_constants(c) -> str:
@@ -88,8 +104,9 @@ class Context:
         if T != "auto":
             return int(T)
         c = self.consts
-        k = 1 if self.dataset is None or self.dataset.num_classes == 2 else self.dataset.num_classes
-        dim = (self.dataset.d if self.dataset is not None else (c.d or 1)) * k
+        k = num_classes_of(self.args, self.dataset)
+        k = 1 if k == 2 else k
+        dim = (self.dataset.d if self.dataset is not None else (self.args.dim or 1)) * k
         # sigma = 0: no stationary spread to compare with, so an absolute W2 tolerance of 1e-3
         T, bound = accountant.burn_in_auto(sigma=sigma, m=c.m, M=c.M, eta=c.eta, dim=dim,
                                            tol=1e-3 if sigma == 0 else None)
@@ -154,6 +171,7 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
             args.lam = dataset.default_lam
     elif args.lam is None:
         raise ValueError("--lam is needed with --n and --features (no data is loaded to choose it)")
+    check_model(args, dataset)
     if callable(max_removed):
         max_removed = max_removed(args.n if args.n is not None else dataset.n)
     consts = constants_for(args, dataset, max_removed=max_removed)
