@@ -148,7 +148,10 @@ def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
     add(c, "--n", type=int_at_least(2), default=None,
         help="number of training rows for accounting only (no data loaded; with --find_k or --plan_only)")
     add(c, "--dim", type=int_at_least(1), default=None,
-        help="dimension d used by D2D's formulas (default: the data's d; needed with --n)")
+        help="feature dimension d (default: the data's d; D2D needs it with --n)")
+    add(c, "--d2d_dim", choices=["params", "data"], default="params",
+        help="dimension in D2D's iteration counts: params = the model's parameter count (d k for softmax, "
+             "as its theorem needs; default) or data = d (the reference's, to reproduce its figures)")
     add(c, "--projection", type=nonneg_float, default=100.0 if family == "SGD" else 0.0,
         help="projection radius R (0 = no projection)")
     r = p.add_argument_group("run")

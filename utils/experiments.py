@@ -26,8 +26,8 @@ def constants_for(args, dataset, *, max_removed: int = 1):
     lambda_max(D) + S/n bounds lambda_max over D and all its neighbours (SPEC Part I item 4).
     """
     n = args.n if args.n is not None else dataset.n
-    d = args.dim if args.dim is not None else (dataset.d if dataset is not None else None)
     num_classes = num_classes_of(args, dataset)
+    d = d2d_dimension(args, dataset, num_classes)
     lambda_max = None
     if args.L is None and args.smoothness == "data":
         if dataset is None:
@@ -38,6 +38,15 @@ def constants_for(args, dataset, *, max_removed: int = 1):
     return accountant.make_constants(n=n, lam=args.lam, M=args.M, num_classes=num_classes, L=args.L,
                                      smoothness=args.smoothness if args.L is None else "bound",
                                      lambda_max=lambda_max, delta=args.delta, d=d)
+
+
+def d2d_dimension(args, dataset, num_classes: int) -> int | None:
+    """The dimension D2D's I_min and term2 use (Neel et al. 2021: the number of parameters): d k for
+    softmax, d binary; ``--d2d_dim data`` keeps the reference's d (docs/METHOD.md §8). None without data or --dim."""
+    d = args.dim if args.dim is not None else (dataset.d if dataset is not None else None)
+    if d is None or getattr(args, "d2d_dim", "params") == "data" or num_classes == 2:
+        return d
+    return d * num_classes
 
 
 def num_classes_of(args, dataset) -> int:
@@ -137,6 +146,7 @@ class Context:
         record.setdefault("constants", self.derived())
         record["wall_clock_seconds"] = dict(lab_timings, total=time.perf_counter() - self.t0)
         record["warnings"] = list(self.warnings)
+        record["d2d_dim"] = {"rule": getattr(self.args, "d2d_dim", "params"), "d": self.consts.d}
         self.run.write_arrays(arrays)
         figure_paths = plots.draw(self.run.path, results.metrics_record(record, plan_only=self.args.plan_only),
                                   arrays)
@@ -182,6 +192,10 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
     run = RunFolder(args.result_dir, args.family, args.dataset, mode)
     ctx = Context(args, mode=mode, dataset=dataset, consts=consts, run=run)
     ctx.log(f"{args.family} {mode} on {args.dataset}: " + describe_constants(consts))
+    if consts.d is not None and consts.num_classes > 2:
+        ctx.log(f"D2D dimension d={consts.d} (--d2d_dim {args.d2d_dim}: "
+                + ("the model's parameter count, features x classes)" if args.d2d_dim == "params"
+                   else "the feature dimension, as the reference; below the parameter count D2D's theorem needs)"))
     if getattr(consts, "data_dependent", False):
         ctx.warn("L is data-dependent: it is computed from the private training data, which the "
                  "certificate does not account for")
