@@ -487,6 +487,20 @@ def test_pnsgd_finite_T_factor_from_first_principles():
                                          R=R) == math.inf
 
 
+def test_reference_R0_arithmetic_is_at_least_the_every_T_loose_bound():
+    # p (a - 1/p)/(a - 1) >= 1: the reference's R = 0 value never certifies less than the loose bound
+    c = mnist_sgd()
+    for b, q in ((128, 2.0), (c.n, 3.0)):
+        zb = A.Z_B(eta=c.eta, M=1, m=c.m, n=c.n, b=b)
+        for alpha in (1.01, 2.0, 50.0):
+            ref = A.epsilon_pnsgd_nonconvergent(alpha=alpha, K=1, T=5, sigma=0.05, eta=c.eta, M=1, m=c.m, n=c.n, b=b,
+                                                R=0.0, q=q, reference_zero_R=True)
+            loose = alpha * zb ** 2 * c.c ** (2 * c.n // b) / (2 * c.eta * 0.05 ** 2)
+            assert ref >= loose
+            assert A.epsilon_pnsgd_loose(alpha=alpha, K=1, Z=zb, sigma=0.05, eta=c.eta, m=c.m, n=c.n, b=b) == \
+                pytest.approx(loose, rel=1e-12)
+
+
 def test_pnsgd_nonconvergent_R0_is_infinite_unless_reference():
     c = mnist_sgd()
     kw = dict(K=1, T=100, sigma=0.05, eta=c.eta, M=1, m=c.m, n=c.n, b=128)

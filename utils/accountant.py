@@ -258,16 +258,37 @@ def _json_value(x):
     raise ValueError(f"{x!r} is not allowed in a certificate (allowed: numbers, strings, lists of them)")
 
 
-def certificate(*, consts: Constants, eps, alpha, K, sigma, R=0.0, b=None, bound="", **extra) -> dict:
+def retraining_comparison(*, T=None, K=None, unit="steps") -> str:
+    """What an unlearning certificate compares with, in words (docs/METHOD.md §6.1).
+
+    The bounds of both papers hold for every learning length T under the synchronous coupling, and they
+    compare the unlearned chains with chains retrained from scratch, from the same initial law, on the
+    current data for T + sum K updates (not T). ``K``: one count or the per-request list.
+    """
+    text = f"indistinguishable from retraining from scratch on the current data for T + sum K {unit}"
+    if T is None or K is None:
+        return text
+    Ks = [int(k) for k in (K if isinstance(K, (list, tuple, np.ndarray)) else [K])]
+    return text + f" (T + sum K = {int(T)} + {sum(Ks)} = {int(T) + sum(Ks)})"
+
+
+def certificate(*, consts: Constants, eps, alpha, K, sigma, R=0.0, b=None, bound="", comparison=None,
+                **extra) -> dict:
     """The record every run saves: the guarantee (eps, delta) at order alpha*, and what it assumed.
 
     ``eps``, ``alpha``, ``K`` may be lists (one per sequential request); ``b=None`` = full batch (b = n).
+    ``comparison`` says what the chains are indistinguishable from; by default retraining from scratch
+    for T + sum K updates (retraining_comparison, with ``T`` or ``learn_T`` from ``extra`` when given).
     Non-finite values become null (strict JSON).
     """
+    if comparison is None:
+        T = extra.get("T", extra.get("learn_T"))
+        comparison = retraining_comparison(T=T, K=K, unit="steps" if b is None or b == consts.n else "epochs")
     record = {"eps": eps, "delta": consts.delta, "alpha": alpha, "K": K, "sigma": sigma,
               "n": consts.n, "m": consts.m, "L": consts.L, "M": consts.M, "eta": consts.eta,
               "lam": consts.lam, "R": R, "b": consts.n if b is None else b,
-              "data_dependent_L": consts.data_dependent, "smoothness": consts.smoothness, "bound": bound}
+              "data_dependent_L": consts.data_dependent, "smoothness": consts.smoothness, "bound": bound,
+              "comparison": comparison}
     record.update(extra)
     return {k: _json_value(v) for k, v in record.items()}
 
@@ -520,6 +541,17 @@ def minimize_over_alpha(rdp: Callable, *, delta, conversion="basic"):
     log_inv_delta = -math.log(_delta(delta))
     conversion = _choice("conversion", conversion, CONVERSIONS)
     return _minimize_log_alpha(lambda a, am1: rdp(a) + _conversion_term(am1, log_inv_delta, conversion))
+
+
+def dp_epsilon_chains(rdp: Callable, *, chains: int, delta, conversion="basic"):
+    """(eps, alpha*) of releasing ``chains`` chains run with independent noise on the same data.
+
+    Each chain is one run of the mechanism whose Renyi divergence at order alpha is ``rdp(alpha)``;
+    Renyi divergences of independent mechanisms add (Mironov 2017, arXiv 1702.07476, Prop. 1), so the
+    release has RDP chains x rdp(alpha), then converted as every bound is (docs/METHOD.md §6.5).
+    """
+    chains = _int("chains", chains, 1)
+    return minimize_over_alpha(lambda a: chains * rdp(a), delta=delta, conversion=conversion)
 
 
 def _dp_linear(a, log_inv_delta, conversion):

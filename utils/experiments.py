@@ -153,6 +153,10 @@ class Context:
         self.run.write_metrics(record, plan_only=self.args.plan_only)
         if summary:
             self.log(summary)
+        if record.get("certificates") or record.get("certificate"):
+            self.log("certificates (metrics.json): each unlearning certificate says the chains are (eps, delta)-"
+                     + accountant.retraining_comparison() + " (docs/METHOD.md §6.1); D2D's compare with D2D "
+                     "run from scratch")
         self.log(f"wrote {self.run.path}/ (config.json, metrics.json, arrays.npz, log.txt, "
                  f"{', '.join(os.path.basename(p) for p in figure_paths)})")
         self.run.write_log()
