@@ -306,7 +306,8 @@ def burn_in_auto(*, sigma, m, M, eta, dim, tol=None, rel_tol=1e-2):
     - at stationarity V = E||Y - w*||^2 <= (1 - eta m)^2 V + 2 eta sigma^2 dim, so V <= 2 sigma^2 dim / (m (2 - eta m));
     - W2(nu_0, nu_inf) <= sqrt((M/m)^2 + 2 sigma^2 dim/m) + sqrt(2 sigma^2 dim/(m (2 - eta m))) =: W0.
     T = smallest integer with (1 - eta m)^T W0 <= tol; ``tol`` defaults to rel_tol times the stationary
-    radius sqrt(V). Returns (T, (1 - eta m)^T W0), the W2 bound that holds after T steps.
+    radius sqrt(V). Returns (T, (1 - eta m)^T W0), the W2 bound that holds after T steps. The same T
+    holds in epochs of mini-batch PNSGD with a fixed batch order (docs/METHOD.md §6.2).
     """
     sigma = _nonneg("sigma", sigma)
     c = _contraction(eta, m)
@@ -897,7 +898,7 @@ def epsilon_pnsgd_nonconvergent(*, alpha, K, T, sigma, eta, M, m, n, b, R, q=2.0
     eps2(a') = a' (Z_B + 2R c^(Tn/b - 1))^2 c^(2Kn/b) / (2 eta sigma^2)
     The start N(0, 2 sigma^2/m) is never projected, so two coupled points are within 2R of each other
     only after the first update: T n/b - 1 contractions remain, not T n/b (the paper's exponent assumes
-    a start inside the ball; docs/METHOD.md §4.5). T n/b < 2 makes the bound infinite.
+    a start inside the ball; docs/METHOD.md §6.6). T n/b < 2 makes the bound infinite.
     R = 0 (no projection) makes the bound infinite; reference_zero_R=True reproduces the reference,
     which drops the 2R terms: its value is then at least the every-T loose bound alpha Z_B^2 c^(2Kn/b) /
     (2 eta sigma^2) (factor p (alpha - 1/p)/(alpha - 1) >= 1), so it still certifies (docs/METHOD.md §6).

@@ -107,7 +107,8 @@ class Context:
     def burn_in(self, sigma: float, *, given=None) -> int:
         """Learning steps T (epochs for mini-batches): the flag, or with ``auto`` the smallest T whose
         W2 distance to the stationary law is provably below 1% of its radius (accountant.burn_in_auto).
-        ``auto`` counts full-batch steps; a mini-batch epoch contracts at least as much as one of them.
+        ``auto`` counts full-batch steps; a mini-batch epoch contracts by c^(n/b) <= c and has the same
+        fixed-point and stationary-spread bounds, so the T holds in epochs (docs/METHOD.md §6.2).
         """
         T = self.args.burn_in if given is None else given
         if T != "auto":
