@@ -135,3 +135,19 @@ def test_audit_uses_the_model_dependent_M_default(tmp_path):
     assert args.M == models.default_M(10) == 2.0
     args = audit.parse(["--dataset", "DIGITS", "--plan_only", "--result_dir", str(tmp_path)])
     assert args.M == models.default_M(2) == 1.0
+
+
+def test_unlearn_learn_refuses_softmax_clipping_before_anything_runs(tmp_path, capsys, monkeypatch):
+    import unlearn
+
+    monkeypatch.setenv("UNLEARN_NO_PROGRESS", "1")
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((60, 4)), rng.integers(0, 3, 60)
+    np.savez(tmp_path / "three.npz", X_train=X[:40], y_train=y[:40], X_test=X[40:], y_test=y[40:])
+    st = tmp_path / "st"
+    argv = ["learn", "--features", str(tmp_path / "three.npz"), "--state", str(st), "--device", "cpu"]
+    assert unlearn.main(argv + ["--M", "1.2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "M=1.2 is not allowed for softmax" in err[0] and "1.41421" in err[0]
+    assert not st.exists()
+    assert unlearn.main(argv + ["--trials", "1", "--burn_in", "2"]) == 0       # the default M = 2 runs
