@@ -226,6 +226,11 @@ def _unit(settings) -> str:
     return "steps" if settings["batch_size"] == "full" else "epochs"
 
 
+def _comparison(cert) -> str:
+    """What the certificate compares with; state folders written before it was recorded get the generic text."""
+    return cert.get("comparison") or accountant.retraining_comparison()
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -438,7 +443,7 @@ def cmd_status(args) -> int:
                   f"{c['cumulative_steps']:>8}  {_ids_text(r['ids'], 6)}")
         c = requests[-1]["certificate"]
         print(f"current guarantee: (eps, delta) = ({c['eps']:.6g}, {c['delta']:.6g}) at alpha*={c['alpha']:.6g}: "
-              f"the chains are {c['comparison']}, where the {sum(r['S'] for r in requests)} removed row(s) are "
+              f"the chains are {_comparison(c)}, where the {sum(r['S'] for r in requests)} removed row(s) are "
               f"replaced; {c['cumulative_steps']} {unit} spent vs {c['retrain_steps']} for retraining at each "
               f"request for T + sum K")
     else:
@@ -493,7 +498,7 @@ def cmd_export(args) -> int:
         print(f"guarantee: (eps, delta) = ({cert['eps']:.6g}, {cert['delta']:.6g}) at alpha*={cert['alpha']:.6g}"
               + (f" for the {len(chains)} chains together ({len(chains)} x the Renyi divergence of one chain; "
                  f"one chain: eps={cert['eps_one_chain']:.6g})" if len(chains) > 1 else "")
-              + f": {cert['comparison']}")
+              + f": {_comparison(cert)}")
     return 0
 
 

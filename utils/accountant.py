@@ -945,7 +945,10 @@ def _dp_pnsgd(K, z, sigma, steps, consts, form, conversion):
 
 
 def dp_epsilon_pnsgd(*, K, sigma, consts: Constants, b=None, R=0.0, Z=None, form="loose", conversion="basic"):
-    """(eps, alpha*) of PNSGD unlearning with K epochs after converged learning (B, SPEC 3.2.2 / 3.2.3).
+    """(eps, alpha*) of PNSGD unlearning with K epochs (B, SPEC 3.2.2 / 3.2.3).
+
+    Paper B states it after converged learning; it holds after any T learning epochs as a comparison with
+    retraining from scratch for T + K epochs (the every-T coupling, docs/METHOD.md §6.1).
 
     ``Z`` defaults to Z_B(b, R) (one replaced point); pass Z^(s) of Z_sequential for later requests.
     """
