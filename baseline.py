@@ -30,6 +30,8 @@ DEFAULT_SEQUENTIAL_EPS = 1.0
 DEFAULT_NUM_REMOVE = 100
 DEFAULT_IFAC = [1.0, 1.5, 2.0]
 # Flags that only some modes read: given elsewhere they are an error, not silently ignored.
+D2D_COMPARISON = ("indistinguishable from Descent-to-Delete run from scratch on the current data "
+                  "(Neel et al. 2021)")
 MODE_ONLY = {"K": ("baseline", "find_k"), "num_remove": ("sequential2",), "ifac": ("sequential2",),
              "mironov": ("sequential2",)}
 
@@ -211,9 +213,10 @@ def grid(args, plan, field, value=None) -> np.ndarray:
 def certificates_3a(c, plan, S, args) -> list[dict]:
     out = []
     for r in plan:
-        out.append(lmc_certificate(c, r, S=S, R=args.projection, method="langevin"))
+        out.append(lmc_certificate(c, r, S=S, R=args.projection, method="langevin", T=r["T"]))
         out.append(accountant.certificate(consts=c, eps=r["epsilon"], alpha=None, K=r["K"], sigma=r["d2d_sigma_1"],
                                           R=0.0, bound="D2D one-shot output noise sigma_1, SPEC 3.1.7",
+                                          comparison=D2D_COMPARISON,
                                           method="d2d", S=S, eps_target=r["epsilon"], step=c.d2d_step))
     return out
 
@@ -298,7 +301,7 @@ def run_sequential2(args) -> int:
     ctx.log(f"total chain-steps: {total:,} ({args.trials} trials; D2D learns one chain)")
     ctx.open()
     metrics = plan_metrics_3b(args, lmc, d2d, sizes=sizes, T=T, T0=T0, form=form, total=total)
-    metrics["certificates"] = certificates_3b(c, args, lmc, d2d, form)
+    metrics["certificates"] = certificates_3b(c, args, lmc, d2d, form, T=T)
     arrays = {f"lmc_k_list_S{S}": np.array(p["K"]) for S, p in lmc.items()}
     arrays.update({f"d2d_k_list_f{json_key(f)}": np.array(p["K"]) for f, p in d2d.items()})
     if args.plan_only:
@@ -341,13 +344,14 @@ def plan_metrics_3b(args, lmc, d2d, *, sizes, T, T0, form, total) -> dict:
     }
 
 
-def certificates_3b(c, args, lmc, d2d, form) -> list[dict]:
+def certificates_3b(c, args, lmc, d2d, form, *, T) -> list[dict]:
     out = [accountant.certificate(consts=c, eps=p["eps"], alpha=p["alpha"], K=p["K"], sigma=args.sigma,
                                   R=args.projection, bound=f"PNGD sequential unlearning ({form} form), SPEC 3.1.5",
-                                  method="langevin", S=S, eps_target=args.eps[0])
+                                  method="langevin", S=S, eps_target=args.eps[0], T=T)
            for S, p in lmc.items()]
     out += [accountant.certificate(consts=c, eps=args.eps[0], alpha=None, K=p["K"], sigma=p["sigma_2"], R=0.0,
                                    bound="D2D published-state noise sigma_2(K_i), SPEC 2.3 and 3.1.7",
+                                   comparison=D2D_COMPARISON,
                                    method="d2d", S=1, ifac=f, step=c.d2d_step, d=c.d)
             for f, p in d2d.items()]
     return out

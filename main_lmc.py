@@ -158,7 +158,8 @@ def plan_noiseless(ctx, *, S_list) -> dict:
     T = ctx.burn_in(0.0)
     cert = accountant.certificate(consts=ctx.consts, eps=float("inf"), alpha=float("nan"), K=0, sigma=0.0,
                                   R=ctx.args.projection, bound="none: sigma = 0 gives eps = inf (no certificate); "
-                                  "noiseless retraining is a utility reference only", T=T)
+                                  "noiseless retraining is a utility reference only", T=T,
+                                  comparison="none (no certificate)")
     return {"sigma": 0.0, "S_list": S_list, "burn_in": T, "certificate": cert,
             "chain_steps": T * (1 + len(S_list))}  # one chain each: every trial would be identical
 

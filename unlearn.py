@@ -17,13 +17,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import sys
 import time
 from datetime import datetime, timezone
 
 import numpy as np
 
-from utils import accountant, cli, data, results
+from utils import accountant, cli, data, models, results
 from utils import state as statefile
 from utils.experiments import describe_constants, progress_bar, summary_stats
 from utils.state import StateError
@@ -57,7 +58,7 @@ def build_parser() -> cli.OneLineParser:
     cli.add(lp, "--lam", type=cli.positive_float, default=None,
             help="L2 regularisation lambda, m = lam*n (default: m = 0.01, the papers' strong convexity)")
     cli.add(lp, "--M", type=cli.positive_float, default=None,
-            help="per-sample gradient clipping norm (default 1 binary, 2 multiclass)")
+            help="per-sample gradient clipping norm (default 1 binary, 2 softmax; softmax needs M >= sqrt(2))")
     cli.add(lp, "--L", type=cli.positive_float, default=None,
             help="smoothness constant (default the closed-form bound 1/4 + m binary, 1 + m multiclass)")
     cli.add(lp, "--delta", type=cli.positive_float, default=None, help="delta of (eps, delta) (default 1/n)")
@@ -67,7 +68,10 @@ def build_parser() -> cli.OneLineParser:
             help="learning steps T (epochs for mini-batches), or auto: W2 to the stationary law <= 1%% of its radius")
     cli.add(lp, "--trials", type=cli.int_at_least(1), default=10,
             help="independent chains (default 10); export deploys one of them")
-    cli.add(lp, "--seed", type=cli.int_at_least(0), default=0, help="random seed of every noise draw (default 0)")
+    cli.add(lp, "--seed", type=cli.int_at_least(0), default=None,
+            help="seed of every noise draw (default: drawn from the operating system's entropy and kept only in "
+                 "the private state folder; a known seed lets anyone who also knows the remaining rows recover "
+                 "removed rows from a released model)")
     cli.add(lp, "--device", type=cli.device_value, default="auto", help="auto, cpu, cuda or cuda:N")
     cli.add(lp, "--dtype", choices=["float32", "float64"], default="float32",
             help="tensor precision of the chains (default float32)")
@@ -95,7 +99,9 @@ def build_parser() -> cli.OneLineParser:
                         description="Write the weights of one chain (the model to deploy) as .npz.")
     cli.add(ep, "--state", required=True, help="the state folder made by learn")
     cli.add(ep, "--out", required=True, help="output file (.npz)")
-    cli.add(ep, "--chain", type=cli.int_at_least(0), default=0, help="which chain (default 0)")
+    cli.add(ep, "--chain", type=cli.int_at_least(0), nargs="+", default=[0],
+            help="which chain, or several distinct chains (default 0); k chains cost k times the Renyi "
+                 "divergence of one, and export prints that composed guarantee")
     ep.set_defaults(run=cmd_export)
     return p
 
@@ -119,10 +125,30 @@ def plan_request(*, consts, sigma: float, b, Ks, sizes, eps_target: float):
                                                             consts=consts)
         return K, eps, alpha, None
     Z = accountant.Z_stream(Ks=Ks, sizes=sizes, consts=consts, b=b)[-1]
-    form = "loose" if not Ks else "tight"
+    form = _pnsgd_form(Ks)
     K = accountant.minimal_K_pnsgd(sigma=sigma, eps_target=eps_target, consts=consts, b=b, Z=Z, form=form)
     eps, alpha = accountant.dp_epsilon_pnsgd(K=K, sigma=sigma, consts=consts, b=b, Z=Z, form=form)
     return K, eps, alpha, Z
+
+
+def _pnsgd_form(Ks) -> str:
+    """The first request uses the loose PNSGD bound, later ones the tight form (B; docs/METHOD.md §4.4)."""
+    return "loose" if not Ks else "tight"
+
+
+def request_rdp(meta):
+    """alpha -> the Renyi divergence that the last request's certificate bounds, for ONE chain.
+
+    The same bound plan_request converted: PNGD's sequential recursion, or PNSGD's Z-recursion."""
+    consts, settings, requests = constants_of(meta), meta["settings"], meta["requests"]
+    Ks, sizes, sigma = [r["K"] for r in requests], [r["S"] for r in requests], settings["sigma"]
+    if settings["batch_size"] == "full":
+        return lambda a: accountant.epsilon_sequential_sizes(alpha=a, Ks=Ks, sizes=sizes, sigma=sigma, M=consts.M,
+                                                            m=consts.m, n=consts.n, eta=consts.eta)
+    b = int(settings["batch_size"])
+    Z = accountant.Z_stream(Ks=Ks[:-1], sizes=sizes, consts=consts, b=b)[-1]
+    bound = accountant.epsilon_pnsgd_loose if _pnsgd_form(Ks[:-1]) == "loose" else accountant.epsilon_pnsgd_tight
+    return lambda a: bound(alpha=a, K=Ks[-1], Z=Z, sigma=sigma, eta=consts.eta, m=consts.m, n=consts.n, b=b)
 
 
 def choose_sigma(args, consts, b):
@@ -192,12 +218,17 @@ def _acc_text(acc) -> str:
 
 def _note_cost(out, K: int, T: int, unit: str) -> None:
     if K > T:
-        out(f"note: K={K} > T={T}: retraining from scratch would cost fewer {unit} here (a larger sigma, "
-            "a larger n or a larger eps lowers K)")
+        out(f"note: K={K} > T={T}: learning afresh on the current data (T {unit}, which drops the rows exactly) "
+            f"would cost fewer {unit} here (a larger sigma, a larger n or a larger eps lowers K)")
 
 
 def _unit(settings) -> str:
     return "steps" if settings["batch_size"] == "full" else "epochs"
+
+
+def _comparison(cert) -> str:
+    """What the certificate compares with; state folders written before it was recorded get the generic text."""
+    return cert.get("comparison") or accountant.retraining_comparison()
 
 
 def _now() -> str:
@@ -217,7 +248,8 @@ def cmd_learn(args) -> int:
         raise cli.UsageError(f"--request_size {args.request_size} is not allowed (allowed: 1 .. n-1 = {ds.n - 1})")
     b = _batch(args.batch_size, ds.n)
     lam = ds.default_lam if args.lam is None else args.lam
-    M = args.M if args.M is not None else (1.0 if ds.num_classes == 2 else 2.0)
+    M = args.M if args.M is not None else models.default_M(ds.num_classes)
+    models.check_clipping_for_data(num_classes=ds.num_classes, M=M, X=ds.X_train)
     consts = accountant.make_constants(n=ds.n, lam=lam, M=M, num_classes=ds.num_classes, L=args.L,
                                        delta=args.delta, d=ds.d)
     sigma, sigma_rule = choose_sigma(args, consts, b)
@@ -227,9 +259,17 @@ def cmd_learn(args) -> int:
     S = args.request_size
     K_next = plan_request(consts=consts, sigma=sigma, b=b, Ks=[], sizes=[S], eps_target=eps_default)[0]
     ids = statefile.row_ids(args.features, ds.n)
+    # The noise must stay secret: whoever knows the seed and the remaining rows can replay learning and
+    # unlearning with each candidate for a removed row, and only the true one reproduces the released
+    # weights. The seed stays in the private state folder (a killed remove reruns bit-identically).
+    seed = secrets.randbits(63) if args.seed is None else args.seed
+    if args.seed is not None:
+        print(f"unlearn.py: warning: --seed {args.seed} makes the noise replayable: anyone who knows it and the "
+              "remaining rows can recover removed rows from a released model (omit --seed for secret noise)",
+              file=sys.stderr, flush=True)
     settings = {"method": "PNGD" if b is None else "PNSGD", "batch_size": "full" if b is None else b,
                 "sigma": sigma, "sigma_rule": sigma_rule, "T": T, "T_rule": T_rule, "trials": args.trials,
-                "seed": args.seed, "dtype": args.dtype, "eps_default": eps_default, "request_size": S,
+                "seed": seed, "seed_source": "os_entropy" if args.seed is None else "--seed", "dtype": args.dtype, "eps_default": eps_default, "request_size": S,
                 "R": 0.0, "sequential_form": "paper", "conversion": "basic"}
 
     out = Report()
@@ -241,13 +281,12 @@ def cmd_learn(args) -> int:
     out(describe_constants(consts))
     out(f"noise sigma={sigma:.6g} ({sigma_rule}); {settings['method']} "
         f"{'full batch' if b is None else f'b={b}'}; learning T={T} {_unit(settings)} ({T_rule}); "
-        f"{args.trials} chains, seed {args.seed}")
-    out(f"plan: a request of {S} row(s) at eps={eps_default:g} will need K={K_next} {_unit(settings)} "
-        f"(retraining from scratch: T={T})")
+        f"{args.trials} chains; noise seed "
+        + ("secret (drawn from the OS entropy, kept in the state folder only)" if args.seed is None
+           else "given with --seed (not secret)"))
+    out(f"plan: a request of {S} row(s) at eps={eps_default:g} will need K={K_next} {_unit(settings)}, certified "
+        f"against retraining from scratch for T + K = {T + K_next} {_unit(settings)}")
     _note_cost(out, K_next, T, _unit(settings))
-    if b is not None:
-        out(f"note: the PNSGD certificate (paper B) assumes the learned chains reached their stationary law; "
-            f"T={T} epochs is what this relies on")
 
     from utils import engine  # torch only now: every flag and the plan are checked
 
@@ -255,7 +294,7 @@ def cmd_learn(args) -> int:
     t0 = time.perf_counter()
 
     def gen(*keys):
-        return engine.generator_for(args.seed, SEED_KEY, *keys, device=device)
+        return engine.generator_for(seed, SEED_KEY, *keys, device=device)
 
     w0 = engine.init_chains(C=args.trials, d=ds.d, num_classes=ds.num_classes, sigma=sigma, m=consts.m,
                             generator=gen("init"), device=device, dtype=args.dtype)
@@ -317,13 +356,17 @@ def cmd_remove(args) -> int:
         _note_cost(out, K, settings["T"], unit)
         new_arrays, seconds = _unlearn(arrays, rows, K=K, s=s, meta=meta, consts=consts, b=b, device=args.device)
         steps_so_far = sum(Ks) + K
-        retrain = s * settings["T"]
+        # The certificate compares with retraining from scratch for T + sum K (docs/METHOD.md §6.1): doing
+        # that at each request j instead would have cost T + K_1 + ... + K_j at request j.
+        all_K = Ks + [K]
+        retrain = sum(settings["T"] + sum(all_K[:j + 1]) for j in range(s))
         cert = accountant.certificate(
             consts=consts, eps=eps, alpha=alpha, K=K, sigma=sigma, R=settings["R"], b=b,
             bound=("PNGD sequential, per-request S (A, SPEC 3.1.5)" if b is None else
                    "PNSGD Z-recursion, per-request S (B, SPEC 3.2.2-3.2.4)"),
             request=s, ids=[int(i) for i in ids], S=int(rows.size), eps_target=eps_target, Ks=Ks + [K],
-            sizes=sizes, Z=Z, cumulative_steps=steps_so_far, retrain_steps=retrain, learn_T=settings["T"])
+            sizes=sizes, Z=Z, cumulative_steps=steps_so_far, retrain_steps=retrain, learn_T=settings["T"],
+            comparison=accountant.retraining_comparison(T=settings["T"], K=all_K, unit=unit))
         acc = new_arrays["accuracy"]
         _print_certificate(out, cert, unit)
         out(f"  held-out accuracy {_acc_text(acc)}; {seconds:.2f} s")
@@ -369,13 +412,13 @@ def _print_certificate(out, cert, unit) -> None:
     out(f"certificate of request {cert['request']}: ids {_ids_text(cert['ids'])} (S={cert['S']}) unlearned with "
         f"K={cert['K']} noisy {unit} at sigma={cert['sigma']:.6g}")
     out(f"  (eps, delta) = ({cert['eps']:.6g}, {cert['delta']:.6g}) at Renyi order alpha*={cert['alpha']:.6g} "
-        f"[target eps={cert['eps_target']:g}]: the chains are (eps, delta)-indistinguishable from chains "
-        "retrained from scratch without every removed row")
+        f"[target eps={cert['eps_target']:g}]: the chains are (eps, delta)-{cert['comparison']}, where "
+        "every removed row is replaced")
     out(f"  n={cert['n']} m={cert['m']:.6g} L={cert['L']:.6g} M={cert['M']:g} eta={cert['eta']:.6g} "
         f"b={'full' if cert['b'] == cert['n'] else cert['b']}; bound: {cert['bound']}")
     ratio = cert["retrain_steps"] / max(cert["cumulative_steps"], 1)
     out(f"  cumulative unlearning {cert['cumulative_steps']} {unit} over {cert['request']} request(s) vs "
-        f"retraining from scratch at each request {cert['request']} x {cert['learn_T']} = "
+        f"retraining from scratch at each request for T + sum K {unit} (T={cert['learn_T']}): "
         f"{cert['retrain_steps']} {unit} ({ratio:.3g}x)")
 
 
@@ -400,9 +443,9 @@ def cmd_status(args) -> int:
                   f"{c['cumulative_steps']:>8}  {_ids_text(r['ids'], 6)}")
         c = requests[-1]["certificate"]
         print(f"current guarantee: (eps, delta) = ({c['eps']:.6g}, {c['delta']:.6g}) at alpha*={c['alpha']:.6g}: "
-              f"the chains are indistinguishable from retraining from scratch without the "
-              f"{sum(r['S'] for r in requests)} removed row(s); {c['cumulative_steps']} {unit} spent vs "
-              f"{c['retrain_steps']} for retraining at each request")
+              f"the chains are {_comparison(c)}, where the {sum(r['S'] for r in requests)} removed row(s) are "
+              f"replaced; {c['cumulative_steps']} {unit} spent vs {c['retrain_steps']} for retraining at each "
+              f"request for T + sum K")
     else:
         print("requests: none yet (the chains are the learned ones; no removal to certify)")
     b = None if settings["batch_size"] == "full" else int(settings["batch_size"])
@@ -422,22 +465,40 @@ def cmd_export(args) -> int:
         raise cli.UsageError(f"--out {args.out!r} is not allowed (allowed: a file name ending in .npz)")
     st = statefile.load(args.state)
     C = st.arrays["w"].shape[0]
-    if args.chain >= C:
-        raise StateError(f"--chain {args.chain} does not exist (allowed: 0..{C - 1})")
+    chains = [int(i) for i in args.chain]
+    for i in chains:
+        if i >= C:
+            raise StateError(f"--chain {i} does not exist (allowed: 0..{C - 1})")
+    if len(set(chains)) != len(chains):
+        raise cli.UsageError(f"--chain {' '.join(map(str, chains))} repeats a chain (allowed: distinct chains)")
     meta, ds = st.meta, st.meta["dataset"]
     cert = meta["requests"][-1]["certificate"] if meta["requests"] else None
+    if cert is not None and len(chains) > 1:
+        eps, alpha = accountant.dp_epsilon_chains(request_rdp(meta), chains=len(chains), delta=cert["delta"])
+        cert = dict(cert, eps=eps, alpha=alpha, chains_released=len(chains), eps_one_chain=cert["eps"],
+                    composition=f"{len(chains)} chains with independent noise: {len(chains)} x the Renyi "
+                                "divergence of one, then converted")
     results.check_writable(os.path.dirname(os.path.abspath(args.out)))
-    w = st.arrays["w"][args.chain].astype(np.float64)
+    # Only the weights, the labels and the certificate leave the state folder: never the noise seed.
+    w = st.arrays["w"][chains[0] if len(chains) == 1 else chains].astype(np.float64)
+    acc = st.arrays["accuracy"][chains]
     results.write_npz(args.out, {
         "w": w, "classes": np.asarray(ds["classes"]), "num_classes": np.asarray(ds["num_classes"]),
-        "chain": np.asarray(args.chain), "state_version": np.asarray(st.version),
-        "dataset_sha256": np.asarray(ds["sha256"]), "accuracy": np.asarray(st.arrays["accuracy"][args.chain]),
+        "chain": np.asarray(chains[0] if len(chains) == 1 else chains), "state_version": np.asarray(st.version),
+        "dataset_sha256": np.asarray(ds["sha256"]), "accuracy": np.asarray(acc[0] if len(chains) == 1 else acc),
         "certificate": np.asarray(json.dumps(results.to_jsonable(cert)))})
     rule = (f"x @ w > 0 -> label {ds['classes'][0]}, else {ds['classes'][1]}" if ds["num_classes"] == 2
             else f"argmax(x @ w) indexes the labels {ds['classes']}")
-    guarantee = "no removal yet" if cert is None else f"(eps, delta) = ({cert['eps']:.6g}, {cert['delta']:.6g})"
-    print(f"wrote {args.out}: chain {args.chain} of {C}, w {tuple(w.shape)}, held-out accuracy "
-          f"{st.arrays['accuracy'][args.chain]:.4f}, state version {st.version}, {guarantee}; predict: {rule}")
+    which = f"chain {chains[0]}" if len(chains) == 1 else f"{len(chains)} chains {_ids_text(chains)}"
+    print(f"wrote {args.out}: {which} of {C}, w {tuple(w.shape)}, held-out accuracy "
+          f"{', '.join(f'{a:.4f}' for a in acc[:10])}, state version {st.version}; predict: {rule}")
+    if cert is None:
+        print("guarantee: no removal yet")
+    else:
+        print(f"guarantee: (eps, delta) = ({cert['eps']:.6g}, {cert['delta']:.6g}) at alpha*={cert['alpha']:.6g}"
+              + (f" for the {len(chains)} chains together ({len(chains)} x the Renyi divergence of one chain; "
+                 f"one chain: eps={cert['eps_one_chain']:.6g})" if len(chains) > 1 else "")
+              + f": {_comparison(cert)}")
     return 0
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from bench import common  # noqa: E402
-from utils import accountant, engine  # noqa: E402
+from utils import accountant, engine, models  # noqa: E402
 
 CHAINS = (1, 10, 100, 1000)
 BATCH = 128
@@ -37,7 +37,7 @@ TARGET_RATIO = 1.5
 
 def constants(n: int, num_classes: int):
     """The paper's constants for this n: eta = 1/L, m = lam n, M = 1 (binary) / 2 (softmax)."""
-    return accountant.make_constants(n=n, lam=LAM, M=1.0 if num_classes == 2 else 2.0, num_classes=num_classes)
+    return accountant.make_constants(n=n, lam=LAM, M=models.default_M(num_classes), num_classes=num_classes)
 
 
 def intermediate_bytes(C: int, n: int, num_classes: int, itemsize: int) -> int:

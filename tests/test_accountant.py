@@ -445,8 +445,10 @@ def test_pnsgd_nonconvergent_closed_form_alpha_and_formula():
     steps = c.n // b
     zb = A.Z_B(eta=c.eta, M=1, m=c.m, n=c.n, b=b, R=R)
     den = 2 * c.eta * sigma ** 2
-    A1 = (2 * R) ** 2 * c.c ** (2 * T * steps) / den
-    A2 = (zb + 2 * R * c.c ** (T * steps)) ** 2 * c.c ** (2 * K * steps) / den
+    # The start is not projected: the coupled points are 2R apart at most after the first update, and
+    # T n/b - 1 contractions follow (the paper's c^(Tn/b) assumes a start inside the ball).
+    A1 = (2 * R) ** 2 * c.c ** (2 * (T * steps - 1)) / den
+    A2 = (zb + 2 * R * c.c ** (T * steps - 1)) ** 2 * c.c ** (2 * K * steps) / den
     for q in (2.0, 3.0):
         p = q / (q - 1)
         rdp = lambda al: (al - 1 / p) / (al - 1) * (q * al * A1 + p * al * A2)  # noqa: E731
@@ -457,6 +459,46 @@ def test_pnsgd_nonconvergent_closed_form_alpha_and_formula():
         eps, alpha_star = A.dp_epsilon_pnsgd_nonconvergent(K=K, T=T, sigma=sigma, consts=c, R=R, b=b, q=q)
         assert eps == pytest.approx(naive_dp(rdp, math.log(c.n)), rel=1e-8)
         assert eps == pytest.approx(float(rdp(alpha_star)) + math.log(c.n) / (alpha_star - 1), rel=1e-12)
+
+
+def test_pnsgd_finite_T_factor_from_first_principles():
+    """The 2R terms carry c^(Tn/b - 1): a small ball and a short burn-in, where the factor matters."""
+    n, b, lam, M, sigma, R, alpha, q = 64, 16, 0.05, 1.0, 0.2, 0.5, 3.0, 2.0
+    m, L = lam * n, 0.25 + lam * n
+    eta = 1 / L
+    c = 1 - eta * m
+    zb = min(2 * eta * M / (b * (1 - c ** (n // b))), 2 * R)
+    p = q / (q - 1)
+    for T, K in [(1, 1), (2, 3)]:
+        x = T * n // b                                 # learning updates
+        shift = 2 * R * c ** (x - 1)                   # W_inf after them: 2R after update 1, then x - 1 contractions
+        eps1 = q * alpha * shift ** 2 / (2 * eta * sigma ** 2)
+        eps2 = p * alpha * (zb + shift) ** 2 * c ** (2 * K * n // b) / (2 * eta * sigma ** 2)
+        want = (alpha - 1 / p) / (alpha - 1) * (eps1 + eps2)
+        got = A.epsilon_pnsgd_nonconvergent(alpha=alpha, K=K, T=T, sigma=sigma, eta=eta, M=M, m=m, n=n, b=b, R=R,
+                                            q=q)
+        assert got == pytest.approx(want, rel=1e-12)
+        old = (alpha - 1 / p) / (alpha - 1) * (q * alpha * (2 * R * c ** x) ** 2
+                                               + p * alpha * (zb + 2 * R * c ** x) ** 2 * c ** (2 * K * n // b)) \
+            / (2 * eta * sigma ** 2)
+        assert got > old * 1.01                        # the paper's exponent would under-state it here
+    # one learning update in all: nothing absorbs the shift that follows the unprojected start
+    assert A.epsilon_pnsgd_nonconvergent(alpha=alpha, K=1, T=1, sigma=sigma, eta=eta, M=M, m=m, n=n, b=n,
+                                         R=R) == math.inf
+
+
+def test_reference_R0_arithmetic_is_at_least_the_every_T_loose_bound():
+    # p (a - 1/p)/(a - 1) >= 1: the reference's R = 0 value never certifies less than the loose bound
+    c = mnist_sgd()
+    for b, q in ((128, 2.0), (c.n, 3.0)):
+        zb = A.Z_B(eta=c.eta, M=1, m=c.m, n=c.n, b=b)
+        for alpha in (1.01, 2.0, 50.0):
+            ref = A.epsilon_pnsgd_nonconvergent(alpha=alpha, K=1, T=5, sigma=0.05, eta=c.eta, M=1, m=c.m, n=c.n, b=b,
+                                                R=0.0, q=q, reference_zero_R=True)
+            loose = alpha * zb ** 2 * c.c ** (2 * c.n // b) / (2 * c.eta * 0.05 ** 2)
+            assert ref >= loose
+            assert A.epsilon_pnsgd_loose(alpha=alpha, K=1, Z=zb, sigma=0.05, eta=c.eta, m=c.m, n=c.n, b=b) == \
+                pytest.approx(loose, rel=1e-12)
 
 
 def test_pnsgd_nonconvergent_R0_is_infinite_unless_reference():

@@ -324,10 +324,30 @@ def test_multiclass_fig3a_and_sequential_plan_on_digits_multi(tmp_path):
     argv = ["--dataset", "DIGITS_MULTI", "--sequential2", "1", "--plan_only", "--result_dir", str(tmp_path)]
     assert baseline_multiclass.main(argv) == 0
     _, metrics, _ = run_folder(tmp_path, "sequential2", "DIGITS_MULTI")
-    # D2D's d is the feature dimension as given (64), never times the number of classes
-    assert metrics["d2d_k_lists"]["1"] == A.d2d_sequential_K_list(num_requests=100, f=1.0, consts=c)
+    # D2D's d is the model's parameter count (64 x 10) by default, the feature dimension with --d2d_dim data
     wider = A.make_constants(n=DIGITS_MULTI_N, lam=DIGITS_LAM, M=2.0, num_classes=10, d=DIGITS_D * 10)
-    assert metrics["d2d_k_lists"]["1"] != A.d2d_sequential_K_list(num_requests=100, f=1.0, consts=wider)
+    assert metrics["d2d_k_lists"]["1"] == A.d2d_sequential_K_list(num_requests=100, f=1.0, consts=wider)
+    assert metrics["d2d_dim"] == {"rule": "params", "d": DIGITS_D * 10}
+    assert metrics["d2d_k_lists"]["1"] != A.d2d_sequential_K_list(num_requests=100, f=1.0, consts=c)
+    assert baseline_multiclass.main(argv + ["--d2d_dim", "data"]) == 0
+    _, metrics, _ = run_folder(tmp_path, "sequential2", "DIGITS_MULTI")
+    assert metrics["d2d_k_lists"]["1"] == A.d2d_sequential_K_list(num_requests=100, f=1.0, consts=c)
+    assert metrics["d2d_dim"] == {"rule": "data", "d": DIGITS_D}
+
+
+def test_d2d_dimension_for_cifar10_multi_is_the_parameter_count(tmp_path):
+    # 10-class CIFAR-10 features: d = 512, 5120 parameters. Neel et al.'s I_min and term2 grow with the
+    # parameter count: I_min 98 (86 with d), 100 single-point requests 13188 steps (11884 with d).
+    argv = ["--dataset", "CIFAR10_MULTI", "--sequential2", "1", "--plan_only", "--n", "50000", "--dim", "512",
+            "--lam", "1e-6", "--S", "1", "--result_dir", str(tmp_path)]
+    assert baseline_multiclass.main(argv) == 0
+    _, metrics, _ = run_folder(tmp_path, "sequential2", "CIFAR10_MULTI")
+    c = A.make_constants(n=50000, lam=1e-6, M=2.0, num_classes=10, d=5120)
+    assert A.d2d_I_min(eps=1.0, d=5120, gamma=c.gamma, delta=c.delta) == 98
+    assert sum(metrics["d2d_k_lists"]["1"]) == 13188 and metrics["d2d_dim"]["d"] == 5120
+    assert baseline_multiclass.main(argv + ["--d2d_dim", "data"]) == 0
+    _, metrics, _ = run_folder(tmp_path, "sequential2", "CIFAR10_MULTI")
+    assert sum(metrics["d2d_k_lists"]["1"]) == 11884 and metrics["d2d_dim"]["d"] == 512
 
 
 # ---------------------------------------------------------------- bad input

@@ -27,7 +27,7 @@ def _run_both(p, *, M, steps=2, C=3, batch_size=None, R=0.0, sigma=0.05, eta=0.9
 
 
 @pytest.mark.parametrize("k,M,batch_size,R", [(2, 0.2, None, 0.0), (2, 0.2, 8, 0.0), (2, 10.0, None, 0.5),
-                                              (4, 0.3, None, 0.0), (4, 0.3, 8, 0.0)])
+                                              (4, 2.0, None, 0.0), (4, 2.0, 8, 0.0)])
 def test_naive_reference_equals_engine(k, M, batch_size, R):
     a, b, w0 = _run_both(_problem(40, 7, k), M=M, batch_size=batch_size, R=R)
     assert nv.relative_difference(a, b) < 1e-12
@@ -111,7 +111,7 @@ def test_report_appends_sections(tmp_path):
     assert "torch " + torch.__version__ in text
 
 
-@pytest.mark.parametrize("k,M", [(2, 0.2), (3, 0.3), (2, 10.0)])
+@pytest.mark.parametrize("k,M", [(2, 0.2), (3, 2.0), (2, 10.0)])
 def test_minibatch_update_loop_equals_run_chains(k, M):
     from bench import engine_step as es
 

@@ -229,7 +229,11 @@ def test_learn_three_requests_status_export(learned, tmp_path, capsys):
     eps, alpha = A.dp_epsilon_sequential(Ks=Ks, S=2, sigma=sigma, consts=c)
     assert last["eps"] == pytest.approx(eps, rel=1e-12) and last["eps"] <= 1.0
     assert last["alpha"] == pytest.approx(alpha, rel=1e-9) and last["delta"] == pytest.approx(1 / 270)
-    assert last["cumulative_steps"] == sum(Ks) and last["retrain_steps"] == 3 * 30
+    # retraining at request j for T + K_1 + ... + K_j steps, the comparison the certificate makes
+    assert last["cumulative_steps"] == sum(Ks)
+    assert last["retrain_steps"] == (30 + Ks[0]) + (30 + Ks[0] + Ks[1]) + (30 + sum(Ks))
+    assert last["comparison"].startswith("indistinguishable from retraining from scratch on the current data "
+                                         "for T + sum K steps") and f"= {30 + sum(Ks)})" in last["comparison"]
 
     # removed rows are replaced by random unit-norm points with +-1 labels; every other row is unchanged
     rows = np.array([5, 100, 7, 250, 0, 269])

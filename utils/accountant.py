@@ -258,16 +258,37 @@ def _json_value(x):
     raise ValueError(f"{x!r} is not allowed in a certificate (allowed: numbers, strings, lists of them)")
 
 
-def certificate(*, consts: Constants, eps, alpha, K, sigma, R=0.0, b=None, bound="", **extra) -> dict:
+def retraining_comparison(*, T=None, K=None, unit="steps") -> str:
+    """What an unlearning certificate compares with, in words (docs/METHOD.md §6.1).
+
+    The bounds of both papers hold for every learning length T under the synchronous coupling, and they
+    compare the unlearned chains with chains retrained from scratch, from the same initial law, on the
+    current data for T + sum K updates (not T). ``K``: one count or the per-request list.
+    """
+    text = f"indistinguishable from retraining from scratch on the current data for T + sum K {unit}"
+    if T is None or K is None:
+        return text
+    Ks = [int(k) for k in (K if isinstance(K, (list, tuple, np.ndarray)) else [K])]
+    return text + f" (T + sum K = {int(T)} + {sum(Ks)} = {int(T) + sum(Ks)})"
+
+
+def certificate(*, consts: Constants, eps, alpha, K, sigma, R=0.0, b=None, bound="", comparison=None,
+                **extra) -> dict:
     """The record every run saves: the guarantee (eps, delta) at order alpha*, and what it assumed.
 
     ``eps``, ``alpha``, ``K`` may be lists (one per sequential request); ``b=None`` = full batch (b = n).
+    ``comparison`` says what the chains are indistinguishable from; by default retraining from scratch
+    for T + sum K updates (retraining_comparison, with ``T`` or ``learn_T`` from ``extra`` when given).
     Non-finite values become null (strict JSON).
     """
+    if comparison is None:
+        T = extra.get("T", extra.get("learn_T"))
+        comparison = retraining_comparison(T=T, K=K, unit="steps" if b is None or b == consts.n else "epochs")
     record = {"eps": eps, "delta": consts.delta, "alpha": alpha, "K": K, "sigma": sigma,
               "n": consts.n, "m": consts.m, "L": consts.L, "M": consts.M, "eta": consts.eta,
               "lam": consts.lam, "R": R, "b": consts.n if b is None else b,
-              "data_dependent_L": consts.data_dependent, "smoothness": consts.smoothness, "bound": bound}
+              "data_dependent_L": consts.data_dependent, "smoothness": consts.smoothness, "bound": bound,
+              "comparison": comparison}
     record.update(extra)
     return {k: _json_value(v) for k, v in record.items()}
 
@@ -285,7 +306,8 @@ def burn_in_auto(*, sigma, m, M, eta, dim, tol=None, rel_tol=1e-2):
     - at stationarity V = E||Y - w*||^2 <= (1 - eta m)^2 V + 2 eta sigma^2 dim, so V <= 2 sigma^2 dim / (m (2 - eta m));
     - W2(nu_0, nu_inf) <= sqrt((M/m)^2 + 2 sigma^2 dim/m) + sqrt(2 sigma^2 dim/(m (2 - eta m))) =: W0.
     T = smallest integer with (1 - eta m)^T W0 <= tol; ``tol`` defaults to rel_tol times the stationary
-    radius sqrt(V). Returns (T, (1 - eta m)^T W0), the W2 bound that holds after T steps.
+    radius sqrt(V). Returns (T, (1 - eta m)^T W0), the W2 bound that holds after T steps. The same T
+    holds in epochs of mini-batch PNSGD with a fixed batch order (docs/METHOD.md §6.2).
     """
     sigma = _nonneg("sigma", sigma)
     c = _contraction(eta, m)
@@ -520,6 +542,17 @@ def minimize_over_alpha(rdp: Callable, *, delta, conversion="basic"):
     log_inv_delta = -math.log(_delta(delta))
     conversion = _choice("conversion", conversion, CONVERSIONS)
     return _minimize_log_alpha(lambda a, am1: rdp(a) + _conversion_term(am1, log_inv_delta, conversion))
+
+
+def dp_epsilon_chains(rdp: Callable, *, chains: int, delta, conversion="basic"):
+    """(eps, alpha*) of releasing ``chains`` chains run with independent noise on the same data.
+
+    Each chain is one run of the mechanism whose Renyi divergence at order alpha is ``rdp(alpha)``;
+    Renyi divergences of independent mechanisms add (Mironov 2017, arXiv 1702.07476, Prop. 1), so the
+    release has RDP chains x rdp(alpha), then converted as every bound is (docs/METHOD.md §6.5).
+    """
+    chains = _int("chains", chains, 1)
+    return minimize_over_alpha(lambda a: chains * rdp(a), delta=delta, conversion=conversion)
 
 
 def _dp_linear(a, log_inv_delta, conversion):
@@ -840,8 +873,13 @@ def _nonconvergent_parts(K, T, zb, R, sigma, eta, c, steps, reference_zero_R):
             # Without projection the W_inf distance of the Gaussian start to the stationary law is unbounded.
             return math.inf, math.inf
         return 0.0, _coef_loose(K, zb, sigma, eta, c, steps)       # the reference's --projection 0 arithmetic
-    decay = math.exp(T * steps * math.log(c))                      # c^(T n/b), may underflow to 0
-    a1 = _coef_loose(T, 2.0 * R, sigma, eta, c, steps)
+    updates = T * steps
+    if updates < 2:
+        # The start N(0, 2 sigma^2/m) is not in the ball: only after the first update are two coupled
+        # points within 2R, and a shift then needs a later noisy update to absorb it.
+        return math.inf, math.inf
+    decay = math.exp((updates - 1) * math.log(c))                  # c^(T n/b - 1), may underflow to 0
+    a1 = _coef_loose(1, 2.0 * R * decay, sigma, eta, c, 0)         # (2R c^(Tn/b - 1))^2 / (2 eta sigma^2)
     a2 = _coef_loose(K, zb + 2.0 * R * decay, sigma, eta, c, steps)
     return a1, a2
 
@@ -856,10 +894,14 @@ def _holder_p(q):
 def epsilon_pnsgd_nonconvergent(*, alpha, K, T, sigma, eta, M, m, n, b, R, q=2.0, reference_zero_R=False):
     """Finite-T unlearning RDP ((a - 1/p)/(a - 1)) (eps1(q a) + eps2(p a)), p = q/(q-1) (B, SPEC 3.2.5).
 
-    eps1(a') = a' (2R)^2 c^(2Tn/b) / (2 eta sigma^2)  (T learning epochs from the start, diameter 2R)
-    eps2(a') = a' (Z_B + 2R c^(Tn/b))^2 c^(2Kn/b) / (2 eta sigma^2)
+    eps1(a') = a' (2R)^2 c^(2(Tn/b - 1)) / (2 eta sigma^2)
+    eps2(a') = a' (Z_B + 2R c^(Tn/b - 1))^2 c^(2Kn/b) / (2 eta sigma^2)
+    The start N(0, 2 sigma^2/m) is never projected, so two coupled points are within 2R of each other
+    only after the first update: T n/b - 1 contractions remain, not T n/b (the paper's exponent assumes
+    a start inside the ball; docs/METHOD.md §6.6). T n/b < 2 makes the bound infinite.
     R = 0 (no projection) makes the bound infinite; reference_zero_R=True reproduces the reference,
-    which drops the 2R terms (not a valid certificate).
+    which drops the 2R terms: its value is then at least the every-T loose bound alpha Z_B^2 c^(2Kn/b) /
+    (2 eta sigma^2) (factor p (alpha - 1/p)/(alpha - 1) >= 1), so it still certifies (docs/METHOD.md §6).
     """
     a = _alpha(alpha)
     c = _contraction(eta, m)
@@ -903,7 +945,10 @@ def _dp_pnsgd(K, z, sigma, steps, consts, form, conversion):
 
 
 def dp_epsilon_pnsgd(*, K, sigma, consts: Constants, b=None, R=0.0, Z=None, form="loose", conversion="basic"):
-    """(eps, alpha*) of PNSGD unlearning with K epochs after converged learning (B, SPEC 3.2.2 / 3.2.3).
+    """(eps, alpha*) of PNSGD unlearning with K epochs (B, SPEC 3.2.2 / 3.2.3).
+
+    Paper B states it after converged learning; it holds after any T learning epochs as a comparison with
+    retraining from scratch for T + K epochs (the every-T coupling, docs/METHOD.md §6.1).
 
     ``Z`` defaults to Z_B(b, R) (one replaced point); pass Z^(s) of Z_sequential for later requests.
     """

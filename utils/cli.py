@@ -12,6 +12,8 @@ import os
 import re
 import sys
 
+from utils import models
+
 PAPER_EPS = [0.05, 0.1, 0.5, 1.0, 2.0, 5.0]
 
 
@@ -136,8 +138,9 @@ def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
     c = p.add_argument_group("constants")
     add(c, "--lam", type=positive_float, default=None,
         help="L2 regularisation lambda (m = lambda n); default 1e-6 for paper data, larger for DIGITS")
-    add(c, "--M", type=positive_float, default=2.0 if multiclass else 1.0,
-        help="per-sample gradient clipping norm (default 1 binary, 2 multiclass)")
+    add(c, "--M", type=positive_float, default=None,
+        help="per-sample gradient clipping norm (default 1 binary, 2 softmax; softmax needs M >= sqrt(2), "
+             "where clipping never fires)")
     add(c, "--L", type=positive_float, default=None, help="smoothness constant (overrides --smoothness; eta = 1/L)")
     add(c, "--smoothness", choices=["bound", "data"], default="bound",
         help="L = 1/4 + lam n (bound) or from lambda_max(X^T X/n) (data; computed from private data)")
@@ -145,7 +148,10 @@ def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
     add(c, "--n", type=int_at_least(2), default=None,
         help="number of training rows for accounting only (no data loaded; with --find_k or --plan_only)")
     add(c, "--dim", type=int_at_least(1), default=None,
-        help="dimension d used by D2D's formulas (default: the data's d; needed with --n)")
+        help="feature dimension d (default: the data's d; D2D needs it with --n)")
+    add(c, "--d2d_dim", choices=["params", "data"], default="params",
+        help="dimension in D2D's iteration counts: params = the model's parameter count (d k for softmax, "
+             "as its theorem needs; default) or data = d (the reference's, to reproduce its figures)")
     add(c, "--projection", type=nonneg_float, default=100.0 if family == "SGD" else 0.0,
         help="projection radius R (0 = no projection)")
     r = p.add_argument_group("run")
@@ -188,6 +194,8 @@ def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
             raise UsageError(f"--n {args.n} loads no data, so it works only with --plan_only{also}")
     if args.lam is None and args.features is None:
         args.lam = data_mod.default_lam(args.dataset)  # a --features file's default comes with its data
+    if args.M is None and args.features is None:  # a --features file's model is known once it is loaded
+        args.M = models.default_M(10 if data_mod.is_multiclass(args.dataset) else 2)
     return args
 
 

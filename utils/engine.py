@@ -28,6 +28,8 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 import torch
 
+from utils import models
+
 # Upper bound on the bytes of the per-step intermediates of one chunk of chains; more chains run in chunks.
 MAX_CHUNK_BYTES = 1 << 30
 # Mini-batch steps are memory-bound: gather the batches of this many bytes of chains at a time (cache-sized).
@@ -399,10 +401,10 @@ def _project_(w: torch.Tensor, R: float) -> None:
 
 
 def _clip_bound(task: Task, M: float) -> torch.Tensor | None:
-    """M / ||x_i||, or None when no sample gradient can exceed M: ||grad_i|| <= ||x_i|| for binary logistic
-    regression, <= sqrt(2) ||x_i|| for softmax (||p_i - e_{y_i}|| <= sqrt(2))."""
-    max_grad_factor = 1.0 if task.binary else math.sqrt(2.0)
-    if M >= max_grad_factor * task.max_norm:
+    """M / ||x_i||, or None when no sample gradient can exceed M (models.clipping_can_fire). Softmax with
+    clipping that can fire is refused (models.check_clipping): that update is not a contraction."""
+    models.check_clipping(num_classes=task.k, M=M, max_norm=task.max_norm)
+    if not models.clipping_can_fire(task.k, M, task.max_norm):
         return None
     return torch.div(M, task.norms)  # ||x_i|| = 0 gives inf: that gradient is 0 and never clips
 
@@ -413,15 +415,6 @@ def _softmax_residual_(z: torch.Tensor, Y: torch.Tensor, dim: int) -> None:
     z.exp_()
     z.div_(z.sum(dim=dim, keepdim=True))
     z.sub_(Y)
-
-
-def _clip_softmax_residual_(r: torch.Tensor, bound: torch.Tensor | None, dim: int) -> None:
-    """Scale each residual p_i - e_{y_i} by min(1, M / (||x_i|| ||p_i - e_{y_i}||)), in place."""
-    if bound is None:
-        return
-    scale = torch.linalg.vector_norm(r, dim=dim, keepdim=True)
-    torch.div(bound, scale, out=scale)
-    r.mul_(scale.clamp_(max=1.0))
 
 
 @functools.cache
@@ -481,15 +474,13 @@ def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
             w = state[a:b]
             out.append(_Chunk(a, b, w, lambda j, w=w: binary_step(w, j)))
         return out
-    bound = None if bound is None else bound[None, None, :]
-    X, Yt = task.X, task.Y.t()[None]  # Yt: (1, k, n)
+    X, Yt = task.X, task.Y.t()[None]  # Yt: (1, k, n); softmax never clips (_clip_bound refuses it)
 
     def softmax_step(WT, _j):
         cc = WT.shape[0]
         flat = WT.view(cc * k, d)
         r = linear(flat, X).view(cc, k, n)  # logits
         _softmax_residual_(r, Yt, dim=1)
-        _clip_softmax_residual_(r, bound, dim=1)
         flat.mul_(decay).add_(linear(r.view(cc * k, n), X.t()), alpha=lr)
 
     for a, b in chunks:
@@ -535,10 +526,9 @@ def _mini_batch_chains(state, task: Task, blocks, *, eta, m, M) -> list[_Chunk]:
     def softmax_step(j):
         for (a, c), ii in zip(groups, idx):
             W, cc = WT[a:c], c - a
-            xb, bb = gather(ii[j], cc)
+            xb, _ = gather(ii[j], cc)
             z = torch.bmm(W, xb.transpose(1, 2))  # (G, k, b) logits
-            _softmax_residual_(z, task.Y[ii[j]].view(cc, b, k).transpose(1, 2), dim=1)
-            _clip_softmax_residual_(z, bb, dim=1)
+            _softmax_residual_(z, task.Y[ii[j]].view(cc, b, k).transpose(1, 2), dim=1)  # never clipped
             W.baddbmm_(z, xb, beta=decay, alpha=lr)
 
     if task.binary:

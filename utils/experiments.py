@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from utils import accountant, results
+from utils import accountant, models, results
 from utils import data as data_mod
 from utils.results import RunFolder
 
@@ -26,8 +26,8 @@ def constants_for(args, dataset, *, max_removed: int = 1):
     lambda_max(D) + S/n bounds lambda_max over D and all its neighbours (SPEC Part I item 4).
     """
     n = args.n if args.n is not None else dataset.n
-    d = args.dim if args.dim is not None else (dataset.d if dataset is not None else None)
-    num_classes = dataset.num_classes if dataset is not None else (10 if args.multiclass else 2)
+    num_classes = num_classes_of(args, dataset)
+    d = d2d_dimension(args, dataset, num_classes)
     lambda_max = None
     if args.L is None and args.smoothness == "data":
         if dataset is None:
@@ -38,6 +38,31 @@ def constants_for(args, dataset, *, max_removed: int = 1):
     return accountant.make_constants(n=n, lam=args.lam, M=args.M, num_classes=num_classes, L=args.L,
                                      smoothness=args.smoothness if args.L is None else "bound",
                                      lambda_max=lambda_max, delta=args.delta, d=d)
+
+
+def d2d_dimension(args, dataset, num_classes: int) -> int | None:
+    """The dimension D2D's I_min and term2 use (Neel et al. 2021: the number of parameters): d k for
+    softmax, d binary; ``--d2d_dim data`` keeps the reference's d (docs/METHOD.md §8). None without data or --dim."""
+    d = args.dim if args.dim is not None else (dataset.d if dataset is not None else None)
+    if d is None or getattr(args, "d2d_dim", "params") == "data" or num_classes == 2:
+        return d
+    return d * num_classes
+
+
+def num_classes_of(args, dataset) -> int:
+    """The model's number of classes: the data's, or without data (--n) the dataset name's or the script's."""
+    if dataset is not None:
+        return dataset.num_classes
+    named_multi = args.features is None and data_mod.is_multiclass(args.dataset)
+    return 10 if (getattr(args, "multiclass", False) or named_multi) else 2
+
+
+def check_model(args, dataset) -> None:
+    """Fill the model-dependent --M default and refuse softmax clipping that can fire (utils.models)."""
+    num_classes = num_classes_of(args, dataset)
+    if args.M is None:
+        args.M = models.default_M(num_classes)
+    models.check_clipping_for_data(num_classes=num_classes, M=args.M, X=None if dataset is None else dataset.X_train)
 
 
 def describe_constants(c) -> str:
@@ -82,14 +107,16 @@ class Context:
     def burn_in(self, sigma: float, *, given=None) -> int:
         """Learning steps T (epochs for mini-batches): the flag, or with ``auto`` the smallest T whose
         W2 distance to the stationary law is provably below 1% of its radius (accountant.burn_in_auto).
-        ``auto`` counts full-batch steps; a mini-batch epoch contracts at least as much as one of them.
+        ``auto`` counts full-batch steps; a mini-batch epoch contracts by c^(n/b) <= c and has the same
+        fixed-point and stationary-spread bounds, so the T holds in epochs (docs/METHOD.md §6.2).
         """
         T = self.args.burn_in if given is None else given
         if T != "auto":
             return int(T)
         c = self.consts
-        k = 1 if self.dataset is None or self.dataset.num_classes == 2 else self.dataset.num_classes
-        dim = (self.dataset.d if self.dataset is not None else (c.d or 1)) * k
+        k = num_classes_of(self.args, self.dataset)
+        k = 1 if k == 2 else k
+        dim = (self.dataset.d if self.dataset is not None else (self.args.dim or 1)) * k
         # sigma = 0: no stationary spread to compare with, so an absolute W2 tolerance of 1e-3
         T, bound = accountant.burn_in_auto(sigma=sigma, m=c.m, M=c.M, eta=c.eta, dim=dim,
                                            tol=1e-3 if sigma == 0 else None)
@@ -120,12 +147,18 @@ class Context:
         record.setdefault("constants", self.derived())
         record["wall_clock_seconds"] = dict(lab_timings, total=time.perf_counter() - self.t0)
         record["warnings"] = list(self.warnings)
+        record["d2d_dim"] = {"rule": getattr(self.args, "d2d_dim", "params"), "d": self.consts.d}
         self.run.write_arrays(arrays)
         figure_paths = plots.draw(self.run.path, results.metrics_record(record, plan_only=self.args.plan_only),
                                   arrays)
         self.run.write_metrics(record, plan_only=self.args.plan_only)
         if summary:
             self.log(summary)
+        certs = record.get("certificates") or ([record["certificate"]] if record.get("certificate") else [])
+        if any(str(c.get("comparison", "")).startswith("indistinguishable from retraining") for c in certs):
+            self.log("certificates (metrics.json): each unlearning certificate says the chains are (eps, delta)-"
+                     + accountant.retraining_comparison() + " (docs/METHOD.md §6.1); D2D's compare with D2D "
+                     "run from scratch")
         self.log(f"wrote {self.run.path}/ (config.json, metrics.json, arrays.npz, log.txt, "
                  f"{', '.join(os.path.basename(p) for p in figure_paths)})")
         self.run.write_log()
@@ -154,6 +187,7 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
             args.lam = dataset.default_lam
     elif args.lam is None:
         raise ValueError("--lam is needed with --n and --features (no data is loaded to choose it)")
+    check_model(args, dataset)
     if callable(max_removed):
         max_removed = max_removed(args.n if args.n is not None else dataset.n)
     consts = constants_for(args, dataset, max_removed=max_removed)
@@ -164,6 +198,10 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
     run = RunFolder(args.result_dir, args.family, args.dataset, mode)
     ctx = Context(args, mode=mode, dataset=dataset, consts=consts, run=run)
     ctx.log(f"{args.family} {mode} on {args.dataset}: " + describe_constants(consts))
+    if consts.d is not None and consts.num_classes > 2:
+        ctx.log(f"D2D dimension d={consts.d} (--d2d_dim {args.d2d_dim}: "
+                + ("the model's parameter count, features x classes)" if args.d2d_dim == "params"
+                   else "the feature dimension, as the reference; below the parameter count D2D's theorem needs)"))
     if getattr(consts, "data_dependent", False):
         ctx.warn("L is data-dependent: it is computed from the private training data, which the "
                  "certificate does not account for")
