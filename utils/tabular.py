@@ -200,7 +200,7 @@ def standardisation(X_source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class Preprocessing:
     """The map applied to every row before L2 normalisation: (x - mean) / scale, then a constant column.
 
-    It never depends on the training rows, so the certificate covers it (docs/METHOD.md §1.1)."""
+    It never depends on the training rows, so the certificate covers it (see the module docstring)."""
     bias: float = 0.0
     mean: np.ndarray | None = field(default=None, repr=False)
     scale: np.ndarray | None = field(default=None, repr=False)
