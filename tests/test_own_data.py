@@ -258,3 +258,83 @@ def test_future_requests_follow_the_sequential_list_and_stop_when_retraining_is_
     later = forecast.future_requests(next_K, Ks=Ks[:2], sizes=[2, 2], S=2, T=10 ** 9, n=500, count=3)
     assert [r.request for r in later] == [3, 4, 5] and [r.K for r in later] == Ks[2:5]
     assert forecast.future_requests(next_K, Ks=[], sizes=[], S=2, T=5, n=2)[0].K is None   # rows run out
+
+
+# ---------------------------------------------------------------- ADULT
+ADULT_TRAIN = """\
+39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, Male, 2174, 0, 40, United-States, <=50K
+50, Self-emp-not-inc, 83311, Bachelors, 13, Married-civ-spouse, Exec-managerial, Husband, White, Male, 0, 0, 13, United-States, <=50K
+52, Self-emp-inc, 287927, HS-grad, 9, Married-civ-spouse, Exec-managerial, Wife, White, Female, 15024, 0, 40, United-States, >50K
+31, Private, 45781, Masters, 14, Never-married, Prof-specialty, Not-in-family, White, Female, 14084, 0, 50, United-States, >50K
+54, ?, 180211, Some-college, 10, Married-civ-spouse, ?, Husband, Asian-Pac-Islander, Male, 0, 0, 60, South, >50K
+
+"""
+ADULT_TEST = """\
+|1x3 Cross validator
+25, Private, 226802, 11th, 7, Never-married, Machine-op-inspct, Own-child, Black, Male, 0, 0, 40, United-States, <=50K.
+44, Private, 160323, Some-college, 10, Married-civ-spouse, Machine-op-inspct, Husband, Black, Male, 7688, 0, 40, United-States, >50K.
+"""
+
+
+def _adult_dir(tmp_path, train=ADULT_TRAIN):
+    folder = tmp_path / "adult"
+    folder.mkdir()
+    (folder / "adult.data").write_text(train)
+    (folder / "adult.test").write_text(ADULT_TEST)
+    return tmp_path
+
+
+def test_adult_from_files_in_the_original_format(tmp_path):
+    from utils import adult
+    from utils.data import load_dataset
+
+    ds = load_dataset("ADULT", data_dir=_adult_dir(tmp_path), download=False)
+    names = adult.feature_names()
+    assert ds.n == 5 and len(ds.y_test) == 2 and ds.d == len(names) == 6 + 99 + 1 and ds.num_classes == 2
+    assert ds.y_train.tolist() == [-1, -1, 1, 1, 1] and ds.y_test.tolist() == [-1, 1]   # the test file's dots
+    assert ds.identity["classes"] == [">50K", "<=50K"]
+    # row 1 written out by hand: numeric / public constants, one 1 per known category, '?' -> no 1, bias 1
+    raw = np.zeros(len(names))
+    for col, v in (("age", 0.50), ("fnlwgt", 0.083311), ("education-num", 13 / 16), ("hours-per-week", 0.13)):
+        raw[names.index(col)] = v
+    for hot in ("workclass=Self-emp-not-inc", "education=Bachelors", "marital-status=Married-civ-spouse",
+                "occupation=Exec-managerial", "relationship=Husband", "race=White", "sex=Male",
+                "native-country=United-States", "bias"):
+        raw[names.index(hot)] = 1.0
+    assert np.allclose(ds.X_train[1], raw / np.linalg.norm(raw))
+    row4 = ds.X_train[4] * np.linalg.norm(ds.X_train[4]) / ds.X_train[4][names.index("bias")]
+    assert not any(row4[names.index(f"workclass={v}")] for v in adult.CATEGORIES["workclass"])   # '?'
+    assert row4[names.index("native-country=South")] == 1.0
+
+
+def test_adult_errors_are_one_line_and_name_the_place(tmp_path, monkeypatch):
+    from utils import data
+    from utils.data import load_dataset
+
+    with pytest.raises(DataError, match=r"not found in .*adult/ and download=False: copy them from https://"):
+        load_dataset("ADULT", data_dir=tmp_path, download=False)
+    monkeypatch.setattr(data, "_reachable", lambda urls, timeout=0: False)     # an offline machine, at once
+    with pytest.raises(DataError, match=r"the download of Adult failed \(no internet\?\): copy them"):
+        load_dataset("ADULT", data_dir=tmp_path, download=True)
+    bad = _adult_dir(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path,
+                     ADULT_TRAIN.replace("State-gov", "Space-agency"))
+    with pytest.raises(DataError, match="line 1: workclass = 'Space-agency' is not one of"):
+        load_dataset("ADULT", data_dir=bad, download=False)
+    with pytest.raises(DataError, match="classes=.* given for ADULT"):
+        load_dataset("ADULT", data_dir=bad, classes=(3, 8), download=False)
+
+
+def test_adult_runs_in_a_paper_script(tmp_path):
+    import json
+    import subprocess
+
+    data_dir = _adult_dir(tmp_path)
+    out = subprocess.run([sys.executable, os.path.join(REPO, "baseline.py"), "--dataset", "ADULT", "--data_dir",
+                          str(data_dir), "--result_dir", str(tmp_path / "r"), "--find_k", "1", "--device", "cpu"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, UNLEARN_NO_PROGRESS="1"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "on ADULT (n=5," in out.stdout
+    with open(tmp_path / "r" / "LMC" / "ADULT" / "find_k" / "config.json") as fh:
+        derived = json.load(fh)["derived"]
+    assert derived["constants"]["n"] == 5 and derived["constants"]["d"] == 106 and derived["dataset"]["name"] == "ADULT"

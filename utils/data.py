@@ -28,8 +28,9 @@ DIGITS_LAM = 1e-4
 # A user's own data: m = lam*n = 0.01, the paper's strong convexity (CIFAR10 0.01, MNIST 0.012) whatever n is.
 FEATURES_M = 0.01
 
+# ADULT (UCI census income, utils/adult.py): n = 32,561, so the paper's lam gives m = 0.033.
 _DEFAULT_LAM = {"MNIST": PAPER_LAM, "FASHION": PAPER_LAM, "FASHION_MULTI": PAPER_LAM, "CIFAR10": PAPER_LAM,
-                "CIFAR10_MULTI": PAPER_LAM, "DIGITS": DIGITS_LAM, "DIGITS_MULTI": DIGITS_LAM}
+                "CIFAR10_MULTI": PAPER_LAM, "DIGITS": DIGITS_LAM, "DIGITS_MULTI": DIGITS_LAM, "ADULT": PAPER_LAM}
 DATASETS = tuple(_DEFAULT_LAM)
 _DEFAULT_CLASSES = {"MNIST": (3, 8), "FASHION": (3, 8), "CIFAR10": (3, 8), "DIGITS": (3, 8)}
 _NUM_RAW_CLASSES = 10  # every built-in source has classes 0..9
@@ -534,6 +535,11 @@ def load_dataset(name: str, *, data_dir="data", features=None, classes=None, see
         lam = FEATURES_M / len(parts["X_train"])
         return _make_dataset(name, parts, lam=lam, seed=None)
     _check_name(name)
+    if name == "ADULT":   # fixed labels (income > 50K), encoded by public constants
+        if classes is not None:
+            raise DataError(f"classes={classes!r} given for ADULT (allowed: none: its labels are income > 50K or not)")
+        from utils import adult
+        return _make_dataset(name, adult.load_parts(data_dir, download), lam=default_lam(name), seed=None)
     if is_multiclass(name):
         if classes is not None:
             raise DataError(f"classes={classes!r} given for {name} (allowed only for binary datasets: "

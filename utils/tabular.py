@@ -1,5 +1,5 @@
 """A user's own data: CSV / parquet tables, pandas DataFrames and feature arrays, and the preprocessing
-that keeps the certificate true (docs/METHOD.md §1.1).
+that keeps the certificate true.
 
 The certificate compares the chains with chains retrained without the removed training rows, with the
 same preprocessing map. It therefore covers a map that does not depend on the training rows: a
