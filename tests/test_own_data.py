@@ -338,3 +338,28 @@ def test_adult_runs_in_a_paper_script(tmp_path):
     with open(tmp_path / "r" / "LMC" / "ADULT" / "find_k" / "config.json") as fh:
         derived = json.load(fh)["derived"]
     assert derived["constants"]["n"] == 5 and derived["constants"]["d"] == 106 and derived["dataset"]["name"] == "ADULT"
+
+
+def test_features_file_gets_bias_and_public_standardisation(tmp_path, capsys):
+    """The same options on an .npz: statistics from a public .npy file, a bias column 2; training stats refused."""
+    rng = np.random.default_rng(3)
+    X, Xt = rng.normal(5, 3, size=(60, 3)), rng.normal(5, 3, size=(20, 3))
+    w = np.array([1.0, -1.0, 0.5])
+    y, yt = (X - 5) @ w > 0, (Xt - 5) @ w > 0
+    f = tmp_path / "f.npz"
+    np.savez(f, X_train=X, y_train=y.astype(int), X_test=Xt, y_test=yt.astype(int))
+    public = rng.normal(4, 2, size=(30, 3))
+    np.save(tmp_path / "public.npy", public)
+    st = str(tmp_path / "s")
+    code, out, err = _run(["learn", "--features", str(f), "--state", st, "--bias", "2", "--standardize",
+                           str(tmp_path / "public.npy"), "--sigma", "0.1", "--burn_in", "3", "--trials", "2",
+                           "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert "standardised with mean and scale from the public file" in out and "certificate covers it" in out
+    expect = normalize_rows(np.c_[(X - public.mean(0)) / public.std(0), np.full(60, 2.0)])
+    assert np.allclose(statefile.load(st).arrays["X"], expect, atol=1e-12)
+    code, out, _ = _run(["status", "--state", st, "--features", str(f)], capsys)     # reread with the same options
+    assert code == 0 and "standardised from the public file" in out
+    code, _, err = _run(["learn", "--features", str(f), "--state", str(tmp_path / "t"), "--standardize", "train"],
+                        capsys)
+    assert code == 2 and "--standardize train is not allowed" in err and not os.path.exists(tmp_path / "t")

@@ -77,8 +77,8 @@ def describe(ref: dict, chains_mean: float) -> list[str]:
         lines.append(f"note: the noise costs {gap * 100:.1f} points of held-out accuracy here; a larger --m shrinks "
                      "the spread sigma^2/m of the chains around the noiseless fit (sigma is then chosen anew)")
     if chains_mean <= ref["majority_rate"] + MAJORITY_MARGIN:
-        lines.append(f"warning: the chains' held-out accuracy {chains_mean:.4f} is within "
-                     f"{MAJORITY_MARGIN * 100:.0f} points of always predicting the majority class "
+        lines.append(f"warning: the chains' held-out accuracy {chains_mean:.4f} is at most "
+                     f"{MAJORITY_MARGIN * 100:.0f} points above always predicting the majority class "
                      f"({ref['majority_rate']:.4f}): the noise or the preprocessing leaves little signal "
                      "(--standardize test, a bias column or a larger --m usually help; a larger eps or K lowers sigma)")
     return lines
