@@ -170,6 +170,8 @@ def test_table_errors_name_the_column_and_the_allowed_values(tmp_path):
     frame2 = pd.DataFrame({"a": [1.0, None, 3, 4], "y": [0, 1, 0, 1]})
     with pytest.raises(DataError, match="column 'a' .* 1 missing value"):
         tabular.split_table(frame2, label="y")
+    with pytest.raises(DataError, match="label column 'y' .* has value 0.5 .*regression target"):
+        tabular.split_table(pd.DataFrame({"a": [1.0, 2, 3], "y": [0.5, 1, 2]}), label="y")
     with pytest.raises(DataError, match="--standardize train is not allowed"):
         tabular.make_preprocessing(bias=1.0, standardize="train", X_test=np.ones((3, 2)))
     path = tmp_path / "t.parquet"
@@ -363,3 +365,20 @@ def test_features_file_gets_bias_and_public_standardisation(tmp_path, capsys):
     code, _, err = _run(["learn", "--features", str(f), "--state", str(tmp_path / "t"), "--standardize", "train"],
                         capsys)
     assert code == 2 and "--standardize train is not allowed" in err and not os.path.exists(tmp_path / "t")
+
+
+def test_text_labels_give_softmax_in_sorted_order(tmp_path):
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame
+    names = np.array(["c_b", "c_c", "c_a"])                   # not in the order of the numeric classes
+    frame["target"] = names[frame["target"].to_numpy()]
+    st = str(tmp_path / "w")
+    assert unlearn.learn(frame, state=st, label="target", test_fraction=0.25, standardize="test", sigma=0.05,
+                         burn_in=5, trials=2, device="cpu") == 0
+    s = statefile.load(st)
+    assert s.meta["dataset"]["classes"] == ["c_a", "c_b", "c_c"] and s.meta["dataset"]["num_classes"] == 3
+    ids = s.arrays["ids"]
+    expect = np.searchsorted(["c_a", "c_b", "c_c"], frame["target"].to_numpy()[ids])
+    assert np.array_equal(s.arrays["y"], expect)                # ids are the DataFrame's row numbers
+    assert s.meta["reference"]["same_objective"] is True        # M = 2 >= sqrt(2): the clip never fires

@@ -106,7 +106,11 @@ def _labels(series, where: str) -> np.ndarray:
                         "(allowed: a label on every row)")
     values = series.to_numpy()
     if values.dtype.kind in "biuf":
-        if values.dtype.kind == "f" and (values == np.round(values)).all():
+        if values.dtype.kind == "f":
+            frac = values[values != np.round(values)]
+            if frac.size:
+                raise DataError(f"label column {series.name!r} of {where} has value {frac[0].item()!r} (allowed: class "
+                                "labels: integers or text; a regression target is not a class)")
             values = values.astype(np.int64)
         return values
     return values.astype(str)
