@@ -251,11 +251,11 @@ def cmd_learn(args) -> int:
     if args.lam is not None and args.m is not None:
         raise cli.UsageError("give --lam or --m (= lam*n), not both")
     statefile.check_new(args.state)
-    loaded = tabular.load(getattr(args, "frame", None) if getattr(args, "frame", None) is not None else args.features,
-                          name=args.name, label=args.label, id_col=args.id,
-                          test=getattr(args, "test_frame", None) if getattr(args, "test_frame", None) is not None
-                          else args.test, test_fraction=args.test_fraction, split_seed=args.split_seed,
-                          bias=args.bias, standardize=args.standardize)
+    frame, test_frame = getattr(args, "frame", None), getattr(args, "test_frame", None)   # set by learn()
+    loaded = tabular.load(args.features if frame is None else frame, name=args.name, label=args.label,
+                          id_col=args.id, test=args.test if test_frame is None else test_frame,
+                          test_fraction=args.test_fraction, split_seed=args.split_seed, bias=args.bias,
+                          standardize=args.standardize)
     ds, ids, prep = loaded.dataset, loaded.ids, loaded.preprocessing
     if args.request_size >= ds.n:
         raise cli.UsageError(f"--request_size {args.request_size} is not allowed (allowed: 1 .. n-1 = {ds.n - 1})")

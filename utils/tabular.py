@@ -36,6 +36,11 @@ def is_table(path) -> bool:
     return name.endswith(TABLE_SUFFIXES)
 
 
+def is_frame(x) -> bool:
+    """True for a pandas DataFrame (checked without importing pandas)."""
+    return type(x).__name__ == "DataFrame" and type(x).__module__.startswith("pandas")
+
+
 # ---------------------------------------------------------------- reading
 def read_table(path):
     """A CSV / TSV / parquet file as a pandas DataFrame; DataError (one line) when it cannot be read."""
@@ -62,9 +67,7 @@ def read_table(path):
 
 def _frame(source, what: str):
     """(DataFrame, description) from a path to a table or a DataFrame."""
-    import pandas as pd
-
-    if isinstance(source, pd.DataFrame):
+    if is_frame(source):
         if source.shape[0] == 0:
             raise DataError(f"{what} DataFrame has no rows")
         return source, f"{what} DataFrame"
@@ -323,9 +326,7 @@ def load(source, *, name=None, label=None, id_col=None, test=None, test_fraction
     """Read a user's data: a table file or DataFrame (needs ``label``), or a features file (.npz / .pt).
 
     bias None means 1 for tables (a constant column) and 0 for feature arrays (as before this option)."""
-    import pandas as pd
-
-    frame_input = isinstance(source, pd.DataFrame)
+    frame_input = is_frame(source)
     options = {"label": label, "id": id_col, "test": None if test is None or not isinstance(test, (str, Path))
                else str(Path(test).resolve()), "test_fraction": test_fraction, "split_seed": int(split_seed),
                "standardize": standardize if standardize in (None, "none", "test") else str(Path(standardize).resolve())}
