@@ -280,7 +280,7 @@ ADULT_TEST = """\
 
 def _adult_dir(tmp_path, train=ADULT_TRAIN):
     folder = tmp_path / "adult"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     (folder / "adult.data").write_text(train)
     (folder / "adult.test").write_text(ADULT_TEST)
     return tmp_path
@@ -318,8 +318,7 @@ def test_adult_errors_are_one_line_and_name_the_place(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_reachable", lambda urls, timeout=0: False)     # an offline machine, at once
     with pytest.raises(DataError, match=r"the download of Adult failed \(no internet\?\): copy them"):
         load_dataset("ADULT", data_dir=tmp_path, download=True)
-    bad = _adult_dir(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path,
-                     ADULT_TRAIN.replace("State-gov", "Space-agency"))
+    bad = _adult_dir(tmp_path / "x", ADULT_TRAIN.replace("State-gov", "Space-agency"))
     with pytest.raises(DataError, match="line 1: workclass = 'Space-agency' is not one of"):
         load_dataset("ADULT", data_dir=bad, download=False)
     with pytest.raises(DataError, match="classes=.* given for ADULT"):
@@ -382,3 +381,17 @@ def test_text_labels_give_softmax_in_sorted_order(tmp_path):
     expect = np.searchsorted(["c_a", "c_b", "c_c"], frame["target"].to_numpy()[ids])
     assert np.array_equal(s.arrays["y"], expect)                # ids are the DataFrame's row numbers
     assert s.meta["reference"]["same_objective"] is True        # M = 2 >= sqrt(2): the clip never fires
+
+
+def test_adult_download_writes_both_files_then_loads(tmp_path, monkeypatch):
+    """The download path, served from a local folder through a file:// URL (no network in tests)."""
+    from utils import adult, data
+    from utils.data import load_dataset
+
+    source = _adult_dir(tmp_path / "server") / "adult"
+    monkeypatch.setattr(adult, "URLS", (source.as_uri() + "/",))
+    monkeypatch.setattr(data, "_reachable", lambda urls, timeout=0: True)
+    target = tmp_path / "data"
+    ds = load_dataset("ADULT", data_dir=target, download=True)
+    assert sorted(os.listdir(target / "adult")) == ["adult.data", "adult.test"] and ds.n == 5
+    assert (target / "adult" / "adult.data").read_text() == ADULT_TRAIN
