@@ -165,6 +165,9 @@ def test_table_errors_name_the_column_and_the_allowed_values(tmp_path):
     frame = pd.DataFrame({"a": [1.0, 2, 3, 4], "colour": ["r", "g", "b", "r"], "y": [0, 1, 0, 1]})
     with pytest.raises(DataError, match="column 'colour' .* is not numeric .*e.g. 'r'"):
         tabular.split_table(frame, label="y", test_fraction=0.5)
+    saved = pd.DataFrame({"Unnamed: 0": [0, 1, 2, 3], "a": [1.0, 2, 3, 4], "y": [0, 1, 0, 1]})
+    assert "looks like a row id" in tabular.split_table(saved, label="y", test_fraction=0.5).notes[0]
+    assert tabular.split_table(saved, label="y", id_col="Unnamed: 0", test_fraction=0.5).notes == ()
     with pytest.raises(DataError, match="--label 'target' is not a column"):
         tabular.split_table(frame, label="target")
     frame2 = pd.DataFrame({"a": [1.0, None, 3, 4], "y": [0, 1, 0, 1]})

@@ -148,6 +148,13 @@ class TableSplit:
     ids: np.ndarray
     columns: list
     how: str                # one line: where the held-out rows come from
+    notes: tuple = ()       # warnings about the columns
+
+
+def id_like_columns(columns) -> list:
+    """Feature columns whose names suggest row identifiers (an id or a saved index used as a feature)."""
+    return [c for c in columns if str(c).lower() in ("id", "ids", "index", "row", "row_id")
+            or str(c).lower().endswith("_id") or str(c).startswith("Unnamed:")]
 
 
 def split_table(frame, *, label, id_col=None, test=None, test_fraction=None, split_seed: int = 0,
@@ -165,6 +172,9 @@ def split_table(frame, *, label, id_col=None, test=None, test_fraction=None, spl
     if not columns:
         raise DataError(f"{where} has no feature column besides --label {label!r} (allowed: numeric feature columns)")
     X_all = feature_matrix(frame, columns, where)
+    suspicious = id_like_columns(columns)
+    notes = tuple(f"warning: column {c!r} looks like a row id or a saved index but is used as a feature "
+                  "(name it with --id, or drop it)" for c in suspicious)
     if test is not None:
         if test_fraction is not None:
             raise DataError("give --test FILE or --test_fraction F, not both")
@@ -172,7 +182,8 @@ def split_table(frame, *, label, id_col=None, test=None, test_fraction=None, spl
         for c in columns + [label]:
             _column(test_frame, c, "held-out column", test_where)
         return TableSplit(X_all, y_all, feature_matrix(test_frame, columns, test_where),
-                          _labels(test_frame[label], test_where), ids_all, columns, f"held-out rows: {test_where}")
+                          _labels(test_frame[label], test_where), ids_all, columns, f"held-out rows: {test_where}",
+                          notes)
     fraction = DEFAULT_TEST_FRACTION if test_fraction is None else float(test_fraction)
     if not 0.0 < fraction < 1.0:
         raise DataError(f"--test_fraction {test_fraction} is not allowed (allowed: 0 < F < 1)")
@@ -189,7 +200,7 @@ def split_table(frame, *, label, id_col=None, test=None, test_fraction=None, spl
     tr, te = np.sort(tr), np.sort(te)   # each part in file order: the seed decides only the split
     how = (f"held-out rows: {len(te)} of {len(rows)} ({fraction:g}, "
            f"{'stratified ' if stratify is not None else ''}split seed {split_seed})")
-    return TableSplit(X_all[tr], y_all[tr], X_all[te], y_all[te], ids_all[tr], columns, how)
+    return TableSplit(X_all[tr], y_all[tr], X_all[te], y_all[te], ids_all[tr], columns, how, notes)
 
 
 # ---------------------------------------------------------------- preprocessing
@@ -347,7 +358,7 @@ def load(source, *, name=None, label=None, id_col=None, test=None, test_fraction
         lam = data.FEATURES_M / n if lam is None else lam
         ds = data.dataset_from_parts(name or ("DataFrame" if frame_input else Path(source).stem), raw, lam=lam)
         options.update(kind="table", columns=[str(c) for c in parts.columns], bias=float(bias))
-        return Loaded(ds, parts.ids, prep, options, parts.X_test, (parts.how,))
+        return Loaded(ds, parts.ids, prep, options, parts.X_test, (parts.how,) + parts.notes)
     for flag, value in (("--label", label), ("--id", id_col), ("--test", test), ("--test_fraction", test_fraction)):
         if value is not None:
             raise DataError(f"{flag} is for tables (.csv, .tsv, .parquet); features file {source} already holds "
