@@ -1,6 +1,9 @@
 """Unlearn your own data: learn once with noise, remove real rows later, get a certificate each time.
 
     python unlearn.py learn  --features my.npz --state st/ [--sigma S | --eps E --K K]
+    python unlearn.py learn  --features my.csv --label COL [--id COL] [--test FILE | --test_fraction F]
+                             [--standardize test|FILE] [--bias 1] --state st/ ...
+    python: unlearn.learn(dataframe, label="COL", state="st/", ...)   (same options as keywords)
     python unlearn.py remove --state st/ --ids 17 42            (or --ids FILE)
     python unlearn.py status --state st/
     python unlearn.py export --state st/ --out model.npz [--chain i]
@@ -24,7 +27,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from utils import accountant, cli, data, models, results
+from utils import accountant, cli, data, forecast, models, reference, results, tabular
 from utils import state as statefile
 from utils.experiments import describe_constants, progress_bar, summary_stats
 from utils.state import StateError
@@ -44,7 +47,24 @@ def build_parser() -> cli.OneLineParser:
     lp = sub.add_parser("learn", allow_abbrev=False, help="learn noisy chains on a features file, save the state",
                         description="Learn noisy chains on a features file and save a state folder.")
     cli.add(lp, "--features", required=True,
-            help="your features: .npz/.pt with X_train, y_train, X_test, y_test (held-out), optional ids")
+            help="your data: a table (.csv, .tsv, .parquet; with --label) or .npz/.pt with X_train, y_train, "
+                 "X_test, y_test (held-out), optional ids")
+    cli.add(lp, "--label", default=None, help="table only: the column holding the labels (required for a table)")
+    cli.add(lp, "--id", default=None,
+            help="table only: the column of row ids that remove --ids names (default: the row number, 0 = first row)")
+    cli.add(lp, "--test", default=None, help="table only: a table of held-out rows with the same columns")
+    cli.add(lp, "--test_fraction", type=cli.positive_float, default=None,
+            help=f"table only: hold out this fraction of the rows, a seeded stratified split "
+                 f"(default {tabular.DEFAULT_TEST_FRACTION} when --test is not given)")
+    cli.add(lp, "--split_seed", type=cli.int_at_least(0), default=0, help="seed of --test_fraction's split (default 0)")
+    cli.add(lp, "--bias", type=cli.nonneg_float, default=None,
+            help="a constant column appended to every row before row normalisation (the model's bias term; "
+                 "0 for none; default 1 for tables, 0 for .npz/.pt)")
+    cli.add(lp, "--standardize", default="none",
+            help="none (default), test (column mean and scale from the held-out rows) or a public file with "
+                 "the same columns; never the training rows, so the certificate covers it")
+    cli.add(lp, "--m", type=cli.positive_float, default=None,
+            help="strong convexity m = lam*n directly (default 0.01); larger m shrinks the noise's spread sigma^2/m")
     cli.add(lp, "--state", required=True, help="new state folder to create")
     cli.add(lp, "--name", default=None, help="a label for the data (default: the file's name)")
     cli.add(lp, "--sigma", type=cli.positive_float, default=None,
@@ -54,7 +74,7 @@ def build_parser() -> cli.OneLineParser:
     cli.add(lp, "--K", type=cli.int_at_least(1), default=None,
             help="with --eps: sigma = the smallest noise that unlearns a request of --request_size rows in K steps")
     cli.add(lp, "--request_size", type=cli.int_at_least(1), default=1,
-            help="rows per request that --eps/--K plan for, and the size of the 'next request' preview (default 1)")
+            help="rows per request that --eps/--K plan for, and the size of the future-request table (default 1)")
     cli.add(lp, "--lam", type=cli.positive_float, default=None,
             help="L2 regularisation lambda, m = lam*n (default: m = 0.01, the papers' strong convexity)")
     cli.add(lp, "--M", type=cli.positive_float, default=None,
@@ -82,7 +102,8 @@ def build_parser() -> cli.OneLineParser:
                                     "needs, save the new state atomically and print the certificate.")
     cli.add(rp, "--state", required=True, help="the state folder made by learn")
     cli.add(rp, "--ids", nargs="+", required=True,
-            help="ids of the rows to remove, or one file of ids (.npy, or text: spaces, commas or lines)")
+            help="ids of the rows to remove (spaces or commas), or one file of ids (.npy, or text: spaces, "
+                 "commas or lines, # comments, a header line); text ids are compared exactly")
     cli.add(rp, "--eps", type=cli.positive_float, default=None,
             help="target epsilon of this request (default: the state's, set at learn)")
     cli.add(rp, "--features", default=None, help="check that this features file is the one the state learned on")
@@ -206,9 +227,9 @@ class Report:
 
 
 def _ids_text(ids, limit=10) -> str:
-    ids = [int(i) for i in ids]
+    ids = [str(i) for i in ids]
     more = f" ... (+{len(ids) - limit} more)" if len(ids) > limit else ""
-    return ", ".join(map(str, ids[:limit])) + more
+    return ", ".join(ids[:limit]) + more
 
 
 def _acc_text(acc) -> str:
@@ -220,6 +241,23 @@ def _note_cost(out, K: int, T: int, unit: str) -> None:
     if K > T:
         out(f"note: K={K} > T={T}: learning afresh on the current data (T {unit}, which drops the rows exactly) "
             f"would cost fewer {unit} here (a larger sigma, a larger n or a larger eps lowers K)")
+
+
+def _bound_name(b) -> str:
+    return "PNGD sequential bound, paper A" if b is None else "PNSGD Z-recursion, paper B"
+
+
+def _future_lines(consts, settings, Ks, sizes) -> list[str]:
+    """The K of the next requests of --request_size rows at the state's eps, until retraining is cheaper."""
+    b = None if settings["batch_size"] == "full" else int(settings["batch_size"])
+    eps = settings["eps_default"]
+
+    def next_K(Ks_, sizes_):
+        return plan_request(consts=consts, sigma=settings["sigma"], b=b, Ks=Ks_, sizes=sizes_, eps_target=eps)[0]
+
+    rows = forecast.future_requests(next_K, Ks=Ks, sizes=sizes, S=settings["request_size"], T=settings["T"],
+                                    n=consts.n)
+    return forecast.table(rows, T=settings["T"], unit=_unit(settings), eps=eps, bound=_bound_name(b))
 
 
 def _unit(settings) -> str:
@@ -241,13 +279,19 @@ def cmd_learn(args) -> int:
         raise cli.UsageError("give --sigma, or --eps with --K (which choose sigma), not both")
     if args.K is not None and args.eps is None:
         raise cli.UsageError("--K needs --eps: sigma is then the smallest noise meeting eps in K steps")
+    if args.lam is not None and args.m is not None:
+        raise cli.UsageError("give --lam or --m (= lam*n), not both")
     statefile.check_new(args.state)
-    name = args.name or os.path.splitext(os.path.basename(args.features))[0]
-    ds = data.load_dataset(name, features=args.features)
+    frame, test_frame = getattr(args, "frame", None), getattr(args, "test_frame", None)   # set by learn()
+    loaded = tabular.load(args.features if frame is None else frame, name=args.name, label=args.label,
+                          id_col=args.id, test=args.test if test_frame is None else test_frame,
+                          test_fraction=args.test_fraction, split_seed=args.split_seed, bias=args.bias,
+                          standardize=args.standardize)
+    ds, ids, prep = loaded.dataset, loaded.ids, loaded.preprocessing
     if args.request_size >= ds.n:
         raise cli.UsageError(f"--request_size {args.request_size} is not allowed (allowed: 1 .. n-1 = {ds.n - 1})")
     b = _batch(args.batch_size, ds.n)
-    lam = ds.default_lam if args.lam is None else args.lam
+    lam = args.m / ds.n if args.m is not None else (ds.default_lam if args.lam is None else args.lam)
     M = args.M if args.M is not None else models.default_M(ds.num_classes)
     models.check_clipping_for_data(num_classes=ds.num_classes, M=M, X=ds.X_train)
     consts = accountant.make_constants(n=ds.n, lam=lam, M=M, num_classes=ds.num_classes, L=args.L,
@@ -258,7 +302,6 @@ def cmd_learn(args) -> int:
     eps_default = DEFAULT_EPS if args.eps is None else args.eps
     S = args.request_size
     K_next = plan_request(consts=consts, sigma=sigma, b=b, Ks=[], sizes=[S], eps_target=eps_default)[0]
-    ids = statefile.row_ids(args.features, ds.n)
     # The noise must stay secret: whoever knows the seed and the remaining rows can replay learning and
     # unlearning with each candidate for a removed row, and only the true one reproduces the released
     # weights. The seed stays in the private state folder (a killed remove reruns bit-identically).
@@ -276,8 +319,12 @@ def cmd_learn(args) -> int:
     kind = "binary logistic" if ds.num_classes == 2 else f"{ds.num_classes}-class softmax"
     out(f"learn: {ds.name}: {ds.n} training rows, {len(ds.y_test)} held-out rows, d={ds.d}, {kind} "
         f"(labels {ds.identity['classes']}); file sha256 {ds.identity['sha256'][:16]}")
-    out("rows are L2-normalised (x / ||x||_2, train and held-out) as the theory needs (||x_i|| = 1 bounds "
-        "each gradient); a linear model's predictions do not change with this scaling")
+    for note in loaded.notes:
+        out(note)
+    out(prep.describe() + " (x / ||x||_2, train and held-out: ||x_i|| = 1 bounds each gradient, as the theory needs)")
+    hint = tabular.scale_hint(loaded.raw_test, prep)
+    if hint:
+        out(hint)
     out(describe_constants(consts))
     out(f"noise sigma={sigma:.6g} ({sigma_rule}); {settings['method']} "
         f"{'full batch' if b is None else f'b={b}'}; learning T={T} {_unit(settings)} ({T_rule}); "
@@ -287,6 +334,8 @@ def cmd_learn(args) -> int:
     out(f"plan: a request of {S} row(s) at eps={eps_default:g} will need K={K_next} {_unit(settings)}, certified "
         f"against retraining from scratch for T + K = {T + K_next} {_unit(settings)}")
     _note_cost(out, K_next, T, _unit(settings))
+    for line in _future_lines(consts, settings, [], []):
+        out(line)
 
     from utils import engine  # torch only now: every flag and the plan are checked
 
@@ -306,13 +355,20 @@ def cmd_learn(args) -> int:
     acc = engine.accuracy(w, ds.X_test, ds.y_test).numpy()
     seconds = time.perf_counter() - t0
     out(f"learned in {seconds:.2f} s; held-out accuracy {_acc_text(acc)}")
+    ref = reference.reference(ds.X_train, ds.y_train, ds.X_test, ds.y_test, m=consts.m, M=consts.M,
+                              num_classes=ds.num_classes)
+    for line in reference.describe(ref, float(acc.mean())):
+        out(line)
 
     meta = {"tool": "unlearn.py", "created": _now(), "device": str(device),
-            "dataset": dict(ds.identity, fingerprint=ds.fingerprint, num_classes=ds.num_classes),
+            "dataset": dict(ds.identity, fingerprint=ds.fingerprint, num_classes=ds.num_classes,
+                            input=loaded.options, preprocessing=prep.to_json()),
+            "reference": ref,
             "constants": dataclasses.asdict(consts), "settings": settings,
             "learn": {"wall_clock_seconds": seconds, "accuracy_mean": float(acc.mean())}, "requests": []}
     arrays = {"w": w.cpu().numpy(), "X": ds.X_train, "y": ds.y_train, "ids": ids, "X_test": ds.X_test,
-              "y_test": ds.y_test, "accuracy": acc, "removed": np.zeros(ds.n, dtype=bool)}
+              "y_test": ds.y_test, "accuracy": acc, "removed": np.zeros(ds.n, dtype=bool),
+              **{f"prep_{k}": v for k, v in prep.arrays().items()}}
     if perms is not None:
         arrays["perms"] = perms.cpu().numpy()
     statefile.create(args.state, meta, arrays, out.text())
@@ -322,21 +378,25 @@ def cmd_learn(args) -> int:
 
 # ---------------------------------------------------------------- remove
 def _removed_by(meta) -> dict:
-    return {int(i): r["request"] for r in meta["requests"] for i in r["ids"]}
+    return {i: r["request"] for r in meta["requests"] for i in r["ids"]}
 
 
 def _check_features(st, features) -> None:
     if features is not None:
-        ds = data.load_dataset(st.meta["dataset"]["name"], features=features)
+        info = st.meta["dataset"]
+        ds = (tabular.reload(info["input"], info["name"], features) if "input" in info
+              else data.load_dataset(info["name"], features=features))
         statefile.check_fingerprint(st, ds.fingerprint, features)
 
 
 def cmd_remove(args) -> int:
-    ids = statefile.read_ids(args.ids)
     with statefile.locked(args.state):
         st = statefile.load(args.state)
         _check_features(st, args.features)
         meta, arrays, settings = st.meta, st.arrays, st.meta["settings"]
+        header: list = []
+        ids = statefile.read_ids(args.ids, arrays["ids"], id_name=meta["dataset"].get("input", {}).get("id"),
+                                 skipped=header)
         consts = constants_of(meta)
         rows = statefile.rows_for_ids(arrays["ids"], _removed_by(meta), ids)
         s = len(meta["requests"]) + 1
@@ -351,6 +411,8 @@ def cmd_remove(args) -> int:
         K, eps, alpha, Z = plan_request(consts=consts, sigma=sigma, b=b, Ks=Ks, sizes=sizes, eps_target=eps_target)
 
         out = Report()
+        if header:
+            out(f"--ids file: skipped the header line {header[0]!r}")
         out(f"request {s}: remove {rows.size} row(s), ids {_ids_text(ids)}; the accountant needs K={K} {unit} "
             f"for eps={eps_target:g} given the {s - 1} earlier request(s)")
         _note_cost(out, K, settings["T"], unit)
@@ -364,13 +426,13 @@ def cmd_remove(args) -> int:
             consts=consts, eps=eps, alpha=alpha, K=K, sigma=sigma, R=settings["R"], b=b,
             bound=("PNGD sequential, per-request S (A, SPEC 3.1.5)" if b is None else
                    "PNSGD Z-recursion, per-request S (B, SPEC 3.2.2-3.2.4)"),
-            request=s, ids=[int(i) for i in ids], S=int(rows.size), eps_target=eps_target, Ks=Ks + [K],
+            request=s, ids=ids.tolist(), S=int(rows.size), eps_target=eps_target, Ks=Ks + [K],
             sizes=sizes, Z=Z, cumulative_steps=steps_so_far, retrain_steps=retrain, learn_T=settings["T"],
             comparison=accountant.retraining_comparison(T=settings["T"], K=all_K, unit=unit))
         acc = new_arrays["accuracy"]
         _print_certificate(out, cert, unit)
         out(f"  held-out accuracy {_acc_text(acc)}; {seconds:.2f} s")
-        record = {"request": s, "ids": [int(i) for i in ids], "rows": rows.tolist(), "S": int(rows.size), "K": K,
+        record = {"request": s, "ids": ids.tolist(), "rows": rows.tolist(), "S": int(rows.size), "K": K,
                   "eps_target": eps_target, "certificate": cert, "accuracy_mean": float(np.mean(acc)),
                   "wall_clock_seconds": seconds, "time": _now()}
         new_meta = dict(meta, requests=meta["requests"] + [record])
@@ -456,8 +518,23 @@ def cmd_status(args) -> int:
         print(f"next request of {S} row(s) at eps={settings['eps_default']:g} would need K={K_next} {unit}")
     except accountant.InfeasibleTargetError as exc:
         print(f"next request of {S} row(s) at eps={settings['eps_default']:g}: {exc}")
-    print(f"held-out accuracy ({len(st.arrays['y_test'])} rows): {_acc_text(st.arrays['accuracy'])}")
+    for line in _future_lines(consts, settings, [r["K"] for r in requests], [r["S"] for r in requests]):
+        print(line)
+    acc = st.arrays["accuracy"]
+    print(f"held-out accuracy ({len(st.arrays['y_test'])} rows): {_acc_text(acc)}")
+    if "reference" in meta:
+        for line in reference.describe(meta["reference"], float(np.mean(acc))):
+            print(line.replace("noiseless reference:", "noiseless reference (data at learn):"))
+    if "preprocessing" in ds:
+        print(_prep_text(ds["preprocessing"]))
     return 0
+
+
+def _prep_text(prep: dict) -> str:
+    """One line: the preprocessing stored at learn (every option is data-independent: covered)."""
+    parts = [f"bias column {prep['bias']:g}" if prep["bias"] else "no bias column",
+             "no standardisation" if prep["standardize"] == "none" else f"standardised from the {prep['standardize']}"]
+    return "preprocessing at learn: " + ", ".join(parts) + "; rows L2-normalised (covered by the certificate)"
 
 
 def cmd_export(args) -> int:
@@ -473,6 +550,9 @@ def cmd_export(args) -> int:
         raise cli.UsageError(f"--chain {' '.join(map(str, chains))} repeats a chain (allowed: distinct chains)")
     meta, ds = st.meta, st.meta["dataset"]
     cert = meta["requests"][-1]["certificate"] if meta["requests"] else None
+    if cert is not None:
+        # A released model must not say who asked to be forgotten: the removed rows' ids stay in the state.
+        cert = {k: v for k, v in cert.items() if k not in ("ids", "rows")}
     if cert is not None and len(chains) > 1:
         eps, alpha = accountant.dp_epsilon_chains(request_rdp(meta), chains=len(chains), delta=cert["delta"])
         cert = dict(cert, eps=eps, alpha=alpha, chains_released=len(chains), eps_one_chain=cert["eps"],
@@ -486,9 +566,12 @@ def cmd_export(args) -> int:
         "w": w, "classes": np.asarray(ds["classes"]), "num_classes": np.asarray(ds["num_classes"]),
         "chain": np.asarray(chains[0] if len(chains) == 1 else chains), "state_version": np.asarray(st.version),
         "dataset_sha256": np.asarray(ds["sha256"]), "accuracy": np.asarray(acc[0] if len(chains) == 1 else acc),
-        "certificate": np.asarray(json.dumps(results.to_jsonable(cert)))})
+        "certificate": np.asarray(json.dumps(results.to_jsonable(cert))), **_export_preprocessing(st)})
     rule = (f"x @ w > 0 -> label {ds['classes'][0]}, else {ds['classes'][1]}" if ds["num_classes"] == 2
             else f"argmax(x @ w) indexes the labels {ds['classes']}")
+    if "preprocessing" in ds and (ds["preprocessing"]["bias"] or ds["preprocessing"]["standardize"] != "none"):
+        rule = ("x = (x - standardize_mean) / standardize_scale, " if "prep_standardize_mean" in st.arrays else
+                "") + ("x = append(x, bias), " if ds["preprocessing"]["bias"] else "") + rule
     which = f"chain {chains[0]}" if len(chains) == 1 else f"{len(chains)} chains {_ids_text(chains)}"
     print(f"wrote {args.out}: {which} of {C}, w {tuple(w.shape)}, held-out accuracy "
           f"{', '.join(f'{a:.4f}' for a in acc[:10])}, state version {st.version}; predict: {rule}")
@@ -500,6 +583,29 @@ def cmd_export(args) -> int:
                  f"one chain: eps={cert['eps_one_chain']:.6g})" if len(chains) > 1 else "")
               + f": {_comparison(cert)}")
     return 0
+
+
+def _export_preprocessing(st) -> dict:
+    """The preprocessing a deployed model applies to new rows (row normalisation changes no prediction)."""
+    out = {k[len("prep_"):]: v for k, v in st.arrays.items() if k.startswith("prep_")}
+    columns = st.meta["dataset"].get("input", {}).get("columns")
+    if columns:
+        out["columns"] = np.asarray(columns, dtype=str)
+    return out
+
+
+# ---------------------------------------------------------------- Python entry point
+def learn(frame, *, state: str, label: str, test=None, **options) -> int:
+    """Learn on a pandas DataFrame: ``unlearn.learn(df, state="st/", label="target", test=df_test or
+    test_fraction=0.2, id="patient", standardize="test", eps=1, K=10, ...)``; options are learn's flags
+    without dashes. Returns 0 and writes the state folder like ``unlearn.py learn``; raises like it."""
+    argv = ["learn", "--features", "<DataFrame>", "--state", str(state), "--label", str(label)]
+    for key, value in options.items():
+        if value is not None and value is not False:
+            argv += [f"--{key}"] + ([] if value is True else [str(value)])
+    args = build_parser().parse_args(argv)
+    args.frame, args.test_frame = frame, test
+    return args.run(args)
 
 
 if __name__ == "__main__":

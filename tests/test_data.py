@@ -63,7 +63,7 @@ def test_import_loads_neither_torch_nor_sklearn():
 
 def test_names_multiclass_and_default_lam():
     assert set(D.DATASETS) == {"MNIST", "FASHION", "FASHION_MULTI", "CIFAR10", "CIFAR10_MULTI", "DIGITS",
-                               "DIGITS_MULTI"}
+                               "DIGITS_MULTI", "ADULT"}
     assert [D.is_multiclass(n) for n in ("MNIST", "FASHION_MULTI", "CIFAR10_MULTI", "DIGITS")] == [
         False, True, True, False]
     for name in ("MNIST", "FASHION", "FASHION_MULTI", "CIFAR10", "CIFAR10_MULTI"):

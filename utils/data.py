@@ -28,8 +28,9 @@ DIGITS_LAM = 1e-4
 # A user's own data: m = lam*n = 0.01, the paper's strong convexity (CIFAR10 0.01, MNIST 0.012) whatever n is.
 FEATURES_M = 0.01
 
+# ADULT (UCI census income, utils/adult.py): n = 32,561, so the paper's lam gives m = 0.033.
 _DEFAULT_LAM = {"MNIST": PAPER_LAM, "FASHION": PAPER_LAM, "FASHION_MULTI": PAPER_LAM, "CIFAR10": PAPER_LAM,
-                "CIFAR10_MULTI": PAPER_LAM, "DIGITS": DIGITS_LAM, "DIGITS_MULTI": DIGITS_LAM}
+                "CIFAR10_MULTI": PAPER_LAM, "DIGITS": DIGITS_LAM, "DIGITS_MULTI": DIGITS_LAM, "ADULT": PAPER_LAM}
 DATASETS = tuple(_DEFAULT_LAM)
 _DEFAULT_CLASSES = {"MNIST": (3, 8), "FASHION": (3, 8), "CIFAR10": (3, 8), "DIGITS": (3, 8)}
 _NUM_RAW_CLASSES = 10  # every built-in source has classes 0..9
@@ -490,24 +491,36 @@ def _load_features_dataset(path: Path, classes):
         a, b = (int(c) for c in classes)
         (X, y), (Xt, yt) = _binary_pair(X, y, a, b), _binary_pair(Xt, yt, a, b)
         return dict(X_train=X, y_train=y, X_test=Xt, y_test=yt, classes=[a, b], num_classes=2)
+    return dict(X_train=X, X_test=Xt, **label_targets(y, yt, where=f"features file {path}"))
+
+
+def label_targets(y: np.ndarray, yt: np.ndarray, *, where: str) -> dict:
+    """Training / held-out label values (numbers or strings) -> model targets: two values -> binary +1/-1
+    (``_binary_signs`` picks +1), more -> ids 0..k-1 in sorted value order. Returns y_train, y_test,
+    classes (the label values in target order: +1 first) and num_classes."""
+    values = np.unique(y)
     if len(values) < 2:
-        raise DataError(f"features file {path}: y_train has a single class {values.tolist()} (need at least 2)")
+        raise DataError(f"{where}: y_train has a single class {values.tolist()} (need at least 2)")
     unseen = np.setdiff1d(np.unique(yt), values)
     if unseen.size:
-        raise DataError(f"features file {path}: y_test has label {int(unseen[0])} absent from y_train "
+        raise DataError(f"{where}: y_test has label {unseen[0].item()!r} absent from y_train "
                         f"(allowed: {values.tolist()})")
     if len(values) == 2:
-        pos, neg = _binary_signs(values)
-        return dict(X_train=X, y_train=np.where(y == pos, 1.0, -1.0), X_test=Xt,
-                    y_test=np.where(yt == pos, 1.0, -1.0), classes=[int(pos), int(neg)], num_classes=2)
-    return dict(X_train=X, y_train=np.searchsorted(values, y).astype(np.int64), X_test=Xt,
+        pos, neg = _binary_signs(values.tolist())
+        return dict(y_train=np.where(y == pos, 1.0, -1.0), y_test=np.where(yt == pos, 1.0, -1.0),
+                    classes=[pos, neg], num_classes=2)
+    return dict(y_train=np.searchsorted(values, y).astype(np.int64),
                 y_test=np.searchsorted(values, yt).astype(np.int64), classes=values.tolist(),
                 num_classes=len(values))
 
 
 # ---------------------------------------------------------------- the entry point
-def load_dataset(name: str, *, data_dir="data", features=None, classes=None, seed=0, download=True) -> Dataset:
-    """The named dataset (SPEC 1.1, section 7), or a user's features file under any name."""
+def load_dataset(name: str, *, data_dir="data", features=None, classes=None, seed=0, download=True,
+                 preprocess=None) -> Dataset:
+    """The named dataset (SPEC 1.1, section 7), or a user's features file under any name.
+
+    ``preprocess(X_train, X_test) -> (X_train, X_test)`` (features files only) runs on the raw features
+    before rows are L2-normalised: utils.tabular's bias column and public standardisation."""
     if not isinstance(name, str) or not name:
         raise DataError(f"dataset name {name!r} (allowed: {', '.join(DATASETS)}, or any name with features=FILE)")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
@@ -517,9 +530,16 @@ def load_dataset(name: str, *, data_dir="data", features=None, classes=None, see
         path = Path(features)
         parts = _load_features_dataset(path, classes)
         parts.update(source=str(path.resolve()), sha256=_cached(path, _file_sha256))
+        if preprocess is not None:
+            parts["X_train"], parts["X_test"] = preprocess(parts["X_train"], parts["X_test"])
         lam = FEATURES_M / len(parts["X_train"])
         return _make_dataset(name, parts, lam=lam, seed=None)
     _check_name(name)
+    if name == "ADULT":   # fixed labels (income > 50K), encoded by public constants
+        if classes is not None:
+            raise DataError(f"classes={classes!r} given for ADULT (allowed: none: its labels are income > 50K or not)")
+        from utils import adult
+        return _make_dataset(name, adult.load_parts(data_dir, download), lam=default_lam(name), seed=None)
     if is_multiclass(name):
         if classes is not None:
             raise DataError(f"classes={classes!r} given for {name} (allowed only for binary datasets: "
@@ -533,6 +553,12 @@ def load_dataset(name: str, *, data_dir="data", features=None, classes=None, see
     else:
         parts = _load_digits_dataset(name, classes, int(seed))
     return _make_dataset(name, parts, lam=default_lam(name), seed=int(seed) if name.startswith("DIGITS") else None)
+
+
+def dataset_from_parts(name: str, parts: dict, *, lam: float, seed=None) -> Dataset:
+    """A Dataset from raw parts: X_train, y_train, X_test, y_test (targets: +1/-1 float or 0..k-1 int, as
+    label_targets makes them), classes, num_classes, source and optionally sha256 (else the arrays' digest)."""
+    return _make_dataset(name, parts, lam=lam, seed=seed)
 
 
 def _make_dataset(name: str, parts: dict, *, lam: float, seed) -> Dataset:

@@ -212,18 +212,18 @@ def row_ids(features, n: int) -> np.ndarray:
     if ids is None:
         return np.arange(n, dtype=np.int64)
     ids = np.asarray(ids)
-    if ids.shape != (n,) or ids.dtype.kind not in "iu":
+    if ids.shape != (n,) or ids.dtype.kind not in "iuUS":
         raise StateError(f"features file {path}: ids has shape {ids.shape} and dtype {ids.dtype} "
-                         f"(allowed: {n} integer ids, one per training row)")
+                         f"(allowed: {n} integer or text ids, one per training row)")
     if np.unique(ids).size != n:
         raise StateError(f"features file {path}: id {_first_duplicate(ids)} appears twice in ids "
                          "(allowed: unique ids)")
-    return ids.astype(np.int64)
+    return ids.astype(str) if ids.dtype.kind in "US" else ids.astype(np.int64)
 
 
 def _first_duplicate(ids: np.ndarray):
     order = np.sort(ids, kind="stable")
-    return int(order[np.flatnonzero(order[1:] == order[:-1])[0]])
+    return order[np.flatnonzero(order[1:] == order[:-1])[0]].item()
 
 
 def _parse_int(token: str):
@@ -233,50 +233,87 @@ def _parse_int(token: str):
         return None
 
 
-def read_ids(tokens) -> np.ndarray:
-    """``--ids``: integer ids, or one file of ids (.npy, or text separated by spaces, commas or lines; # comments)."""
-    tokens = list(tokens)
-    if len(tokens) == 1 and _parse_int(tokens[0]) is None:
-        path = Path(tokens[0])
-        if not path.is_file():
-            raise StateError(f"--ids {tokens[0]!r} is neither an integer id nor an existing file "
-                             "(allowed: ids, or a file of ids)")
-        if path.suffix.lower() == ".npy":
-            values = np.load(path, allow_pickle=False).reshape(-1)
-            if values.dtype.kind not in "iu":
-                raise StateError(f"--ids file {path} holds {values.dtype} values (allowed: integer ids)")
-            tokens = [str(int(v)) for v in values]
-        else:
-            text = "\n".join(line.split("#", 1)[0] for line in path.read_text(encoding="utf-8").splitlines())
-            tokens = [t for t in re.split(r"[\s,]+", text) if t]
+_HEADER_WORDS = {"id", "ids", "row", "rows", "index"}
+
+
+def _file_tokens(path: Path, text_ids: bool, id_name) -> tuple[list[str], str]:
+    """Tokens of an ids file and the header line it skipped ('' if none): .npy, or text separated by
+    spaces, commas or lines with # comments; a first line that names the column is a header."""
+    if path.suffix.lower() == ".npy":
+        values = np.load(path, allow_pickle=False).reshape(-1)
+        if values.dtype.kind not in ("iuUS" if text_ids else "iu"):
+            raise StateError(f"--ids file {path} holds {values.dtype} values (allowed: "
+                             f"{'text or integer' if text_ids else 'integer'} ids)")
+        return [str(v.item() if isinstance(v, np.generic) else v) for v in values], ""
+    lines = [line.split("#", 1)[0] for line in path.read_text(encoding="utf-8-sig").splitlines()]
+    lines = [[t.strip().strip('"').strip("'") for t in re.split(r"[\s,;]+", line) if t.strip()] for line in lines]
+    lines = [line for line in lines if line]
+    header = ""
+    if lines:
+        first = lines[0]
+        names = _HEADER_WORDS | ({str(id_name).lower()} if id_name is not None else set())
+        if (not text_ids and any(_parse_int(t) is None for t in first)) or all(t.lower() in names for t in first):
+            header = " ".join(first)
+            lines = lines[1:]
+    return [t for line in lines for t in line], header
+
+
+def read_ids(tokens, all_ids=None, *, id_name=None, skipped=None) -> np.ndarray:
+    """``--ids`` as users write them: ids separated by spaces or commas on the command line, or one file of
+    ids (.npy, or text: spaces, commas or lines, # comments, an optional header line). Integer ids when
+    ``all_ids`` (the data's ids) are integers or unknown, else text ids kept as strings and compared exactly.
+    A skipped header line is appended to ``skipped`` (a list) so the caller can say so."""
+    text_ids = all_ids is not None and np.asarray(all_ids).dtype.kind in "US"
+    raw = [str(t) for t in tokens]
+    one = raw[0] if len(raw) == 1 else None
+    is_id = one is not None and (one in set(np.asarray(all_ids).tolist()) if text_ids else _parse_int(one) is not None)
+    if one is not None and not is_id and Path(one).is_file():
+        path = Path(one)
+        tokens, header = _file_tokens(path, text_ids, id_name)
+        if header and skipped is not None:
+            skipped.append(header)
         if not tokens:
             raise StateError(f"--ids file {path} holds no ids (allowed: at least one id)")
-    ids = []
-    for t in tokens:
-        value = _parse_int(t)
-        if value is None:
-            raise StateError(f"--ids value {t!r} is not an integer id (allowed: integer ids or one file of ids)")
-        ids.append(value)
-    ids = np.asarray(ids, dtype=np.int64)
+    else:
+        tokens = [t for tok in raw for t in re.split(r"[\s,]+", tok) if t]
+        if one is not None and not text_ids and len(tokens) == 1 and not is_id:
+            raise StateError(f"--ids {one!r} is neither an integer id nor an existing file "
+                             "(allowed: ids, or a file of ids)")
+    if not tokens:
+        raise StateError("--ids holds no ids (allowed: at least one id)")
+    if text_ids:
+        ids = np.asarray(tokens, dtype=str)
+    else:
+        values = []
+        for t in tokens:
+            value = _parse_int(t)
+            if value is None:
+                raise StateError(f"--ids value {t!r} is not an integer id (allowed: integer ids or one file of ids)")
+            values.append(value)
+        ids = np.asarray(values, dtype=np.int64)
     if np.unique(ids).size != ids.size:
         raise StateError(f"id {_first_duplicate(ids)} is given twice in this request (allowed: distinct ids)")
     return ids
 
 
 def rows_for_ids(all_ids: np.ndarray, removed_by: dict, ids: np.ndarray) -> np.ndarray:
-    """Row positions of ``ids``; StateError for an id not in the data or already removed (removed_by: id -> request)."""
+    """Row positions of ``ids`` (integers, or strings compared exactly); StateError for an id not in the
+    data or already removed (removed_by: id -> request)."""
     order = np.argsort(all_ids, kind="stable")
     sorted_ids = all_ids[order]
     pos = np.searchsorted(sorted_ids, ids)
     pos = np.minimum(pos, sorted_ids.size - 1)
     missing = ids[sorted_ids[pos] != ids]
     if missing.size:
+        if all_ids.dtype.kind in "US":
+            raise StateError(f"id {missing[0].item()!r} is not in the data (allowed: text ids of the {all_ids.size} "
+                             "training rows, compared exactly: case, spaces and leading zeros count)")
         lo, hi = int(all_ids.min()), int(all_ids.max())
         raise StateError(f"id {int(missing[0])} is not in the data (allowed: ids of the {all_ids.size} "
                          f"training rows, between {lo} and {hi})")
     for i in ids.tolist():
-        if int(i) in removed_by:
-            raise StateError(f"id {int(i)} was already removed by request {removed_by[int(i)]} "
+        if i in removed_by:
+            raise StateError(f"id {i} was already removed by request {removed_by[i]} "
                              "(allowed: ids not removed yet)")
     return np.sort(order[pos])
 
