@@ -395,7 +395,7 @@ def fit_reference(X, y, *, m: float, num_classes: int = 2) -> np.ndarray:
         return loss, _loss_gradients(w, X, y).sum(axis=0) / n + m * v
 
     res = optimize.minimize(objective, np.zeros(d * k), jac=True, method="L-BFGS-B",
-                            options={"gtol": 1e-10, "maxiter": 5000})
+                            options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 5000})
     return res.x
 
 
