@@ -451,8 +451,8 @@ def worst_case_canaries(X, y, *, m: float, M: float, num_classes: int = 2) -> Ca
     """
     X = np.asarray(X, dtype=np.float64)
     d = X.shape[1]
-    w = fit_reference(X, y, m=m, num_classes=num_classes)
     if num_classes == 2:
+        w = fit_reference(X, y, m=m)
         wn = float(np.linalg.norm(w))
         u = low_mass_direction(X, avoid=w)
         phi = canary_angle(wn, M=M) if wn > 0 else math.pi / 2
@@ -465,14 +465,15 @@ def worst_case_canaries(X, y, *, m: float, M: float, num_classes: int = 2) -> Ca
         text = (f"worst-case canaries at angle {math.degrees(phi):.1f} deg from -w* (|w*| = {wn:.3g}) "
                 f"+- the least-data direction, label +1; clipped gradient gap {gap:.3g} (bound 2M = {2 * M:g})")
     else:
+        # the weights' component along u is only the regulariser's and the noise's, so the logits u.W are
+        # near 0 and p is near uniform: no fit needed to aim this pair
         k = int(num_classes)
         u = low_mass_direction(X)
         x_old = x_new = u
         y_old, y_new = 0, 1
-        W = w.reshape(d, k)
         grads = []
         for label in (y_old, y_new):
-            r = special.softmax(u @ W)
+            r = np.full(k, 1.0 / k)
             r[label] -= 1.0
             r *= min(1.0, M / max(float(np.linalg.norm(r)), 1e-300))
             grads.append(np.outer(u, r).reshape(-1))
@@ -481,7 +482,7 @@ def worst_case_canaries(X, y, *, m: float, M: float, num_classes: int = 2) -> Ca
         e[0], e[1] = 1.0, -1.0
         direction = np.outer(u, e).reshape(-1) / math.sqrt(2.0)
         text = (f"worst-case canary: the least-data direction with label 0 (D) / 1 (D'); clipped gradient gap "
-                f"{gap:.3g} (bound 2M = {2 * M:g})")
+                f"{gap:.3g} at uniform p (bound 2M = {2 * M:g})")
     return CanaryPair(x_old=x_old, y_old=y_old, x_new=x_new, y_new=y_new, direction=direction,
                       gradient_gap=gap, description=text)
 
