@@ -241,3 +241,32 @@ def test_bad_audit_flags_are_one_line(tmp_path, capsys, flags, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not os.path.exists(os.path.join(str(tmp_path), *RUN))
+
+
+def test_the_canary_shift_matches_the_gaussian_prediction_on_digits():
+    # docs/METHOD.md §9.2: along the empty direction u the chain is AR(1), w_u <- c w_u + eta f + noise with
+    # c = 1 - eta m and f = +-gap/(2n), so the two arms' means differ by gap/(n m) and the stationary
+    # variance is 2 eta sigma^2 / (1 - c^2) = sigma^2 / (m (1 - eta m / 2)): mu = gap sqrt(1 - eta m/2) / (n sigma sqrt m)
+    from utils import accountant, data, engine
+
+    ds = data.load_dataset("DIGITS")
+    c = accountant.make_constants(n=ds.n, lam=1e-4, M=1.0, d=ds.d)
+    pair = st.worst_case_canaries(ds.X_train, ds.y_train, m=c.m, M=1.0)
+    sigma, C, T = 0.02, 400, 80      # c^T < 1e-3: stationary
+    proj = []
+    for name, x in (("a", pair.x_old), ("b", pair.x_new)):
+        X = ds.X_train.copy()
+        X[0] = x
+        y = ds.y_train.copy()
+        y[0] = 1.0
+        task = engine.to_task(X, y, 2, device="cpu", dtype="float32")
+        w = engine.init_chains(C=C, d=ds.d, num_classes=2, sigma=sigma, m=c.m,
+                               generator=engine.generator_for(7, "init", name), dtype="float32")
+        w = engine.run_chains(w, task, steps=T, eta=c.eta, sigma=sigma, m=c.m, M=1.0,
+                              generator=engine.generator_for(7, "run", name))
+        proj.append(w.double().numpy() @ pair.direction)
+    a, b = proj
+    measured = (a.mean() - b.mean()) / math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+    predicted = pair.gradient_gap * math.sqrt(1 - c.eta * c.m / 2) / (ds.n * sigma * math.sqrt(c.m))
+    assert measured == pytest.approx(predicted, rel=0.15)          # standard error ~0.08 of mu ~1.5
+    assert np.sqrt(a.var(ddof=1)) == pytest.approx(sigma / math.sqrt(c.m * (1 - c.eta * c.m / 2)), rel=0.1)
