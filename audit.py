@@ -3,21 +3,29 @@
 For one dataset, noise sigma and S replaced rows (one fixed D'), and a sweep of unlearning steps K:
 - (a) ``--trials`` chains learn T PNGD steps on D, then run K unlearning steps on D';
 - (b) ``--trials`` chains retrain on D' from scratch for T + K steps: the law the unlearning theorem
-  compares with (SPEC 3.1.2; at stationarity the same as T steps).
+  compares with (docs/METHOD.md §3.2; at stationarity the same as T steps).
+``--neighbour random`` replaces S random rows by random points; ``--neighbour worst`` plants S copies
+of a canary pair whose clipped gradients differ as much as the model allows, along the direction of
+least data mass, and adds the white-box statistics that know that direction (docs/METHOD.md §9).
 A membership-style test then tries to tell (a) from (b): the statistic (loss of the removed or of the
 replacement rows, projection on the loss-gradient difference, on the mean difference or on an LDA
 direction), its orientation and threshold are chosen on one part of the chains, and its true/false
 positive rates measured on the rest give, with Clopper-Pearson intervals, a lower bound on eps that
 holds with the stated confidence (Jagielski et al. 2020; Nasr et al. 2021). It is shown against the
 certified eps of the accountant (K = 0: the learning bound eps_0), with two-sample distances (KS,
-Gaussian-fit TV / Renyi / GDP eps) of the chosen statistic on the held-out chains.
+Gaussian-fit TV / Renyi / GDP eps) of the chosen statistic on the held-out chains, and the Gaussian-DP
+estimate of eps from the held-out trade-off curve (Nasr et al. 2023, arXiv 2302.07956): an estimate,
+not a bound. ``--target_eps E`` picks sigma so that the certificate at K = 0 is E.
 
     python audit.py --dataset DIGITS                      # defaults: sigma 0.01, S 10, K 0..200, 1000 chains
     python audit.py --dataset DIGITS --plan_only          # the certified eps per K only
+    python audit.py --dataset DIGITS --neighbour worst --target_eps 2 --S 1
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import sys
 import time
 
@@ -32,6 +40,20 @@ DEFAULT_S = 10
 DEFAULT_K = [0, 1, 2, 5, 10, 20, 50, 100, 200]
 DEFAULT_TRIALS = 1000
 STATISTICS = ("removed_loss", "replacement_loss", "gradient_direction", "mean_difference", "lda")
+WHITE_BOX = ("shift_projection", "likelihood_ratio")   # need the known shift direction (--neighbour worst)
+NEIGHBOURS = ("random", "worst")
+DEFAULT_TARGET_EPS = 2.0
+GDP_THRESHOLDS = 20
+
+
+def certified_paper(*, K: int, S: int, sigma: float, consts) -> tuple[float, float]:
+    """(eps, alpha*) of paper A's certificate after K unlearning steps (K = 0: learning, eps_0 converted)."""
+    return accountant.dp_epsilon_unlearn(K=K, S=S, sigma=sigma, consts=consts)
+
+
+# bound name -> (eps, alpha*) after K steps: each is a certificate, so the audit must stay below every one.
+# The accountant's `best` bound (--bound best) plugs in as one more entry here.
+BOUNDS = {"paper": certified_paper}
 
 
 # ---------------------------------------------------------------- flags
@@ -59,8 +81,8 @@ def build_parser():
     p = cli.make_parser("Empirical audit: distinguishability of unlearned (learn on D, K steps on D') vs "
                         "retrained (D') chains, beside the certified eps.", family="LMC")
     _override(p, "trials", DEFAULT_TRIALS, f"chains per arm, unlearned and retrained (default {DEFAULT_TRIALS})")
-    _override(p, "sigma", DEFAULT_SIGMA, f"noise standard deviation, > 0 (default {DEFAULT_SIGMA}: small, so "
-              "that the replaced rows are visible at K = 0 on DIGITS)")
+    _override(p, "sigma", None, f"noise standard deviation, > 0 (default {DEFAULT_SIGMA}: small, so "
+              "that the replaced rows are visible at K = 0 on DIGITS; not with --target_eps)")
     _override(p, "burn_in", "auto", "learning steps T, or 'auto' (default): within 1%% of the stationary "
               "radius by the contraction bound")
     g = p.add_argument_group("audit.py")
@@ -70,6 +92,13 @@ def build_parser():
             help=f"unlearning steps to audit, 0 = no unlearning (default {' '.join(map(str, DEFAULT_K))})")
     cli.add(g, "--confidence", type=level, default=0.95,
             help="probability that the empirical eps interval holds (default 0.95)")
+    cli.add(g, "--neighbour", choices=NEIGHBOURS, default="random",
+            help="random: S random rows replaced by random points (default); worst: S copies of a canary "
+                 "pair with the largest clipped-gradient gap, along the direction of least data mass, and "
+                 "white-box statistics that know that direction")
+    cli.add(g, "--target_eps", type=cli.positive_float, nargs="?", const=DEFAULT_TARGET_EPS, default=None,
+            metavar="E", help=f"choose sigma so that the certificate at K = 0 (learning alone) is E "
+                              f"(flag alone: {DEFAULT_TARGET_EPS:g}); not with --sigma")
     cli.add(g, "--select_fraction", type=level, default=0.5,
             help="share of each arm's chains that choose the statistic and threshold; the rest measure "
                  "the rates (default 0.5)")
@@ -84,7 +113,12 @@ def parse(argv=None):
 
 
 def check_args(args) -> None:
-    if args.sigma <= 0:
+    if args.target_eps is not None and args.sigma is not None:
+        raise cli.UsageError(f"--sigma {args.sigma:g} and --target_eps {args.target_eps:g} both set the noise "
+                             "(allowed: one of them)")
+    if args.target_eps is None and args.sigma is None:
+        args.sigma = DEFAULT_SIGMA
+    if args.sigma is not None and args.sigma <= 0:
         raise cli.UsageError(f"--sigma {args.sigma:g} makes every chain identical and eps infinite "
                              "(allowed: sigma > 0)")
     Ks = [int(k) for k in args.K]
@@ -97,21 +131,82 @@ def check_args(args) -> None:
 
 
 # ---------------------------------------------------------------- plan (accountant only)
+def check_S(S: int, n: int) -> None:
+    if S >= n:
+        raise cli.UsageError(f"--S {S} is not below n={n} (allowed: 1..{n - 1})")
+
+
+def sigma_for_target(consts, *, eps: float, S: int) -> float:
+    """Smallest sigma whose paper certificate at K = 0 (learning alone) is eps (docs/METHOD.md §5.2)."""
+    return accountant.smallest_sigma_pngd(K=0, eps_target=eps, S=S, consts=consts)
+
+
 def plan(consts, *, Ks, S: int, sigma: float, T: int, trials: int, R: float) -> dict:
-    """Certified eps per K (K = 0: learning, eps_0 converted) and the chain-steps the audit runs."""
-    if S >= consts.n:
-        raise cli.UsageError(f"--S {S} is not below n={consts.n} (allowed: 1..{consts.n - 1})")
-    certified, alphas, certificates = {}, {}, []
+    """Certified eps per K and per bound (K = 0: learning, eps_0 converted) and the chain-steps the audit runs."""
+    check_S(S, consts.n)
+    eps_by = {name: {} for name in BOUNDS}
+    alpha_by = {name: {} for name in BOUNDS}
+    certificates = []
     for K in Ks:
-        eps, alpha = accountant.dp_epsilon_unlearn(K=K, S=S, sigma=sigma, consts=consts)
-        certified[str(K)], alphas[str(K)] = eps, alpha
-        bound = "PNGD learning eps_0, A SPEC 3.1.1" if K == 0 else "PNGD unlearning, A SPEC 3.1.2"
+        for name, bound in BOUNDS.items():
+            eps_by[name][str(K)], alpha_by[name][str(K)] = bound(K=K, S=S, sigma=sigma, consts=consts)
+        eps, alpha = eps_by["paper"][str(K)], alpha_by["paper"][str(K)]
+        bound = "PNGD learning eps_0, docs/METHOD.md §3.1" if K == 0 else "PNGD unlearning, docs/METHOD.md §3.2"
         certificates.append(accountant.certificate(consts=consts, eps=eps, alpha=alpha, K=K, sigma=sigma, R=R,
                                                    bound=bound, S=S, T=T))
     # each arm: T learning steps, then K_max further steps (the sweep advances incrementally)
     steps = 2 * trials * (T + max(Ks))
-    return {"certified_eps": certified, "certified_alpha": alphas, "certificates": certificates,
-            "chain_steps": steps}
+    return {"certified_eps": eps_by["paper"], "certified_alpha": alpha_by["paper"],
+            "certified_eps_by_bound": eps_by, "certified_alpha_by_bound": alpha_by,
+            "certificates": certificates, "chain_steps": steps}
+
+
+def tightest(the_plan: dict, K) -> float:
+    """The smallest certified eps at K over the bounds: a lower bound above it contradicts a certificate."""
+    return min(float(v[str(K)]) for v in the_plan["certified_eps_by_bound"].values())
+
+
+# ---------------------------------------------------------------- the neighbouring datasets
+@dataclasses.dataclass(frozen=True)
+class Neighbours:
+    """D (learned on) and D' (unlearned to, retrained on), differing in ``rows``."""
+
+    kind: str
+    rows: np.ndarray
+    D: tuple | None         # (X, y); None: the data as loaded
+    D_prime: tuple          # (X', y')
+    old: tuple              # (X, y) of the removed rows, as in D
+    new: tuple              # (X, y) of their replacements, as in D'
+    direction: np.ndarray | None    # the known shift direction (worst case), flattened
+    description: str
+
+
+def neighbours(lab, *, S: int, kind: str) -> Neighbours:
+    """The rows come from ``--removal`` (random or last); ``worst`` plants canaries in them (docs/METHOD.md §9.2).
+
+    The certificate holds for every pair of datasets differing in S rows of norm <= 1, so the auditor may
+    choose both D and D'; ``worst`` replaces the S rows by copies of the old canary in D and of the new
+    canary in D', which moves the two stationary laws apart as far as a linear model allows.
+    """
+    removal = lab.removal(S)
+    rows = removal.rows
+    if kind == "random":
+        return Neighbours(kind="random", rows=rows, D=None, D_prime=(removal.X, removal.y),
+                          old=(lab.X[rows], lab.y[rows]), new=(removal.X[rows], removal.y[rows]), direction=None,
+                          description=f"random neighbour: {S} random rows replaced by random unit points")
+    c = lab.ctx.consts
+    pair = st.worst_case_canaries(lab.X, lab.y, m=c.m, M=c.M, num_classes=lab.k)
+
+    def plant(x, label):
+        X, y = lab.X.copy(), lab.y.copy()
+        X[rows], y[rows] = x, label
+        return X, y
+
+    D, D_prime = plant(pair.x_old, pair.y_old), plant(pair.x_new, pair.y_new)
+    return Neighbours(kind="worst", rows=rows, D=D, D_prime=D_prime, old=(D[0][rows], D[1][rows]),
+                      new=(D_prime[0][rows], D_prime[1][rows]), direction=pair.direction,
+                      description=f"worst-case neighbour: {S} rows hold the old canary in D, the new one in D'; "
+                                  + pair.description)
 
 
 # ---------------------------------------------------------------- the test
@@ -121,50 +216,61 @@ def split(W, fraction: float):
     return W[:cut], W[cut:]
 
 
-def candidate_scores(A, B, removal, X, y, *, fraction: float) -> dict:
+def candidate_scores(A, B, nb: Neighbours, *, fraction: float) -> dict:
     """Per statistic: (selection unlearned, selection retrained, held-out unlearned, held-out retrained).
 
-    Directions are fitted on the selection part only, so the held-out scores are untouched by the choice.
-    On the selection part, fitted directions score each half with the direction of the other half
-    (cross-fitting), so an over-fitted direction does not win the choice on its own training chains.
+    Directions and fitted laws come from the selection part only, so the held-out scores are untouched by
+    the choice. On the selection part, fitted statistics score each half with the fit of the other half
+    (cross-fitting), so an over-fitted statistic does not win the choice on its own training chains.
+    With a known shift direction (worst case) two white-box statistics join: the projection of w on it,
+    and the log-likelihood ratio of the two arms' Gaussian fits along it.
     """
     A_sel, A_out = split(A, fraction)
     B_sel, B_out = split(B, fraction)
-    rows = removal.rows
-    old, new = (X[rows], y[rows]), (removal.X[rows], removal.y[rows])
     w_ref = np.concatenate([A_sel, B_sel]).mean(axis=0)
-    fitted = {"mean_difference": st.mean_difference_direction, "lda": st.lda_direction}
-    fixed = {"removed_loss": lambda W: st.point_losses(W, *old).mean(axis=1),
-             "replacement_loss": lambda W: st.point_losses(W, *new).mean(axis=1),
-             "gradient_direction": lambda W, u=st.loss_gradient_direction(w_ref, *old, *new): st.project(W, u)}
+    u_grad = st.loss_gradient_direction(w_ref, *nb.old, *nb.new)
+    fixed = {"removed_loss": lambda W: st.point_losses(W, *nb.old).mean(axis=1),
+             "replacement_loss": lambda W: st.point_losses(W, *nb.new).mean(axis=1),
+             "gradient_direction": lambda W: st.project(W, u_grad)}
+    fitted = {"mean_difference": lambda a, b, W: st.project(W, st.mean_difference_direction(a, b)),
+              "lda": lambda a, b, W: st.project(W, st.lda_direction(a, b))}
+    names = STATISTICS
+    if nb.direction is not None:
+        names += WHITE_BOX
+        fixed["shift_projection"] = lambda W: st.project(W, nb.direction)
+        fitted["likelihood_ratio"] = lambda a, b, W: st.gaussian_log_ratio(
+            st.project(W, nb.direction), st.gaussian_fit(st.project(a, nb.direction)),
+            st.gaussian_fit(st.project(b, nb.direction)))
     out = {}
-    for name in STATISTICS:
+    for name in names:
         if name in fixed:
             f = fixed[name]
             out[name] = (f(A_sel), f(B_sel), f(A_out), f(B_out))
         else:
-            u = fitted[name](A_sel, B_sel)
-            out[name] = (*cross_fitted(fitted[name], A_sel, B_sel), st.project(A_out, u), st.project(B_out, u))
+            score = fitted[name]
+            out[name] = (*cross_fitted(score, A_sel, B_sel), score(A_sel, B_sel, A_out), score(A_sel, B_sel, B_out))
     return out
 
 
-def cross_fitted(fit, A, B):
-    """Scores of A and B where each half is projected on the direction fitted to the other half."""
+def cross_fitted(score, A, B):
+    """Scores of A and B where each half is scored by ``score(A_fit, B_fit, W)`` fitted on the other half."""
     ha, hb = A.shape[0] // 2, B.shape[0] // 2
     if min(ha, hb) < 2:     # too few chains to fit twice: plain in-sample scores
-        u = fit(A, B)
-        return st.project(A, u), st.project(B, u)
-    u1, u2 = fit(A[:ha], B[:hb]), fit(A[ha:], B[hb:])
-    return (np.concatenate([st.project(A[:ha], u2), st.project(A[ha:], u1)]),
-            np.concatenate([st.project(B[:hb], u2), st.project(B[hb:], u1)]))
+        return score(A, B, A), score(A, B, B)
+    first, second = (A[ha:], B[hb:]), (A[:ha], B[:hb])     # each half is scored by the fit to the other
+    return (np.concatenate([score(*first, A[:ha]), score(*second, A[ha:])]),
+            np.concatenate([score(*first, B[:hb]), score(*second, B[hb:])]))
 
 
-def audit_one(A, B, removal, X, y, *, fraction: float, delta: float, confidence: float):
-    """The membership test at one K, and the two-sample distances of its statistic on the held-out chains."""
-    candidates = candidate_scores(A, B, removal, X, y, fraction=fraction)
+def audit_one(A, B, nb: Neighbours, *, fraction: float, delta: float, confidence: float):
+    """At one K: the Clopper-Pearson membership test, the Gaussian-DP estimate, and the two-sample distances
+    of the chosen statistic on the held-out chains."""
+    candidates = candidate_scores(A, B, nb, fraction=fraction)
     result = st.membership_audit(candidates, delta=delta, confidence=confidence)
+    gdp_name, gdp = st.gdp_audit(candidates, delta=delta, confidence=confidence, count=GDP_THRESHOLDS)
     _, _, hold_pos, hold_neg = candidates[result.statistic]
-    return result, st.two_sample_distances(hold_pos, hold_neg, delta=delta), (hold_pos, hold_neg)
+    return (result, (gdp_name, gdp), st.two_sample_distances(hold_pos, hold_neg, delta=delta),
+            (hold_pos, hold_neg))
 
 
 def attack_record(r: st.AuditResult) -> dict:
@@ -173,20 +279,30 @@ def attack_record(r: st.AuditResult) -> dict:
             "selection_eps_lower": r.selection}
 
 
+def gdp_record(name: str, g: st.GdpEstimate) -> dict:
+    return {"statistic": name, "mu": g.mu, "eps": g.eps, "threshold": g.threshold, "thresholds": g.thresholds,
+            "tp": g.tp, "fp": g.fp}
+
+
+def ratio(certified: float, empirical: float) -> float:
+    """certified / empirical: how much room the certificate leaves above what the audit shows (inf if 0)."""
+    return math.inf if empirical <= 0 else float(certified) / float(empirical)
+
+
 # ---------------------------------------------------------------- chains
-def run_chains(lab, removal, *, Ks, sigma: float, T: int):
+def run_chains(lab, nb: Neighbours, *, Ks, sigma: float, T: int):
     """Yield (K, unlearned, retrained) weights as numpy and as tensors, advancing both arms through the sweep.
 
     Each K is a resumable stage; the learning runs only when a stage has to be computed.
     """
-    task = lab.task(removal.X, removal.y)
+    task = lab.task(*nb.D_prime)
     to_tensor = lambda a: lab.torch.as_tensor(a, device=lab.device, dtype=lab.dtype)  # noqa: E731
     state = {"a": None, "b": None, "K": 0}
 
     def start():
         if state["a"] is None:
-            state["a"] = lab.learn(sigma=sigma, T=T)
-            state["b"] = lab.learn(sigma=sigma, T=T, data=(removal.X, removal.y), phase="retrain")
+            state["a"] = lab.learn(sigma=sigma, T=T, data=nb.D)
+            state["b"] = lab.learn(sigma=sigma, T=T, data=nb.D_prime, phase="retrain")
 
     for K in Ks:
         k0 = state["K"]
@@ -211,62 +327,89 @@ def main(argv=None) -> int:
     args = parse(argv)
     ctx = experiments.start(args, mode=MODE, max_removed=args.S)
     c = ctx.consts
+    check_S(args.S, c.n)
+    if args.target_eps is not None:
+        args.sigma = sigma_for_target(c, eps=args.target_eps, S=args.S)
+        ctx.log(f"--target_eps {args.target_eps:g}: sigma={args.sigma:.6g} makes the paper certificate at K = 0 "
+                f"{args.target_eps:g}")
     T = ctx.burn_in(args.sigma)
     Ks = args.K
     the_plan = plan(c, Ks=Ks, S=args.S, sigma=args.sigma, T=T, trials=args.trials, R=args.projection)
-    settings = {"sigma": args.sigma, "S": args.S, "K": Ks, "T": T, "trials": args.trials,
-                "select_fraction": args.select_fraction, "confidence": args.confidence, "delta": c.delta,
-                "removal": args.removal, "statistics": list(STATISTICS),
+    settings = {"sigma": args.sigma, "target_eps": args.target_eps, "S": args.S, "K": Ks, "T": T,
+                "trials": args.trials, "select_fraction": args.select_fraction, "confidence": args.confidence,
+                "delta": c.delta, "removal": args.removal, "neighbour": args.neighbour,
+                "bounds": list(BOUNDS),
+                "statistics": list(STATISTICS + (WHITE_BOX if args.neighbour == "worst" else ())),
+                "gdp_thresholds": GDP_THRESHOLDS,
                 "retrain_steps": "T + K (the law the unlearning theorem compares with)"}
-    ctx.log(f"audit: sigma={args.sigma:g} S={args.S} T={T} K={Ks} trials={args.trials} per arm; "
-            f"{the_plan['chain_steps']} chain-steps")
+    ctx.log(f"audit: sigma={args.sigma:g} S={args.S} T={T} K={Ks} trials={args.trials} per arm, "
+            f"{args.neighbour} neighbour; {the_plan['chain_steps']} chain-steps")
     for K in Ks:
-        ctx.log(f"  K={K}: certified eps={the_plan['certified_eps'][str(K)]:.6g} "
-                f"(alpha*={the_plan['certified_alpha'][str(K)]:.4g})")
+        certs = ", ".join(f"{name} {the_plan['certified_eps_by_bound'][name][str(K)]:.6g}" for name in BOUNDS)
+        ctx.log(f"  K={K}: certified eps {certs} (paper alpha*={the_plan['certified_alpha'][str(K)]:.4g})")
     ctx.open()
     metrics = dict(settings=settings, **the_plan)
     arrays = {"K": np.asarray(Ks, dtype=np.int64),
               "certified_eps": np.asarray([the_plan["certified_eps"][str(K)] for K in Ks])}
+    for name in BOUNDS:
+        arrays[f"certified_eps_{name}"] = np.asarray([the_plan["certified_eps_by_bound"][name][str(K)] for K in Ks])
     if args.plan_only:
         ctx.finish(metrics, arrays, summary="plan only: certified eps per K (no chains run)")
         return 0
 
     lab = ctx.lab()
-    removal = lab.removal(args.S)
-    settings["removed_rows"] = removal.rows.tolist()
+    nb = neighbours(lab, S=args.S, kind=args.neighbour)
+    settings["removed_rows"] = nb.rows.tolist()
+    settings["neighbour_description"] = nb.description
+    ctx.log(nb.description)
     t_stats = 0.0
     rows = {k: [] for k in ("acc_a", "acc_b", "hold_a", "hold_b")}
-    lower, ci, point, attack, distances, acc = {}, {}, {}, {}, {}, {"unlearned": {}, "retrained": {}}
-    for K, A, B, wa, wb in run_chains(lab, removal, Ks=Ks, sigma=args.sigma, T=T):
+    lower, ci, point, attack, distances = {}, {}, {}, {}, {}
+    gdp, ratios, acc = {}, {}, {"unlearned": {}, "retrained": {}}
+    violations, estimate_above = [], []
+    for K, A, B, wa, wb in run_chains(lab, nb, Ks=Ks, sigma=args.sigma, T=T):
         t0 = time.perf_counter()
-        result, dist, (hp, hn) = audit_one(A, B, removal, lab.X, lab.y, fraction=args.select_fraction,
-                                           delta=c.delta, confidence=args.confidence)
+        result, (gdp_name, g), dist, (hp, hn) = audit_one(A, B, nb, fraction=args.select_fraction,
+                                                          delta=c.delta, confidence=args.confidence)
         t_stats += time.perf_counter() - t0
         key = str(K)
         lower[key], ci[key], point[key] = result.eps_lower, [result.eps_lower, result.eps_upper], result.eps_point
-        attack[key], distances[key] = attack_record(result), dist
+        attack[key], distances[key], gdp[key] = attack_record(result), dist, gdp_record(gdp_name, g)
+        ratios[key] = {name: {"certified_over_lower": ratio(v[key], result.eps_lower),
+                              "certified_over_estimate": ratio(v[key], g.eps)}
+                       for name, v in the_plan["certified_eps_by_bound"].items()}
         acc_a, acc_b = lab.accuracy(wa), lab.accuracy(wb)
         acc["unlearned"][key], acc["retrained"][key] = (experiments.summary_stats(acc_a),
                                                         experiments.summary_stats(acc_b))
         for name, v in (("acc_a", acc_a), ("acc_b", acc_b), ("hold_a", hp), ("hold_b", hn)):
             rows[name].append(v)
-        cert = the_plan["certified_eps"][key]
+        cert = tightest(the_plan, K)
         ctx.log(f"  K={K}: empirical eps >= {result.eps_lower:.3g} (interval [{result.eps_lower:.3g}, "
-                f"{result.eps_upper:.3g}], {result.statistic}: TPR {result.tpr:.3f} FPR {result.fpr:.3f}), "
-                f"certified {cert:.4g}; KS {dist['ks']:.3f}")
+                f"{result.eps_upper:.3g}], {result.statistic}: TPR {result.tpr:.3f} FPR {result.fpr:.3f}); "
+                f"GDP estimate {g.eps:.3g} (mu {g.mu:.3g}, {gdp_name}); certified {cert:.4g}; KS {dist['ks']:.3f}")
         if result.eps_lower > cert:
-            ctx.warn(f"K={K}: the empirical lower bound {result.eps_lower:.4g} exceeds the certified eps "
-                     f"{cert:.4g}: a bug in the accountant, the sampler or the audit, or a "
-                     f"{1 - args.confidence:.2g}-probability event; please report it")
+            violations.append(K)
+            warning = (f"K={K}: THE EMPIRICAL LOWER BOUND {result.eps_lower:.4g} EXCEEDS THE CERTIFIED EPS "
+                       f"{cert:.4g}: a bug in the accountant, the sampler or the audit, or a "
+                       f"{1 - args.confidence:.2g}-probability event; please report it")
+            ctx.warn(warning)
+            print(f"audit.py: warning: {warning}", file=sys.stderr, flush=True)
+        elif g.eps > cert:
+            estimate_above.append(K)
+            ctx.warn(f"K={K}: the Gaussian-DP estimate {g.eps:.4g} exceeds the certified eps {cert:.4g}: either "
+                     f"the trade-off curve is far from Gaussian or the certificate fails; check with more chains")
     metrics.update(empirical_eps_lower=lower, empirical_eps_ci=ci, empirical_eps_point=point,
-                   confidence=args.confidence, attack=attack, distances=distances, accuracy=acc,
-                   violations=[K for K in Ks if lower[str(K)] > the_plan["certified_eps"][str(K)]])
+                   confidence=args.confidence, attack=attack, gdp_estimate=gdp, ratios=ratios,
+                   distances=distances, accuracy=acc, violations=violations,
+                   estimate_above_certificate=estimate_above)
     lab.timings["statistics"] = t_stats
     arrays.update(empirical_eps_lower=np.asarray([lower[str(K)] for K in Ks]),
                   empirical_eps_upper=np.asarray([ci[str(K)][1] for K in Ks]),
-                  empirical_eps_point=np.asarray([point[str(K)] for K in Ks]), acc_unlearned=np.stack(rows["acc_a"]),
+                  empirical_eps_point=np.asarray([point[str(K)] for K in Ks]),
+                  gdp_eps=np.asarray([gdp[str(K)]["eps"] for K in Ks]),
+                  gdp_mu=np.asarray([gdp[str(K)]["mu"] for K in Ks]), acc_unlearned=np.stack(rows["acc_a"]),
                   acc_retrained=np.stack(rows["acc_b"]), holdout_scores_unlearned=np.stack(rows["hold_a"]),
-                  holdout_scores_retrained=np.stack(rows["hold_b"]), removed_rows=removal.rows)
+                  holdout_scores_retrained=np.stack(rows["hold_b"]), removed_rows=nb.rows)
     ctx.finish(metrics, arrays, summary=summary(metrics, Ks, ctx))
     return 0
 
@@ -275,11 +418,13 @@ def summary(metrics, Ks, ctx) -> str:
     first, last = str(Ks[0]), str(Ks[-1])
     s = metrics["settings"]
     parts = [f"audit on {ctx.args.dataset} (sigma={s['sigma']:g}, S={s['S']}, T={s['T']}, {s['trials']} chains "
-             f"per arm, confidence {s['confidence']:g}):"]
+             f"per arm, {s['neighbour']} neighbour, confidence {s['confidence']:g}):"]
     for k in dict.fromkeys((first, last)):
-        parts.append(f"K={k}: empirical eps >= {metrics['empirical_eps_lower'][k]:.3g} vs certified "
-                     f"{metrics['certified_eps'][k]:.4g}, accuracy unlearned "
-                     f"{metrics['accuracy']['unlearned'][k]['mean']:.3f} / retrained "
+        certs = " / ".join(f"{name} {metrics['certified_eps_by_bound'][name][k]:.4g}" for name in s["bounds"])
+        r = metrics["ratios"][k]["paper"]["certified_over_lower"]
+        parts.append(f"K={k}: empirical eps >= {metrics['empirical_eps_lower'][k]:.3g} (bound), GDP estimate "
+                     f"{metrics['gdp_estimate'][k]['eps']:.3g}, certified {certs} (paper / lower bound = {r:.3g}), "
+                     f"accuracy unlearned {metrics['accuracy']['unlearned'][k]['mean']:.3f} / retrained "
                      f"{metrics['accuracy']['retrained'][k]['mean']:.3f};")
     bad = metrics["violations"]
     parts.append("the lower bound never exceeds the certificate;" if not bad

@@ -14,6 +14,11 @@ Pure numpy / scipy (no torch, no I/O). The audit is a membership-style hypothesi
   loss-gradient difference, the mean difference or a (shrinkage) LDA direction.
 - Two-sample distances along the chosen statistic: Kolmogorov-Smirnov, Gaussian-fit total
   variation and Renyi divergence, and the eps of the fitted Gaussian shift (Gaussian DP).
+- Worst-case neighbours (``worst_case_canaries``): a planted pair of rows whose clipped gradients differ
+  as much as a linear model allows, along the direction of least data mass; white-box statistics along
+  the known shift (projection, Gaussian likelihood ratio).
+- ``gdp_audit``: the Gaussian-DP estimate of eps from the whole held-out trade-off curve (Nasr et al.
+  2023, arXiv 2302.07956): an estimate, since it assumes the trade-off curve is Gaussian.
 """
 from __future__ import annotations
 
@@ -27,6 +32,8 @@ __all__ = [
     "clopper_pearson", "eps_from_rates", "eps_interval", "ThresholdRule", "best_threshold", "rule_counts",
     "AuditResult", "membership_audit", "point_losses", "loss_gradient_direction", "mean_difference_direction",
     "lda_direction", "project", "gaussian_tv", "gaussian_renyi", "gdp_epsilon", "two_sample_distances",
+    "fit_reference", "low_mass_direction", "canary_angle", "CanaryPair", "worst_case_canaries", "gaussian_fit",
+    "gaussian_log_ratio", "gdp_thresholds", "gdp_mu_lower", "GdpEstimate", "gdp_estimate", "gdp_audit",
 ]
 
 
@@ -223,7 +230,7 @@ def _points(W, X, y):
 
 
 def point_losses(W, X, y) -> np.ndarray:
-    """(C, r) loss of each chain on each point: logistic log(1 + e^{-y x.w}) or softmax cross-entropy (SPEC 1.2)."""
+    """(C, r) loss of each chain on each point: logistic log(1 + e^{-y x.w}) or softmax cross-entropy (docs/METHOD.md §1.2)."""
     W = _weights(W)
     X, y = _points(W, X, y)
     if W.ndim == 2:
@@ -234,7 +241,7 @@ def point_losses(W, X, y) -> np.ndarray:
 
 
 def _loss_gradients(w, X, y) -> np.ndarray:
-    """(r, d) or (r, d*k) per-point loss gradients at one weight w (SPEC 1.2)."""
+    """(r, d) or (r, d*k) per-point loss gradients at one weight w (docs/METHOD.md §1.2)."""
     if w.ndim == 1:
         yf = y.astype(np.float64)
         return (special.expit(yf * (X @ w)) - 1.0)[:, None] * yf[:, None] * X
@@ -368,3 +375,210 @@ def two_sample_distances(pos, neg, *, delta, alpha=2.0) -> dict:
         out.update(mean_gap_sd=mu, tv_gauss=gaussian_tv(m1, s1, m2, s2),
                    renyi_gauss=gaussian_renyi(alpha, m1, s1, m2, s2), gdp_eps=gdp_epsilon(mu, delta))
     return out
+
+
+# ---------------------------------------------------------------- worst-case neighbours (canaries)
+def fit_reference(X, y, *, m: float, num_classes: int = 2) -> np.ndarray:
+    """The noiseless minimiser of (1/n) sum l(w; x_i, y_i) + (m/2) ||w||^2 (L-BFGS), flattened.
+
+    Only used to aim the worst-case canaries; the certificate and the audit's validity do not depend on it.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    n, d = X.shape
+    k = 1 if num_classes == 2 else int(num_classes)
+    shape = (d,) if k == 1 else (d, k)
+
+    def objective(v):
+        w = v.reshape(shape)
+        loss = point_losses(w[None], X, y)[0].mean() + 0.5 * m * v @ v
+        return loss, _loss_gradients(w, X, y).sum(axis=0) / n + m * v
+
+    res = optimize.minimize(objective, np.zeros(d * k), jac=True, method="L-BFGS-B",
+                            options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 5000})
+    return res.x
+
+
+def low_mass_direction(X, avoid=None) -> np.ndarray:
+    """Unit eigenvector of X^T X with the smallest eigenvalue, made orthogonal to ``avoid``.
+
+    Along it the data exert (almost) no curvature, so the stationary law is widest in units of a
+    gradient shift: a replaced row's pull along it is seen against the least noise (docs/METHOD.md §9.2).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    vals, vecs = np.linalg.eigh(X.T @ X)
+    u = vecs[:, 0]
+    if avoid is not None and np.linalg.norm(avoid) > 0:
+        a = np.asarray(avoid, dtype=np.float64) / np.linalg.norm(avoid)
+        u = u - (u @ a) * a
+        if np.linalg.norm(u) < 1e-8:      # the weakest direction is the model's own: take the next one
+            u = vecs[:, 1] - (vecs[:, 1] @ a) * a
+    return u / np.linalg.norm(u)
+
+
+def canary_angle(w_norm: float, *, M: float = 1.0) -> float:
+    """phi maximising 2 min(sigmoid(|w| cos phi), M) sin phi over (0, pi/2].
+
+    Binary logistic canaries x_{1,2} = -cos(phi) w/|w| +- sin(phi) u with label +1 are both misclassified
+    by margin |w| cos phi, so each gradient has norm min(sigmoid(|w| cos phi), M) and their difference
+    is that times 2 sin(phi) u; phi = pi/2 is the label flip of one point (difference exactly 1, any w).
+    """
+    phi = np.linspace(1e-3, math.pi / 2, 20001)
+    gap = 2.0 * np.minimum(special.expit(float(w_norm) * np.cos(phi)), float(M)) * np.sin(phi)
+    return float(phi[int(np.argmax(gap))])
+
+
+@dataclasses.dataclass(frozen=True)
+class CanaryPair:
+    """The removed row (in D) and its replacement (in D'), planted S times, and the known shift direction."""
+
+    x_old: np.ndarray
+    y_old: object
+    x_new: np.ndarray
+    y_new: object
+    direction: np.ndarray   # flattened, unit: where the two arms' mean weights differ
+    gradient_gap: float     # || clipped grad(old) - clipped grad(new) || at the reference weight
+    description: str
+
+
+def worst_case_canaries(X, y, *, m: float, M: float, num_classes: int = 2) -> CanaryPair:
+    """A neighbouring pair (old row in D, new row in D') whose clipped gradients differ as much as a linear
+    model allows, along the direction of least data mass (docs/METHOD.md §9.2).
+
+    Binary: x_old, x_new = -cos(phi) w*/|w*| +- sin(phi) u, both labelled +1 (see canary_angle).
+    Softmax: x = u with label 0 in D and label 1 in D' (logits along u stay near 0, so the gradients
+    u (p - e_0) and u (p - e_1) differ by u (e_1 - e_0), norm sqrt(2), clipped by M).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    d = X.shape[1]
+    if num_classes == 2:
+        w = fit_reference(X, y, m=m)
+        wn = float(np.linalg.norm(w))
+        u = low_mass_direction(X, avoid=w)
+        phi = canary_angle(wn, M=M) if wn > 0 else math.pi / 2
+        along = -w / wn if wn > 0 else np.zeros(d)
+        x_old, x_new = math.cos(phi) * along + math.sin(phi) * u, math.cos(phi) * along - math.sin(phi) * u
+        y_old = y_new = 1.0
+        grads = [min(special.expit(-float(x @ w)), M) * x for x in (x_old, x_new)]   # norms: ||x|| = 1
+        gap = float(np.linalg.norm(grads[0] - grads[1]))
+        direction = u     # the new row pulls w along -u, the old one along +u
+        text = (f"worst-case canaries at angle {math.degrees(phi):.1f} deg from -w* (|w*| = {wn:.3g}) "
+                f"+- the least-data direction, label +1; clipped gradient gap {gap:.3g} (bound 2M = {2 * M:g})")
+    else:
+        # the weights' component along u is only the regulariser's and the noise's, so the logits u.W are
+        # near 0 and p is near uniform: no fit needed to aim this pair
+        k = int(num_classes)
+        u = low_mass_direction(X)
+        x_old = x_new = u
+        y_old, y_new = 0, 1
+        grads = []
+        for label in (y_old, y_new):
+            r = np.full(k, 1.0 / k)
+            r[label] -= 1.0
+            r *= min(1.0, M / max(float(np.linalg.norm(r)), 1e-300))
+            grads.append(np.outer(u, r).reshape(-1))
+        gap = float(np.linalg.norm(grads[0] - grads[1]))
+        e = np.zeros(k)
+        e[0], e[1] = 1.0, -1.0
+        direction = np.outer(u, e).reshape(-1) / math.sqrt(2.0)
+        text = (f"worst-case canary: the least-data direction with label 0 (D) / 1 (D'); clipped gradient gap "
+                f"{gap:.3g} at uniform p (bound 2M = {2 * M:g})")
+    return CanaryPair(x_old=x_old, y_old=y_old, x_new=x_new, y_new=y_new, direction=direction,
+                      gradient_gap=gap, description=text)
+
+
+# ---------------------------------------------------------------- white-box likelihood ratio
+def gaussian_fit(x) -> tuple[float, float]:
+    """(mean, std) of a sample, std with ddof=1 and floored so a constant sample still gives a density."""
+    x = _sample("x", x)
+    if x.size < 2:
+        raise ValueError(f"a sample of {x.size} value is not allowed (allowed: at least 2 values)")
+    s = float(x.std(ddof=1))
+    return float(x.mean()), max(s, 1e-12 * max(1.0, abs(float(x.mean()))))
+
+
+def gaussian_log_ratio(x, pos_fit, neg_fit) -> np.ndarray:
+    """log N(x; pos) - log N(x; neg) for fitted (mean, std) pairs: the Neyman-Pearson statistic between
+    the two arms' Gaussian fits (quadratic in x when the variances differ, so it can cut on both sides)."""
+    x = np.asarray(x, dtype=np.float64)
+    (m1, s1), (m2, s2) = _gauss(*pos_fit), _gauss(*neg_fit)
+    return stats.norm.logpdf(x, m1, s1) - stats.norm.logpdf(x, m2, s2)
+
+
+# ---------------------------------------------------------------- Gaussian-DP estimate (Nasr et al. 2023)
+def gdp_thresholds(pos, neg, *, count: int = 20) -> np.ndarray:
+    """``count`` thresholds at evenly spaced quantiles (2.5% .. 97.5%) of the pooled selection scores."""
+    pooled = np.concatenate([_sample("pos", pos), _sample("neg", neg)])
+    if int(count) < 1:
+        raise ValueError(f"count={count!r} is not allowed (allowed: at least 1 threshold)")
+    return np.unique(np.quantile(pooled, np.linspace(0.025, 0.975, int(count))))
+
+
+def gdp_mu_lower(tp, n_pos, fp, n_neg, *, confidence=0.95) -> tuple[float, int]:
+    """(mu_hat, index of the best threshold): max over thresholds of Phi^-1(1 - FPR_ub) - Phi^-1(FNR_ub).
+
+    FPR_ub and FNR_ub = 1 - TPR_lb are one-sided Clopper-Pearson bounds, each at level
+    1 - (1 - confidence) / (2 T) for T thresholds (Bonferroni over the 2 T bounds), so every threshold's
+    term lower-bounds the mu of a Gaussian trade-off curve simultaneously (Nasr et al. 2023, arXiv
+    2302.07956, Sec. 4: a mu-GDP curve has FNR = Phi(Phi^-1(1 - FPR) - mu)). Floored at 0.
+    """
+    tp, fp = np.atleast_1d(np.asarray(tp)), np.atleast_1d(np.asarray(fp))
+    T = tp.size
+    two_sided = 1.0 - (1.0 - _confidence(confidence)) / T      # its upper end is one-sided at 1 - (1-c)/(2T)
+    tpr_lo, _ = clopper_pearson(tp, np.full(T, n_pos), confidence=two_sided)
+    _, fpr_hi = clopper_pearson(fp, np.full(T, n_neg), confidence=two_sided)
+    tpr_lo, fpr_hi = np.atleast_1d(tpr_lo), np.atleast_1d(fpr_hi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = stats.norm.ppf(1.0 - fpr_hi) - stats.norm.ppf(1.0 - tpr_lo)
+    mu = np.where(np.isnan(mu), -np.inf, mu)
+    i = int(np.argmax(mu))
+    return max(float(mu[i]), 0.0), i
+
+
+@dataclasses.dataclass(frozen=True)
+class GdpEstimate:
+    mu: float           # mu_hat (a lower confidence value under the Gaussian assumption)
+    eps: float          # gdp_epsilon(mu_hat, delta): an estimate, not a bound
+    threshold: float
+    thresholds: int
+    tp: int
+    fp: int
+
+
+def gdp_estimate(hold_pos, hold_neg, *, sign: int, thresholds, delta, confidence=0.95) -> GdpEstimate:
+    """Gaussian-DP estimate of eps from the held-out trade-off curve at fixed (selection-chosen) thresholds.
+
+    Rule "positive when sign * score > t" for each t; mu_hat from gdp_mu_lower, converted to eps at delta
+    with the mu-GDP curve (gdp_epsilon). Valid as a lower bound only if the true trade-off curve is
+    Gaussian, hence an estimate (Nasr et al. 2023).
+    """
+    pos, neg = _sample("hold_pos", hold_pos), _sample("hold_neg", hold_neg)
+    t = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if t.size == 0 or not np.isfinite(t).all() or int(sign) not in (1, -1):
+        raise ValueError(f"thresholds of size {t.size} with sign {sign!r} are not allowed "
+                         "(allowed: finite thresholds, sign +1 or -1)")
+    tp = (sign * pos[:, None] > sign * t[None, :]).sum(axis=0)
+    fp = (sign * neg[:, None] > sign * t[None, :]).sum(axis=0)
+    mu, i = gdp_mu_lower(tp, pos.size, fp, neg.size, confidence=confidence)
+    return GdpEstimate(mu=mu, eps=gdp_epsilon(mu, delta), threshold=float(t[i]), thresholds=int(t.size),
+                       tp=int(tp[i]), fp=int(fp[i]))
+
+
+def gdp_audit(candidates: dict, *, delta, confidence=0.95, count: int = 20) -> tuple[str, GdpEstimate]:
+    """(statistic, estimate): statistic, orientation and thresholds chosen on the selection part by the mu
+    they reach there, then gdp_estimate on the held-out part (the same honest split as membership_audit).
+
+    ``candidates``: name -> (select_pos, select_neg, holdout_pos, holdout_neg) score arrays.
+    """
+    if not candidates:
+        raise ValueError("candidates={} is not allowed (allowed: at least one statistic)")
+    best = None
+    for name, (sp, sn, _, _) in candidates.items():
+        t = gdp_thresholds(sp, sn, count=count)
+        for sign in (1, -1):
+            mu = gdp_estimate(sp, sn, sign=sign, thresholds=t, delta=delta, confidence=confidence).mu
+            if best is None or mu > best[0]:
+                best = (mu, name, sign, t)
+    _, name, sign, t = best
+    _, _, hp, hn = candidates[name]
+    return name, gdp_estimate(hp, hn, sign=sign, thresholds=t, delta=delta, confidence=confidence)
