@@ -328,6 +328,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, needle
     assert not (tmp_path / "SGD").exists()
 
 
+@pytest.mark.needs_fashion
 def test_retrain_noiseless_data_smoothness_covers_the_largest_default_removal(tmp_path):
     # without --S the run replaces up to max(REMOVE_LIST) = 1000 rows, so a data-dependent L must cover
     # lambda_max(X^T X / n) + 1000 / n (Weyl), not the + 1/n of a single removal
