@@ -322,20 +322,31 @@ def open_plan(ctx, steps: int, metrics: dict, arrays: dict, saved: str):
 
 # ---------------------------------------------------------------- Fig 3a
 def paper_a_folder(ctx):
-    """Paper A's Fig 3a run folder, if it was made on the same data and constants (n, lam, L, seed)."""
-    folder = os.path.join(ctx.args.result_dir, "LMC", ctx.args.dataset, "baseline")
-    try:
-        config = results.read_json(os.path.join(folder, "config.json"))
-        metrics = results.read_json(os.path.join(folder, "metrics.json"))
-    except (OSError, ValueError):
-        return None, "no finished paper-A run folder " + folder
-    const = config.get("derived", {}).get("constants", {})
+    """The newest finished paper-A Fig 3a run made on the same data and constants (n, lam, L, seed), or
+    None and a reason naming the value that differed, in which folder."""
+    mode_dir = os.path.join(ctx.args.result_dir, "LMC", ctx.args.dataset, "baseline")
     mine = ctx.consts
-    same = (const.get("n") == mine.n and const.get("lam") == mine.lam and const.get("L") == mine.L
-            and config.get("flags", {}).get("seed") == ctx.args.seed)
-    if not same or metrics.get("plan_only", True):
-        return None, f"{folder} has other n / lam / L / seed or no accuracies"
-    return metrics, folder
+    wanted = {"n": mine.n, "lam": mine.lam, "L": mine.L, "seed": ctx.args.seed}
+    reasons = []
+    for folder in results.run_dirs(mode_dir):
+        try:
+            config = results.read_json(os.path.join(folder, "config.json"))
+            metrics = results.read_json(os.path.join(folder, "metrics.json"))
+        except (OSError, ValueError):
+            continue  # an unfinished run
+        if metrics.get("plan_only", True):
+            continue
+        const = config.get("derived", {}).get("constants", {})
+        theirs = {"n": const.get("n"), "lam": const.get("lam"), "L": const.get("L"),
+                  "seed": config.get("flags", {}).get("seed")}
+        differ = [f"{k}={theirs[k]} (here {v})" for k, v in wanted.items() if theirs[k] != v]
+        if not differ:
+            return metrics, folder
+        reasons.append(f"{folder} has " + ", ".join(differ))
+    if not reasons:
+        return None, "no finished paper-A run under " + mode_dir
+    hint = " (paper B uses the first n rows so that every batch size divides n)" if " has n=" in reasons[0] else ""
+    return None, reasons[0] + hint + "; the paper-A curves are computed here on this run's rows"
 
 
 def paper_a_curves(metrics, eps_list):

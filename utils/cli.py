@@ -111,6 +111,14 @@ def switch_or_one(text):
     return text == "1"
 
 
+def run_name_value(text):
+    """A run folder name: one path component that is not hidden and not the mode's ``latest`` pointer."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._,=+-]{0,99}", text) or text == "latest":
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run name (allowed: letters, digits and . _ , = + -, "
+                                         "starting with a letter or digit, not 'latest')")
+    return text
+
+
 def device_value(text):
     t = text.lower()
     if t in ("auto", "cpu", "cuda") or (t.startswith("cuda:") and t[5:].isdigit()):
@@ -162,12 +170,16 @@ def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
     add(r, "--plan_only", action="store_true",
         help="compute and save the accounting (sigmas, K) without running chains")
     add(r, "--no_cache", action="store_true", help="do not reuse or store learned chains in result/cache/")
+    add(r, "--name", type=run_name_value, default=None,
+        help="the run folder's name under <mode>/ (default: the flags given and a hash of all flags)")
     return p
 
 
 def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
     """Parse and validate everything that needs no data (dataset name, classes, --n usage, device)."""
     args = parser.parse_args(argv)
+    # what the run folder's name shows (results.run_name): the flags given with a non-default value
+    args.given_flags = [k for k, v in vars(args).items() if v != parser.get_default(k)]
     if args.gpu is not None:
         args.device = f"cuda:{args.gpu}"
     from utils import data as data_mod  # no torch

@@ -10,6 +10,7 @@ import dataclasses
 import os
 import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -106,8 +107,10 @@ class Context:
         config = results.config_record(self.args, {"mode": self.mode, "constants": self.derived(),
                                                    "dataset": None if self.dataset is None
                                                    else self.dataset.identity})
+        config["complete"] = False  # until finish() writes it again beside the results it describes
         self.run.open(config, resume=self.args.resume, plan_only=self.args.plan_only)
         self.run.write_config(config)
+        self._config = config
         return self
 
     def finish(self, metrics: dict, arrays: dict, *, summary: str = "") -> str:
@@ -129,6 +132,8 @@ class Context:
         self.log(f"wrote {self.run.path}/ (config.json, metrics.json, arrays.npz, log.txt, "
                  f"{', '.join(os.path.basename(p) for p in figure_paths)})")
         self.run.write_log()
+        self.run.write_config(dict(self._config, complete=True,
+                                   finished=datetime.now(timezone.utc).isoformat(timespec="seconds")))
         self.run.finish()
         self.run.close()
         return self.run.path
@@ -161,7 +166,9 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
         from utils import engine  # torch: only now that the flags and the data are known to be good
 
         engine.resolve_device(args.device)  # "--device cuda" without CUDA fails before any file exists
-    run = RunFolder(args.result_dir, args.family, args.dataset, mode)
+    run = RunFolder(args.result_dir, args.family, args.dataset, mode,
+                    run=results.run_name(results.to_jsonable(vars(args)), mode=mode,
+                                         given=getattr(args, "given_flags", ())))
     ctx = Context(args, mode=mode, dataset=dataset, consts=consts, run=run)
     ctx.log(f"{args.family} {mode} on {args.dataset}: " + describe_constants(consts))
     if getattr(consts, "data_dependent", False):
