@@ -1,0 +1,153 @@
+"""Daily use: one folder per distinct run, the `latest` pointer, consistent run folders, file modes."""
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import baseline
+from utils import experiments, results
+
+ROOT = Path(__file__).resolve().parents[1]
+FIND_K = ["--dataset", "DIGITS", "--find_k", "1"]
+TINY = ["--dataset", "DIGITS", "--trials", "3", "--burn_in", "20", "--no_cache", "--K", "1"]
+
+
+def metrics_of(folder) -> dict:
+    return json.loads((Path(folder) / "metrics.json").read_text())
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_different_flags_never_touch_another_run_and_latest_names_the_newest(tmp_path):
+    mode_dir = tmp_path / "LMC" / "DIGITS" / "find_k"
+    assert baseline.main(FIND_K + ["--result_dir", str(tmp_path)]) == 0
+    sweep = Path(results.resolve_run_dir(mode_dir))
+    assert sweep.parent == mode_dir and sweep.name.startswith("default-")
+    assert len(metrics_of(sweep)["sigma_table"]) == 3 * 6      # K 1 2 5 x the paper's six eps
+    assert baseline.main(FIND_K + ["--eps", "1", "--K", "1", "--lam", "1e-3", "--result_dir", str(tmp_path)]) == 0
+    one = Path(results.resolve_run_dir(mode_dir))
+    # the flags given, in the order the parser defines them, then a hash of every flag
+    assert one != sweep and one.name.startswith("lam=0.001,K=1,eps=1-") and len(one.name.split("-")[-1]) == 8
+    assert len(metrics_of(sweep)["sigma_table"]) == 18 and len(metrics_of(one)["sigma_table"]) == 1
+    # identical flags reuse their folder (and become latest again); a run folder resolves to itself
+    assert baseline.main(FIND_K + ["--result_dir", str(tmp_path)]) == 0
+    assert Path(results.resolve_run_dir(mode_dir)) == sweep
+    assert results.resolve_run_dir(one) == str(one)
+    assert sorted(p.name for p in mode_dir.iterdir()) == sorted([sweep.name, one.name, results.LATEST])
+
+
+def test_name_overrides_and_a_reused_name_with_other_flags_is_refused(tmp_path, capsys):
+    argv = FIND_K + ["--name", "mine", "--result_dir", str(tmp_path)]
+    assert baseline.main(argv) == 0
+    folder = tmp_path / "LMC" / "DIGITS" / "find_k" / "mine"
+    before = (folder / "metrics.json").read_bytes()
+    assert baseline.main(argv + ["--eps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "other flags" in err and "eps" in err and "--name" in err
+    assert (folder / "metrics.json").read_bytes() == before
+    assert baseline.main(FIND_K + ["--name", "latest", "--result_dir", str(tmp_path)]) == 2
+
+
+def test_latest_as_a_file_naming_the_run_is_read_too(tmp_path):
+    assert baseline.main(FIND_K + ["--result_dir", str(tmp_path)]) == 0
+    mode_dir = tmp_path / "LMC" / "DIGITS" / "find_k"
+    run = Path(results.resolve_run_dir(mode_dir))
+    (mode_dir / results.LATEST).unlink()
+    with pytest.raises(results.ResultError, match="neither a run folder"):
+        results.resolve_run_dir(mode_dir)
+    (mode_dir / results.LATEST).write_text(run.name + "\n")   # what a file system without symlinks gets
+    assert Path(results.resolve_run_dir(mode_dir)) == run
+
+
+def test_plots_cli_redraws_from_a_mode_folder(tmp_path):
+    assert baseline.main(FIND_K + ["--result_dir", str(tmp_path)]) == 0
+    mode_dir = tmp_path / "LMC" / "DIGITS" / "find_k"
+    run = Path(results.resolve_run_dir(mode_dir))
+    (run / "figure.png").unlink()
+    out = subprocess.run([sys.executable, "-m", "utils.plots", str(mode_dir)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (run / "figure.png").is_file() and str(run / "figure.png") in out.stdout
+
+
+def test_interrupted_run_says_so_and_holds_no_stale_files(tmp_path, monkeypatch, capsys):
+    argv = TINY + ["--eps", "0.5", "2", "--result_dir", str(tmp_path)]
+    assert baseline.main(argv) == 0
+    mode_dir = tmp_path / "LMC" / "DIGITS" / "baseline"
+    folder = Path(results.resolve_run_dir(mode_dir))
+    assert json.loads((folder / "config.json").read_text())["complete"] is True
+    assert not (folder / results.INCOMPLETE).exists()
+    real = experiments.Lab.accuracy
+    calls = []
+
+    def interrupted(self, w):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(self, w)
+
+    monkeypatch.setattr(experiments.Lab, "accuracy", interrupted)
+    assert baseline.main(argv) == 130       # the same flags again: the same folder, replaced
+    capsys.readouterr()
+    names = {p.name for p in folder.iterdir()}
+    # nothing of the finished run it replaced survives beside the new config
+    assert results.INCOMPLETE in names and "config.json" in names
+    assert not names & {"metrics.json", "arrays.npz", "log.txt", "figure.png", "figure.pdf"}
+    assert json.loads((folder / "config.json").read_text())["complete"] is False
+    with pytest.raises(results.ResultError):
+        results.resolve_run_dir(folder.parent / "nothing-here")
+    monkeypatch.setattr(experiments.Lab, "accuracy", real)
+    assert baseline.main(argv + ["--resume"]) == 0
+    assert json.loads((folder / "config.json").read_text())["complete"] is True
+    assert not (folder / results.INCOMPLETE).exists() and (folder / "metrics.json").is_file()
+
+
+def test_resume_with_other_flags_names_the_unfinished_runs(tmp_path, capsys):
+    assert baseline.main(FIND_K + ["--result_dir", str(tmp_path), "--resume", "--eps", "3"]) == 2
+    assert "no run with these flags" in capsys.readouterr().err
+
+
+def test_files_and_folders_follow_the_umask(tmp_path, umask_022):
+    assert baseline.main(TINY + ["--eps", "1", "--result_dir", str(tmp_path)]) == 0
+    folder = Path(results.resolve_run_dir(tmp_path / "LMC" / "DIGITS" / "baseline"))
+    for name in ("config.json", "metrics.json", "arrays.npz", "log.txt", "figure.png"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644, name
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    os.umask(0o077)
+    results.write_json(str(tmp_path / "private.json"), {"a": 1})
+    assert stat.S_IMODE((tmp_path / "private.json").stat().st_mode) == 0o600
+
+
+def test_unlearn_state_versions_follow_the_umask(tmp_path, umask_022):
+    import numpy as np
+
+    import unlearn
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 5)), rng.integers(0, 2, 60)
+    np.savez(tmp_path / "f.npz", X_train=X[:40], y_train=y[:40], X_test=X[40:], y_test=y[40:])
+    assert unlearn.main(["learn", "--features", str(tmp_path / "f.npz"), "--state", str(tmp_path / "st"),
+                         "--sigma", "0.1", "--trials", "2", "--burn_in", "5"]) == 0
+    versions = [p for p in (tmp_path / "st").iterdir() if p.is_dir()]
+    assert versions and all(stat.S_IMODE(p.stat().st_mode) == 0o755 for p in versions)
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o644 for p in versions for f in p.iterdir())
+
+
+def test_bench_results_go_to_an_ignored_folder_unless_recorded(monkeypatch):
+    from bench import common
+
+    monkeypatch.delenv("BENCH_RECORD", raising=False)
+    assert common.results_path() == ROOT / "result" / "bench" / "RESULTS.md"
+    ignored = subprocess.run(["git", "check-ignore", "-q", "result/bench/RESULTS.md"], cwd=ROOT)
+    assert ignored.returncode in (0, 128)  # 128: not a git checkout (a copied tree)
+    monkeypatch.setenv("BENCH_RECORD", "1")
+    assert common.results_path() == ROOT / "bench" / "RESULTS.md"
