@@ -255,7 +255,7 @@ def summary_3a(ctx, metrics) -> str:
         rt = " ".join(f"{c['lmc_retrain']['mean']:.3f}" for c in cells.values())
         dd = " ".join(f"{c['d2d']['mean']:.3f}" for c in cells.values())
         parts.append(f"K={kk}: Langevin unlearning [{lu}], retraining [{rt}], D2D [{dd}] at eps [{eps}]")
-    return (f"Fig 3a on {ctx.args.dataset} (S={metrics['S']}, {ctx.args.trials} trials): mean test accuracy "
+    return (f"Fig 3a on {ctx.args.dataset} (S={metrics['S']}, {ctx.args.trials} trials), mean test accuracy: "
             + "; ".join(parts) + f"; noiseless {metrics['noiseless_accuracy']:.3f}. "
             f"Wall-clock {time.perf_counter() - ctx.t0:.1f} s.")
 

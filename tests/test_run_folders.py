@@ -151,3 +151,52 @@ def test_bench_results_go_to_an_ignored_folder_unless_recorded(monkeypatch):
     assert ignored.returncode in (0, 128)  # 128: not a git checkout (a copied tree)
     monkeypatch.setenv("BENCH_RECORD", "1")
     assert common.results_path() == ROOT / "bench" / "RESULTS.md"
+
+
+def _run_script(argv, *, stderr, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if k != "UNLEARN_NO_PROGRESS"}
+    env.update(env_extra or {}, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, str(ROOT / "baseline.py"), *argv], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=stderr, text=True, timeout=300)
+
+
+def test_progress_bars_only_on_a_terminal_and_quiet_turns_them_off(tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    argv = TINY + ["--eps", "1", "--burn_in", "60", "--result_dir", str(tmp_path)]
+    piped = _run_script(argv, stderr=subprocess.PIPE)             # stderr redirected: no bars at all
+    assert piped.returncode == 0, piped.stderr
+    assert "\r" not in piped.stderr and "chains]" not in piped.stderr
+    assert "\r" not in piped.stdout
+    for quiet, bars in ((False, True), (True, False)):
+        leader, follower = pty.openpty()
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # tqdm draws nothing at 0 columns
+        try:
+            done = _run_script(argv + ["--no_cache"] + (["--quiet"] if quiet else []), stderr=follower)
+            os.close(follower)
+            seen = b""
+            while True:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+        finally:
+            os.close(leader)
+        assert done.returncode == 0
+        assert (b"chains]" in seen) is bars, seen[-300:]
+
+
+def test_summary_is_a_short_block_and_quiet_is_documented(tmp_path, capsys):
+    assert baseline.main(TINY + ["--eps", "1", "--result_dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(out) if line.startswith("Fig 3a on DIGITS"))
+    assert out[start].endswith("mean test accuracy:") and out[start + 1].startswith("  K=1: Langevin unlearning [")
+    assert out[start + 2].startswith("  noiseless 0.")
+    assert baseline.main(["--help"]) == 0
+    assert "--quiet" in capsys.readouterr().out

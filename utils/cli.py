@@ -170,6 +170,8 @@ def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
     add(r, "--plan_only", action="store_true",
         help="compute and save the accounting (sigmas, K) without running chains")
     add(r, "--no_cache", action="store_true", help="do not reuse or store learned chains in result/cache/")
+    add(r, "--quiet", action="store_true",
+        help="no progress bars (they are drawn on a terminal only: a redirected stderr never gets them)")
     add(r, "--name", type=run_name_value, default=None,
         help="the run folder's name under <mode>/ (default: the flags given and a hash of all flags)")
     return p
@@ -182,6 +184,8 @@ def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
     args.given_flags = [k for k, v in vars(args).items() if v != parser.get_default(k)]
     if args.gpu is not None:
         args.device = f"cuda:{args.gpu}"
+    if args.quiet:
+        os.environ["UNLEARN_NO_PROGRESS"] = "1"  # read by experiments.progress_bar
     from utils import data as data_mod  # no torch
 
     if args.features is None and args.dataset not in data_mod.DATASETS:

@@ -350,7 +350,8 @@ def extract_resnet18_features(images, *, weights="IMAGENET1K_V1", batch_size=64,
     starts = range(0, len(images), batch_size)
     if progress:
         from tqdm import tqdm
-        starts = tqdm(starts, desc="ResNet-18 features", unit="batch")
+        starts = tqdm(starts, desc="ResNet-18 features", unit="batch",  # on a terminal only
+                      disable=True if os.environ.get("UNLEARN_NO_PROGRESS") == "1" else None)
     out = []
     with torch.inference_mode():
         for s in starts:

@@ -128,7 +128,7 @@ class Context:
                                   arrays)
         self.run.write_metrics(record, plan_only=self.args.plan_only)
         if summary:
-            self.log(summary)
+            self.log(summary_block(summary))
         self.log(f"wrote {self.run.path}/ (config.json, metrics.json, arrays.npz, log.txt, "
                  f"{', '.join(os.path.basename(p) for p in figure_paths)})")
         self.run.write_log()
@@ -350,11 +350,22 @@ def d2d_output_sigma(consts, *, K: int, eps: float) -> float:
 
 
 def progress_bar(desc: str, total: int, C: int):
-    """A tqdm bar of `total` steps of C chains; off for nothing to do, or with UNLEARN_NO_PROGRESS=1."""
+    """A tqdm bar of `total` steps of C chains, on a terminal only (tqdm's disable=None: a log file
+    gets no bars); off for nothing to do, with --quiet or with UNLEARN_NO_PROGRESS=1."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=f"{desc} [{C} chains]", unit="step", leave=False,
-                disable=total == 0 or os.environ.get("UNLEARN_NO_PROGRESS") == "1")
+    off = total == 0 or os.environ.get("UNLEARN_NO_PROGRESS") == "1"
+    return tqdm(total=total, desc=f"{desc} [{C} chains]", unit="step", leave=False, disable=True if off else None)
+
+
+def summary_block(text: str) -> str:
+    """A ``title: a; b; c`` summary as a short block: the title, then one indented line per part."""
+    parts = [p.strip() for p in text.split("; ") if p.strip()]
+    if len(parts) < 2:
+        return text
+    title, sep, first = parts[0].partition(": ")
+    head = [title + ":", "  " + first] if sep and first else [parts[0]]
+    return "\n".join(head + ["  " + p for p in parts[1:]])
 
 
 def summary_stats(acc: np.ndarray) -> dict:
