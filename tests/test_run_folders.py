@@ -200,3 +200,65 @@ def test_summary_is_a_short_block_and_quiet_is_documented(tmp_path, capsys):
     assert out[start + 2].startswith("  noiseless 0.")
     assert baseline.main(["--help"]) == 0
     assert "--quiet" in capsys.readouterr().out
+
+
+SEQ = TINY[:-2] + ["--sequential2", "1", "--S", "2", "--num_remove", "8", "--ifac", "1", "--sigma", "0.3",
+                   "--trials", "3"]
+
+
+def test_stream_resumes_at_the_request_it_reached_and_adds_up_wall_clocks(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    assert baseline.main(SEQ + ["--result_dir", str(tmp_path / "whole")]) == 0
+    whole = Path(results.resolve_run_dir(tmp_path / "whole" / "LMC" / "DIGITS" / "sequential2"))
+    real_advance, real_accuracy = experiments.Lab.advance, experiments.Lab.accuracy
+    calls = []
+
+    def interrupted(self, w):
+        calls.append(1)
+        if len(calls) == 4:      # learn, then requests 1 and 2 of the S = 2 stream; stop in request 3
+            raise KeyboardInterrupt
+        return real_accuracy(self, w)
+
+    monkeypatch.setattr(experiments.Lab, "accuracy", interrupted)
+    cut = tmp_path / "cut"
+    assert baseline.main(SEQ + ["--result_dir", str(cut)]) == 130
+    monkeypatch.setattr(experiments.Lab, "accuracy", real_accuracy)
+    unlearn_steps = []
+
+    def counted(self, w, task, **kw):
+        if kw.get("phase") == "unlearn":
+            unlearn_steps.append(kw["desc"])
+        return real_advance(self, w, task, **kw)
+
+    monkeypatch.setattr(experiments.Lab, "advance", counted)
+    capsys.readouterr()
+    assert baseline.main(SEQ + ["--result_dir", str(cut), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "resume: lmc_S2_requests: reusing requests 1..2 from the interrupted run" in out
+    assert unlearn_steps == ["unlearn S=2 request 3/4", "unlearn S=2 request 4/4"]
+    resumed = Path(results.resolve_run_dir(cut / "LMC" / "DIGITS" / "sequential2"))
+    a, b = results.read_npz(str(whole / "arrays.npz")), results.read_npz(str(resumed / "arrays.npz"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    clock = metrics_of(resumed)["wall_clock_seconds"]
+    assert clock["reused"] > 0 and clock["total"] > clock["reused"]
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path):
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items()}
+    env.update(UNLEARN_NO_PROGRESS="1", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "baseline.py"), *TINY, "--burn_in", "200000", "--eps", "1",
+                             "--result_dir", str(tmp_path)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    mode_dir = tmp_path / "LMC" / "DIGITS" / "baseline"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(mode_dir.glob(f"*/{results.INCOMPLETE}")):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err and "--resume" in err and "Traceback" not in err

@@ -207,16 +207,32 @@ def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
     return args
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `timeout` and batch schedulers send), handled like Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def guarded(main):
-    """Turn the errors that mean bad input into one line on stderr and exit code 2."""
+    """Turn the errors that mean bad input into one line on stderr and exit code 2; SIGINT and SIGTERM
+    stop the run with a line saying how to resume it (exit codes 130 and 143)."""
     @functools.wraps(main)
     def run(argv=None):
         prog = getattr(main, "prog", None) or sys.argv[0].rsplit("/", 1)[-1]
+        import signal
+        import threading
+
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
         try:
             return main(argv) or 0
-        except KeyboardInterrupt:
-            print(f"{prog}: interrupted; rerun with --resume to reuse the finished parts", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as exc:
+            how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            print(f"{prog}: {how}; rerun the same command with --resume to reuse the finished parts",
+                  file=sys.stderr)
+            return 143 if isinstance(exc, Terminated) else 130
         except SystemExit as exc:  # --help
             return exc.code if isinstance(exc.code, int) else 0
         except (ValueError, RuntimeError, OSError) as exc:
@@ -226,6 +242,9 @@ def guarded(main):
             print(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                   file=sys.stderr)
             return 2
+        finally:
+            if main_thread and previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return run
 
 

@@ -67,6 +67,7 @@ class Context:
         self.warnings: list[str] = []
         self._lab = None
         self._auto_logged: set[str] = set()
+        self.reused_seconds = 0.0  # wall clock of the parts reused from interrupted attempts of this run
 
     def log(self, line: str = "") -> None:
         self.run.log(line)
@@ -121,7 +122,9 @@ class Context:
         record = {"mode": self.mode, "dataset": self.args.dataset, "family": self.args.family}
         record.update(metrics)
         record.setdefault("constants", self.derived())
-        record["wall_clock_seconds"] = dict(lab_timings, total=time.perf_counter() - self.t0)
+        # total: this attempt plus the parts it reused from interrupted ones (their own compute time)
+        record["wall_clock_seconds"] = dict(lab_timings, total=time.perf_counter() - self.t0 + self.reused_seconds,
+                                            reused=self.reused_seconds)
         record["warnings"] = list(self.warnings)
         self.run.write_arrays(arrays)
         figure_paths = plots.draw(self.run.path, results.metrics_record(record, plan_only=self.args.plan_only),
@@ -322,13 +325,39 @@ class Lab:
         return next(iter(self.removal_stream([S], key=key)))
 
     def stage(self, key: str, compute):
-        """A resumable piece of a run: reuse the part an interrupted run saved, else compute and save it."""
+        """A resumable piece of a run: reuse the part an interrupted run saved (saying so), else compute
+        and save it with the seconds it took, so that resumed runs report the wall clock of all parts."""
         part = self.ctx.run.load_part(key)
         if part is not None:
+            seconds = float(part.pop(_SECONDS, 0.0))
+            self.ctx.reused_seconds += seconds
+            self.ctx.log(f"resume: reusing {key} from the interrupted run ({seconds:.1f} s)")
             return part
+        t, reused = time.perf_counter(), self.ctx.reused_seconds
         arrays = compute()
-        self.ctx.run.save_part(key, arrays)
+        seconds = time.perf_counter() - t + self.ctx.reused_seconds - reused  # with what compute() reused
+        self.ctx.run.save_part(key, dict(arrays, **{_SECONDS: seconds}))
         return arrays
+
+    def stream_checkpoint(self, key: str):
+        """A sequence of requests resumable request by request: returns (requests finished by an
+        interrupted run, their saved arrays or None, save) where ``save(done, arrays)`` records the state
+        after ``done`` requests (one part per stream, replaced after every request)."""
+        part = self.ctx.run.load_part(key)
+        done, base = 0, 0.0
+        if part is not None:
+            done, base = int(part.pop("requests_done")), float(part.pop(_SECONDS, 0.0))
+            self.ctx.reused_seconds += base
+            self.ctx.log(f"resume: {key}: reusing requests 1..{done} from the interrupted run ({base:.1f} s)")
+        t = time.perf_counter()
+
+        def save(finished: int, arrays: dict) -> None:
+            self.ctx.run.save_part(key, dict(arrays, requests_done=finished,
+                                             **{_SECONDS: base + time.perf_counter() - t}))
+        return done, part, save
+
+
+_SECONDS = "wall_clock_seconds"  # the compute time a part records beside its arrays
 
 
 def sigma_table(consts, *, Ks, eps_list, S: int) -> list[dict]:
