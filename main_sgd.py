@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from utils import accountant, cli, experiments, results
+from utils import data as data_mod
 
 MODES = ("compare_baseline_nonconvergent", "sequential", "paint_unlearning_sigma", "retrain_noiseless")
 # (batch size, burn-in epochs) per mode: SPEC 6.7 (Table 2 of B); retrain_noiseless uses Fig 3c,d's.
@@ -232,6 +233,14 @@ def setup(args):
     if args.n is not None:
         out.update(batches=select_batches(args.requested_batches, n=n, explicit=args.batch_size is not None,
                                           must_divide=True, notes=notes), n_loaded=n)
+        if args.features is None and args.classes is None:  # which n a run on the real data would use
+            full = data_mod.default_n(args.dataset)
+            kept = select_batches(args.requested_batches, n=full, explicit=args.batch_size is not None,
+                                  must_divide=False, notes=[])
+            rows = rows_used(full, kept, reference_rows=REFERENCE_ROWS.get(args.dataset))
+            if rows != n:
+                notes.append(f"--n {n}: a run on {args.dataset} uses the first {rows} of its {full} rows (so that "
+                             f"every batch size divides n); plan with --n {rows} to match it")
     for line in notes:
         ctx.log("note: " + line)
     batches = [Batch(b, args.burn_in if args.burn_in is not None else default_burn_in(args.mode, b))

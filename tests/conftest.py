@@ -20,6 +20,7 @@ def quiet_single_thread(monkeypatch):
     """No progress bars; one torch thread: the tests' problems are tiny, and on a busy machine a second
     thread only waits (up to 100x slower per product). Torch is not imported here for tests that never use it."""
     monkeypatch.setenv("UNLEARN_NO_PROGRESS", "1")
+    monkeypatch.setenv("UNLEARN_NO_CALIBRATION", "1")  # --plan_only's speed measurement: tested on its own
     torch = sys.modules.get("torch")
     if torch is None:
         yield

@@ -280,7 +280,8 @@ def test_plan_only_reproduces_spec_z_b_and_runs_no_chains(tmp_path):
     c = A.make_constants(n=11264, lam=1e-6, M=1.0)
     Ks, _ = A.sequential_K_list_pnsgd(num_requests=100, sigma=0.03, eps_target=1.0, consts=c, b=None, R=0.0)
     assert metrics["k_lists"]["full"] == Ks and len(Ks) == 100
-    assert metrics["d2d_k_list"] is None                              # --n without --dim: no d for D2D
+    # --n without --dim: D2D uses MNIST's d = 784
+    assert metrics["constants"]["d"] == 784 and len(metrics["d2d_k_list"]) == 100
     assert not any(k.startswith("acc_") for k in arrays)
     assert metrics["wall_clock_seconds"].keys() == {"total"}          # no chain ran
 

@@ -262,3 +262,27 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "terminated (SIGTERM)" in err and "--resume" in err and "Traceback" not in err
+
+
+def test_plan_only_prints_the_saved_tables_and_a_calibrated_time(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("UNLEARN_NO_CALIBRATION")
+    # planning without data needs --n alone: D2D's d defaults to the dataset's (DIGITS: 64)
+    argv = ["--dataset", "DIGITS", "--sequential2", "1", "--n", "267", "--plan_only", "--trials", "5",
+            "--result_dir", str(tmp_path)]
+    assert baseline.main(argv) == 0
+    out = capsys.readouterr().out
+    metrics = metrics_of(results.resolve_run_dir(tmp_path / "LMC" / "DIGITS" / "sequential2"))
+    assert metrics["constants"]["d"] == 64
+    k5 = metrics["lmc_k_lists"]["5"]
+    shown = " ".join(map(str, k5[:5]))
+    assert f"    5: [{shown} ... {k5[-1]}] ({len(k5)} values, sum {sum(k5)})" in out
+    line = next(line for line in out.splitlines() if line.startswith("estimated time:"))
+    assert f"({metrics['total_chain_steps']:,} chain-steps x" in line and " on cpu " in line
+
+
+def test_paper_b_plan_with_n_says_which_truncation_a_run_uses(tmp_path, capsys):
+    import main_sgd
+
+    assert main_sgd.main(["--dataset", "MNIST", "--sequential", "1", "--n", "11982", "--plan_only",
+                          "--result_dir", str(tmp_path)]) == 0
+    assert "a run on MNIST uses the first 11264 of its 11982 rows" in capsys.readouterr().out

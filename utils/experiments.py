@@ -27,7 +27,8 @@ def constants_for(args, dataset, *, max_removed: int = 1):
     lambda_max(D) + S/n bounds lambda_max over D and all its neighbours (SPEC Part I item 4).
     """
     n = args.n if args.n is not None else dataset.n
-    d = args.dim if args.dim is not None else (dataset.d if dataset is not None else None)
+    d = args.dim if args.dim is not None else (dataset.d if dataset is not None else
+                                               None if args.features is not None else data_mod.default_dim(args.dataset))
     num_classes = dataset.num_classes if dataset is not None else (10 if args.multiclass else 2)
     lambda_max = None
     if args.L is None and args.smoothness == "data":
@@ -123,9 +124,12 @@ class Context:
         record.update(metrics)
         record.setdefault("constants", self.derived())
         # total: this attempt plus the parts it reused from interrupted ones (their own compute time)
-        record["wall_clock_seconds"] = dict(lab_timings, total=time.perf_counter() - self.t0 + self.reused_seconds,
-                                            reused=self.reused_seconds)
+        record["wall_clock_seconds"] = dict(lab_timings, total=time.perf_counter() - self.t0 + self.reused_seconds)
+        if self.reused_seconds:
+            record["wall_clock_seconds"]["reused"] = self.reused_seconds
         record["warnings"] = list(self.warnings)
+        if self.args.plan_only:
+            _plan_report(self, record)
         self.run.write_arrays(arrays)
         figure_paths = plots.draw(self.run.path, results.metrics_record(record, plan_only=self.args.plan_only),
                                   arrays)
@@ -140,6 +144,27 @@ class Context:
         self.run.finish()
         self.run.close()
         return self.run.path
+
+
+def _plan_report(ctx, record: dict) -> None:
+    """--plan_only: the tables the plan saved, and the time the run would take here (calibrated)."""
+    from utils import plan_report
+
+    lines = plan_report.plan_lines(record)
+    if lines:
+        ctx.log("plan saved in metrics.json:")
+        for line in lines:
+            ctx.log("  " + line)
+    if os.environ.get("UNLEARN_NO_CALIBRATION") == "1":
+        return
+    c, ds = ctx.consts, ctx.dataset
+    k = ds.num_classes if ds is not None else (10 if ctx.args.multiclass else 2)
+    line = plan_report.estimate_line(record, n=c.n, d=ds.d if ds is not None else c.d,
+                                     num_classes=k, device=ctx.args.device, dtype=ctx.args.dtype,
+                                     family=ctx.args.family, chains=min(ctx.args.trials, 100))
+    if line:
+        ctx.log(line)
+
 
 
 def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None) -> Context:
