@@ -136,8 +136,8 @@ class Context:
         self.run.write_metrics(record, plan_only=self.args.plan_only)
         if summary:
             self.log(summary_block(summary))
-        self.log(f"wrote {self.run.path}/ (config.json, metrics.json, arrays.npz, log.txt, "
-                 f"{', '.join(os.path.basename(p) for p in figure_paths)})")
+        names = ["config.json", "metrics.json", "arrays.npz", "log.txt"] + [os.path.basename(p) for p in figure_paths]
+        self.log(f"wrote {self.run.path}/ ({', '.join(names)})")
         self.run.write_log()
         self.run.write_config(dict(self._config, complete=True,
                                    finished=datetime.now(timezone.utc).isoformat(timespec="seconds")))

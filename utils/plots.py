@@ -47,7 +47,8 @@ def save_figure(fig, folder: str, stem: str = "figure") -> list[str]:
 
 
 def draw(folder: str, metrics: dict | None = None, arrays: dict | None = None) -> list[str]:
-    """Draw the figure of a run folder from what it saved; returns the paths written."""
+    """Draw the figure of a run folder from what it saved; returns the paths written (none when the
+    figure function has nothing to draw, e.g. a plan with no accounting curves)."""
     if metrics is None:
         metrics = results.read_json(os.path.join(folder, "metrics.json"))
     if arrays is None:
@@ -57,7 +58,8 @@ def draw(folder: str, metrics: dict | None = None, arrays: dict | None = None) -
     fn = FIGURES.get((metrics.get("family"), mode)) or FIGURES.get(mode)
     if fn is None:
         raise ValueError(f"no figure for mode {mode!r} (known: {', '.join(sorted(map(str, FIGURES)))})")
-    return save_figure(fn(metrics, arrays), folder)
+    fig = fn(metrics, arrays)
+    return [] if fig is None else save_figure(fig, folder)
 
 
 def main(argv=None) -> int:
