@@ -153,43 +153,60 @@ def test_bench_results_go_to_an_ignored_folder_unless_recorded(monkeypatch):
     assert common.results_path() == ROOT / "bench" / "RESULTS.md"
 
 
-def _run_script(argv, *, stderr, env_extra=None):
-    env = {k: v for k, v in os.environ.items() if k != "UNLEARN_NO_PROGRESS"}
-    env.update(env_extra or {}, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, str(ROOT / "baseline.py"), *argv], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=stderr, text=True, timeout=300)
-
-
-def test_progress_bars_only_on_a_terminal_and_quiet_turns_them_off(tmp_path):
+def _bar_output(env_extra: dict, *, terminal: bool) -> bytes:
+    """What experiments.progress_bar writes to stderr, a pipe or a terminal (a pty of 100 columns)."""
     import fcntl
     import pty
     import struct
     import termios
 
-    argv = TINY + ["--eps", "1", "--burn_in", "60", "--result_dir", str(tmp_path)]
-    piped = _run_script(argv, stderr=subprocess.PIPE)             # stderr redirected: no bars at all
-    assert piped.returncode == 0, piped.stderr
-    assert "\r" not in piped.stderr and "chains]" not in piped.stderr
-    assert "\r" not in piped.stdout
-    for quiet, bars in ((False, True), (True, False)):
-        leader, follower = pty.openpty()
-        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # tqdm draws nothing at 0 columns
-        try:
-            done = _run_script(argv + ["--no_cache"] + (["--quiet"] if quiet else []), stderr=follower)
-            os.close(follower)
-            seen = b""
-            while True:
-                try:
-                    chunk = os.read(leader, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-        finally:
-            os.close(leader)
-        assert done.returncode == 0
-        assert (b"chains]" in seen) is bars, seen[-300:]
+    code = "from utils.experiments import progress_bar\nwith progress_bar('learn', 50, 3) as b:\n    b.update(20)\n"
+    env = {k: v for k, v in os.environ.items() if k != "UNLEARN_NO_PROGRESS"}
+    env.update(env_extra)
+    if not terminal:
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # tqdm draws nothing at 0 columns
+    try:
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=follower, timeout=120)
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 0
+    return seen
+
+
+def test_progress_bars_only_on_a_terminal_and_quiet_turns_them_off(tmp_path, monkeypatch):
+    assert b"chains]" in _bar_output({}, terminal=True)
+    assert _bar_output({}, terminal=False) == b""                       # redirected: no bar fragments at all
+    assert _bar_output({"UNLEARN_NO_PROGRESS": "1"}, terminal=True) == b""
+    # --quiet is that switch
+    from utils import cli
+
+    monkeypatch.delenv("UNLEARN_NO_PROGRESS")
+    cli.parse(baseline.build_parser(False), ["--dataset", "DIGITS", "--quiet"])
+    assert os.environ.get("UNLEARN_NO_PROGRESS") == "1"
+    # a real run with stderr redirected to a file: log lines only, no carriage returns
+    log = tmp_path / "stderr.txt"
+    env = {k: v for k, v in os.environ.items() if k != "UNLEARN_NO_PROGRESS"}
+    with open(log, "w") as fh:
+        done = subprocess.run([sys.executable, str(ROOT / "baseline.py"), *TINY, "--eps", "1", "--result_dir",
+                               str(tmp_path)], cwd=ROOT, env=dict(env, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                              stderr=fh, text=True, timeout=300)
+    assert done.returncode == 0
+    assert "\r" not in log.read_text() and "\r" not in done.stdout and "wrote " in done.stdout
 
 
 def test_summary_is_a_short_block_and_quiet_is_documented(tmp_path, capsys):
