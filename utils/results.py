@@ -306,6 +306,14 @@ def run_dirs(mode_dir) -> list[str]:
     return sorted(found, key=lambda p: os.path.getmtime(p), reverse=True)
 
 
+def _changed_flags(config_path: str, config: dict) -> str:
+    """The flags (that change a result) in which ``config`` differs from the saved one, shown; "" if none."""
+    old = read_json(config_path).get("flags", {})
+    new = to_jsonable(config.get("flags", {}))
+    diff = sorted(k for k in set(old) | set(new) if k not in _RESUME_IGNORED | _NOT_NAMING and old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
+
+
 # ---------------------------------------------------------------- run folders
 def metrics_record(metrics: dict, *, plan_only: bool) -> dict:
     """metrics.json's content: the schema header, then the metrics, as strict-JSON-ready values."""
@@ -358,28 +366,17 @@ class RunFolder:
             raise ResultError(f"{self.path} holds a finished full run; --plan_only will not overwrite its "
                               "metrics: choose another --result-dir")
         old_config = self.file("config.json")
-        if self.run is not None and not resume and os.path.exists(old_config):
-            old = read_json(old_config).get("flags", {})
-            new = to_jsonable(config.get("flags", {}))
-            diff = sorted(k for k in set(old) | set(new) if k not in _NOT_NAMING | _RESUME_IGNORED
-                          and old.get(k) != new.get(k))
-            if diff:  # only a reused --name gets here: names made from the flags differ with them
-                shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
-                raise ResultError(f"run folder {self.path} holds a run with other flags ({shown}); "
-                                  "choose another --name")
+        changed = _changed_flags(old_config, config) if os.path.exists(old_config) else ""
+        if self.run is not None and not resume and changed:  # only a reused --name gets here
+            raise ResultError(f"run folder {self.path} holds a run with other flags ({changed}); "
+                              "choose another --name")
         if resume and self.run is not None and not os.path.exists(old_config):
             others = [os.path.basename(p) for p in run_dirs(self.mode_dir) if os.path.exists(os.path.join(p, INCOMPLETE))]
             raise ResultError(f"--resume refused: no run with these flags under {self.mode_dir} (unfinished runs "
                               f"there: {', '.join(others) or 'none'}); rerun with that run's flags, or without --resume")
-        if resume and os.path.exists(old_config):
-            old = read_json(old_config).get("flags", {})
-            new = to_jsonable(config.get("flags", {}))
-            diff = sorted(k for k in set(old) | set(new)
-                          if k not in _RESUME_IGNORED | _NOT_NAMING and old.get(k) != new.get(k))
-            if diff:
-                shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
-                raise ResultError(f"--resume refused: the saved config in {self.path} differs ({shown}); "
-                                  "rerun without --resume or with the same flags")
+        if resume and changed:
+            raise ResultError(f"--resume refused: the saved config in {self.path} differs ({changed}); "
+                              "rerun without --resume or with the same flags")
         if not resume and os.path.isdir(self.parts_dir):
             shutil.rmtree(self.parts_dir)
 
