@@ -258,7 +258,7 @@ def summary_3a(ctx, metrics) -> str:
         rt = " ".join(f"{c['lmc_retrain']['mean']:.3f}" for c in cells.values())
         dd = " ".join(f"{c['d2d']['mean']:.3f}" for c in cells.values())
         parts.append(f"K={kk}: Langevin unlearning [{lu}], retraining [{rt}], D2D [{dd}] at eps [{eps}]")
-    return (f"Fig 3a on {ctx.args.dataset} (S={metrics['S']}, {ctx.args.trials} trials): mean test accuracy "
+    return (f"Fig 3a on {ctx.args.dataset} (S={metrics['S']}, {ctx.args.trials} trials), mean test accuracy: "
             + "; ".join(parts) + f"; noiseless {metrics['noiseless_accuracy']:.3f}. "
             f"Wall-clock {time.perf_counter() - ctx.t0:.1f} s.")
 
@@ -358,27 +358,41 @@ def certificates_3b(c, args, lmc, d2d, form, *, T) -> list[dict]:
 
 
 def lmc_stream(lab, w, *, S, Ks, sigma, T) -> dict:
-    """Requests of S new rows, K_s noisy steps each, continuing the chains; then retrain on the last D'."""
-    accs = []
+    """Requests of S new rows, K_s noisy steps each, continuing the chains; then retrain on the last D'.
+    Resumable request by request: the chains and accuracies after each request are checkpointed."""
+    done, saved, save = lab.stream_checkpoint(f"lmc_S{S}_requests")
+    accs = list(saved["accuracy"]) if saved is not None else []
+    if saved is not None:
+        w = lab.torch.as_tensor(saved["w"], device=lab.device, dtype=lab.dtype)
     stream = lab.removal_stream([S] * len(Ks), key=("removal", "S", S))
     for s, (removal, K) in enumerate(zip(stream, Ks)):
+        if s < done:
+            continue  # the stream is still drawn, so later requests replace the same rows
         w = lab.advance(w, lab.task(removal.X, removal.y), steps=K, sigma=sigma, key=("S", S, "request", s + 1),
                         phase="unlearn", desc=f"unlearn S={S} request {s + 1}/{len(Ks)}")
         accs.append(lab.accuracy(w))
+        save(s + 1, {"w": w.cpu().numpy(), "accuracy": np.stack(accs)})
     w_r = lab.learn(sigma=sigma, T=T, data=(removal.X, removal.y), phase="retrain", key=("sigma", json_key(sigma)))
     return {"accuracy": np.stack(accs), "retrain": lab.accuracy(w_r), "replaced": removal.replaced}
 
 
 def d2d_stream(lab, w1, *, f, plan) -> dict:
-    """Single-point requests: K_i noiseless GD steps from the carried state, then sigma_2 noise is added to it."""
-    step, accs, w = lab.ctx.consts.d2d_step, [], None
+    """Single-point requests: K_i noiseless GD steps from the carried state, then sigma_2 noise is added to it.
+    Resumable request by request, like lmc_stream."""
+    step = lab.ctx.consts.d2d_step
+    done, saved, save = lab.stream_checkpoint(f"d2d_f{json_key(f)}_requests")
+    accs = list(saved["accuracy"]) if saved is not None else []
+    w = None if saved is None else lab.torch.as_tensor(saved["w"], device=lab.device, dtype=lab.dtype)
     stream = lab.removal_stream([1] * len(plan["K"]), key=("removal", "d2d"))
     for i, (removal, K, s2) in enumerate(zip(stream, plan["K"], plan["sigma_2"])):
+        if i < done:
+            continue
         w = lab.advance(w1 if w is None else w, lab.task(removal.X, removal.y), steps=K, sigma=0.0, eta=step,
                         key=("d2d", json_key(f), i + 1), phase="d2d", desc=f"D2D f={f:g} request {i + 1}")
         # the first request runs one chain: the trials only differ after their first noise
         w = lab.noisy_copies(w, sigma=s2, C=lab.trials, key=("d2d_noise", json_key(f), i + 1))
         accs.append(lab.accuracy(w))
+        save(i + 1, {"w": w.cpu().numpy(), "accuracy": np.stack(accs)})
     return {"accuracy": np.stack(accs)}
 
 

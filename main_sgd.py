@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from utils import accountant, cli, experiments, results
+from utils import data as data_mod
 
 MODES = ("compare_baseline_nonconvergent", "sequential", "paint_unlearning_sigma", "retrain_noiseless")
 # (batch size, burn-in epochs) per mode: SPEC 6.7 (Table 2 of B); retrain_noiseless uses Fig 3c,d's.
@@ -225,6 +226,14 @@ def setup(args):
     if args.n is not None:
         out.update(batches=select_batches(args.requested_batches, n=n, explicit=args.batch_size is not None,
                                           must_divide=True, notes=notes), n_loaded=n)
+        if args.features is None and args.classes is None:  # which n a run on the real data would use
+            full = data_mod.default_n(args.dataset)
+            kept = select_batches(args.requested_batches, n=full, explicit=args.batch_size is not None,
+                                  must_divide=False, notes=[])
+            rows = rows_used(full, kept, reference_rows=REFERENCE_ROWS.get(args.dataset))
+            if rows != n:
+                notes.append(f"--n {n}: a run on {args.dataset} uses the first {rows} of its {full} rows (so that "
+                             f"every batch size divides n); plan with --n {rows} to match it")
     for line in notes:
         ctx.log("note: " + line)
     batches = [Batch(b, args.burn_in if args.burn_in is not None else default_burn_in(args.mode, b))
@@ -315,20 +324,31 @@ def open_plan(ctx, steps: int, metrics: dict, arrays: dict, saved: str):
 
 # ---------------------------------------------------------------- Fig 3a
 def paper_a_folder(ctx):
-    """Paper A's Fig 3a run folder, if it was made on the same data and constants (n, lam, L, seed)."""
-    folder = os.path.join(ctx.args.result_dir, "LMC", ctx.args.dataset, "baseline")
-    try:
-        config = results.read_json(os.path.join(folder, "config.json"))
-        metrics = results.read_json(os.path.join(folder, "metrics.json"))
-    except (OSError, ValueError):
-        return None, "no finished paper-A run folder " + folder
-    const = config.get("derived", {}).get("constants", {})
+    """The newest finished paper-A Fig 3a run made on the same data and constants (n, lam, L, seed), or
+    None and a reason naming the value that differed, in which folder."""
+    mode_dir = os.path.join(ctx.args.result_dir, "LMC", ctx.args.dataset, "baseline")
     mine = ctx.consts
-    same = (const.get("n") == mine.n and const.get("lam") == mine.lam and const.get("L") == mine.L
-            and config.get("flags", {}).get("seed") == ctx.args.seed)
-    if not same or metrics.get("plan_only", True):
-        return None, f"{folder} has other n / lam / L / seed or no accuracies"
-    return metrics, folder
+    wanted = {"n": mine.n, "lam": mine.lam, "L": mine.L, "seed": ctx.args.seed}
+    reasons = []
+    for folder in results.run_dirs(mode_dir):
+        try:
+            config = results.read_json(os.path.join(folder, "config.json"))
+            metrics = results.read_json(os.path.join(folder, "metrics.json"))
+        except (OSError, ValueError):
+            continue  # an unfinished run
+        if metrics.get("plan_only", True):
+            continue
+        const = config.get("derived", {}).get("constants", {})
+        theirs = {"n": const.get("n"), "lam": const.get("lam"), "L": const.get("L"),
+                  "seed": config.get("flags", {}).get("seed")}
+        differ = [f"{k}={theirs[k]} (here {v})" for k, v in wanted.items() if theirs[k] != v]
+        if not differ:
+            return metrics, folder
+        reasons.append(f"{folder} has " + ", ".join(differ))
+    if not reasons:
+        return None, "no finished paper-A run under " + mode_dir
+    hint = " (paper B uses the first n rows so that every batch size divides n)" if " has n=" in reasons[0] else ""
+    return None, reasons[0] + hint + "; the paper-A curves are computed here on this run's rows"
 
 
 def paper_a_curves(metrics, eps_list):

@@ -24,7 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
+RESULTS = ROOT / "bench" / "RESULTS.md"  # the tracked record: written only with BENCH_RECORD=1
+SCRATCH_RESULTS = ROOT / "result" / "bench" / "RESULTS.md"  # git-ignored: an everyday run dirties nothing
+
+
+def results_path() -> Path:
+    """Where a run appends its section: the tracked bench/RESULTS.md only when asked (BENCH_RECORD=1)."""
+    return RESULTS if os.environ.get("BENCH_RECORD") == "1" else SCRATCH_RESULTS
 DATA_DIR = ROOT / "data"
 N_BINARY, N_FEATURES, N_CLASSES = 12000, 784, 10  # Fashion-MNIST 3 vs 8: the paper's MNIST scale
 
@@ -93,7 +99,9 @@ class Report:
             self.line("| " + " | ".join(row) + " |")
         self.line()
 
-    def save(self, path: Path = RESULTS) -> Path:
+    def save(self, path: Path | None = None) -> Path:
+        path = results_path() if path is None else path
+        path.parent.mkdir(parents=True, exist_ok=True)
         # a load that rose during the run shows here (the header has the load at the start)
         self.line("Load average at the end: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()) + ".")
         text = "\n".join(self.lines).rstrip() + "\n\n"

@@ -9,6 +9,7 @@ from scipy import integrate, stats
 
 from utils import accountant
 from utils import audit_stats as st
+from utils import results
 
 
 # ---------------------------------------------------------------- Clopper-Pearson
@@ -263,7 +264,7 @@ def _consts(lam=1e-4):
 
 
 def _folder(tmp_path):
-    return os.path.join(str(tmp_path), *RUN)
+    return results.resolve_run_dir(os.path.join(str(tmp_path), *RUN))  # the run `latest` names
 
 
 def _read(folder):
@@ -349,7 +350,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, quiet, capsys, flags
     assert audit.main(FAST + ["--result_dir", str(tmp_path / "r")] + flags) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "error" in err[0] and message in err[0]
-    assert not os.path.exists(_folder(tmp_path / "r"))
+    assert not os.path.exists(os.path.join(str(tmp_path / "r"), *RUN))
 
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, quiet, monkeypatch):
@@ -370,7 +371,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, quiet, monkeypatch
 
     monkeypatch.setattr(experiments.Lab, "accuracy", interrupt_at_second_K)
     assert audit.main(flags + ["--result_dir", str(tmp_path / "cut")]) == 130
-    parts = os.listdir(os.path.join(_folder(tmp_path / "cut"), "parts"))
+    parts = os.listdir(os.path.join(results.run_dirs(os.path.join(str(tmp_path / "cut"), *RUN))[0], "parts"))
     assert sorted(parts) == ["K0.npz", "K3.npz"]
     monkeypatch.setattr(experiments.Lab, "accuracy", real)
     assert audit.main(flags + ["--result_dir", str(tmp_path / "cut"), "--resume"]) == 0

@@ -169,7 +169,9 @@ def _run(tmp_path, name, flags):
 
     out = tmp_path / name
     assert audit.main(["--dataset", "DIGITS", "--seed", "0", "--no_cache", "--result_dir", str(out)] + flags) == 0
-    folder = os.path.join(str(out), *RUN)
+    from utils import results
+
+    folder = results.resolve_run_dir(os.path.join(str(out), *RUN))
     with open(os.path.join(folder, "metrics.json")) as fh:
         metrics = json.load(fh)
     with open(os.path.join(folder, "log.txt")) as fh:

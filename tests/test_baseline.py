@@ -7,6 +7,7 @@ the noiseless optimum, and the paper's qualitative Fig 3a result with fixed seed
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ import baseline_multiclass
 from utils import accountant as A
 from utils import data as data_mod
 from utils import plots
+from utils import results
 
 torch = pytest.importorskip("torch")
 
@@ -31,7 +33,7 @@ def digits_consts(**kw):
 
 
 def run_folder(tmp_path, mode, dataset="DIGITS"):
-    folder = tmp_path / "LMC" / dataset / mode
+    folder = Path(results.resolve_run_dir(tmp_path / "LMC" / dataset / mode))  # the run `latest` names
     for name in ("config.json", "metrics.json", "arrays.npz", "log.txt", "figure.png", "figure.pdf"):
         assert (folder / name).is_file(), name
     assert not (folder / "parts").exists()
@@ -395,7 +397,7 @@ def test_interrupted_run_resumes_to_the_same_arrays(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(experiments.Lab, "accuracy", interrupted)
     assert baseline.main(argv + ["--result_dir", str(tmp_path / "run")]) == 130
     assert "--resume" in capsys.readouterr().err
-    parts = tmp_path / "run" / "LMC" / "DIGITS" / "baseline" / "parts"
+    parts = Path(results.run_dirs(tmp_path / "run" / "LMC" / "DIGITS" / "baseline")[0]) / "parts"
     assert [p.name for p in parts.iterdir()] == ["lmc_K1_eps0.5.npz"]
     counted = []
     monkeypatch.setattr(experiments.Lab, "accuracy", lambda self, w: counted.append(1) or real(self, w))

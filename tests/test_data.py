@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FASHION_HOWTO
 
 from utils import data as D
 
@@ -200,8 +201,8 @@ def test_corrupt_idx_folder_names_the_file(tmp_path):
 
 
 # ---------------------------------------------------------------- real Fashion-MNIST (Debian package)
-needs_fashion = pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(),
-                                   reason="Fashion-MNIST files (dataset-fashion-mnist) absent")
+# these read the Debian folder itself (data_dir is a temporary folder)
+needs_fashion = pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(), reason=FASHION_HOWTO)
 
 
 @needs_fashion

@@ -76,5 +76,6 @@ def test_sgd_comparison_pairs_each_unlearning_curve_with_a_dashed_retraining_lin
     dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
     assert [line.get_color() for line in dashed] == ["C0", "C1"]
     assert all(np.allclose(line.get_ydata(), 0.85) for line in dashed)
-    assert (ax.get_xscale(), ax.get_ylabel(), ax.get_title()) == ("log", "test accuracy", "D: unlearning one point")
+    assert (ax.get_xscale(), ax.get_ylabel(), ax.get_title()) == (
+        "log", "test accuracy\n(bars: ±1 std over the trials)", "D: unlearning one point")
     plt.close(fig)

@@ -4,6 +4,7 @@ SPEC section 3.3 and a naive numpy gradient descent."""
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ def run(tmp_path, *argv, script=main_lmc):
     assert code == 0
     mode = next(a[2:] for a in argv if a[2:] in main_lmc.MODES)
     dataset = argv[argv.index("--dataset") + 1]
-    folder = tmp_path / "LMC" / dataset / mode
+    folder = Path(results.resolve_run_dir(tmp_path / "LMC" / dataset / mode))  # the run `latest` names
     for name in FILES:
         assert (folder / name).is_file(), name
     metrics = json.loads((folder / "metrics.json").read_text())   # strict JSON (no NaN/inf)
@@ -254,7 +255,7 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path, monkeypatch):
 
     monkeypatch.setattr(experiments.Lab, "advance", interrupted)
     assert main_lmc.main([*argv, "--result_dir", str(tmp_path / "b")]) == 130
-    parts = tmp_path / "b" / "LMC" / "DIGITS" / "paint_unlearning_sigma" / "parts"
+    parts = Path(results.run_dirs(tmp_path / "b" / "LMC" / "DIGITS" / "paint_unlearning_sigma")[0]) / "parts"
     assert sorted(p.name for p in parts.iterdir()) == ["sigma=0.5.npz"]
     monkeypatch.setattr(experiments.Lab, "advance", advance)
     calls.clear()

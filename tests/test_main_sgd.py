@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ import pytest
 import main_sgd
 from utils import accountant as A
 from utils import data as data_mod
+from utils import results
 
 torch = pytest.importorskip("torch")
 
@@ -32,8 +34,9 @@ def run(tmp_path, *argv):
 
 
 def run_folder(tmp_path, mode, dataset="DIGITS", plan_only=False):
-    folder = tmp_path / "SGD" / dataset / mode
-    for name in ("config.json", "metrics.json", "arrays.npz", "log.txt", "figure.png", "figure.pdf"):
+    folder = Path(results.resolve_run_dir(tmp_path / "SGD" / dataset / mode))  # the run `latest` names
+    figures = () if plan_only and mode == "retrain_noiseless" else ("figure.png", "figure.pdf")  # nothing to draw
+    for name in ("config.json", "metrics.json", "arrays.npz", "log.txt") + figures:
         assert (folder / name).is_file(), name
     assert not (folder / "parts").exists()
     text = (folder / "metrics.json").read_text()
@@ -126,7 +129,7 @@ def test_interrupted_run_resumes_bit_identically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(main_sgd, "run_stream_setting", interrupted)
     assert main_sgd.main([*argv, "--result_dir", str(tmp_path / "cut")]) == 130
-    parts = tmp_path / "cut" / "SGD" / "DIGITS" / "sequential" / "parts"
+    parts = Path(results.run_dirs(tmp_path / "cut" / "SGD" / "DIGITS" / "sequential")[0]) / "parts"
     assert [p.name for p in parts.iterdir()] == ["seq_b32_sigma0.03.npz"]     # the first setting was saved
     monkeypatch.setattr(main_sgd, "run_stream_setting", real)
     run(tmp_path / "cut", *argv, "--resume")
@@ -229,13 +232,13 @@ def test_compare_reuses_a_matching_paper_a_folder(tmp_path):
 
     assert baseline.main(["--dataset", "DIGITS", "--trials", "6", "--burn_in", "40", "--K", "1", "5", "--eps", "1",
                           "--result_dir", str(tmp_path)]) == 0
-    a_metrics = json.loads((tmp_path / "LMC" / "DIGITS" / "baseline" / "metrics.json").read_text())
+    a_metrics = json.loads((Path(results.resolve_run_dir(tmp_path / "LMC" / "DIGITS" / "baseline")) / "metrics.json").read_text())
     # full batch only: no truncation, so n = 267 like paper A's run
     run(tmp_path, "--dataset", "DIGITS", "--compare_baseline_nonconvergent", "1", "--trials", "6", "--eps", "1",
         "--batch_size", "full", "--burn_in", "40")
     metrics, arrays = run_folder(tmp_path, "compare_baseline_nonconvergent")
     comp = metrics["comparison"]
-    assert comp["source"].endswith(os.path.join("LMC", "DIGITS", "baseline"))
+    assert comp["source"] == results.resolve_run_dir(tmp_path / "LMC" / "DIGITS" / "baseline")
     assert comp["lmc"]["1"] == a_metrics["settings"]["1"]["1"]["lmc_unlearn"]
     assert comp["d2d"]["5"]["1"] == a_metrics["settings"]["5"]["1"]["d2d"]
     assert "lmc_acc" not in arrays
@@ -244,6 +247,10 @@ def test_compare_reuses_a_matching_paper_a_folder(tmp_path):
         "--batch_size", "full", "--burn_in", "40", "--lmc_burn_in", "40", "--seed", "1")
     metrics, arrays = run_folder(tmp_path, "compare_baseline_nonconvergent")
     assert metrics["comparison"]["source"] == "computed" and arrays["lmc_acc"].shape == (1, 6)
+    # the log says which value differed, in which paper-A run
+    log = (Path(results.resolve_run_dir(tmp_path / "SGD" / "DIGITS" / "compare_baseline_nonconvergent"))
+           / "log.txt").read_text()
+    assert "has seed=0 (here 1)" in log
 
 
 # ---------------------------------------------------------------- noiseless reference
@@ -277,7 +284,8 @@ def test_plan_only_reproduces_spec_z_b_and_runs_no_chains(tmp_path):
     c = A.make_constants(n=11264, lam=1e-6, M=1.0)
     Ks, _ = A.sequential_K_list_pnsgd(num_requests=100, sigma=0.03, eps_target=1.0, consts=c, b=None, R=0.0)
     assert metrics["k_lists"]["full"] == Ks and len(Ks) == 100
-    assert metrics["d2d_k_list"] is None                              # --n without --dim: no d for D2D
+    # --n without --dim: D2D uses MNIST's d = 784
+    assert metrics["constants"]["d"] == 784 and len(metrics["d2d_k_list"]) == 100
     assert not any(k.startswith("acc_") for k in arrays)
     assert metrics["wall_clock_seconds"].keys() == {"total"}          # no chain ran
 
@@ -331,6 +339,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, needle
     assert not (tmp_path / "SGD").exists()
 
 
+@pytest.mark.needs_fashion
 def test_retrain_noiseless_data_smoothness_covers_the_largest_default_removal(tmp_path):
     # without --S the run replaces up to max(REMOVE_LIST) = 1000 rows, so a data-dependent L must cover
     # lambda_max(X^T X / n) + 1000 / n (Weyl), not the + 1/n of a single removal

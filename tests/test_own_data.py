@@ -339,7 +339,9 @@ def test_adult_runs_in_a_paper_script(tmp_path):
                          env=dict(os.environ, UNLEARN_NO_PROGRESS="1"))
     assert out.returncode == 0, out.stderr[-2000:]
     assert "on ADULT (n=5," in out.stdout
-    with open(tmp_path / "r" / "LMC" / "ADULT" / "find_k" / "config.json") as fh:
+    from utils import results
+
+    with open(os.path.join(results.resolve_run_dir(tmp_path / "r" / "LMC" / "ADULT" / "find_k"), "config.json")) as fh:
         derived = json.load(fh)["derived"]
     assert derived["constants"]["n"] == 5 and derived["constants"]["d"] == 106 and derived["dataset"]["name"] == "ADULT"
 

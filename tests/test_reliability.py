@@ -14,6 +14,7 @@ import pytest
 import baseline
 import main_lmc
 import main_sgd
+from utils import results
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "DIGITS", "--trials", "4", "--burn_in", "20"]
@@ -125,6 +126,10 @@ def test_divergence_stops_with_a_clear_message(tmp_path, capsys, monkeypatch):
     assert not list(tmp_path.rglob("metrics.json")) and not list(tmp_path.rglob("arrays.npz"))
 
 
+def run_dir(mode_dir: Path) -> Path:
+    return Path(results.resolve_run_dir(mode_dir))
+
+
 def run_arrays(folder: Path) -> dict:
     with np.load(folder / "arrays.npz") as z:
         return {k: z[k] for k in z.files}
@@ -134,12 +139,12 @@ def test_same_seed_is_bit_identical_and_other_seed_differs(tmp_path):
     argv = TINY + ["--sequential2", "1", "--S", "5", "--num_remove", "10", "--ifac", "1", "--no_cache"]
     for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
         assert baseline.main(argv + ["--seed", seed, "--result_dir", str(tmp_path / name)]) == 0
-    a, b, c = (run_arrays(tmp_path / n / "LMC" / "DIGITS" / "sequential2") for n in "abc")
+    a, b, c = (run_arrays(run_dir(tmp_path / n / "LMC" / "DIGITS" / "sequential2")) for n in "abc")
     assert a.keys() == b.keys()
     for k in a:
         assert np.array_equal(a[k], b[k]), k
     assert any(not np.array_equal(a[k], c[k]) for k in a if a[k].dtype.kind == "f")
-    cfg = json.loads((tmp_path / "a" / "LMC" / "DIGITS" / "sequential2" / "config.json").read_text())
+    cfg = json.loads((run_dir(tmp_path / "a" / "LMC" / "DIGITS" / "sequential2") / "config.json").read_text())
     assert cfg["flags"]["seed"] == 0 and cfg["versions"]["torch"]
 
 
@@ -150,20 +155,21 @@ def test_killed_run_resumes_bit_identically(tmp_path):
             "--trials", "8", "--burn_in", "1500", "--sigma_list", "0.05", "0.1", "0.2", "--S", "5",
             "--no_cache"]
     killed = tmp_path / "killed"
-    folder = killed / "LMC" / "DIGITS" / "paint_unlearning_sigma"
+    mode_dir = killed / "LMC" / "DIGITS" / "paint_unlearning_sigma"
     proc = subprocess.Popen(argv + ["--result_dir", str(killed)], env=env, cwd=str(ROOT),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        parts = folder / "parts"
-        if parts.exists() and any(parts.iterdir()):
+        runs = results.run_dirs(mode_dir)
+        if runs and (Path(runs[0]) / "parts").exists() and any((Path(runs[0]) / "parts").iterdir()):
             break
         time.sleep(0.05)
     if proc.poll() is not None:
         pytest.skip("the run finished before it could be killed")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (folder / "metrics.json").exists()
+    folder = Path(results.run_dirs(mode_dir)[0])
+    assert not (folder / "metrics.json").exists() and (folder / results.INCOMPLETE).exists()
     done = subprocess.run(argv + ["--result_dir", str(killed), "--resume"], env=env, cwd=str(ROOT),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -171,7 +177,8 @@ def test_killed_run_resumes_bit_identically(tmp_path):
     ref = subprocess.run(argv + ["--result_dir", str(whole)], env=env, cwd=str(ROOT), capture_output=True,
                          text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr
-    a, b = run_arrays(folder), run_arrays(whole / "LMC" / "DIGITS" / "paint_unlearning_sigma")
+    a, b = run_arrays(folder), run_arrays(run_dir(whole / "LMC" / "DIGITS" / "paint_unlearning_sigma"))
+    assert run_dir(mode_dir) == folder and not (folder / results.INCOMPLETE).exists()
     assert a.keys() == b.keys()
     for k in a:
         assert np.array_equal(a[k], b[k]), k
@@ -185,8 +192,8 @@ def test_resume_refuses_changed_flags(tmp_path, capsys):
 
 
 def test_second_run_on_a_locked_folder_refuses(tmp_path, capsys):
-    folder = tmp_path / "LMC" / "DIGITS" / "find_k"
-    folder.mkdir(parents=True)
+    assert baseline.main(TINY + ["--find_k", "1", "--result_dir", str(tmp_path)]) == 0
+    folder = run_dir(tmp_path / "LMC" / "DIGITS" / "find_k")
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (folder / ".lock").write_text(str(holder.pid))
@@ -205,8 +212,9 @@ def test_plan_only_never_overwrites_a_finished_run(tmp_path, capsys):
     argv = TINY + ["--sequential2", "1", "--S", "5", "--num_remove", "10", "--ifac", "1",
                    "--result_dir", str(tmp_path)]
     assert baseline.main(argv) == 0
-    metrics = tmp_path / "LMC" / "DIGITS" / "sequential2" / "metrics.json"
+    metrics = run_dir(tmp_path / "LMC" / "DIGITS" / "sequential2") / "metrics.json"
     before = metrics.read_bytes()
-    assert baseline.main(argv + ["--plan_only"]) == 2
-    assert "--result-dir" in capsys.readouterr().err
+    assert baseline.main(argv + ["--plan_only"]) == 0   # a plan is a run of its own, in its own folder
     assert metrics.read_bytes() == before
+    plan = run_dir(tmp_path / "LMC" / "DIGITS" / "sequential2")
+    assert plan != metrics.parent and json.loads((plan / "metrics.json").read_text())["plan_only"] is True

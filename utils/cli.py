@@ -113,6 +113,14 @@ def switch_or_one(text):
     return text == "1"
 
 
+def run_name_value(text):
+    """A run folder name: one path component that is not hidden and not the mode's ``latest`` pointer."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._,=+-]{0,99}", text) or text == "latest":
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run name (allowed: letters, digits and . _ , = + -, "
+                                         "starting with a letter or digit, not 'latest')")
+    return text
+
+
 def device_value(text):
     t = text.lower()
     if t in ("auto", "cpu", "cuda") or (t.startswith("cuda:") and t[5:].isdigit()):
@@ -168,14 +176,22 @@ def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
     add(r, "--plan_only", action="store_true",
         help="compute and save the accounting (sigmas, K) without running chains")
     add(r, "--no_cache", action="store_true", help="do not reuse or store learned chains in result/cache/")
+    add(r, "--quiet", action="store_true",
+        help="no progress bars (they are drawn on a terminal only: a redirected stderr never gets them)")
+    add(r, "--name", type=run_name_value, default=None,
+        help="the run folder's name under <mode>/ (default: the flags given and a hash of all flags)")
     return p
 
 
 def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
     """Parse and validate everything that needs no data (dataset name, classes, --n usage, device)."""
     args = parser.parse_args(argv)
+    # what the run folder's name shows (results.run_name): the flags given with a non-default value
+    args.given_flags = [k for k, v in vars(args).items() if v != parser.get_default(k)]
     if args.gpu is not None:
         args.device = f"cuda:{args.gpu}"
+    if args.quiet:
+        os.environ["UNLEARN_NO_PROGRESS"] = "1"  # read by experiments.progress_bar
     from utils import data as data_mod  # no torch
 
     if args.features is None and args.dataset not in data_mod.DATASETS:
@@ -199,16 +215,32 @@ def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
     return args
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `timeout` and batch schedulers send), handled like Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def guarded(main):
-    """Turn the errors that mean bad input into one line on stderr and exit code 2."""
+    """Turn the errors that mean bad input into one line on stderr and exit code 2; SIGINT and SIGTERM
+    stop the run with a line saying how to resume it (exit codes 130 and 143)."""
     @functools.wraps(main)
     def run(argv=None):
         prog = getattr(main, "prog", None) or sys.argv[0].rsplit("/", 1)[-1]
+        import signal
+        import threading
+
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
         try:
             return main(argv) or 0
-        except KeyboardInterrupt:
-            print(f"{prog}: interrupted; rerun with --resume to reuse the finished parts", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as exc:
+            how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            print(f"{prog}: {how}; rerun the same command with --resume to reuse the finished parts",
+                  file=sys.stderr)
+            return 143 if isinstance(exc, Terminated) else 130
         except SystemExit as exc:  # --help
             return exc.code if isinstance(exc.code, int) else 0
         except (ValueError, RuntimeError, OSError) as exc:
@@ -218,6 +250,9 @@ def guarded(main):
             print(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                   file=sys.stderr)
             return 2
+        finally:
+            if main_thread and previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return run
 
 

@@ -89,6 +89,26 @@ def is_multiclass(name: str) -> bool:
     return _check_name(name).endswith("_MULTI")
 
 
+# the feature dimension d of each named dataset (planning with --n loads no data)
+_DIMENSIONS = {"MNIST": 784, "FASHION": 784, "FASHION_MULTI": 784, "CIFAR10": 512, "CIFAR10_MULTI": 512,
+               "DIGITS": 64, "DIGITS_MULTI": 64}
+
+
+# training rows of each named dataset with its default classes (what --n stands for when planning)
+_TRAIN_ROWS = {"MNIST": 11982, "FASHION": 12000, "FASHION_MULTI": 60000, "CIFAR10": 10000, "CIFAR10_MULTI": 50000,
+               "DIGITS": 267, "DIGITS_MULTI": 1347}
+
+
+def default_n(name: str) -> int:
+    """Training rows that loading dataset ``name`` with its default classes gives."""
+    return _TRAIN_ROWS[_check_name(name)]
+
+
+def default_dim(name: str) -> int:
+    """The feature dimension d that loading dataset ``name`` gives (784 pixels, 512 ResNet-18 features, 64)."""
+    return _DIMENSIONS[_check_name(name)]
+
+
 def default_lam(name: str) -> float:
     """Default L2 regularisation lambda (m = lambda n): the paper's 1e-6, larger for the small DIGITS data."""
     return _DEFAULT_LAM[_check_name(name)]
@@ -351,7 +371,8 @@ def extract_resnet18_features(images, *, weights="IMAGENET1K_V1", batch_size=64,
     starts = range(0, len(images), batch_size)
     if progress:
         from tqdm import tqdm
-        starts = tqdm(starts, desc="ResNet-18 features", unit="batch")
+        starts = tqdm(starts, desc="ResNet-18 features", unit="batch",  # on a terminal only
+                      disable=True if os.environ.get("UNLEARN_NO_PROGRESS") == "1" else None)
     out = []
     with torch.inference_mode():
         for s in starts:

@@ -10,6 +10,7 @@ import dataclasses
 import os
 import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -43,7 +44,8 @@ def constants_for(args, dataset, *, max_removed: int = 1):
 def d2d_dimension(args, dataset, num_classes: int) -> int | None:
     """The dimension D2D's I_min and term2 use (Neel et al. 2021: the number of parameters): d k for
     softmax, d binary; ``--d2d_dim data`` keeps the reference's d (docs/METHOD.md §8). None without data or --dim."""
-    d = args.dim if args.dim is not None else (dataset.d if dataset is not None else None)
+    d = args.dim if args.dim is not None else (dataset.d if dataset is not None else
+                                               None if args.features is not None else data_mod.default_dim(args.dataset))
     if d is None or getattr(args, "d2d_dim", "params") == "data" or num_classes == 2:
         return d
     return d * num_classes
@@ -91,6 +93,7 @@ class Context:
         self.warnings: list[str] = []
         self._lab = None
         self._auto_logged: set[str] = set()
+        self.reused_seconds = 0.0  # wall clock of the parts reused from interrupted attempts of this run
 
     def log(self, line: str = "") -> None:
         self.run.log(line)
@@ -133,8 +136,10 @@ class Context:
         config = results.config_record(self.args, {"mode": self.mode, "constants": self.derived(),
                                                    "dataset": None if self.dataset is None
                                                    else self.dataset.identity})
+        config["complete"] = False  # until finish() writes it again beside the results it describes
         self.run.open(config, resume=self.args.resume, plan_only=self.args.plan_only)
         self.run.write_config(config)
+        self._config = config
         return self
 
     def finish(self, metrics: dict, arrays: dict, *, summary: str = "") -> str:
@@ -145,26 +150,54 @@ class Context:
         record = {"mode": self.mode, "dataset": self.args.dataset, "family": self.args.family}
         record.update(metrics)
         record.setdefault("constants", self.derived())
-        record["wall_clock_seconds"] = dict(lab_timings, total=time.perf_counter() - self.t0)
+        # total: this attempt plus the parts it reused from interrupted ones (their own compute time)
+        record["wall_clock_seconds"] = dict(lab_timings, total=time.perf_counter() - self.t0 + self.reused_seconds)
+        if self.reused_seconds:
+            record["wall_clock_seconds"]["reused"] = self.reused_seconds
         record["warnings"] = list(self.warnings)
         record["d2d_dim"] = {"rule": getattr(self.args, "d2d_dim", "params"), "d": self.consts.d}
+        if self.args.plan_only:
+            _plan_report(self, record)
         self.run.write_arrays(arrays)
         figure_paths = plots.draw(self.run.path, results.metrics_record(record, plan_only=self.args.plan_only),
                                   arrays)
         self.run.write_metrics(record, plan_only=self.args.plan_only)
         if summary:
-            self.log(summary)
+            self.log(summary_block(summary))
         certs = record.get("certificates") or ([record["certificate"]] if record.get("certificate") else [])
         if any(str(c.get("comparison", "")).startswith("indistinguishable from retraining") for c in certs):
             self.log("certificates (metrics.json): each unlearning certificate says the chains are (eps, delta)-"
                      + accountant.retraining_comparison() + " (docs/METHOD.md §6.1); D2D's compare with D2D "
                      "run from scratch")
-        self.log(f"wrote {self.run.path}/ (config.json, metrics.json, arrays.npz, log.txt, "
-                 f"{', '.join(os.path.basename(p) for p in figure_paths)})")
+        names = ["config.json", "metrics.json", "arrays.npz", "log.txt"] + [os.path.basename(p) for p in figure_paths]
+        self.log(f"wrote {self.run.path}/ ({', '.join(names)})")
         self.run.write_log()
+        self.run.write_config(dict(self._config, complete=True,
+                                   finished=datetime.now(timezone.utc).isoformat(timespec="seconds")))
         self.run.finish()
         self.run.close()
         return self.run.path
+
+
+def _plan_report(ctx, record: dict) -> None:
+    """--plan_only: the tables the plan saved, and the time the run would take here (calibrated)."""
+    from utils import plan_report
+
+    lines = plan_report.plan_lines(record)
+    if lines:
+        ctx.log("plan saved in metrics.json:")
+        for line in lines:
+            ctx.log("  " + line)
+    if os.environ.get("UNLEARN_NO_CALIBRATION") == "1":
+        return
+    c, ds = ctx.consts, ctx.dataset
+    k = ds.num_classes if ds is not None else (10 if ctx.args.multiclass else 2)
+    line = plan_report.estimate_line(record, n=c.n, d=ds.d if ds is not None else c.d,
+                                     num_classes=k, device=ctx.args.device, dtype=ctx.args.dtype,
+                                     family=ctx.args.family, chains=min(ctx.args.trials, 100))
+    if line:
+        ctx.log(line)
+
 
 
 def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None) -> Context:
@@ -195,7 +228,9 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
         from utils import engine  # torch: only now that the flags and the data are known to be good
 
         engine.resolve_device(args.device)  # "--device cuda" without CUDA fails before any file exists
-    run = RunFolder(args.result_dir, args.family, args.dataset, mode)
+    run = RunFolder(args.result_dir, args.family, args.dataset, mode,
+                    run=results.run_name(results.to_jsonable(vars(args)), mode=mode,
+                                         given=getattr(args, "given_flags", ())))
     ctx = Context(args, mode=mode, dataset=dataset, consts=consts, run=run)
     ctx.log(f"{args.family} {mode} on {args.dataset}: " + describe_constants(consts))
     if consts.d is not None and consts.num_classes > 2:
@@ -353,13 +388,39 @@ class Lab:
         return next(iter(self.removal_stream([S], key=key)))
 
     def stage(self, key: str, compute):
-        """A resumable piece of a run: reuse the part an interrupted run saved, else compute and save it."""
+        """A resumable piece of a run: reuse the part an interrupted run saved (saying so), else compute
+        and save it with the seconds it took, so that resumed runs report the wall clock of all parts."""
         part = self.ctx.run.load_part(key)
         if part is not None:
+            seconds = float(part.pop(_SECONDS, 0.0))
+            self.ctx.reused_seconds += seconds
+            self.ctx.log(f"resume: reusing {key} from the interrupted run ({seconds:.1f} s)")
             return part
+        t, reused = time.perf_counter(), self.ctx.reused_seconds
         arrays = compute()
-        self.ctx.run.save_part(key, arrays)
+        seconds = time.perf_counter() - t + self.ctx.reused_seconds - reused  # with what compute() reused
+        self.ctx.run.save_part(key, dict(arrays, **{_SECONDS: seconds}))
         return arrays
+
+    def stream_checkpoint(self, key: str):
+        """A sequence of requests resumable request by request: returns (requests finished by an
+        interrupted run, their saved arrays or None, save) where ``save(done, arrays)`` records the state
+        after ``done`` requests (one part per stream, replaced after every request)."""
+        part = self.ctx.run.load_part(key)
+        done, base = 0, 0.0
+        if part is not None:
+            done, base = int(part.pop("requests_done")), float(part.pop(_SECONDS, 0.0))
+            self.ctx.reused_seconds += base
+            self.ctx.log(f"resume: {key}: reusing requests 1..{done} from the interrupted run ({base:.1f} s)")
+        t = time.perf_counter()
+
+        def save(finished: int, arrays: dict) -> None:
+            self.ctx.run.save_part(key, dict(arrays, requests_done=finished,
+                                             **{_SECONDS: base + time.perf_counter() - t}))
+        return done, part, save
+
+
+_SECONDS = "wall_clock_seconds"  # the compute time a part records beside its arrays
 
 
 def sigma_table(consts, *, Ks, eps_list, S: int) -> list[dict]:
@@ -381,11 +442,22 @@ def d2d_output_sigma(consts, *, K: int, eps: float) -> float:
 
 
 def progress_bar(desc: str, total: int, C: int):
-    """A tqdm bar of `total` steps of C chains; off for nothing to do, or with UNLEARN_NO_PROGRESS=1."""
+    """A tqdm bar of `total` steps of C chains, on a terminal only (tqdm's disable=None: a log file
+    gets no bars); off for nothing to do, with --quiet or with UNLEARN_NO_PROGRESS=1."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=f"{desc} [{C} chains]", unit="step", leave=False,
-                disable=total == 0 or os.environ.get("UNLEARN_NO_PROGRESS") == "1")
+    off = total == 0 or os.environ.get("UNLEARN_NO_PROGRESS") == "1"
+    return tqdm(total=total, desc=f"{desc} [{C} chains]", unit="step", leave=False, disable=True if off else None)
+
+
+def summary_block(text: str) -> str:
+    """A ``title: a; b; c`` summary as a short block: the title, then one indented line per part."""
+    parts = [p.strip() for p in text.split("; ") if p.strip()]
+    if len(parts) < 2:
+        return text
+    title, sep, first = parts[0].partition(": ")
+    head = [title + ":", "  " + first] if sep and first else [parts[0]]
+    return "\n".join(head + ["  " + p for p in parts[1:]])
 
 
 def summary_stats(acc: np.ndarray) -> dict:

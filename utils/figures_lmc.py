@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from utils.figure_parts import finish_axes, plan_only_note, summary_curve, title
+from utils.figure_parts import bars_note, finish_axes, summary_curve, title
 from utils.plots import figure
 from utils.results import json_key
 
@@ -29,11 +29,13 @@ def fig_paint_unlearning_sigma(metrics, arrays):
         for name, label in (("learn", "learning on D"), ("retrain", "retraining on D'"),
                             ("unlearn", "Langevin unlearning")):
             summary_curve(ax2, sigmas, [acc[name][k] for k in keys], label)
-        ax2.set_ylabel("test accuracy")
+        ax2.set_ylabel(f"test accuracy\n({bars_note(ax2)})")
         h2 = ax2.get_legend_handles_labels()
         handles = (handles[0] + h2[0], handles[1] + h2[1])
-    for s, e, k in zip(sigmas, eps0, keys):
-        ax.annotate(f"K={metrics['K'][k]}", (s, e), textcoords="offset points", xytext=(4, 6), fontsize=8)
+    for s, e, k in zip(sigmas, eps0, keys):  # never clipped at the axes' edge
+        ax.annotate(f"K={metrics['K'][k]}", (s, e), textcoords="offset points", xytext=(4, 6), fontsize=8,
+                    annotation_clip=False)
+    ax.margins(x=0.12, y=0.12)
     # one legend for both y axes, so it is drawn here rather than by finish_axes
     ax.legend(*handles, fontsize=8, loc="best")
     fig.tight_layout()
@@ -92,7 +94,8 @@ def fig_retrain_noiseless(metrics, arrays):
         ax.plot(S, [acc["retrain"][json_key(v)]["mean"] for v in S], marker="o", label="noiseless retraining on D'_S")
         ax.axhline(acc["learn"]["mean"], color="k", linestyle="--", label="noiseless learning on D")
     else:
-        plan_only_note(ax, f"plan only: {len(S)} + 1 noiseless chains of T={metrics['burn_in']} steps")
+        plt.close(fig)
+        return None  # a plan holds nothing to draw here: no empty figure
     finish_axes(ax, xlabel="removed points S", ylabel="test accuracy" if acc else None, xscale="log",
                 legend_size=8 if acc else None,
                 title=title(metrics, f"noiseless retraining (sigma = 0, T={metrics['burn_in']})"))

@@ -34,10 +34,12 @@ def fig_compare_baseline_nonconvergent(metrics, arrays):
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     if "accuracy" in metrics:
         _unlearn_vs_retrain(ax, eps, keys, metrics, "PNSGD", f", K = {metrics['K']}")
+        nb = len(metrics["batch_sizes"])  # colours C0.. are the batch sizes': the others never reuse them
         if "lmc" in comp:
-            summary_curve(ax, eps, [comp["lmc"][k] for k in keys], "Langevin unlearning K = 1", marker="s")
-        for K, curve in sorted(comp.get("d2d", {}).items()):
-            summary_curve(ax, eps, [curve[k] for k in keys], f"D2D K = {K}", marker="^")
+            summary_curve(ax, eps, [comp["lmc"][k] for k in keys], "Langevin unlearning K = 1", marker="s",
+                          color=f"C{nb}")
+        for j, (K, curve) in enumerate(sorted(comp.get("d2d", {}).items())):
+            summary_curve(ax, eps, [curve[k] for k in keys], f"D2D K = {K}", marker="^", color=f"C{nb + 1 + j}")
         ylabel, yscale = "test accuracy", None
     else:
         for b in metrics["batch_sizes"]:
@@ -60,8 +62,15 @@ def fig_sequential(metrics, arrays):
     def suffix(b):
         return f" (acc {acc[b]['unlearn']['mean']:.3f})" if b in acc else ""
 
-    for b, ks in metrics["k_lists"].items():
-        ax.plot(np.arange(1, len(ks) + 1), np.cumsum(ks), label=f"PNSGD {_batch_label(b)}{suffix(b)}")
+    drawn = {}
+    styles = [("-", None), ("--", "o"), (":", "s"), ("-.", "^"), ((0, (5, 1, 1, 1)), "v")]
+    for i, (b, ks) in enumerate(metrics["k_lists"].items()):
+        same = next((other for other, cum in drawn.items() if np.array_equal(cum, np.cumsum(ks))), None)
+        note = f" (same as {_batch_label(same)})" if same is not None else ""
+        ls, marker = styles[i % len(styles)]  # curves that coincide stay visible by dash and marker
+        ax.plot(np.arange(1, len(ks) + 1), np.cumsum(ks), ls=ls, marker=marker, markevery=max(1, len(ks) // 8),
+                ms=4, mfc="none", label=f"PNSGD {_batch_label(b)}{suffix(b)}{note}")
+        drawn[b] = np.cumsum(ks)
     S = metrics["lmc_request_size"]
     lu = metrics["lmc_k_list"]
     ax.plot(S * np.arange(1, len(lu) + 1), np.cumsum(lu), "s--", markersize=3,
@@ -71,7 +80,7 @@ def fig_sequential(metrics, arrays):
         ax.plot(np.arange(1, len(d2d) + 1), np.cumsum(d2d), ":", label=f"D2D f = {metrics['d2d_factor']:g} (steps)")
     what = f"sequential removals, sigma = {metrics['sigma']:g}, eps = {metrics['epsilon']:g}"
     finish_axes(ax, xlabel="number of removed points", ylabel="accumulated epochs", yscale="log", legend_size=7,
-                title=title(metrics, what))
+                title=title(metrics, what), integer_x=True)
     return fig
 
 
@@ -113,7 +122,8 @@ def fig_retrain_noiseless(metrics, arrays):
             acc = metrics["accuracy"][b]
             ax.plot(S, [acc["retrain"][str(s)] for s in S], "o-", label=f"{_batch_label(b)} (learn {acc['learn']:.3f})")
     else:
-        plan_only_note(ax, "plan only: no accuracies")
+        plt.close(fig)
+        return None  # a plan holds nothing to draw here: no empty figure
     finish_axes(ax, xlabel="number of removed points S", ylabel="test accuracy (sigma = 0)", xscale="log",
                 legend_size=7 if "accuracy" in metrics else None, title=title(metrics, "noiseless retraining"))
     return fig

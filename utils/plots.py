@@ -1,5 +1,6 @@
 """One function per figure, each reading a saved run folder (metrics.json + arrays.npz), so any
-figure can be redrawn without recomputing:  ``python -m utils.plots RUN_FOLDER [RUN_FOLDER ...]``.
+figure can be redrawn without recomputing:  ``python -m utils.plots RUN_FOLDER [RUN_FOLDER ...]`` (a mode
+folder means its latest run).
 
 Every figure function takes ``(metrics, arrays)`` and returns a matplotlib Figure; ``draw(folder)``
 saves it as ``figure.png`` and ``figure.pdf`` in the folder (atomically). The functions live in
@@ -46,7 +47,8 @@ def save_figure(fig, folder: str, stem: str = "figure") -> list[str]:
 
 
 def draw(folder: str, metrics: dict | None = None, arrays: dict | None = None) -> list[str]:
-    """Draw the figure of a run folder from what it saved; returns the paths written."""
+    """Draw the figure of a run folder from what it saved; returns the paths written (none when the
+    figure function has nothing to draw, e.g. a plan with no accounting curves)."""
     if metrics is None:
         metrics = results.read_json(os.path.join(folder, "metrics.json"))
     if arrays is None:
@@ -56,17 +58,25 @@ def draw(folder: str, metrics: dict | None = None, arrays: dict | None = None) -
     fn = FIGURES.get((metrics.get("family"), mode)) or FIGURES.get(mode)
     if fn is None:
         raise ValueError(f"no figure for mode {mode!r} (known: {', '.join(sorted(map(str, FIGURES)))})")
-    return save_figure(fn(metrics, arrays), folder)
+    fig = fn(metrics, arrays)
+    return [] if fig is None else save_figure(fig, folder)
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m utils.plots RUN_FOLDER [RUN_FOLDER ...]   (redraws figure.png/.pdf)")
+        print("usage: python -m utils.plots RUN_FOLDER [RUN_FOLDER ...]   (redraws figure.png/.pdf; a mode "
+              "folder such as result/LMC/DIGITS/baseline means its latest run)")
         return 0 if argv else 2
-    for folder in argv:
+    for given in argv:
+        try:  # a mode folder means the run its `latest` names
+            folder = results.resolve_run_dir(given)
+        except results.ResultError as exc:
+            print(f"plots: error: {exc}", file=sys.stderr)
+            return 2
         if not os.path.exists(os.path.join(folder, "metrics.json")):
-            print(f"plots: error: {folder!r} holds no metrics.json (give a run folder)", file=sys.stderr)
+            print(f"plots: error: {folder!r} holds no metrics.json (an unfinished run: rerun it with --resume)",
+                  file=sys.stderr)
             return 2
         for path in draw(folder):
             print(path)

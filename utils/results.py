@@ -1,8 +1,10 @@
 """Run folders: atomic writes, config capture, a lock per folder, resumable parts, the chain cache.
 
-Layout (DESIGN.md): ``<result_dir>/<LMC|SGD>/<DATASET>/<mode>/`` holding ``config.json``,
-``metrics.json``, ``arrays.npz``, ``log.txt``, the figure (PNG and PDF) and, while a run is under way,
-``parts/`` (finished pieces that ``--resume`` reuses). No torch at import time.
+Layout: ``<result_dir>/<LMC|SGD>/<DATASET>/<mode>/<run>/`` holding ``config.json``, ``metrics.json``,
+``arrays.npz``, ``log.txt``, the figure (PNG and PDF) and, while a run is under way, ``INCOMPLETE`` and
+``parts/`` (finished pieces that ``--resume`` reuses). ``<run>`` is named by ``run_name`` (the flags
+given, then a hash of every flag), so different flags never share a folder; ``<mode>/latest`` names the
+run that finished last, and ``resolve_run_dir`` turns a mode folder into that run. No torch at import time.
 """
 from __future__ import annotations
 
@@ -26,6 +28,12 @@ SCHEMA_VERSION = 1
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Flags that may differ between an interrupted run and its resumption.
 _RESUME_IGNORED = {"resume", "plan_only", "device", "gpu"}
+# Flags that change neither what a run computes nor which run it is: they do not name its folder.
+_NOT_NAMING = {"resume", "device", "gpu", "result_dir", "data_dir", "no_cache", "quiet", "name", "yes",
+               "family", "multiclass", "given_flags", "S_given"}
+LATEST = "latest"              # <mode>/latest: a relative symlink to the run, or a file naming it
+INCOMPLETE = "INCOMPLETE"      # present while a run folder's results are not (all) written yet
+RESULT_FILES = ("config.json", "metrics.json", "arrays.npz", "log.txt", "figure.png", "figure.pdf")
 
 
 class ResultError(RuntimeError):
@@ -63,12 +71,20 @@ def json_key(value) -> str:
     return format(float(value), "g")
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename into place."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide results from colleagues
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -204,6 +220,100 @@ class FolderLock:
         self.held = False
 
 
+# ---------------------------------------------------------------- run names and the latest run
+def _name_value(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "_".join(_name_value(v) for v in value)
+    if isinstance(value, float):
+        return format(value, "g")
+    text = os.path.basename(str(value)) if isinstance(value, str) and os.sep in value else str(value)
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in text)
+
+
+def flags_hash(flags: dict) -> str:
+    """8 hex digits of a hash of every flag that changes what a run computes."""
+    return cache_key({k: v for k, v in flags.items() if k not in _NOT_NAMING})[:8]
+
+
+def run_name(flags: dict, *, mode: str, given=()) -> str:
+    """The run folder's name: ``--name`` when given, else the flags given on the command line (other than
+    the mode switch, the dataset and flags that change nothing computed) then a hash of every flag, e.g.
+    ``K=1,eps=1,lam=0.001-3f2a1c0b``; ``default-<hash>`` when none was given. Identical flags give the same
+    name (a rerun reuses its folder), different flags a different one."""
+    if flags.get("name"):
+        return str(flags["name"])
+    shown = []
+    for key in given:
+        if key in _NOT_NAMING or key in (mode, "dataset") or key not in flags:
+            continue
+        value = flags[key]
+        shown.append(key if value is True else f"{key}={_name_value(value)}")
+    readable = ",".join(shown)[:80] or "default"
+    return f"{readable}-{flags_hash(flags)}"
+
+
+def _set_latest(mode_dir: str, run: str) -> None:
+    """Point ``<mode_dir>/latest`` at ``run`` atomically: a relative symlink, or where the file system has
+    none, a one-line file naming the run (resolve_run_dir reads both)."""
+    link = os.path.join(mode_dir, LATEST)
+    tmp = os.path.join(mode_dir, f".tmp-latest-{os.getpid()}")
+    try:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(run, tmp, target_is_directory=True)
+    except (OSError, NotImplementedError):
+        atomic_write_text(link, run + "\n")
+        return
+    if os.path.isdir(link) and not os.path.islink(link):
+        shutil.rmtree(link)  # never the case for folders we made; a stray folder must not block the pointer
+    os.replace(tmp, link)
+
+
+def is_run_dir(path: str) -> bool:
+    return any(os.path.exists(os.path.join(path, f)) for f in ("config.json", "metrics.json", INCOMPLETE))
+
+
+def resolve_run_dir(path) -> str:
+    """A run folder given a run folder, or a mode folder (-> the run its ``latest`` names). Readers and
+    tests call this so that both spellings work: ``resolve_run_dir("result/LMC/DIGITS/baseline")``."""
+    path = os.fspath(path)
+    if is_run_dir(path):
+        return path
+    link = os.path.join(path, LATEST)
+    if os.path.islink(link) or os.path.isdir(link):
+        target = os.path.join(path, os.readlink(link)) if os.path.islink(link) else link
+        if is_run_dir(target):
+            return os.path.normpath(target)
+    elif os.path.isfile(link):
+        with open(link, encoding="utf-8") as fh:
+            target = os.path.join(path, fh.read().strip())
+        if is_run_dir(target):
+            return target
+    raise ResultError(f"{path} is neither a run folder (config.json, metrics.json) nor a mode folder with a "
+                      f"'{LATEST}' run: give a folder under result/<LMC|SGD>/<DATASET>/<mode>/")
+
+
+def run_dirs(mode_dir) -> list[str]:
+    """Every run folder directly under a mode folder (the pre-run-folder layout: the mode folder itself),
+    newest first by modification time."""
+    mode_dir = os.fspath(mode_dir)
+    if is_run_dir(mode_dir):
+        return [mode_dir]
+    if not os.path.isdir(mode_dir):
+        return []
+    found = [os.path.join(mode_dir, e) for e in os.listdir(mode_dir)
+             if e != LATEST and not e.startswith(".") and is_run_dir(os.path.join(mode_dir, e))]
+    return sorted(found, key=lambda p: os.path.getmtime(p), reverse=True)
+
+
+def _changed_flags(config_path: str, config: dict) -> str:
+    """The flags (that change a result) in which ``config`` differs from the saved one, shown; "" if none."""
+    old = read_json(config_path).get("flags", {})
+    new = to_jsonable(config.get("flags", {}))
+    diff = sorted(k for k in set(old) | set(new) if k not in _RESUME_IGNORED | _NOT_NAMING and old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
+
+
 # ---------------------------------------------------------------- run folders
 def metrics_record(metrics: dict, *, plan_only: bool) -> dict:
     """metrics.json's content: the schema header, then the metrics, as strict-JSON-ready values."""
@@ -211,10 +321,13 @@ def metrics_record(metrics: dict, *, plan_only: bool) -> dict:
 
 
 class RunFolder:
-    """One experiment run: ``<result_dir>/<family>/<dataset>/<mode>/``."""
+    """One experiment run: ``<result_dir>/<family>/<dataset>/<mode>/<run>/`` (``run=None``: the mode
+    folder itself, the layout before run folders)."""
 
-    def __init__(self, result_dir: str, family: str, dataset: str, mode: str):
-        self.path = os.path.join(result_dir, family, dataset, mode)
+    def __init__(self, result_dir: str, family: str, dataset: str, mode: str, run: str | None = None):
+        self.mode_dir = os.path.join(result_dir, family, dataset, mode)
+        self.run = run
+        self.path = self.mode_dir if run is None else os.path.join(self.mode_dir, run)
         self.parts_dir = os.path.join(self.path, "parts")
         self.lock = FolderLock(self.path)
         self.log_lines: list[str] = []
@@ -229,6 +342,12 @@ class RunFolder:
         self.lock.acquire()
         try:
             self._check_reuse(config, resume=resume, plan_only=plan_only)
+            if not resume:  # a replaced run leaves nothing behind that the new config does not describe
+                for name in RESULT_FILES:
+                    if os.path.exists(self.file(name)):
+                        os.unlink(self.file(name))
+            atomic_write_text(self.file(INCOMPLETE), "this run has not finished: its results are missing or "
+                                                     "partial; rerun the same command with --resume\n")
         except BaseException:
             self.lock.release()
             raise
@@ -247,15 +366,17 @@ class RunFolder:
             raise ResultError(f"{self.path} holds a finished full run; --plan_only will not overwrite its "
                               "metrics: choose another --result-dir")
         old_config = self.file("config.json")
-        if resume and os.path.exists(old_config):
-            old = read_json(old_config).get("flags", {})
-            new = to_jsonable(config.get("flags", {}))
-            diff = sorted(k for k in set(old) | set(new)
-                          if k not in _RESUME_IGNORED and old.get(k) != new.get(k))
-            if diff:
-                shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
-                raise ResultError(f"--resume refused: the saved config in {self.path} differs ({shown}); "
-                                  "rerun without --resume or with the same flags")
+        changed = _changed_flags(old_config, config) if os.path.exists(old_config) else ""
+        if self.run is not None and not resume and changed:  # only a reused --name gets here
+            raise ResultError(f"run folder {self.path} holds a run with other flags ({changed}); "
+                              "choose another --name")
+        if resume and self.run is not None and not os.path.exists(old_config):
+            others = [os.path.basename(p) for p in run_dirs(self.mode_dir) if os.path.exists(os.path.join(p, INCOMPLETE))]
+            raise ResultError(f"--resume refused: no run with these flags under {self.mode_dir} (unfinished runs "
+                              f"there: {', '.join(others) or 'none'}); rerun with that run's flags, or without --resume")
+        if resume and changed:
+            raise ResultError(f"--resume refused: the saved config in {self.path} differs ({changed}); "
+                              "rerun without --resume or with the same flags")
         if not resume and os.path.isdir(self.parts_dir):
             shutil.rmtree(self.parts_dir)
 
@@ -297,9 +418,14 @@ class RunFolder:
         atomic_write_text(self.file("log.txt"), "\n".join(self.log_lines) + "\n")
 
     def finish(self) -> None:
-        """Drop the resumable parts once every final file is in place."""
+        """Once every final file is in place: drop the resumable parts and the INCOMPLETE mark, and
+        point ``<mode>/latest`` at this run."""
+        if os.path.exists(self.file(INCOMPLETE)):
+            os.unlink(self.file(INCOMPLETE))
         if os.path.isdir(self.parts_dir):
             shutil.rmtree(self.parts_dir)
+        if self.run is not None:
+            _set_latest(self.mode_dir, self.run)
 
 
 # ---------------------------------------------------------------- learned-chain cache

@@ -122,6 +122,7 @@ def _write_version(path: str, version: int, meta: dict, arrays: dict, log: str) 
                 arrays_sha256=hashlib.sha256(blob).hexdigest())
     text = results.json_text(meta)
     tmp = tempfile.mkdtemp(prefix=f".tmp-v{version:06d}-", dir=path)
+    os.chmod(tmp, 0o777 & ~results.current_umask())  # mkdtemp's 0700 would hide the state from colleagues
     try:
         _write_file(os.path.join(tmp, "arrays.npz"), blob)
         _write_file(os.path.join(tmp, "log.txt"), log.encode("utf-8"))

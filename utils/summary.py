@@ -1,0 +1,243 @@
+"""One tidy table of many run folders:  ``python -m utils.summary RESULT_DIR [--csv FILE]``.
+
+One row per run x setting x method (every accuracy record ``{mean, std, se, trials}`` a run saved),
+with the run's family, dataset, mode and folder, every flag of its config.json (``flag_<name>``),
+the swept values that name the setting (K, eps, sigma, S, b, ...), the certificate's bound, the
+accuracy's mean / std / trials, the unlearning steps and the run's wall clock. Runs that did not
+finish are listed with ``complete = False`` and no accuracies. Redrawing a figure from it::
+
+    import pandas as pd, matplotlib.pyplot as plt
+    df = pd.read_csv("runs.csv")
+    fig3a = df[(df["mode"] == "baseline") & (df["K"] == 1)]
+    for method, g in fig3a.groupby("method"):
+        g = g.sort_values("eps")
+        plt.errorbar(g["eps"], g["accuracy_mean"], yerr=g["accuracy_std"], label=method, capsize=3)
+    plt.xscale("log"); plt.xlabel("eps"); plt.ylabel("test accuracy (mean +- std over trials)"); plt.legend()
+    # or, with seaborn installed: seaborn.lineplot(fig3a, x="eps", y="accuracy_mean", hue="method")
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from utils import results
+
+# What the keys along an accuracy record's path in metrics.json mean, per (family, mode) and top-level
+# key, by path depth below that key; "method" defaults to the top-level key.
+_LAYOUTS = {
+    ("LMC", "baseline"): {"settings": {3: ("K", "eps", "method")}},
+    ("LMC", "sequential2"): {"lmc_final": {1: ("S",)}, "lmc_retrain": {1: ("S",)}, "d2d_final": {1: ("ifac",)}},
+    ("LMC", "paint_unlearning_sigma"): {"accuracy": {2: ("method", "sigma")}},
+    ("LMC", "paint_utility_epsilon"): {"accuracy": {1: ("method",), 3: ("method", "S", "eps")}},
+    ("LMC", "paint_utility_s"): {"accuracy": {1: ("method",), 3: ("method", "eps", "S")}},
+    ("LMC", "retrain_noiseless"): {"accuracy": {1: ("S",)}},
+    ("SGD", "compare_baseline_nonconvergent"): {"accuracy": {3: ("b", "eps", "method")},
+                                                "comparison": {2: ("method", "eps"), 3: ("method", "K", "eps")}},
+    ("SGD", "sequential"): {"accuracy": {2: ("b", "method")}},
+    ("SGD", "paint_unlearning_sigma"): {"accuracy": {3: ("b", "sigma", "method")}},
+}
+_SETTING_COLUMNS = ("K", "eps", "sigma", "S", "b", "ifac")
+
+
+def _is_accuracy(obj) -> bool:
+    return isinstance(obj, dict) and {"mean", "std", "trials"} <= set(obj)
+
+
+def _records(obj, path=()):
+    """(path of keys, parent dict, record) of every accuracy record under obj."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if _is_accuracy(value):
+                yield path + (key,), obj, value
+            else:
+                yield from _records(value, path + (key,))
+
+
+def _number(text):
+    try:
+        return int(text) if str(text).lstrip("-").isdigit() else float(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def _flag_value(v):
+    return " ".join(map(str, v)) if isinstance(v, list) else v
+
+
+def _lookup(table, keys):
+    """metrics[name][k1][k2]... when it leads to a scalar, else None."""
+    for k in keys:
+        if not isinstance(table, dict) or k not in table:
+            return None
+        table = table[k]
+    return table if isinstance(table, (int, float)) and not isinstance(table, bool) else None
+
+
+def _scalar(metrics, *names):
+    for name in names:
+        v = metrics.get(name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return v
+    return None
+
+
+def _bound(metrics, row) -> str | None:
+    """The bound of the certificate that covers this row (same method kind, K and sigma when known)."""
+    d2d = "d2d" in str(row.get("method"))
+    certs = [c for c in metrics.get("certificates") or [] if "method" not in c or (c["method"] == "d2d") == d2d]
+    for c in certs:
+        if row.get("K") is not None and c.get("K") != row.get("K"):
+            continue
+        if d2d:
+            return c.get("bound")
+        if isinstance(row.get("sigma"), float) and isinstance(c.get("sigma"), (int, float)) \
+                and abs(c["sigma"] - row["sigma"]) > 1e-12 * max(1.0, abs(row["sigma"])):
+            continue
+        return c.get("bound")
+    names = {c.get("bound") for c in certs}
+    return names.pop() if len(names) == 1 else None
+
+
+def run_rows(folder: str) -> list[dict]:
+    """The rows of one run folder."""
+    config = _read(os.path.join(folder, "config.json")) or {}
+    metrics = _read(os.path.join(folder, "metrics.json"))
+    base = {"family": None, "dataset": None, "mode": None, "run": os.path.basename(os.path.normpath(folder)),
+            "folder": folder, "complete": metrics is not None and not os.path.exists(
+                os.path.join(folder, results.INCOMPLETE)), "plan_only": None}
+    flags = config.get("flags", {})
+    base.update(family=flags.get("family"), dataset=flags.get("dataset"),
+                mode=(config.get("derived") or {}).get("mode"))
+    if metrics is not None:
+        base.update(family=metrics.get("family", base["family"]), dataset=metrics.get("dataset", base["dataset"]),
+                    mode=metrics.get("mode", base["mode"]), plan_only=metrics.get("plan_only"))
+        base["wall_clock_seconds"] = (metrics.get("wall_clock_seconds") or {}).get("total")
+    base.update({f"flag_{k}": _flag_value(v) for k, v in flags.items() if k != "given_flags"})
+    found = list(_records(metrics)) if metrics is not None else []
+    if not found:
+        return [base]
+    layout = _LAYOUTS.get((base["family"], base["mode"]), {})
+    rows = []
+    for path, parent, record in found:
+        top, rest = path[0], path[1:]
+        names = layout.get(top, {}).get(len(rest))
+        row = dict(base, method=top)
+        keys = []
+        if names is None:
+            row.update({f"key{i + 1}": k for i, k in enumerate(rest)})
+            if rest:
+                row["method"] = f"{top}/{rest[-1]}"
+        else:
+            for name, key in zip(names, rest):
+                if name == "method":
+                    row["method"] = key if top not in ("comparison",) else f"{top}_{key}"
+                else:
+                    row[name] = _number(key)
+                    keys.append(key)
+        for c in ("sigma", "K", "T"):   # beside the record (baseline's cells)
+            if c not in row and isinstance(parent.get(c), (int, float)) and not isinstance(parent.get(c), bool):
+                row[c] = parent[c]
+        for c in ("K", "sigma"):        # keyed by the setting (main_lmc's K, main_sgd's sigma per b and eps)
+            if c not in row and isinstance(metrics.get(c), dict):
+                value = _lookup(metrics[c], keys)
+                if value is not None:
+                    row[c] = value
+        if "eps" not in row:
+            eps = _scalar(metrics, "eps", "epsilon")
+            if eps is not None:
+                row["eps"] = eps
+        if "sigma" not in row and _scalar(metrics, "sigma") is not None:
+            row["sigma"] = metrics["sigma"]
+        if "S" not in row and _scalar(metrics, "S") is not None:
+            row["S"] = metrics["S"]
+        row["bound"] = _bound(metrics, row)
+        row.update(accuracy_mean=record["mean"], accuracy_std=record["std"], accuracy_trials=record["trials"])
+        if "unlearn" in str(row["method"]) or "final" in str(row["method"]):
+            row["steps"] = _steps(metrics, row, keys)
+        rows.append(row)
+    return rows
+
+
+def _steps(metrics, row, keys):
+    """Unlearning steps of the row: K, or the sum of its K list (streams)."""
+    for name in ("lmc_k_lists", "k_lists", "d2d_k_lists"):
+        table = metrics.get(name)
+        if isinstance(table, dict) and keys and isinstance(table.get(keys[0]), list):
+            return sum(table[keys[0]])
+    return row.get("K")
+
+
+def _read(path):
+    try:
+        return results.read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
+def find_runs(root) -> list[str]:
+    """Every run folder under root (a result folder, a mode folder or a run folder); ``latest`` pointers
+    are not followed, so each run appears once."""
+    root = os.fspath(root)
+    if results.is_run_dir(root):
+        return [root]
+    found = []
+    for folder, dirs, _files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != results.LATEST and not d.startswith(".") and d != "cache"
+                         and not os.path.islink(os.path.join(folder, d)))
+        if results.is_run_dir(folder):
+            found.append(folder)
+            dirs[:] = []
+    return found
+
+
+def table(root):
+    """The tidy pandas DataFrame of every run under root."""
+    import pandas as pd
+
+    rows = [row for folder in find_runs(root) for row in run_rows(folder)]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    first = ["family", "dataset", "mode", "run", "method", *[c for c in _SETTING_COLUMNS if c in df],
+             "bound", "accuracy_mean", "accuracy_std", "accuracy_trials", "steps", "wall_clock_seconds",
+             "complete", "plan_only"]
+    first = [c for c in first if c in df]
+    for c in ("K", "S", "steps", "accuracy_trials"):   # counts stay integers beside missing values
+        if c in df:
+            values = pd.to_numeric(df[c], errors="coerce")
+            if values.notna().equals(df[c].notna()) and (values.dropna() % 1 == 0).all():
+                df[c] = values.astype("Int64")
+    flags = sorted(c for c in df if c.startswith("flag_"))
+    rest = [c for c in df if c not in first and c not in flags]
+    return df[first + rest + flags]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m utils.summary",
+                                description="One tidy table (run x setting x method) of every run folder under "
+                                            "RESULT_DIR, printed and optionally written as CSV.")
+    p.add_argument("result_dir", help="a result folder (result/), a mode folder or a run folder")
+    p.add_argument("--csv", default=None, help="also write the whole table (every flag a column) to this CSV file")
+    p.add_argument("--all_columns", action="store_true", help="print every column, flags included")
+    args = p.parse_args(argv)
+    if not os.path.isdir(args.result_dir):
+        print(f"summary: error: {args.result_dir!r} is not a folder (give result/ or a run folder)", file=sys.stderr)
+        return 2
+    import pandas as pd
+
+    df = table(args.result_dir)
+    if df.empty:
+        print(f"summary: no run folders under {args.result_dir}", file=sys.stderr)
+        return 1
+    shown = df if args.all_columns else df[[c for c in df if not c.startswith("flag_") and c != "folder"]]
+    with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
+        print(shown.to_string(index=False))
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv} ({len(df)} rows, {len(df.columns)} columns)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
