@@ -166,13 +166,15 @@ def constants_of(meta) -> accountant.Constants:
 
 # ---------------------------------------------------------------- output
 class Report:
-    """Print lines and keep them for the state's log.txt."""
+    """Print lines and keep them for the state's log.txt (echo=False: keep them, print later)."""
 
-    def __init__(self):
+    def __init__(self, echo: bool = True):
         self.lines: list[str] = []
+        self.echo = echo
 
     def __call__(self, line: str = "") -> None:
-        print(line, flush=True)
+        if self.echo:
+            print(line, flush=True)
         self.lines.append(line)
 
     def text(self) -> str:
@@ -325,16 +327,35 @@ def cmd_remove(args) -> int:
             request=s, ids=[int(i) for i in ids], S=int(rows.size), eps_target=eps_target, Ks=Ks + [K],
             sizes=sizes, Z=Z, cumulative_steps=steps_so_far, retrain_steps=retrain, learn_T=settings["T"])
         acc = new_arrays["accuracy"]
-        _print_certificate(out, cert, unit)
-        out(f"  held-out accuracy {_acc_text(acc)}; {seconds:.2f} s")
+        # printed only once committed: a certificate must never show for a request the state does not hold
+        done = Report(echo=False)
+        _print_certificate(done, cert, unit)
+        done(f"  held-out accuracy {_acc_text(acc)}; {seconds:.2f} s")
         record = {"request": s, "ids": [int(i) for i in ids], "rows": rows.tolist(), "S": int(rows.size), "K": K,
                   "eps_target": eps_target, "certificate": cert, "accuracy_mean": float(np.mean(acc)),
                   "wall_clock_seconds": seconds, "time": _now()}
         new_meta = dict(meta, requests=meta["requests"] + [record])
-        new = statefile.commit(st, new_meta, new_arrays, st.log + out.text())
-    print(f"saved state folder {new.path} (version {new.version}); the previous version and its removed rows "
-          "are deleted")
+        new = statefile.commit(st, new_meta, new_arrays, st.log + out.text() + done.text())
+    print(done.text(), end="", flush=True)
+    left = statefile.pending(new.path)
+    if left:
+        print(f"saved state folder {new.path} (version {new.version}); deleting the previous version failed: "
+              f"{', '.join(left)} still hold removed rows and will be deleted by the next command on this state")
+    else:
+        print(f"saved state folder {new.path} (version {new.version}); the previous version and its removed rows "
+              "are deleted")
     return 0
+
+
+def _settle(path) -> None:
+    """Finish the deletion a killed remove left pending (old versions hold removed rows), or report it."""
+    deleted, left = statefile.settle(path)
+    if deleted:
+        print(f"completed a pending deletion in {os.path.abspath(path)}: {', '.join(deleted)} "
+              "(left by an interrupted remove; they held removed rows)")
+    if left:
+        print(f"pending deletion in {os.path.abspath(path)}: {', '.join(left)} still hold removed rows "
+              "(a remove is running, or the folder is not writable)")
 
 
 def _unlearn(arrays, rows, *, K, s, meta, consts, b, device):
@@ -381,6 +402,7 @@ def _print_certificate(out, cert, unit) -> None:
 
 # ---------------------------------------------------------------- status, export
 def cmd_status(args) -> int:
+    _settle(args.state)
     st = statefile.load(args.state)
     _check_features(st, args.features)
     meta, settings, ds = st.meta, st.meta["settings"], st.meta["dataset"]
@@ -420,6 +442,7 @@ def cmd_status(args) -> int:
 def cmd_export(args) -> int:
     if not args.out.lower().endswith(".npz"):
         raise cli.UsageError(f"--out {args.out!r} is not allowed (allowed: a file name ending in .npz)")
+    _settle(args.state)
     st = statefile.load(args.state)
     C = st.arrays["w"].shape[0]
     if args.chain >= C:

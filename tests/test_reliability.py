@@ -185,18 +185,22 @@ def test_resume_refuses_changed_flags(tmp_path, capsys):
 
 
 def test_second_run_on_a_locked_folder_refuses(tmp_path, capsys):
+    from test_results import HOLD_LOCK
+
     folder = tmp_path / "LMC" / "DIGITS" / "find_k"
     folder.mkdir(parents=True)
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True)
     try:
-        (folder / ".lock").write_text(str(holder.pid))
+        assert holder.stdout.readline().strip() == "held"
         assert baseline.main(TINY + ["--find_k", "1", "--result_dir", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert f"pid {holder.pid}" in err and len(err.strip().splitlines()) == 1
     finally:
         holder.kill()
         holder.wait()
-    # the holder is dead now: its stale lock is taken over
+        holder.stdout.close()
+    # the holder is dead now: its lock file remains but the kernel released the flock
+    assert (folder / ".lock").exists()
     assert baseline.main(TINY + ["--find_k", "1", "--result_dir", str(tmp_path)]) == 0
     assert not (folder / ".lock").exists()
 

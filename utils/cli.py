@@ -10,6 +10,7 @@ import functools
 import math
 import os
 import re
+import signal
 import sys
 
 PAPER_EPS = [0.05, 0.1, 0.5, 1.0, 2.0, 5.0]
@@ -196,6 +197,7 @@ def guarded(main):
     @functools.wraps(main)
     def run(argv=None):
         prog = getattr(main, "prog", None) or sys.argv[0].rsplit("/", 1)[-1]
+        previous = _terminate_as_interrupt()
         try:
             return main(argv) or 0
         except KeyboardInterrupt:
@@ -210,7 +212,27 @@ def guarded(main):
             print(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                   file=sys.stderr)
             return 2
+        finally:
+            from utils import results
+
+            results.release_all()   # an error or an interrupt never leaves this process holding a lock
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return run
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # unwinds like Ctrl-C: temporary files removed, locks released
+
+
+def _terminate_as_interrupt():
+    """SIGTERM unwinds like SIGINT (finally blocks run) while a script runs; returns the old handler."""
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            return signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        pass
+    return None
 
 
 def check_dataset_kind(args, *, multiclass: bool, scripts: tuple[str, str]) -> None:

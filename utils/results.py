@@ -170,38 +170,112 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class FolderLock:
-    """An exclusive lock file holding the owner's pid; a stale lock of a dead process is taken over."""
+_HELD: set = set()     # the locks this process holds, released by release_all on any exit path
 
-    def __init__(self, folder: str):
+
+def release_all() -> None:
+    """Release every lock this process still holds (cli.guarded calls it however a script ends)."""
+    for lock in list(_HELD):
+        lock.release()
+
+
+class FolderLock:
+    """An exclusive lock on ``<folder>/.lock``: ``fcntl.flock`` on the file, held open for the whole run.
+
+    The kernel grants the flock to one open file at a time and drops it when its holder exits in any way
+    (SIGKILL included), so there is no stale lock to take over and no window between creating the file
+    and recording the owner. The owner (pid, start time, command) is written into the file only for the
+    message a second process prints. Release unlinks the file while still holding the flock; a process
+    that opened the old file meanwhile sees that the path now names another file (or none) and retries,
+    so two processes never both hold the lock of one path.
+    """
+
+    def __init__(self, folder: str, *, wait: float = 0.0):
         self.path = os.path.join(folder, ".lock")
+        self.wait = wait          # seconds to wait for a live holder (0: refuse at once)
         self.held = False
+        self._fd: int | None = None
+
+    def _owner(self) -> str:
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as fh:
+                text = fh.read().strip()
+        except OSError:
+            text = ""
+        info = {}
+        for part in text.splitlines():
+            key, _, value = part.partition("=")
+            info[key.strip()] = value.strip()
+        if info.get("pid"):
+            return f"pid {info['pid']}, started {info.get('started', '?')}"
+        return "another process"
 
     def acquire(self) -> None:
+        import fcntl
+        import time
+
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        for _ in range(2):
+        deadline = time.monotonic() + max(self.wait, 0.0)
+        told = False
+        while True:
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                try:
-                    pid = int(open(self.path).read().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid() and _pid_alive(pid):
-                    raise ResultError(f"run folder {os.path.dirname(self.path)} is in use by a live run "
-                                      f"(pid {pid}); wait for it or choose another --result-dir")
-                os.unlink(self.path)  # stale: its owner is gone
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except IsADirectoryError:
+                raise ResultError(f"the lock {self.path} is a folder, not a file: remove it "
+                                  "(allowed: a regular file made by this tool)") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if time.monotonic() >= deadline:
+                    raise ResultError(f"{os.path.dirname(self.path)} is in use by a live run ({self._owner()}); "
+                                      "wait for it to finish or choose another folder") from None
+                if not told:
+                    print(f"waiting for {self.path} ({self._owner()})", file=sys.stderr, flush=True)
+                    told = True
+                time.sleep(0.05)
                 continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(str(os.getpid()))
-            self.held = True
-            return
-        raise ResultError(f"could not take the lock {self.path}")
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if not same:          # the holder released (unlinked) it between our open and our flock
+                os.close(fd)
+                continue
+            break
+        self._fd, self.held = fd, True
+        _HELD.add(self)
+        try:
+            record = (f"pid={os.getpid()}\nstarted={datetime.now(timezone.utc).isoformat(timespec='seconds')}\n"
+                      f"command={' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])[:500]}\n")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record.encode("utf-8", "replace"), 0)
+        except OSError:
+            pass      # the owner record is for humans only; the flock is what excludes
 
     def release(self) -> None:
-        if self.held and os.path.exists(self.path):
-            os.unlink(self.path)
-        self.held = False
+        """Drop our own lock (never another process's: only the holder has the flocked file open)."""
+        if not self.held:
+            return
+        fd, self._fd, self.held = self._fd, None, False
+        _HELD.discard(self)
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                os.unlink(self.path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> "FolderLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 # ---------------------------------------------------------------- run folders

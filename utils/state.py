@@ -144,22 +144,78 @@ def _switch_pointer(path: str, version: int) -> None:
     _fsync_dir(path)
 
 
-def _remove_stale(path: str, keep: int) -> None:
-    """Delete every version but ``keep`` and every temporary folder (they may hold removed rows)."""
-    for name in os.listdir(path):
-        full = os.path.join(path, name)
+def _stale_entries(path: str, keep: int | None) -> list[str]:
+    """Names of every version folder but ``keep`` and every temporary entry: leftovers that may hold removed rows."""
+    stale = []
+    for name in sorted(os.listdir(path)):
         match = _VERSION_DIR.match(name)
-        if (match and int(match.group(1)) != keep) or (name.startswith(".tmp-v") and os.path.isdir(full)):
-            shutil.rmtree(full, ignore_errors=True)
+        if (match and int(match.group(1)) != keep) or name.startswith(".tmp-"):
+            stale.append(name)
+    return stale
+
+
+def _remove_stale(path: str, keep: int | None) -> list[str]:
+    """Delete every version but ``keep`` and every temporary entry (call with the lock held); returns their names.
+
+    An OSError propagates: a deletion that did not happen must not be reported as done.
+    """
+    stale = _stale_entries(path, keep)
+    for name in stale:
+        full = os.path.join(path, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        else:
+            os.unlink(full)
+    if stale:
+        _fsync_dir(path)
+    return stale
+
+
+def pending(path) -> list[str]:
+    """Entries of the state folder awaiting deletion (old versions, temporary entries)."""
+    path = os.path.abspath(path)
+    return _stale_entries(path, _current_version(path))
+
+
+def settle(path) -> tuple[list[str], list[str]]:
+    """Complete a pending deletion left by a killed ``remove`` (old versions still holding removed rows).
+
+    Any command calls this first. It takes the lock without waiting: with a ``remove`` running, nothing is
+    deleted here (that remove deletes them). Returns (deleted, still pending) entry names.
+    """
+    path = os.path.abspath(path)
+    keep = _current_version(path)
+    if not _stale_entries(path, keep):
+        return [], []
+    lock = results.FolderLock(path)
+    try:
+        lock.acquire()
+    except results.ResultError:
+        return [], _stale_entries(path, keep)
+    try:
+        keep = _current_version(path)
+        try:
+            return _remove_stale(path, keep), []
+        except OSError:
+            return [], _stale_entries(path, keep)
+    finally:
+        lock.release()
 
 
 def create(path, meta: dict, arrays: dict, log: str) -> State:
-    """A new state folder holding version 1; refuses a folder that already has content."""
+    """A new state folder holding version 1; refuses a folder that already has content.
+
+    Written under the folder's lock; the leftovers of a ``learn`` killed before its commit point (no
+    CURRENT yet, only temporary or uncommitted version entries) are deleted first.
+    """
     path = os.path.abspath(path)
     check_new(path)
     os.makedirs(path, exist_ok=True)
-    written = _write_version(path, 1, meta, arrays, log)
-    _switch_pointer(path, 1)
+    with results.FolderLock(path):
+        check_new(path)                     # a concurrent learn may have committed meanwhile
+        _remove_stale(path, keep=None)
+        written = _write_version(path, 1, meta, arrays, log)
+        _switch_pointer(path, 1)
     return State(path=path, version=1, meta=written, arrays=dict(arrays), log=log)
 
 
@@ -169,30 +225,45 @@ def commit(previous: State, meta: dict, arrays: dict, log: str) -> State:
     _remove_stale(previous.path, keep=previous.version)   # leftovers of a killed run
     written = _write_version(previous.path, version, meta, arrays, log)
     _switch_pointer(previous.path, version)
-    _remove_stale(previous.path, keep=version)
+    try:
+        _remove_stale(previous.path, keep=version)
+    except OSError:
+        pass   # committed; pending(path) reports what is left, and the next command of any kind deletes it
     return State(path=previous.path, version=version, meta=written, arrays=dict(arrays), log=log)
 
 
+def _killed_learn_leftover(name: str) -> bool:
+    return name == ".lock" or name.startswith(".tmp-") or bool(_VERSION_DIR.match(name))
+
+
 def check_new(path) -> None:
-    """Raise StateError unless ``path`` can become a new state folder (checked before any work)."""
+    """Raise StateError unless ``path`` can become a new state folder (checked before any work).
+
+    A folder holding only what a killed ``learn`` leaves (no CURRENT: temporary entries, an uncommitted
+    version, the lock file) counts as new: learning again deletes those leftovers.
+    """
     path = os.path.abspath(path)
-    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+    if os.path.exists(path) and (not os.path.isdir(path) or not all(
+            _killed_learn_leftover(name) for name in os.listdir(path))):
         what = "a state folder" if os.path.exists(os.path.join(path, POINTER)) else "not empty"
         raise StateError(f"--state {path} exists and is {what} (allowed: a new or empty folder; "
                          "delete it to learn again)")
     results.check_writable(os.path.dirname(path) or ".")
 
 
+# A remove waits this long for another remove on the same state (they queue: none is refused or lost).
+LOCK_WAIT_SECONDS = 3600.0
+
+
 @contextlib.contextmanager
-def locked(path):
-    """Hold the state folder's lock (one ``remove`` at a time); a dead owner's lock is taken over."""
-    _current_version(os.path.abspath(path))            # a clear error for a missing folder first
-    lock = results.FolderLock(os.path.abspath(path))
-    lock.acquire()
-    try:
+def locked(path, *, wait: float = LOCK_WAIT_SECONDS):
+    """Hold the state folder's lock (one ``remove`` at a time, the others wait their turn), after
+    completing any pending deletion of old versions (they hold rows that a committed request removed)."""
+    path = os.path.abspath(path)
+    _current_version(path)            # a clear error for a missing folder first
+    with results.FolderLock(path, wait=wait):
+        _remove_stale(path, keep=_current_version(path))
         yield
-    finally:
-        lock.release()
 
 
 # ---------------------------------------------------------------- ids
