@@ -219,7 +219,7 @@ class Lab:
     def perms(self, batch_size, C):
         if batch_size in (None, "full"):
             return None
-        return self.engine.make_perms(C, self.ctx.dataset.n, generator=self.gen("perms", C),
+        return self.engine.make_perms(C, self.ctx.dataset.n, generator=self.gen("perms"),
                                       device=self.device)
 
     # -- the three operations
@@ -252,7 +252,8 @@ class Lab:
         inputs = {"data": self.base_identity if data is None else data_mod.fingerprint(X, y),
                   "lam": self.ctx.args.lam, "L": c.L, "M": c.M, "m": c.m, "eta": c.eta if eta is None else eta,
                   "sigma": sigma, "T": T, "R": self.R, "b": batch_size, "dtype": self.ctx.args.dtype,
-                  "trials": C, "seed": self.seed, "key": list(map(str, (phase,) + tuple(key)))}
+                  "trials": C, "seed": self.seed, "key": list(map(str, (phase,) + tuple(key))),
+                  "streams": self.engine.STREAMS_VERSION}
         run_C = 1 if sigma == 0 else C
         cached = self.cache.get(inputs)
         if cached is not None:
@@ -282,7 +283,7 @@ class Lab:
     def noisy_copies(self, w, *, sigma: float, C: int, key):
         """C copies of one chain w, each plus N(0, sigma^2 I): D2D's published outputs."""
         shape = (C,) + tuple(w.shape[1:])
-        noise = self.torch.randn(shape, generator=self.gen(*key), device=self.device, dtype=self.dtype)
+        noise = self.engine.chain_randn(C, shape[1:], generator=self.gen(*key), dtype=self.dtype)
         return w.expand(shape) + sigma * noise
 
     def d2d_one_shot(self, task, *, T: int, noise: dict) -> dict:
