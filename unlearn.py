@@ -449,7 +449,7 @@ def cmd_export(args) -> int:
         raise StateError(f"--chain {args.chain} does not exist (allowed: 0..{C - 1})")
     meta, ds = st.meta, st.meta["dataset"]
     cert = meta["requests"][-1]["certificate"] if meta["requests"] else None
-    results.check_writable(os.path.dirname(os.path.abspath(args.out)))
+    results.check_writable(os.path.dirname(os.path.abspath(args.out)), "--out folder")
     w = st.arrays["w"][args.chain].astype(np.float64)
     results.write_npz(args.out, {
         "w": w, "classes": np.asarray(ds["classes"]), "num_classes": np.asarray(ds["num_classes"]),

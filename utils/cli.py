@@ -173,6 +173,7 @@ def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
         args.device = f"cuda:{args.gpu}"
     from utils import data as data_mod  # no torch
 
+    check_safe_name("--dataset", args.dataset)
     if args.features is None and args.dataset not in data_mod.DATASETS:
         raise UsageError(f"unknown --dataset {args.dataset!r} (allowed: {', '.join(sorted(data_mod.DATASETS))}, "
                          "or any name together with --features FILE)")
@@ -192,6 +193,17 @@ def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
     return args
 
 
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+
+
+def check_safe_name(flag: str, name: str) -> None:
+    """A name used as a folder name: letters, digits and _ . + - (not first), at most 64 characters, so it
+    can never leave --result_dir (no '/', no '..', no absolute path)."""
+    if not SAFE_NAME.fullmatch(name) or ".." in name:
+        raise UsageError(f"{flag} {name!r} is not allowed as a folder name (allowed: 1-64 letters, digits, "
+                         "'_', '.', '+', '-', starting with a letter or digit, no '..')")
+
+
 def guarded(main):
     """Turn the errors that mean bad input into one line on stderr and exit code 2."""
     @functools.wraps(main)
@@ -205,7 +217,18 @@ def guarded(main):
             return 130
         except SystemExit as exc:  # --help
             return exc.code if isinstance(exc.code, int) else 0
-        except (ValueError, RuntimeError, OSError) as exc:
+        except OSError as exc:  # a full disk, a read-only or missing folder, a path too long or looping
+            if os.environ.get("UNLEARN_DEBUG"):
+                raise
+            print(f"{prog}: error: {os_error_text(exc)}", file=sys.stderr)
+            return 2
+        except MemoryError:
+            if os.environ.get("UNLEARN_DEBUG"):
+                raise
+            print(f"{prog}: error: out of memory (lower --trials, or use a smaller dataset or --dtype float32)",
+                  file=sys.stderr)
+            return 2
+        except (ValueError, RuntimeError) as exc:
             if os.environ.get("UNLEARN_DEBUG") or (
                     type(exc).__name__ not in _BAD_INPUT and not isinstance(exc, FileNotFoundError)):
                 raise
@@ -219,6 +242,16 @@ def guarded(main):
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
     return run
+
+
+def os_error_text(exc: OSError) -> str:
+    """One line naming the path and the system's reason, e.g. 'result/x/metrics.json: No space left on device (ENOSPC)'."""
+    import errno as errno_mod
+
+    code = errno_mod.errorcode.get(exc.errno or 0, "")
+    reason = (exc.strerror or str(exc) or type(exc).__name__) + (f" ({code})" if code else "")
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    return (" -> ".join(map(str, paths)) + ": " + reason) if paths else reason.splitlines()[0]
 
 
 def _on_sigterm(signum, frame):

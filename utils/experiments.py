@@ -187,7 +187,7 @@ class Lab:
         self.trials = args.trials
         self.seed = args.seed
         self.R = float(getattr(args, "projection", 0.0) or 0.0)
-        self.cache = results.ChainCache(args.result_dir, enabled=not args.no_cache)
+        self.cache = results.ChainCache(args.result_dir, enabled=not args.no_cache, note=ctx.log)
         self.timings: dict[str, float] = {}
         self.X, self.y = ds.X_train, ds.y_train
         self.task_D = self.task(self.X, self.y)
@@ -255,7 +255,8 @@ class Lab:
                   "trials": C, "seed": self.seed, "key": list(map(str, (phase,) + tuple(key))),
                   "streams": self.engine.STREAMS_VERSION}
         run_C = 1 if sigma == 0 else C
-        cached = self.cache.get(inputs)
+        width = () if self.k == 2 else (self.k,)
+        cached = self.cache.get(inputs, shape=(run_C, self.ctx.dataset.d, *width), dtype=self.ctx.args.dtype)
         if cached is not None:
             w = self.torch.as_tensor(cached["w"], device=self.device, dtype=self.dtype)
         else:

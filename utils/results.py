@@ -6,6 +6,7 @@ Layout (DESIGN.md): ``<result_dir>/<LMC|SGD>/<DATASET>/<mode>/`` holding ``confi
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -23,6 +24,7 @@ from importlib import metadata
 import numpy as np
 
 SCHEMA_VERSION = 1
+TMP_PREFIX = ".tmp-"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Flags that may differ between an interrupted run and its resumption.
 _RESUME_IGNORED = {"resume", "plan_only", "device", "gpu"}
@@ -67,7 +69,8 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename into place."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix="-" + os.path.basename(path)[:80],
+                               dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -78,6 +81,32 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def sweep_tmp(folder: str, *, only_dead: bool = False) -> list[str]:
+    """Delete the temporary files ``.tmp-<pid>-*`` left in ``folder`` by killed writers (with only_dead, only
+    those whose pid is not alive: for folders other processes may be writing to). Returns their names."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(TMP_PREFIX):
+            continue
+        pid = name[len(TMP_PREFIX):].split("-", 1)[0]
+        if only_dead and (not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid))):
+            continue
+        full = os.path.join(folder, name)
+        try:
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            else:
+                os.unlink(full)
+            removed.append(name)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -108,6 +137,39 @@ def read_npz(path) -> dict:
     """All arrays of an .npz file (a path or a binary file object), no pickles."""
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+class DamagedError(ValueError):
+    """A saved part or cache entry that cannot be trusted (unreadable, wrong checksum, other inputs, wrong shape)."""
+
+
+def _array_digest(arrays: dict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode("utf-8"))
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def write_checked_npz(path: str, arrays: dict, *, key: str) -> None:
+    """write_npz plus a checksum of every array (names, dtypes, shapes, bytes) and the content key of its inputs."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    write_npz(path, dict(arrays, __checksum__=np.asarray(_array_digest(arrays)), __key__=np.asarray(key)))
+
+
+def read_checked_npz(path: str, *, key: str) -> dict:
+    """The arrays written by write_checked_npz for these inputs; DamagedError naming what is wrong."""
+    try:
+        arrays = read_npz(path)
+    except Exception as exc:  # zipfile/numpy raise many types for a truncated or garbled file
+        raise DamagedError(f"unreadable ({type(exc).__name__})") from None
+    checksum, stored_key = arrays.pop("__checksum__", None), arrays.pop("__key__", None)
+    if checksum is None or str(checksum) != _array_digest(arrays):
+        raise DamagedError("checksum mismatch")
+    if stored_key is None or str(stored_key) != key:
+        raise DamagedError("saved for other inputs")
+    return arrays
 
 
 # ---------------------------------------------------------------- provenance
@@ -146,19 +208,35 @@ def config_record(args, derived: dict | None = None) -> dict:
     }
 
 
-def check_writable(result_dir: str) -> None:
-    """Raise ResultError unless ``result_dir`` exists writable or could be created (writes nothing)."""
+def check_writable(result_dir: str, flag: str = "--result_dir") -> None:
+    """Raise ResultError unless ``result_dir`` exists writable or could be created (writes nothing).
+
+    Also refuses, before any work, what would fail only at the first write: a symlink loop, a name longer
+    than the file system allows, a path through a file.
+    """
     path = os.path.abspath(result_dir)
     probe = path
-    while not os.path.exists(probe):
+    while not os.path.lexists(probe):
         parent = os.path.dirname(probe)
         if parent == probe:
             break
         probe = parent
+    try:
+        os.stat(probe)
+    except OSError as exc:
+        raise ResultError(f"{flag} {result_dir!r} cannot be used: {probe}: {exc.strerror}") from None
+    try:
+        name_max = os.pathconf(probe, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    long = [p for p in path.split(os.sep) if len(p.encode("utf-8", "surrogateescape")) > name_max]
+    if long:
+        raise ResultError(f"{flag} {result_dir!r} has a folder name of {len(long[0])} characters "
+                          f"(allowed: at most {name_max})")
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ResultError(f"--result-dir {result_dir!r} is a file, not a folder: give a writable folder")
+        raise ResultError(f"{flag} {result_dir!r} is a file, not a folder: give a writable folder")
     if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
-        raise ResultError(f"--result-dir {result_dir!r} is not writable: give a folder you can write to")
+        raise ResultError(f"{flag} {result_dir!r} is not writable: give a folder you can write to")
 
 
 # ---------------------------------------------------------------- locking
@@ -284,15 +362,41 @@ def metrics_record(metrics: dict, *, plan_only: bool) -> dict:
     return to_jsonable({"schema_version": SCHEMA_VERSION, "plan_only": bool(plan_only), **metrics})
 
 
+def resume_inputs(config: dict) -> dict:
+    """Everything a resumed run must share with the interrupted one, by content: the flags (but device and
+    the resume flags), the derived inputs (dataset identity with the features file's sha256, constants, mode)
+    and the versions of the libraries that compute the chains."""
+    flags = to_jsonable(config.get("flags", {}))
+    out = {f"flag {k}": v for k, v in flags.items() if k not in _RESUME_IGNORED}
+    for k, v in to_jsonable(config.get("derived", {})).items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    versions = config.get("versions", {}) or {}
+    out.update({f"version {k}": versions.get(k) for k in ("numpy", "torch")})
+    out["schema_version"] = config.get("schema_version")
+    return out
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 class RunFolder:
     """One experiment run: ``<result_dir>/<family>/<dataset>/<mode>/``."""
 
     def __init__(self, result_dir: str, family: str, dataset: str, mode: str):
+        for part in (family, dataset, mode):   # cli.check_safe_name refused such names already; never escape
+            if not part or part in (".", "..") or os.sep in part or (os.altsep and os.altsep in part):
+                raise ResultError(f"run folder name part {part!r} is not allowed (allowed: a plain folder name)")
         self.path = os.path.join(result_dir, family, dataset, mode)
         self.parts_dir = os.path.join(self.path, "parts")
         self.lock = FolderLock(self.path)
         self.log_lines: list[str] = []
         self.resume = False
+        self.content_key = ""
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -307,6 +411,7 @@ class RunFolder:
             self.lock.release()
             raise
         self.resume = resume
+        self.content_key = cache_key(resume_inputs(config))
         return self
 
     def _check_reuse(self, config: dict, *, resume: bool, plan_only: bool) -> None:
@@ -322,16 +427,27 @@ class RunFolder:
                               "metrics: choose another --result-dir")
         old_config = self.file("config.json")
         if resume and os.path.exists(old_config):
-            old = read_json(old_config).get("flags", {})
-            new = to_jsonable(config.get("flags", {}))
-            diff = sorted(k for k in set(old) | set(new)
-                          if k not in _RESUME_IGNORED and old.get(k) != new.get(k))
+            try:
+                old = resume_inputs(read_json(old_config))
+            except (OSError, ValueError, AttributeError):
+                raise ResultError(f"--resume refused: {old_config} is unreadable; rerun without --resume") from None
+            new = resume_inputs(config)
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             if diff:
-                shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
+                shown = ", ".join(f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}" for k in diff[:4])
                 raise ResultError(f"--resume refused: the saved config in {self.path} differs ({shown}); "
-                                  "rerun without --resume or with the same flags")
-        if not resume and os.path.isdir(self.parts_dir):
-            shutil.rmtree(self.parts_dir)
+                                  "rerun without --resume or with the same flags, data and library versions")
+        sweep_tmp(self.path)
+        sweep_tmp(self.parts_dir)
+        if not resume:
+            if os.path.isdir(self.parts_dir):
+                shutil.rmtree(self.parts_dir)
+            if not plan_only or not finished_full:
+                # a plain rerun replaces a finished run: the old metrics (the "finished" mark) go first, so
+                # the folder never shows the new config beside the old results
+                for name in ("metrics.json", "arrays.npz", "log.txt"):
+                    if os.path.exists(self.file(name)):
+                        os.unlink(self.file(name))
 
     def close(self) -> None:
         self.lock.release()
@@ -342,14 +458,23 @@ class RunFolder:
         return os.path.join(self.parts_dir, safe + ".npz")
 
     def load_part(self, key: str) -> dict | None:
-        """A finished part saved by an earlier (interrupted) run, when resuming; else None."""
+        """A finished part saved by an earlier (interrupted) run of the same inputs, when resuming; else None.
+
+        A damaged part (truncated, wrong checksum, saved for other inputs) is deleted and recomputed, with a note.
+        """
         path = self._part_path(key)
         if not self.resume or not os.path.exists(path):
             return None
-        return read_npz(path)
+        try:
+            return read_checked_npz(path, key=f"{self.content_key}/{key}")
+        except DamagedError as exc:
+            self.log(f"note: part {path} is damaged ({exc}); recomputing it")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return None
 
     def save_part(self, key: str, arrays: dict) -> None:
-        write_npz(self._part_path(key), arrays)
+        write_checked_npz(self._part_path(key), arrays, key=f"{self.content_key}/{key}")
 
     # -- logging
     def log(self, line: str = "") -> None:
@@ -371,9 +496,10 @@ class RunFolder:
         atomic_write_text(self.file("log.txt"), "\n".join(self.log_lines) + "\n")
 
     def finish(self) -> None:
-        """Drop the resumable parts once every final file is in place."""
+        """Drop the resumable parts and any temporary file once every final file is in place."""
         if os.path.isdir(self.parts_dir):
             shutil.rmtree(self.parts_dir)
+        sweep_tmp(self.path)
 
 
 # ---------------------------------------------------------------- learned-chain cache
@@ -384,25 +510,56 @@ def cache_key(inputs: dict) -> str:
 
 
 class ChainCache:
-    """Learned chains under ``<result_dir>/cache/``, reused across experiments instead of recomputed."""
+    """Learned chains under ``<result_dir>/cache/``, reused across experiments instead of recomputed.
 
-    def __init__(self, result_dir: str, enabled: bool = True):
+    Each entry carries a checksum and the key of its inputs; ``get`` also checks the shape, dtype and
+    finiteness the caller expects. A damaged or mismatched entry is deleted and recomputed with a one-line
+    note (NaNs in an entry are damage, never divergence). A failed write (a full disk) turns the cache off
+    for the rest of the run instead of failing it.
+    """
+
+    def __init__(self, result_dir: str, enabled: bool = True, note=None):
         self.folder = os.path.join(result_dir, "cache")
         self.enabled = enabled
+        self.note = note or (lambda line: print(line, file=sys.stderr, flush=True))
+        if enabled:
+            sweep_tmp(self.folder, only_dead=True)
 
     def _path(self, inputs: dict) -> str:
         return os.path.join(self.folder, f"chains-{cache_key(inputs)}.npz")
 
-    def get(self, inputs: dict) -> dict | None:
+    def get(self, inputs: dict, *, shape: tuple | None = None, dtype: str | None = None) -> dict | None:
         path = self._path(inputs)
         if not self.enabled or not os.path.exists(path):
             return None
         try:
-            return read_npz(path)
-        except (OSError, ValueError):
-            return None  # a damaged cache entry is recomputed
+            arrays = read_checked_npz(path, key=cache_key(inputs))
+            w = arrays.get("w")
+            if w is None:
+                raise DamagedError("no array w")
+            if shape is not None and tuple(w.shape) != tuple(shape):
+                raise DamagedError(f"shape {tuple(w.shape)}, expected {tuple(shape)}")
+            if dtype is not None and w.dtype != np.dtype(dtype):
+                raise DamagedError(f"dtype {w.dtype}, expected {dtype}")
+            if w.dtype.kind != "f" or not np.isfinite(w).all():
+                raise DamagedError("non-finite values")
+        except DamagedError as exc:
+            self.note(f"note: cache entry {path} is damaged ({exc}); recomputing it")
+            for p in (path, path[:-4] + ".json"):
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+            return None
+        return arrays
 
     def put(self, inputs: dict, arrays: dict) -> None:
-        if self.enabled:
-            write_npz(self._path(inputs), arrays)
+        if not self.enabled:
+            return
+        try:
+            write_checked_npz(self._path(inputs), arrays, key=cache_key(inputs))
             write_json(self._path(inputs)[:-4] + ".json", inputs)
+        except OSError as exc:
+            self.enabled = False
+            with contextlib.suppress(OSError):
+                os.unlink(self._path(inputs))
+            self.note(f"note: the chain cache in {self.folder} is off for this run: writing "
+                      f"{exc.filename or self._path(inputs)} failed ({exc.strerror or exc})")

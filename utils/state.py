@@ -248,7 +248,7 @@ def check_new(path) -> None:
         what = "a state folder" if os.path.exists(os.path.join(path, POINTER)) else "not empty"
         raise StateError(f"--state {path} exists and is {what} (allowed: a new or empty folder; "
                          "delete it to learn again)")
-    results.check_writable(os.path.dirname(path) or ".")
+    results.check_writable(os.path.dirname(path) or ".", "--state folder")
 
 
 # A remove waits this long for another remove on the same state (they queue: none is refused or lost).
