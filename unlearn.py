@@ -46,26 +46,26 @@ def build_parser() -> cli.OneLineParser:
             help="your features: .npz/.pt with X_train, y_train, X_test, y_test (held-out), optional ids")
     cli.add(lp, "--state", required=True, help="new state folder to create")
     cli.add(lp, "--name", default=None, help="a label for the data (default: the file's name)")
-    cli.add(lp, "--sigma", type=cli.positive_float, default=None,
+    cli.add(lp, "--sigma", type=cli.SIGMA_POSITIVE, default=None,
             help=f"noise standard deviation (default {DEFAULT_SIGMA}; or choose it with --eps and --K)")
-    cli.add(lp, "--eps", type=cli.positive_float, default=None,
+    cli.add(lp, "--eps", type=cli.EPS, default=None,
             help=f"default per-request target epsilon (default {DEFAULT_EPS}); with --K it also sets sigma")
-    cli.add(lp, "--K", type=cli.int_at_least(1), default=None,
+    cli.add(lp, "--K", type=cli.STEPS, default=None,
             help="with --eps: sigma = the smallest noise that unlearns a request of --request_size rows in K steps")
     cli.add(lp, "--request_size", type=cli.int_at_least(1), default=1,
             help="rows per request that --eps/--K plan for, and the size of the 'next request' preview (default 1)")
-    cli.add(lp, "--lam", type=cli.positive_float, default=None,
+    cli.add(lp, "--lam", type=cli.LAM, default=None,
             help="L2 regularisation lambda, m = lam*n (default: m = 0.01, the papers' strong convexity)")
-    cli.add(lp, "--M", type=cli.positive_float, default=None,
+    cli.add(lp, "--M", type=cli.CLIP_M, default=None,
             help="per-sample gradient clipping norm (default 1 binary, 2 multiclass)")
-    cli.add(lp, "--L", type=cli.positive_float, default=None,
+    cli.add(lp, "--L", type=cli.SMOOTH_L, default=None,
             help="smoothness constant (default the closed-form bound 1/4 + m binary, 1 + m multiclass)")
-    cli.add(lp, "--delta", type=cli.positive_float, default=None, help="delta of (eps, delta) (default 1/n)")
+    cli.add(lp, "--delta", type=cli.DELTA, default=None, help="delta of (eps, delta) (default 1/n)")
     cli.add(lp, "--batch_size", type=cli.batch_size_value, default="full",
             help="full (PNGD, paper A) or a mini-batch size b dividing n (PNSGD, paper B; K counts epochs)")
     cli.add(lp, "--burn_in", type=cli.burn_in_value, default="auto",
             help="learning steps T (epochs for mini-batches), or auto: W2 to the stationary law <= 1%% of its radius")
-    cli.add(lp, "--trials", type=cli.int_at_least(1), default=10,
+    cli.add(lp, "--trials", type=cli.TRIALS, default=10,
             help="independent chains (default 10); export deploys one of them")
     cli.add(lp, "--seed", type=cli.int_at_least(0), default=0, help="random seed of every noise draw (default 0)")
     cli.add(lp, "--device", type=cli.device_value, default="auto", help="auto, cpu, cuda or cuda:N")
@@ -79,7 +79,7 @@ def build_parser() -> cli.OneLineParser:
     cli.add(rp, "--state", required=True, help="the state folder made by learn")
     cli.add(rp, "--ids", nargs="+", required=True,
             help="ids of the rows to remove, or one file of ids (.npy, or text: spaces, commas or lines)")
-    cli.add(rp, "--eps", type=cli.positive_float, default=None,
+    cli.add(rp, "--eps", type=cli.EPS, default=None,
             help="target epsilon of this request (default: the state's, set at learn)")
     cli.add(rp, "--features", default=None, help="check that this features file is the one the state learned on")
     cli.add(rp, "--device", type=cli.device_value, default="auto", help="auto, cpu, cuda or cuda:N")

@@ -66,6 +66,55 @@ def nonneg_float(text):
     return x
 
 
+def float_in(lo: float, hi: float, *, hi_open: bool = False):
+    """A finite number in [lo, hi] ([lo, hi) with hi_open): flags whose extremes would overflow a derived
+    constant (m = lam n, 2 sigma^2 / m, the Renyi orders of a tiny eps, ...) or plan absurd runs."""
+    def parse(text):
+        try:
+            x = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+        if not (math.isfinite(x) and lo <= x and (x < hi if hi_open else x <= hi)):
+            sign = "> 0" if lo > 0 else ">= 0" if lo == 0 else f">= {lo:g}"
+            wrong_sign = not math.isfinite(x) or (x <= 0 if lo > 0 else x < lo)
+            what = f"must be a finite number {sign}" if wrong_sign else "is out of range"
+            raise argparse.ArgumentTypeError(f"{text!r} {what} (allowed: {lo:g} <= value "
+                                             f"{'<' if hi_open else '<='} {hi:g})")
+        return x
+    parse.__name__ = f"number in [{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    return parse
+
+
+def int_in(lo: int, hi: int):
+    """An integer in [lo, hi]."""
+    def parse(text):
+        try:
+            x = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
+        if not lo <= x <= hi:
+            raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= {lo} and <= {hi}")
+        return x
+    parse.__name__ = f"integer in [{lo}, {hi}]"
+    return parse
+
+
+# The ranges of the shared numeric flags (issue 14): wide enough for every experiment, narrow enough that no
+# derived constant overflows float64 and no allocation is absurd. Scripts use them for their own flags too.
+EPS = float_in(1e-12, 1e6)            # target epsilon
+SIGMA = float_in(0.0, 1e6)            # noise standard deviation (0: noiseless)
+SIGMA_POSITIVE = float_in(1e-12, 1e6)
+LAM = float_in(1e-12, 1e6)            # m = lam n stays finite for any n
+CLIP_M = float_in(1e-6, 1e6)
+SMOOTH_L = float_in(1e-12, 1e12)
+DELTA = float_in(1e-100, 1.0, hi_open=True)
+RADIUS = float_in(0.0, 1e12)
+TRIALS = int_in(1, 10 ** 6)
+SEED = int_in(0, 2 ** 32 - 1)         # numpy's and scikit-learn's seeds
+STEPS = int_in(1, 10 ** 9)            # step counts K
+ITER_FACTOR = float_in(1e-3, 1e3)     # D2D's I-factor f
+
+
 def int_at_least(lo):
     def parse(text):
         try:
@@ -89,6 +138,8 @@ def burn_in_value(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0 or 'auto'")
     if x < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 0 or 'auto'")
+    if x > 10 ** 9:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (allowed: 0 .. 1000000000 steps, or 'auto')")
     return x
 
 
@@ -135,26 +186,26 @@ def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
     add(g, "--removal", choices=["random", "last"], default="random",
         help="which training rows a request replaces: a seeded random choice, or the last rows as the reference")
     c = p.add_argument_group("constants")
-    add(c, "--lam", type=positive_float, default=None,
+    add(c, "--lam", type=LAM, default=None,
         help="L2 regularisation lambda (m = lambda n); default 1e-6 for paper data, larger for DIGITS")
-    add(c, "--M", type=positive_float, default=2.0 if multiclass else 1.0,
+    add(c, "--M", type=CLIP_M, default=2.0 if multiclass else 1.0,
         help="per-sample gradient clipping norm (default 1 binary, 2 multiclass)")
-    add(c, "--L", type=positive_float, default=None, help="smoothness constant (overrides --smoothness; eta = 1/L)")
+    add(c, "--L", type=SMOOTH_L, default=None, help="smoothness constant (overrides --smoothness; eta = 1/L)")
     add(c, "--smoothness", choices=["bound", "data"], default="bound",
         help="L = 1/4 + lam n (bound) or from lambda_max(X^T X/n) (data; computed from private data)")
-    add(c, "--delta", type=positive_float, default=None, help="delta of (eps, delta) (default 1/n)")
-    add(c, "--n", type=int_at_least(2), default=None,
+    add(c, "--delta", type=DELTA, default=None, help="delta of (eps, delta) (default 1/n)")
+    add(c, "--n", type=int_in(2, 10 ** 9), default=None,
         help="number of training rows for accounting only (no data loaded; with --find_k or --plan_only)")
-    add(c, "--dim", type=int_at_least(1), default=None,
+    add(c, "--dim", type=int_in(1, 10 ** 9), default=None,
         help="dimension d used by D2D's formulas (default: the data's d; needed with --n)")
-    add(c, "--projection", type=nonneg_float, default=100.0 if family == "SGD" else 0.0,
+    add(c, "--projection", type=RADIUS, default=100.0 if family == "SGD" else 0.0,
         help="projection radius R (0 = no projection)")
     r = p.add_argument_group("run")
-    add(r, "--sigma", type=nonneg_float, default=0.03, help="noise standard deviation (default 0.03)")
+    add(r, "--sigma", type=SIGMA, default=0.03, help="noise standard deviation (default 0.03)")
     add(r, "--burn_in", type=burn_in_value, default=burn_in_default,
         help="learning steps T (epochs for mini-batch), or 'auto' from the contraction bound")
-    add(r, "--trials", type=int_at_least(1), default=100, help="independent chains per setting (default 100)")
-    add(r, "--seed", type=int_at_least(0), default=0, help="random seed (default 0)")
+    add(r, "--trials", type=TRIALS, default=100, help="independent chains per setting (default 100)")
+    add(r, "--seed", type=SEED, default=0, help="random seed (default 0)")
     add(r, "--device", type=device_value, default="auto", help="auto, cpu, cuda or cuda:N")
     add(r, "--gpu", type=int_at_least(0), default=None, help="the paper's spelling: --gpu N means --device cuda:N")
     add(r, "--dtype", choices=["float32", "float64"], default="float32", help="tensor precision (default float32)")
@@ -163,6 +214,8 @@ def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
     add(r, "--plan_only", action="store_true",
         help="compute and save the accounting (sigmas, K) without running chains")
     add(r, "--no_cache", action="store_true", help="do not reuse or store learned chains in result/cache/")
+    add(r, "--yes", action="store_true",
+        help="run a plan above the size that needs confirmation (see the message that asks for it)")
     return p
 
 

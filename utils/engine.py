@@ -44,7 +44,7 @@ MATMUL = "auto"
 
 # Per-chain noise (chain_generators): each chain draws the noise of up to this many updates at once, as many as
 # fit in NOISE_BLOCK_ELEMS numbers; both depend only on one chain's size, never on the number of chains C.
-NOISE_BLOCK_ELEMS = 1 << 14
+NOISE_BLOCK_ELEMS = 1 << 12
 MAX_NOISE_BLOCK = 64
 # Part of every learned-chain cache key: bump when the random streams change (cached chains are then recomputed).
 STREAMS_VERSION = 2

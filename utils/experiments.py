@@ -102,7 +102,11 @@ class Context:
     def derived(self) -> dict:
         return dataclasses.asdict(self.consts)
 
-    def open(self) -> "Context":
+    def open(self, chain_steps: int | None = None) -> "Context":
+        """Check the plan's size (``chain_steps``: chains x steps it will run) and memory, then lock the
+        folder and write config.json: a refused plan leaves nothing behind."""
+        if chain_steps is not None and not self.args.plan_only:
+            check_plan(self.args, self.dataset, chain_steps)
         config = results.config_record(self.args, {"mode": self.mode, "constants": self.derived(),
                                                    "dataset": None if self.dataset is None
                                                    else self.dataset.identity})
@@ -132,6 +136,39 @@ class Context:
         self.run.finish()
         self.run.close()
         return self.run.path
+
+
+# Plans above this many chain-steps (chains x updates) need --yes: at a few thousand chain-steps per second
+# on a CPU that is days of work, and it is what a mistyped flag (a tiny lam or eps, a huge factor) produces.
+PLAN_CONFIRM_CHAIN_STEPS = 10 ** 9
+
+
+def check_plan(args, dataset, chain_steps: int) -> None:
+    """UsageError for a plan that needs --yes (PLAN_CONFIRM_CHAIN_STEPS) or more memory than the device has."""
+    if chain_steps > PLAN_CONFIRM_CHAIN_STEPS and not getattr(args, "yes", False):
+        raise ValueError(f"the plan runs {chain_steps:.3g} chain-steps (more than {PLAN_CONFIRM_CHAIN_STEPS:.0e}: "
+                         "days of work); add --yes to run it, or check --lam, --eps, --sigma, --trials")
+    if dataset is None:
+        return
+    from utils import engine
+
+    itemsize = 4 if args.dtype == "float32" else 8
+    width = 1 if dataset.num_classes == 2 else dataset.num_classes
+    per_chain = itemsize * (4 * dataset.d * width + engine.NOISE_BLOCK_ELEMS)   # state, copies, noise block
+    need = args.trials * per_chain + min(args.trials * dataset.n * width * itemsize, engine.MAX_CHUNK_BYTES)
+    device = engine.resolve_device(args.device)
+    if device.type == "cuda":
+        import torch
+
+        have, where = torch.cuda.get_device_properties(device).total_memory, str(device)
+    else:
+        try:
+            have, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine"
+        except (ValueError, OSError, AttributeError):
+            return
+    if need > have:
+        raise ValueError(f"--trials {args.trials} needs about {need / 2 ** 30:.1f} GiB for the chains but {where} "
+                         f"has {have / 2 ** 30:.1f} GiB (allowed: fewer --trials)")
 
 
 def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None) -> Context:
