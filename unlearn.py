@@ -442,6 +442,8 @@ def cmd_status(args) -> int:
 def cmd_export(args) -> int:
     if not args.out.lower().endswith(".npz"):
         raise cli.UsageError(f"--out {args.out!r} is not allowed (allowed: a file name ending in .npz)")
+    if os.path.isdir(args.out):
+        raise cli.UsageError(f"--out {args.out!r} is a folder (allowed: a file name ending in .npz)")
     _settle(args.state)
     st = statefile.load(args.state)
     C = st.arrays["w"].shape[0]

@@ -32,6 +32,10 @@ SCHEMA_VERSION = 1
 POINTER = "CURRENT"
 FILES = ("state.json", "arrays.npz", "log.txt")
 _VERSION_DIR = re.compile(r"v(\d{6,})$")
+# what every committed state.json holds (written by _write_version)
+REQUIRED_KEYS = frozenset({"schema_version", "version", "arrays_sha256"})
+# ids are stored as int64
+_ID_MIN, _ID_MAX = -(2 ** 63), 2 ** 63 - 1
 
 
 class StateError(ValueError):
@@ -52,6 +56,12 @@ class State:
 # ---------------------------------------------------------------- reading
 def _version_dir(path: str, version: int) -> str:
     return os.path.join(path, f"v{version:06d}")
+
+
+def _meta_digest(meta: dict) -> str:
+    """sha256 of state.json's content without this digest: a hand-edited or damaged state.json shows."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(results.json_text(body).encode("utf-8")).hexdigest()
 
 
 def _current_version(path: str) -> int:
@@ -83,6 +93,13 @@ def load(path) -> State:
     except (OSError, ValueError) as exc:
         raise StateError(f"state folder {path} is corrupt: version {version} is unreadable "
                          f"({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    if not isinstance(meta, dict) or not REQUIRED_KEYS <= set(meta):
+        have = sorted(meta) if isinstance(meta, dict) else type(meta).__name__
+        raise StateError(f"state folder {path} is corrupt: state.json of version {version} holds {have} "
+                         f"(allowed: an object with {', '.join(sorted(REQUIRED_KEYS))})")
+    if "meta_sha256" in meta and meta["meta_sha256"] != _meta_digest(meta):
+        raise StateError(f"state folder {path} is corrupt: state.json of version {version} does not match "
+                         "its recorded sha256")
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise StateError(f"state folder {path} has schema_version {meta.get('schema_version')!r} "
                          f"(allowed: {SCHEMA_VERSION}; it was written by another version of unlearn.py)")
@@ -120,6 +137,7 @@ def _write_version(path: str, version: int, meta: dict, arrays: dict, log: str) 
     blob = _npz_bytes(arrays)
     meta = dict(meta, schema_version=SCHEMA_VERSION, version=version,
                 arrays_sha256=hashlib.sha256(blob).hexdigest())
+    meta["meta_sha256"] = _meta_digest(meta)
     text = results.json_text(meta)
     tmp = tempfile.mkdtemp(prefix=f".tmp-v{version:06d}-", dir=path)
     try:
@@ -318,7 +336,11 @@ def read_ids(tokens) -> np.ndarray:
                 raise StateError(f"--ids file {path} holds {values.dtype} values (allowed: integer ids)")
             tokens = [str(int(v)) for v in values]
         else:
-            text = "\n".join(line.split("#", 1)[0] for line in path.read_text(encoding="utf-8").splitlines())
+            try:
+                raw = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise StateError(f"--ids file {path} is not UTF-8 text (allowed: .npy, or UTF-8 text of ids)") from None
+            text = "\n".join(line.split("#", 1)[0] for line in raw.splitlines())
             tokens = [t for t in re.split(r"[\s,]+", text) if t]
         if not tokens:
             raise StateError(f"--ids file {path} holds no ids (allowed: at least one id)")
@@ -326,7 +348,9 @@ def read_ids(tokens) -> np.ndarray:
     for t in tokens:
         value = _parse_int(t)
         if value is None:
-            raise StateError(f"--ids value {t!r} is not an integer id (allowed: integer ids or one file of ids)")
+            raise StateError(f"--ids value {t[:40]!r} is not an integer id (allowed: integer ids or one file of ids)")
+        if not _ID_MIN <= value <= _ID_MAX:
+            raise StateError(f"--ids value {t[:40]} is out of range (allowed: 64-bit integer ids)")
         ids.append(value)
     ids = np.asarray(ids, dtype=np.int64)
     if np.unique(ids).size != ids.size:
