@@ -127,12 +127,14 @@ class Context:
         self.run.write_arrays(arrays)
         figure_paths = plots.draw(self.run.path, results.metrics_record(record, plan_only=self.args.plan_only),
                                   arrays)
-        self.run.write_metrics(record, plan_only=self.args.plan_only)
         if summary:
             self.log(summary)
         self.log(f"wrote {self.run.path}/ (config.json, metrics.json, arrays.npz, log.txt, "
                  f"{', '.join(os.path.basename(p) for p in figure_paths)})")
         self.run.write_log()
+        # metrics.json marks the run finished, so it is written last: a failure before it (a full disk)
+        # leaves a run that resumes, never one that looks finished without its log
+        self.run.write_metrics(record, plan_only=self.args.plan_only)
         self.run.finish()
         self.run.close()
         return self.run.path

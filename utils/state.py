@@ -120,10 +120,15 @@ def _fsync_dir(path: str) -> None:
 
 
 def _write_file(path: str, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(path, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        if exc.filename is None:  # a write or fsync error names no file
+            raise OSError(exc.errno, exc.strerror, path) from None
+        raise
 
 
 def _npz_bytes(arrays: dict) -> bytes:
