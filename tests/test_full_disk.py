@@ -52,7 +52,7 @@ def fill(path, leave: int) -> None:
         fh.write(b"\0" * max(0, free - leave))
 
 
-@pytest.mark.parametrize("size", ["8k", "40k", "120k", "300k", "600k"])
+@pytest.mark.parametrize("size", ["4k", "8k", "40k", "120k", "300k", "600k"])
 def test_run_on_a_full_disk_fails_in_one_line_and_leaves_nothing_half_written(tmp_path, capsys, size):
     disk = tmp_path / "disk"
     with small_disk(disk, size):

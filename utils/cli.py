@@ -93,7 +93,8 @@ def int_in(lo: int, hi: int):
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
         if not lo <= x <= hi:
-            raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= {lo} and <= {hi}")
+            what = f"must be an integer >= {lo}" if x < lo else "is out of range"
+            raise argparse.ArgumentTypeError(f"{text!r} {what} (allowed: an integer {lo} .. {hi})")
         return x
     parse.__name__ = f"integer in [{lo}, {hi}]"
     return parse
