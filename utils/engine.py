@@ -28,6 +28,8 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 import torch
 
+from utils import results
+
 # Upper bound on the bytes of the per-step intermediates of one chunk of chains; more chains run in chunks.
 MAX_CHUNK_BYTES = 1 << 30
 # Mini-batch steps are memory-bound: gather the batches of this many bytes of chains at a time (cache-sized).
@@ -46,8 +48,8 @@ MATMUL = "auto"
 # fit in NOISE_BLOCK_ELEMS numbers; both depend only on one chain's size, never on the number of chains C.
 NOISE_BLOCK_ELEMS = 1 << 12
 MAX_NOISE_BLOCK = 64
-# Part of every learned-chain cache key: bump when the random streams change (cached chains are then recomputed).
-STREAMS_VERSION = 2
+# Part of every learned-chain cache key and resume key (kept torch-free in utils.results).
+STREAMS_VERSION = results.STREAMS_VERSION
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

@@ -24,6 +24,9 @@ from importlib import metadata
 import numpy as np
 
 SCHEMA_VERSION = 1
+# The random streams' layout (utils.engine: per-chain generators); part of every resume key and cache key,
+# bumped when the streams change so that nothing computed with other streams is ever reused.
+STREAMS_VERSION = 2
 TMP_PREFIX = ".tmp-"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Flags that may differ between an interrupted run and its resumption.
@@ -206,6 +209,7 @@ def config_record(args, derived: dict | None = None) -> dict:
         "versions": library_versions(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "git_commit": git_commit(),
+        "streams_version": STREAMS_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -378,6 +382,7 @@ def resume_inputs(config: dict) -> dict:
     versions = config.get("versions", {}) or {}
     out.update({f"version {k}": versions.get(k) for k in ("numpy", "torch")})
     out["schema_version"] = config.get("schema_version")
+    out["streams_version"] = config.get("streams_version")
     return out
 
 
