@@ -30,7 +30,7 @@ STREAMS_VERSION = 2
 TMP_PREFIX = ".tmp-"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Flags that may differ between an interrupted run and its resumption.
-_RESUME_IGNORED = {"resume", "plan_only", "device", "gpu"}
+_RESUME_IGNORED = {"resume", "plan_only", "device", "gpu", "yes"}
 
 
 class ResultError(RuntimeError):

@@ -213,7 +213,7 @@ def settle(path) -> tuple[list[str], list[str]]:
     lock = results.FolderLock(path)
     try:
         lock.acquire()
-    except results.ResultError:
+    except (results.ResultError, OSError):   # a remove holds it, or the folder is read-only
         return [], _stale_entries(path, keep)
     try:
         keep = _current_version(path)
