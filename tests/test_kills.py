@@ -122,3 +122,32 @@ def test_unlearn_learn_and_remove_killed_at_every_file_operation(tmp_path):
         assert done.version == 2 and done.meta["arrays_sha256"] == ref_removed, kill_at
         assert _state_files(st) == ["CURRENT", "v000002"], (kill_at, _state_files(st))
         shutil.rmtree(st)
+
+
+def test_sigterm_and_sigint_release_the_lock_and_leave_no_temporary_file(tmp_path):
+    """SIGTERM unwinds like Ctrl-C: exit 130, the lock file removed, no .tmp-*; --resume then finishes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    argv = [sys.executable, os.path.join(root, "main_lmc.py")] + ARGV[:7] + ["5000"] + ARGV[8:] + [
+        "--no_cache", "--result_dir", str(tmp_path)]
+    env = dict(os.environ, UNLEARN_NO_PROGRESS="1", OMP_NUM_THREADS="1")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        lock = tmp_path / FOLDER / ".lock"
+        deadline = time.time() + 120
+        while not lock.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        if proc.poll() is not None:
+            pytest.skip("the run finished before the signal")
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+        assert "interrupted" in err and "Traceback" not in err
+        assert not lock.exists() and tmp_leftovers(tmp_path) == []
+    done = subprocess.run(argv + ["--resume"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr

@@ -97,7 +97,8 @@ def default_lam(name: str) -> float:
 def normalize_rows(X: np.ndarray) -> np.ndarray:
     """Row-wise L2 normalisation x / ||x||_2 (SPEC 1.1); a zero row stays zero. Returns a new float64 array."""
     X = np.array(X, dtype=np.float64)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    with np.errstate(over="ignore"):  # an overflow is refused just below, by name
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
     if not np.isfinite(norms).all():
         # finite entries whose squares overflow (|x| ~ 1e155 and up) would otherwise become zero rows
         row = int(np.flatnonzero(~np.isfinite(norms[:, 0]))[0])
