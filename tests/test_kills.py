@@ -151,3 +151,26 @@ def test_sigterm_and_sigint_release_the_lock_and_leave_no_temporary_file(tmp_pat
         assert not lock.exists() and tmp_leftovers(tmp_path) == []
     done = subprocess.run(argv + ["--resume"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+def test_sweep_removes_only_dead_writers_temporary_files_in_shared_folders(tmp_path):
+    """The cache is shared by runs: a live writer's .tmp-<pid>-* stays, a dead (or pid-less, older) one goes."""
+    import subprocess
+    import sys
+
+    from utils import results
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        names = [f".tmp-{os.getpid()}-a", f".tmp-{live.pid}-b", f".tmp-{dead.pid}-c", ".tmp-x03ue7wm-d.npz",
+                 "chains-e.npz"]
+        for name in names:
+            (tmp_path / name).write_bytes(b"")
+        assert sorted(results.sweep_tmp(str(tmp_path), only_dead=True)) == sorted(names[2:4])
+        assert sorted(os.listdir(tmp_path)) == sorted(names[:2] + names[4:])
+        assert sorted(results.sweep_tmp(str(tmp_path))) == sorted(names[:2])   # a locked folder: all go
+    finally:
+        live.kill()
+        live.wait()

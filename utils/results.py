@@ -100,7 +100,8 @@ def sweep_tmp(folder: str, *, only_dead: bool = False) -> list[str]:
         if not name.startswith(TMP_PREFIX):
             continue
         pid = name[len(TMP_PREFIX):].split("-", 1)[0]
-        if only_dead and (not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid))):
+        # a name without a pid is an older writer's (before pids were in the names): stale
+        if only_dead and pid.isdigit() and (int(pid) == os.getpid() or _pid_alive(int(pid))):
             continue
         full = os.path.join(folder, name)
         try:
