@@ -88,7 +88,7 @@ def build_parser():
     g = p.add_argument_group("audit.py")
     cli.add(g, "--S", type=cli.int_at_least(1), default=DEFAULT_S,
             help=f"training rows replaced together in D' (default {DEFAULT_S})")
-    cli.add(g, "--K", type=cli.int_at_least(0), nargs="+", default=list(DEFAULT_K),
+    cli.add(g, "--K", type=cli.int_in(0, 10 ** 9), nargs="+", default=list(DEFAULT_K),
             help=f"unlearning steps to audit, 0 = no unlearning (default {' '.join(map(str, DEFAULT_K))})")
     cli.add(g, "--confidence", type=level, default=0.95,
             help="probability that the empirical eps interval holds (default 0.95)")
@@ -347,7 +347,7 @@ def main(argv=None) -> int:
     for K in Ks:
         certs = ", ".join(f"{name} {the_plan['certified_eps_by_bound'][name][str(K)]:.6g}" for name in BOUNDS)
         ctx.log(f"  K={K}: certified eps {certs} (paper alpha*={the_plan['certified_alpha'][str(K)]:.4g})")
-    ctx.open()
+    ctx.open(chain_steps=the_plan["chain_steps"])
     metrics = dict(settings=settings, **the_plan)
     arrays = {"K": np.asarray(Ks, dtype=np.int64),
               "certified_eps": np.asarray([the_plan["certified_eps"][str(K)] for K in Ks])}

@@ -48,9 +48,9 @@ def build_parser(multiclass: bool):
             help="1: sequential unlearning of --num_remove points in requests of --S (paper A Fig 3b)")
     cli.add(g, "--find_k", type=cli.switch_or_one, default=False, metavar="{0,1}",
             help="1: print and save the smallest sigma per --eps and --K (no chains; works with --n)")
-    cli.add(g, "--K", type=cli.int_at_least(1), nargs="+", default=None,
+    cli.add(g, "--K", type=cli.STEPS, nargs="+", default=None,
             help="unlearning steps K (default 1 2 5; default mode and --find_k)")
-    cli.add(g, "--eps", type=cli.positive_float, nargs="+", default=None,
+    cli.add(g, "--eps", type=cli.EPS, nargs="+", default=None,
             help="target epsilon(s): default 0.05 0.1 0.5 1 2 5; --sequential2 takes one value per request "
                  "(default 1)")
     cli.add(g, "--S", type=cli.int_at_least(1), nargs="+", default=None,
@@ -58,7 +58,7 @@ def build_parser(multiclass: bool):
                  "request sizes for --sequential2 (default 5 10 20)")
     cli.add(g, "--num_remove", type=cli.int_at_least(1), default=None,
             help="--sequential2: points removed in total (default 100)")
-    cli.add(g, "--ifac", type=cli.positive_float, nargs="+", default=None,
+    cli.add(g, "--ifac", type=cli.ITER_FACTOR, nargs="+", default=None,
             help="--sequential2: D2D I-factors f, K_i = int(f I_min) + term2(i) (default 1 1.5 2)")
     cli.add(g, "--mironov", action="store_true",
             help="--sequential2: the tighter Mironov form of the sequential RDP recursion (default: paper form)")
@@ -172,7 +172,7 @@ def run_baseline(args) -> int:
     total = (args.trials * (sum(learn_steps.values()) + sum(r["K"] + r["T"] for r in plan))
              + 2 * T0 + sum(args.K))
     ctx.log(f"total chain-steps: {total:,} ({args.trials} trials; D2D and the noiseless reference run one chain)")
-    ctx.open()
+    ctx.open(chain_steps=total)
     metrics = {"S": S, "K_values": list(args.K), "eps_values": list(args.eps), "T_noiseless": T0,
                "total_chain_steps": total, "settings": {}, "certificates": certificates_3a(c, plan, S, args)}
     for r in plan:
@@ -299,7 +299,7 @@ def run_sequential2(args) -> int:
     total = (args.trials * (T + sum(sum(p["K"]) + T for p in lmc.values()) + sum(sum(p["K"]) for p in d2d.values()))
              + T0)
     ctx.log(f"total chain-steps: {total:,} ({args.trials} trials; D2D learns one chain)")
-    ctx.open()
+    ctx.open(chain_steps=total)
     metrics = plan_metrics_3b(args, lmc, d2d, sizes=sizes, T=T, T0=T0, form=form, total=total)
     metrics["certificates"] = certificates_3b(c, args, lmc, d2d, form, T=T)
     arrays = {f"lmc_k_list_S{S}": np.array(p["K"]) for S, p in lmc.items()}

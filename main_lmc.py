@@ -47,12 +47,12 @@ def build_parser(*, multiclass: bool = False):
                  "per --eps (default 0.5 1 2)")
     cli.add(g, "--retrain_noiseless", type=cli.switch_or_one, default=False,
             help="noiseless (sigma = 0) retraining on each D'_S, --S default 1 10 50 100 500 1000")
-    cli.add(g, "--sigma_list", type=cli.positive_float, nargs="+", default=None,
+    cli.add(g, "--sigma_list", type=cli.SIGMA_POSITIVE, nargs="+", default=None,
             help="noise levels of --paint_unlearning_sigma (default 0.01 0.05 0.1 0.2 0.5 1)")
     cli.add(g, "--S", type=cli.int_at_least(1), nargs="+", default=None,
             help="rows replaced at once (one value for --paint_unlearning_sigma); default per mode; "
                  "default values >= n are dropped with a note")
-    cli.add(g, "--eps", type=cli.positive_float, nargs="+", default=None,
+    cli.add(g, "--eps", type=cli.EPS, nargs="+", default=None,
             help="target epsilon(s) of the unlearning certificate (one value for --paint_unlearning_sigma); "
                  "default per mode")
     return p
@@ -337,7 +337,7 @@ def run(argv=None, *, multiclass: bool = False) -> int:
     ctx = experiments.start(args, mode=mode, max_removed=lambda n: max(sweep_S(args, mode, n, lambda line: None)))
     plan = make_plan(ctx, mode)                       # an infeasible target fails here, before any file
     ctx.log(f"plan: {plan['chain_steps']:,} chain-steps in total")
-    ctx.open()
+    ctx.open(chain_steps=plan["chain_steps"])
     arrays = plan_arrays(mode, plan)
     if args.plan_only:
         ctx.finish(plan, arrays, summary=f"{mode}: plan only ({plan['chain_steps']:,} chain-steps), no chains run.")

@@ -80,12 +80,12 @@ def build_parser():
     o = p.add_argument_group("experiment settings")
     cli.add(o, "--batch_size", type=cli.batch_size_value, nargs="+", default=None, metavar="B",
             help="batch sizes (integers >= 1 or 'full'); replaces the mode's list")
-    cli.add(o, "--sigma_list", type=cli.positive_float, nargs="+", default=None,
+    cli.add(o, "--sigma_list", type=cli.SIGMA_POSITIVE, nargs="+", default=None,
             help=f"paint_unlearning_sigma: noise levels (default {PAPER_SIGMAS})")
-    cli.add(o, "--eps", type=cli.positive_float, nargs="+", default=None,
+    cli.add(o, "--eps", type=cli.EPS, nargs="+", default=None,
             help=f"target epsilons of compare_baseline_nonconvergent (default {cli.PAPER_EPS}), or the one "
                  "target of every request (default 1 sequential, 0.01 paint_unlearning_sigma)")
-    cli.add(o, "--requests", type=cli.int_at_least(1), default=100,
+    cli.add(o, "--requests", type=cli.int_in(1, 10 ** 6), default=100,
             help="number of sequential single-point removal requests (default 100)")
     cli.add(o, "--tight_first", type=cli.switch_or_one, default=False,
             help="1: the first request's K from the tight bound too (default: the loose bound, as published)")
@@ -316,7 +316,7 @@ def wall(ctx) -> str:
 def open_plan(ctx, steps: int, metrics: dict, arrays: dict, saved: str):
     """Log the plan's size and open the run folder; with --plan_only finish there and return the exit code."""
     ctx.log(f"plan: {steps:,} chain-steps (chains x gradient updates)")
-    ctx.open()
+    ctx.open(chain_steps=steps)
     if ctx.args.plan_only:
         return ctx.finish(metrics, arrays, summary=f"plan only: {saved}; {wall(ctx)}")
     return None
@@ -651,7 +651,7 @@ def retrain_noiseless(ctx, batches, truncation):
     for line in notes:
         ctx.log("note: " + line)
     ctx.log(f"plan: {steps:,} chain-steps (sigma = 0: one chain per setting)")
-    ctx.open()
+    ctx.open(chain_steps=steps)
     arrays = {"remove_list": np.array(removes, dtype=np.int64)}
     if args.plan_only:
         return ctx.finish(metrics, arrays, summary=f"plan only; {wall(ctx)}")

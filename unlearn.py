@@ -67,26 +67,26 @@ def build_parser() -> cli.OneLineParser:
             help="strong convexity m = lam*n directly (default 0.01); larger m shrinks the noise's spread sigma^2/m")
     cli.add(lp, "--state", required=True, help="new state folder to create")
     cli.add(lp, "--name", default=None, help="a label for the data (default: the file's name)")
-    cli.add(lp, "--sigma", type=cli.positive_float, default=None,
+    cli.add(lp, "--sigma", type=cli.SIGMA_POSITIVE, default=None,
             help=f"noise standard deviation (default {DEFAULT_SIGMA}; or choose it with --eps and --K)")
-    cli.add(lp, "--eps", type=cli.positive_float, default=None,
+    cli.add(lp, "--eps", type=cli.EPS, default=None,
             help=f"default per-request target epsilon (default {DEFAULT_EPS}); with --K it also sets sigma")
-    cli.add(lp, "--K", type=cli.int_at_least(1), default=None,
+    cli.add(lp, "--K", type=cli.STEPS, default=None,
             help="with --eps: sigma = the smallest noise that unlearns a request of --request_size rows in K steps")
     cli.add(lp, "--request_size", type=cli.int_at_least(1), default=1,
             help="rows per request that --eps/--K plan for, and the size of the future-request table (default 1)")
-    cli.add(lp, "--lam", type=cli.positive_float, default=None,
+    cli.add(lp, "--lam", type=cli.LAM, default=None,
             help="L2 regularisation lambda, m = lam*n (default: m = 0.01, the papers' strong convexity)")
-    cli.add(lp, "--M", type=cli.positive_float, default=None,
+    cli.add(lp, "--M", type=cli.CLIP_M, default=None,
             help="per-sample gradient clipping norm (default 1 binary, 2 softmax; softmax needs M >= sqrt(2))")
-    cli.add(lp, "--L", type=cli.positive_float, default=None,
+    cli.add(lp, "--L", type=cli.SMOOTH_L, default=None,
             help="smoothness constant (default the closed-form bound 1/4 + m binary, 1 + m multiclass)")
-    cli.add(lp, "--delta", type=cli.positive_float, default=None, help="delta of (eps, delta) (default 1/n)")
+    cli.add(lp, "--delta", type=cli.DELTA, default=None, help="delta of (eps, delta) (default 1/n)")
     cli.add(lp, "--batch_size", type=cli.batch_size_value, default="full",
             help="full (PNGD, paper A) or a mini-batch size b dividing n (PNSGD, paper B; K counts epochs)")
     cli.add(lp, "--burn_in", type=cli.burn_in_value, default="auto",
             help="learning steps T (epochs for mini-batches), or auto: W2 to the stationary law <= 1%% of its radius")
-    cli.add(lp, "--trials", type=cli.int_at_least(1), default=10,
+    cli.add(lp, "--trials", type=cli.TRIALS, default=10,
             help="independent chains (default 10); export deploys one of them")
     cli.add(lp, "--seed", type=cli.int_at_least(0), default=None,
             help="seed of every noise draw (default: drawn from the operating system's entropy and kept only in "
@@ -104,7 +104,7 @@ def build_parser() -> cli.OneLineParser:
     cli.add(rp, "--ids", nargs="+", required=True,
             help="ids of the rows to remove (spaces or commas), or one file of ids (.npy, or text: spaces, "
                  "commas or lines, # comments, a header line); text ids are compared exactly")
-    cli.add(rp, "--eps", type=cli.positive_float, default=None,
+    cli.add(rp, "--eps", type=cli.EPS, default=None,
             help="target epsilon of this request (default: the state's, set at learn)")
     cli.add(rp, "--features", default=None, help="check that this features file is the one the state learned on")
     cli.add(rp, "--device", type=cli.device_value, default="auto", help="auto, cpu, cuda or cuda:N")
@@ -213,13 +213,15 @@ def constants_of(meta) -> accountant.Constants:
 
 # ---------------------------------------------------------------- output
 class Report:
-    """Print lines and keep them for the state's log.txt."""
+    """Print lines and keep them for the state's log.txt (echo=False: keep them, print later)."""
 
-    def __init__(self):
+    def __init__(self, echo: bool = True):
         self.lines: list[str] = []
+        self.echo = echo
 
     def __call__(self, line: str = "") -> None:
-        print(line, flush=True)
+        if self.echo:
+            print(line, flush=True)
         self.lines.append(line)
 
     def text(self) -> str:
@@ -430,16 +432,35 @@ def cmd_remove(args) -> int:
             sizes=sizes, Z=Z, cumulative_steps=steps_so_far, retrain_steps=retrain, learn_T=settings["T"],
             comparison=accountant.retraining_comparison(T=settings["T"], K=all_K, unit=unit))
         acc = new_arrays["accuracy"]
-        _print_certificate(out, cert, unit)
-        out(f"  held-out accuracy {_acc_text(acc)}; {seconds:.2f} s")
+        # printed only once committed: a certificate must never show for a request the state does not hold
+        done = Report(echo=False)
+        _print_certificate(done, cert, unit)
+        done(f"  held-out accuracy {_acc_text(acc)}; {seconds:.2f} s")
         record = {"request": s, "ids": ids.tolist(), "rows": rows.tolist(), "S": int(rows.size), "K": K,
                   "eps_target": eps_target, "certificate": cert, "accuracy_mean": float(np.mean(acc)),
                   "wall_clock_seconds": seconds, "time": _now()}
         new_meta = dict(meta, requests=meta["requests"] + [record])
-        new = statefile.commit(st, new_meta, new_arrays, st.log + out.text())
-    print(f"saved state folder {new.path} (version {new.version}); the previous version and its removed rows "
-          "are deleted")
+        new = statefile.commit(st, new_meta, new_arrays, st.log + out.text() + done.text())
+    print(done.text(), end="", flush=True)
+    left = statefile.pending(new.path)
+    if left:
+        print(f"saved state folder {new.path} (version {new.version}); deleting the previous version failed: "
+              f"{', '.join(left)} still hold removed rows and will be deleted by the next command on this state")
+    else:
+        print(f"saved state folder {new.path} (version {new.version}); the previous version and its removed rows "
+              "are deleted")
     return 0
+
+
+def _settle(path) -> None:
+    """Finish the deletion a killed remove left pending (old versions hold removed rows), or report it."""
+    deleted, left = statefile.settle(path)
+    if deleted:
+        print(f"completed a pending deletion in {os.path.abspath(path)}: {', '.join(deleted)} "
+              "(left by an interrupted remove; they held removed rows)")
+    if left:
+        print(f"pending deletion in {os.path.abspath(path)}: {', '.join(left)} still hold removed rows "
+              "(a remove is running, or the folder is not writable)")
 
 
 def _unlearn(arrays, rows, *, K, s, meta, consts, b, device):
@@ -486,6 +507,7 @@ def _print_certificate(out, cert, unit) -> None:
 
 # ---------------------------------------------------------------- status, export
 def cmd_status(args) -> int:
+    _settle(args.state)
     st = statefile.load(args.state)
     _check_features(st, args.features)
     meta, settings, ds = st.meta, st.meta["settings"], st.meta["dataset"]
@@ -540,6 +562,9 @@ def _prep_text(prep: dict) -> str:
 def cmd_export(args) -> int:
     if not args.out.lower().endswith(".npz"):
         raise cli.UsageError(f"--out {args.out!r} is not allowed (allowed: a file name ending in .npz)")
+    if os.path.isdir(args.out):
+        raise cli.UsageError(f"--out {args.out!r} is a folder (allowed: a file name ending in .npz)")
+    _settle(args.state)
     st = statefile.load(args.state)
     C = st.arrays["w"].shape[0]
     chains = [int(i) for i in args.chain]
@@ -558,7 +583,7 @@ def cmd_export(args) -> int:
         cert = dict(cert, eps=eps, alpha=alpha, chains_released=len(chains), eps_one_chain=cert["eps"],
                     composition=f"{len(chains)} chains with independent noise: {len(chains)} x the Renyi "
                                 "divergence of one, then converted")
-    results.check_writable(os.path.dirname(os.path.abspath(args.out)))
+    results.check_writable(os.path.dirname(os.path.abspath(args.out)), "--out folder")
     # Only the weights, the labels and the certificate leave the state folder: never the noise seed.
     w = st.arrays["w"][chains[0] if len(chains) == 1 else chains].astype(np.float64)
     acc = st.arrays["accuracy"][chains]

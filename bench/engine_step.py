@@ -84,7 +84,8 @@ def engine_call(task, C: int, consts):
     return call
 
 
-def minibatch_updates(task, w, perms, *, batch: int, eta: float, sigma: float, m: float, M: float, generator):
+def minibatch_updates(task, w, perms, *, batch: int, eta: float, sigma: float, m: float, M: float, generator,
+                      updates: int = 1 << 20):
     """run_chains' mini-batch loop, one update at a time: call(j0, count) runs updates j0..j0+count-1.
 
     An epoch of C = 1000 chains is n/b = 93 updates (tens of seconds), so the benchmark reaches into the
@@ -95,14 +96,15 @@ def minibatch_updates(task, w, perms, *, batch: int, eta: float, sigma: float, m
     state = w.detach().clone().contiguous()
     blocks = engine._perm_blocks(perms, C, n, batch, task.device)
     chains = engine._mini_batch_chains(state, task, blocks, eta=eta, m=m, M=M)
-    noise = torch.empty(w.shape, dtype=task.dtype)
     std = math.sqrt(2.0 * eta) * sigma
+    # each chain's own noise stream, as run_chains draws it for `updates` updates
+    noise = engine.ChainNoise(generator, tuple(w.shape), updates, dtype=task.dtype) if std > 0 else None
     work = batch * task.d * C * (1 if task.binary else task.k)
 
     def call(j0: int = 0, count: int = 1):
         with engine._threads_for(task.device, work):  # run_chains' thread policy for small updates
             for j in range(j0, j0 + count):
-                engine._update(chains, j % (n // batch), noise, std, 0.0, generator)
+                engine._update(chains, j % (n // batch), noise, std, 0.0)
 
     return call, lambda: engine._assemble(chains)
 

@@ -65,15 +65,16 @@ def naive_update(w, X, y, *, eta, m, M, noise, std, R=0.0):
 def naive_run(w, X, y, *, steps, eta, sigma, m, M, R=0.0, batch_size=None, perms=None, generator):
     """`steps` full-batch updates (or epochs of cyclic mini-batches over perms), one chain at a time.
 
-    Noise: one torch.randn draw of the (C, ...) shape per update, row c for chain c (as the engine).
+    Noise: the engine's per-chain streams (engine.ChainNoise), row c for chain c.
     """
     w = w.clone()
     C, n = w.shape[0], X.shape[0]
     b = n if batch_size is None else batch_size
     std = math.sqrt(2.0 * eta) * sigma
+    stream = engine.ChainNoise(generator, tuple(w.shape), steps * (n // b), dtype=w.dtype) if std > 0 else None
     for _ in range(steps):
         for j in range(n // b):
-            noise = torch.randn(w.shape, generator=generator, dtype=w.dtype) if std > 0 else torch.zeros_like(w)
+            noise = stream.next().clone() if stream is not None else torch.zeros_like(w)
             for c in range(C):
                 rows = slice(None) if b == n else perms[c, j * b:(j + 1) * b]
                 w[c] = naive_update(w[c], X[rows], y[rows], eta=eta, m=m, M=M, noise=noise[c], std=std, R=R)

@@ -123,7 +123,8 @@ def test_minibatch_update_loop_equals_run_chains(k, M):
     kw = dict(eta=0.8, sigma=0.1, m=0.1, M=M)
     expected = engine.run_chains(w0, task, steps=2, batch_size=8, perms=perms,
                                  generator=engine.generator_for(5, "noise"), **kw)
-    call, weights = es.minibatch_updates(task, w0, perms, batch=8, generator=engine.generator_for(5, "noise"), **kw)
+    call, weights = es.minibatch_updates(task, w0, perms, batch=8, generator=engine.generator_for(5, "noise"),
+                                         updates=12, **kw)
     call(0, 4)
     call(4, 8)  # wraps around into the second epoch
     torch.testing.assert_close(weights(), expected, rtol=0, atol=1e-13)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from utils import engine
-from utils.engine import (DivergenceError, Task, accuracy, choose_rows, generator_for, init_chains, make_perms,
+from utils.engine import (ChainNoise, DivergenceError, Task, accuracy, choose_rows, generator_for, init_chains, make_perms,
                           removal_stream, replace_rows, resolve_device, resolve_dtype, run_chains, to_task)
 
 F64 = torch.float64
@@ -27,9 +27,11 @@ def naive_run(w0, X, y, k, *, steps, eta, sigma, m, M, R, batch_size, perms, gen
     w, C, n = w0.clone(), w0.shape[0], X.shape[0]
     b = n if batch_size is None else batch_size
     counts = {"clipped": 0, "samples": 0, "projected": 0}
+    # the engine's noise stream: chain c's own generator (ChainNoise, checked on its own below)
+    stream = ChainNoise(generator, tuple(w.shape), steps * (n // b), dtype=F64) if sigma > 0 and steps else None
     for _epoch in range(steps):
         for j in range(n // b):
-            noise = torch.randn(w.shape, generator=generator, dtype=F64) if sigma > 0 else torch.zeros_like(w)
+            noise = stream.next().clone() if stream is not None else torch.zeros_like(w)
             new = torch.empty_like(w)
             for c in range(C):
                 batch = range(n) if b == n else perms[c, j * b:(j + 1) * b].tolist()
@@ -136,10 +138,14 @@ def test_batch_size_n_is_full_batch_and_steps_are_exact():
     full = run_chains(w0, task, steps=3, generator=generator_for(3, "n"), **PARAMS)
     b_n = run_chains(w0, task, steps=3, batch_size=task.n, generator=generator_for(3, "n"), **PARAMS)
     assert torch.equal(full, b_n)
-    g, w = generator_for(3, "n"), w0
-    for _ in range(3):  # exactly T steps: three runs of one step continue the same stream
-        w = run_chains(w, task, steps=1, generator=g, **PARAMS)
-    torch.testing.assert_close(w, full, rtol=0, atol=1e-15)
+    # exactly T steps: without noise, three runs of one step are one run of three (each call draws fresh
+    # per-chain noise streams from the generator, so with noise they differ by design)
+    g, w, quiet = generator_for(3, "n"), w0, dict(PARAMS, sigma=0.0)
+    for _ in range(3):
+        w = run_chains(w, task, steps=1, generator=g, **quiet)
+    torch.testing.assert_close(w, run_chains(w0, task, steps=3, generator=g, **quiet), rtol=0, atol=1e-15)
+    assert not torch.equal(run_chains(w0, task, steps=1, generator=g, **PARAMS),
+                           run_chains(w0, task, steps=1, generator=g, **PARAMS))
     assert torch.equal(run_chains(w0, task, steps=0, generator=g, **PARAMS), w0)
 
 

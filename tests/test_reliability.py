@@ -187,23 +187,29 @@ def test_killed_run_resumes_bit_identically(tmp_path):
 def test_resume_refuses_changed_flags(tmp_path, capsys):
     argv = TINY + ["--find_k", "1", "--result_dir", str(tmp_path)]
     assert baseline.main(argv) == 0
+    # an interrupted run of these flags: resuming it with another --eps is a mistake, not a new run
+    (run_dir(tmp_path / "LMC" / "DIGITS" / "find_k") / results.INCOMPLETE).write_text("")
     assert baseline.main(argv[:-2] + ["--eps", "0.5", "--result_dir", str(tmp_path), "--resume"]) == 2
     assert "--resume refused" in capsys.readouterr().err
 
 
 def test_second_run_on_a_locked_folder_refuses(tmp_path, capsys):
+    from test_results import HOLD_LOCK
+
     assert baseline.main(TINY + ["--find_k", "1", "--result_dir", str(tmp_path)]) == 0
     folder = run_dir(tmp_path / "LMC" / "DIGITS" / "find_k")
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True)
     try:
-        (folder / ".lock").write_text(str(holder.pid))
+        assert holder.stdout.readline().strip() == "held"
         assert baseline.main(TINY + ["--find_k", "1", "--result_dir", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert f"pid {holder.pid}" in err and len(err.strip().splitlines()) == 1
     finally:
         holder.kill()
         holder.wait()
-    # the holder is dead now: its stale lock is taken over
+        holder.stdout.close()
+    # the holder is dead now: its lock file remains but the kernel released the flock
+    assert (folder / ".lock").exists()
     assert baseline.main(TINY + ["--find_k", "1", "--result_dir", str(tmp_path)]) == 0
     assert not (folder / ".lock").exists()
 

@@ -52,21 +52,28 @@ def _config(**flags):
 def test_lock_refuses_live_owner_and_takes_over_stale(tmp_path):
     run = RunFolder(str(tmp_path), "LMC", "DIGITS", "baseline")
     os.makedirs(run.path)
-    # a live process that is not us holds the lock
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    # a live process that is not us holds the lock (flock on the file, as FolderLock takes it)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, run.path], stdout=subprocess.PIPE, text=True)
     try:
-        with open(run.lock.path, "w") as fh:
-            fh.write(str(sleeper.pid))
-        with pytest.raises(ResultError, match=f"pid {sleeper.pid}"):
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ResultError, match=f"pid {holder.pid}"):
             run.open(_config(seed=0))
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    # now the owner is dead: its lock is stale and taken over
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    # now the owner is dead (SIGKILL: it released nothing itself): the kernel dropped its flock
+    assert os.path.exists(run.lock.path)
     run.open(_config(seed=0))
-    assert open(run.lock.path).read() == str(os.getpid())
+    assert f"pid={os.getpid()}" in open(run.lock.path).read()
     run.close()
     assert not os.path.exists(run.lock.path)
+
+
+# holds FolderLock(argv[1]) until killed
+HOLD_LOCK = ("import sys, time; sys.path.insert(0, %r); from utils.results import FolderLock; "
+             "FolderLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)"
+             % os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_resume_refuses_changed_flags_and_reuses_parts(tmp_path):

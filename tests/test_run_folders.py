@@ -112,8 +112,19 @@ def test_interrupted_run_says_so_and_holds_no_stale_files(tmp_path, monkeypatch,
 
 
 def test_resume_with_other_flags_names_the_unfinished_runs(tmp_path, capsys):
+    assert baseline.main(FIND_K + ["--result_dir", str(tmp_path)]) == 0
+    (unfinished,) = results.run_dirs(tmp_path / "LMC" / "DIGITS" / "find_k")
+    (Path(unfinished) / results.INCOMPLETE).write_text("")     # what an interrupted run leaves
+    capsys.readouterr()
     assert baseline.main(FIND_K + ["--result_dir", str(tmp_path), "--resume", "--eps", "3"]) == 2
-    assert "no run with these flags" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no run with these flags" in err and os.path.basename(unfinished) in err
+
+
+def test_resume_of_a_run_killed_before_its_config_starts_afresh(tmp_path, capsys):
+    assert baseline.main(FIND_K + ["--result_dir", str(tmp_path), "--resume"]) == 0
+    assert "starting afresh" in capsys.readouterr().out
+    assert len(results.run_dirs(tmp_path / "LMC" / "DIGITS" / "find_k")) == 1
 
 
 def test_files_and_folders_follow_the_umask(tmp_path, umask_022):

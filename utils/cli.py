@@ -10,6 +10,7 @@ import functools
 import math
 import os
 import re
+import signal
 import sys
 
 from utils import models
@@ -67,6 +68,56 @@ def nonneg_float(text):
     return x
 
 
+def float_in(lo: float, hi: float, *, hi_open: bool = False):
+    """A finite number in [lo, hi] ([lo, hi) with hi_open): flags whose extremes would overflow a derived
+    constant (m = lam n, 2 sigma^2 / m, the Renyi orders of a tiny eps, ...) or plan absurd runs."""
+    def parse(text):
+        try:
+            x = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+        if not (math.isfinite(x) and lo <= x and (x < hi if hi_open else x <= hi)):
+            sign = "> 0" if lo > 0 else ">= 0" if lo == 0 else f">= {lo:g}"
+            wrong_sign = not math.isfinite(x) or (x <= 0 if lo > 0 else x < lo)
+            what = f"must be a finite number {sign}" if wrong_sign else "is out of range"
+            raise argparse.ArgumentTypeError(f"{text!r} {what} (allowed: {lo:g} <= value "
+                                             f"{'<' if hi_open else '<='} {hi:g})")
+        return x
+    parse.__name__ = f"number in [{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    return parse
+
+
+def int_in(lo: int, hi: int):
+    """An integer in [lo, hi]."""
+    def parse(text):
+        try:
+            x = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
+        if not lo <= x <= hi:
+            what = f"must be an integer >= {lo}" if x < lo else "is out of range"
+            raise argparse.ArgumentTypeError(f"{text!r} {what} (allowed: an integer {lo} .. {hi})")
+        return x
+    parse.__name__ = f"integer in [{lo}, {hi}]"
+    return parse
+
+
+# The ranges of the shared numeric flags (issue 14): wide enough for every experiment, narrow enough that no
+# derived constant overflows float64 and no allocation is absurd. Scripts use them for their own flags too.
+EPS = float_in(1e-12, 1e6)            # target epsilon
+SIGMA = float_in(0.0, 1e6)            # noise standard deviation (0: noiseless)
+SIGMA_POSITIVE = float_in(1e-12, 1e6)
+LAM = float_in(1e-12, 1e6)            # m = lam n stays finite for any n
+CLIP_M = float_in(1e-6, 1e6)
+SMOOTH_L = float_in(1e-12, 1e12)
+DELTA = float_in(1e-100, 1.0, hi_open=True)
+RADIUS = float_in(0.0, 1e12)
+TRIALS = int_in(1, 10 ** 6)
+SEED = int_in(0, 2 ** 32 - 1)         # numpy's and scikit-learn's seeds
+STEPS = int_in(1, 10 ** 9)            # step counts K
+ITER_FACTOR = float_in(1e-3, 1e3)     # D2D's I-factor f
+
+
 def int_at_least(lo):
     def parse(text):
         try:
@@ -90,6 +141,8 @@ def burn_in_value(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0 or 'auto'")
     if x < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 0 or 'auto'")
+    if x > 10 ** 9:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (allowed: 0 .. 1000000000 steps, or 'auto')")
     return x
 
 
@@ -144,30 +197,30 @@ def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
     add(g, "--removal", choices=["random", "last"], default="random",
         help="which training rows a request replaces: a seeded random choice, or the last rows as the reference")
     c = p.add_argument_group("constants")
-    add(c, "--lam", type=positive_float, default=None,
+    add(c, "--lam", type=LAM, default=None,
         help="L2 regularisation lambda (m = lambda n); default 1e-6 for paper data, larger for DIGITS")
-    add(c, "--M", type=positive_float, default=None,
+    add(c, "--M", type=CLIP_M, default=None,
         help="per-sample gradient clipping norm (default 1 binary, 2 softmax; softmax needs M >= sqrt(2), "
              "where clipping never fires)")
-    add(c, "--L", type=positive_float, default=None, help="smoothness constant (overrides --smoothness; eta = 1/L)")
+    add(c, "--L", type=SMOOTH_L, default=None, help="smoothness constant (overrides --smoothness; eta = 1/L)")
     add(c, "--smoothness", choices=["bound", "data"], default="bound",
         help="L = 1/4 + lam n (bound) or from lambda_max(X^T X/n) (data; computed from private data)")
-    add(c, "--delta", type=positive_float, default=None, help="delta of (eps, delta) (default 1/n)")
-    add(c, "--n", type=int_at_least(2), default=None,
+    add(c, "--delta", type=DELTA, default=None, help="delta of (eps, delta) (default 1/n)")
+    add(c, "--n", type=int_in(2, 10 ** 9), default=None,
         help="number of training rows for accounting only (no data loaded; with --find_k or --plan_only)")
-    add(c, "--dim", type=int_at_least(1), default=None,
+    add(c, "--dim", type=int_in(1, 10 ** 9), default=None,
         help="feature dimension d (default: the data's d; D2D needs it with --n)")
     add(c, "--d2d_dim", choices=["params", "data"], default="params",
         help="dimension in D2D's iteration counts: params = the model's parameter count (d k for softmax, "
              "as its theorem needs; default) or data = d (the reference's, to reproduce its figures)")
-    add(c, "--projection", type=nonneg_float, default=100.0 if family == "SGD" else 0.0,
+    add(c, "--projection", type=RADIUS, default=100.0 if family == "SGD" else 0.0,
         help="projection radius R (0 = no projection)")
     r = p.add_argument_group("run")
-    add(r, "--sigma", type=nonneg_float, default=0.03, help="noise standard deviation (default 0.03)")
+    add(r, "--sigma", type=SIGMA, default=0.03, help="noise standard deviation (default 0.03)")
     add(r, "--burn_in", type=burn_in_value, default=burn_in_default,
         help="learning steps T (epochs for mini-batch), or 'auto' from the contraction bound")
-    add(r, "--trials", type=int_at_least(1), default=100, help="independent chains per setting (default 100)")
-    add(r, "--seed", type=int_at_least(0), default=0, help="random seed (default 0)")
+    add(r, "--trials", type=TRIALS, default=100, help="independent chains per setting (default 100)")
+    add(r, "--seed", type=SEED, default=0, help="random seed (default 0)")
     add(r, "--device", type=device_value, default="auto", help="auto, cpu, cuda or cuda:N")
     add(r, "--gpu", type=int_at_least(0), default=None, help="the paper's spelling: --gpu N means --device cuda:N")
     add(r, "--dtype", choices=["float32", "float64"], default="float32", help="tensor precision (default float32)")
@@ -180,6 +233,8 @@ def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
         help="no progress bars (they are drawn on a terminal only: a redirected stderr never gets them)")
     add(r, "--name", type=run_name_value, default=None,
         help="the run folder's name under <mode>/ (default: the flags given and a hash of all flags)")
+    add(r, "--yes", action="store_true",
+        help="run a plan above the size that needs confirmation (see the message that asks for it)")
     return p
 
 
@@ -194,6 +249,7 @@ def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
         os.environ["UNLEARN_NO_PROGRESS"] = "1"  # read by experiments.progress_bar
     from utils import data as data_mod  # no torch
 
+    check_safe_name("--dataset", args.dataset)
     if args.features is None and args.dataset not in data_mod.DATASETS:
         raise UsageError(f"unknown --dataset {args.dataset!r} (allowed: {', '.join(sorted(data_mod.DATASETS))}, "
                          "or any name together with --features FILE)")
@@ -219,8 +275,15 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (what `timeout` and batch schedulers send), handled like Ctrl-C."""
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+
+
+def check_safe_name(flag: str, name: str) -> None:
+    """A name used as a folder name: letters, digits and _ . + - (not first), at most 64 characters, so it
+    can never leave --result_dir (no '/', no '..', no absolute path)."""
+    if not SAFE_NAME.fullmatch(name) or ".." in name:
+        raise UsageError(f"{flag} {name!r} is not allowed as a folder name (allowed: 1-64 letters, digits, "
+                         "'_', '.', '+', '-', starting with a letter or digit, no '..')")
 
 
 def guarded(main):
@@ -229,11 +292,7 @@ def guarded(main):
     @functools.wraps(main)
     def run(argv=None):
         prog = getattr(main, "prog", None) or sys.argv[0].rsplit("/", 1)[-1]
-        import signal
-        import threading
-
-        main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+        previous = _terminate_as_interrupt()
         try:
             return main(argv) or 0
         except KeyboardInterrupt as exc:
@@ -243,7 +302,18 @@ def guarded(main):
             return 143 if isinstance(exc, Terminated) else 130
         except SystemExit as exc:  # --help
             return exc.code if isinstance(exc.code, int) else 0
-        except (ValueError, RuntimeError, OSError) as exc:
+        except OSError as exc:  # a full disk, a read-only or missing folder, a path too long or looping
+            if os.environ.get("UNLEARN_DEBUG"):
+                raise
+            print(f"{prog}: error: {os_error_text(exc)}", file=sys.stderr)
+            return 2
+        except MemoryError:
+            if os.environ.get("UNLEARN_DEBUG"):
+                raise
+            print(f"{prog}: error: out of memory (lower --trials, or use a smaller dataset or --dtype float32)",
+                  file=sys.stderr)
+            return 2
+        except (ValueError, RuntimeError) as exc:
             if os.environ.get("UNLEARN_DEBUG") or (
                     type(exc).__name__ not in _BAD_INPUT and not isinstance(exc, FileNotFoundError)):
                 raise
@@ -251,9 +321,36 @@ def guarded(main):
                   file=sys.stderr)
             return 2
         finally:
-            if main_thread and previous is not None:
+            from utils import results
+
+            results.release_all()   # an error or an interrupt never leaves this process holding a lock
+            if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
     return run
+
+
+def os_error_text(exc: OSError) -> str:
+    """One line naming the path and the system's reason, e.g. 'result/x/metrics.json: No space left on device (ENOSPC)'."""
+    import errno as errno_mod
+
+    code = errno_mod.errorcode.get(exc.errno or 0, "")
+    reason = (exc.strerror or str(exc) or type(exc).__name__) + (f" ({code})" if code else "")
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    return (" -> ".join(map(str, paths)) + ": " + reason) if paths else reason.splitlines()[0]
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()  # unwinds like Ctrl-C: temporary files removed, locks released
+
+
+def _terminate_as_interrupt():
+    """SIGTERM unwinds like SIGINT (finally blocks run) while a script runs; returns the old handler."""
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            return signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        pass
+    return None
 
 
 def check_dataset_kind(args, *, multiclass: bool, scripts: tuple[str, str]) -> None:

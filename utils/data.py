@@ -118,7 +118,13 @@ def default_lam(name: str) -> float:
 def normalize_rows(X: np.ndarray) -> np.ndarray:
     """Row-wise L2 normalisation x / ||x||_2 (SPEC 1.1); a zero row stays zero. Returns a new float64 array."""
     X = np.array(X, dtype=np.float64)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    with np.errstate(over="ignore"):  # an overflow is refused just below, by name
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+    if not np.isfinite(norms).all():
+        # finite entries whose squares overflow (|x| ~ 1e155 and up) would otherwise become zero rows
+        row = int(np.flatnonzero(~np.isfinite(norms[:, 0]))[0])
+        raise DataError(f"row {row} of the features has a non-finite L2 norm (its squares overflow float64; "
+                        "allowed: rows whose norm is finite, e.g. rescale the features)")
     np.divide(X, norms, out=X, where=norms > 0)
     return X
 

@@ -28,7 +28,7 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from utils import models
+from utils import models, results
 
 # Upper bound on the bytes of the per-step intermediates of one chunk of chains; more chains run in chunks.
 MAX_CHUNK_BYTES = 1 << 30
@@ -43,6 +43,13 @@ DIVERGENCE_CHECK_EVERY = 100
 # torch.mm. MKL's sgemm runs its AVX2 kernels on AMD CPUs where oneDNN uses AVX-512: the two products of a
 # 100-chain FASHION step measured 1.6x faster (bench/engine_step.py), same float32 rounding level.
 MATMUL = "auto"
+
+# Per-chain noise (chain_generators): each chain draws the noise of up to this many updates at once, as many as
+# fit in NOISE_BLOCK_ELEMS numbers; both depend only on one chain's size, never on the number of chains C.
+NOISE_BLOCK_ELEMS = 1 << 12
+MAX_NOISE_BLOCK = 64
+# Part of every learned-chain cache key and resume key (kept torch-free in utils.results).
+STREAMS_VERSION = results.STREAMS_VERSION
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -100,6 +107,66 @@ def generator_for(seed, *keys, device="cpu") -> torch.Generator:
     gen = torch.Generator(device=resolve_device(device))
     gen.manual_seed(int.from_bytes(digest[:8], "big") >> 1)  # 63 bits: valid for every torch backend
     return gen
+
+
+def chain_generators(generator: torch.Generator, C: int, *, first_chain: int = 0) -> list[torch.Generator]:
+    """One generator per chain c = first_chain .. first_chain + C - 1, seeded by sha256(u, c) with u one
+    62-bit draw from ``generator``: chain c's draws depend on (generator, c) only, not on how many chains run
+    (so ``--trials 50`` reproduces the first 50 of ``--trials 100``, and chains split across devices agree)."""
+    _check_generator(generator, generator.device)
+    C, first_chain = _positive_int("C", C), _nonnegative_int("first_chain", first_chain)
+    u = int(torch.randint(0, 1 << 62, (1,), generator=generator, device=generator.device).item())
+    gens = []
+    for c in range(first_chain, first_chain + C):
+        digest = hashlib.sha256(f"{u}:{c}".encode("ascii")).digest()
+        g = torch.Generator(device=generator.device)
+        g.manual_seed(int.from_bytes(digest[:8], "big") >> 1)
+        gens.append(g)
+    return gens
+
+
+def chain_randn(C: int, shape: tuple[int, ...], *, generator: torch.Generator, dtype="float32",
+                first_chain: int = 0) -> torch.Tensor:
+    """(C, *shape) standard normals, row c from chain c's own generator (chain_generators): row c is the
+    same for every C. On the generator's device."""
+    out = torch.empty((_positive_int("C", C), *shape), device=generator.device, dtype=resolve_dtype(dtype))
+    for c, g in enumerate(chain_generators(generator, C, first_chain=first_chain)):
+        torch.randn(tuple(shape), generator=g, out=out[c])
+    return out
+
+
+def noise_block(per_chain: int) -> int:
+    """Updates whose noise a chain draws at once: a function of one chain's size only (NOISE_BLOCK_ELEMS)."""
+    return max(1, min(MAX_NOISE_BLOCK, NOISE_BLOCK_ELEMS // max(1, per_chain)))
+
+
+class ChainNoise:
+    """Standard normal noise of ``updates`` updates for C chains, chain c from its own generator.
+
+    Chain c draws blocks ``torch.randn((B, *shape[1:]))`` from chain_generators(generator, C)[c], B =
+    noise_block(one chain's size) (the last block shorter); ``next()`` returns the (C, ...) noise of the
+    next update, a view of the block buffer. The stream of chain c is the same for every C.
+    """
+
+    def __init__(self, generator: torch.Generator, shape: tuple[int, ...], updates: int, *, dtype,
+                 first_chain: int = 0):
+        self.shape, self.left = tuple(shape), _nonnegative_int("updates", updates)
+        self.gens = chain_generators(generator, self.shape[0], first_chain=first_chain)
+        self.block = noise_block(math.prod(self.shape[1:]))
+        self.buf = torch.empty((self.shape[0], min(self.block, max(self.left, 1)), *self.shape[1:]),
+                               device=generator.device, dtype=resolve_dtype(dtype))
+        self.t = self.filled = 0
+
+    def next(self) -> torch.Tensor:
+        if self.t == self.filled:
+            if self.left <= 0:
+                raise ValueError("ChainNoise: every update's noise was already drawn")
+            B = min(self.block, self.left)
+            for c, g in enumerate(self.gens):
+                torch.randn((B, *self.shape[1:]), generator=g, out=self.buf[c, :B])
+            self.t, self.filled, self.left = 0, B, self.left - B
+        self.t += 1
+        return self.buf[:, self.t - 1]
 
 
 # ----------------------------------------------------------------------------- data on the device
@@ -187,15 +254,17 @@ def init_chains(*, C, d, num_classes, sigma, m, generator, device="cpu", dtype="
     if m == 0:
         raise ValueError("m = lam * n must be > 0 when sigma > 0: the initial law N(0, 2 sigma^2 / m) needs it")
     _check_generator(generator, dev)
-    w = torch.randn(shape, generator=generator, device=dev, dtype=dt)
-    return w.mul_(sigma * math.sqrt(2.0 / m))
+    return chain_randn(C, shape[1:], generator=generator, dtype=dt).mul_(sigma * math.sqrt(2.0 / m))
 
 
 def make_perms(C, n, *, generator, device=None) -> torch.Tensor:
     """(C, n) int64: one fixed uniformly random permutation of 0..n-1 per chain (SPEC 2.2)."""
     C, n = _positive_int("C", C), _positive_int("n", n)
-    # float64 keys: ties (which would bias the permutation) have negligible probability even for n ~ 1e5
-    keys = torch.rand((C, n), generator=generator, device=generator.device, dtype=torch.float64)
+    # float64 keys: ties (which would bias the permutation) have negligible probability even for n ~ 1e5;
+    # chain c's keys come from its own generator, so its permutation does not depend on C
+    keys = torch.empty((C, n), device=generator.device, dtype=torch.float64)
+    for c, g in enumerate(chain_generators(generator, C)):
+        torch.rand((n,), generator=g, out=keys[c])
     perms = torch.argsort(keys, dim=1)
     return perms if device is None else perms.to(resolve_device(device))
 
@@ -320,8 +389,8 @@ def run_chains(w, task: Task, *, steps, eta, sigma, m, M, R=0.0, batch_size=None
     One update: w <- Proj_R((1 - eta m) w - eta mean_{i in B} clip_M(grad loss_i(w)) + sqrt(2 eta sigma^2) xi)
     (SPEC Part I item 1, section 2.2). Full batch (batch_size None or n): `steps` updates. Mini-batch b
     (n % b == 0): `steps` epochs of n/b updates over the blocks perms[c, j*b:(j+1)*b] of each chain's
-    fixed permutation. The noise xi of each update is one torch.randn draw of w's shape from `generator`
-    (none when sigma = 0), so results do not depend on chunking. R = 0 means no projection.
+    fixed permutation. The noise xi of chain c comes from its own stream (ChainNoise; none when sigma = 0),
+    so results depend neither on chunking nor on how many chains run. R = 0 means no projection.
     `progress(u)` is called after each epoch with the number u of updates it made (n/b, or 1).
     Returns new weights (the input is not modified); raises DivergenceError on non-finite weights.
     """
@@ -342,10 +411,10 @@ def run_chains(w, task: Task, *, steps, eta, sigma, m, M, R=0.0, batch_size=None
         blocks = _perm_blocks(perms, C, task.n, b, task.device)
         chains = _mini_batch_chains(state, task, blocks, eta=eta, m=m, M=M)
     updates_per_epoch = task.n // b
-    noise = torch.empty(shape, device=task.device, dtype=task.dtype)
     std = math.sqrt(2.0 * eta) * sigma
+    noise = ChainNoise(generator, shape, steps * updates_per_epoch, dtype=task.dtype) if std > 0 and steps else None
     with _threads_for(task.device, b * task.d * C * (1 if task.binary else task.k)):
-        _loop(chains, steps, updates_per_epoch, noise, std, R, generator, progress, eta, m)
+        _loop(chains, steps, updates_per_epoch, noise, std, R, progress, eta, m)
     return _assemble(chains)
 
 
@@ -363,22 +432,21 @@ def _threads_for(device: torch.device, work: int):
             torch.set_num_threads(before)
 
 
-def _update(chains, j: int, noise, std: float, R: float, generator) -> None:
-    """Update j of an epoch for every chunk: gradient step, one noise draw shared out by chains, Proj_R."""
-    if std > 0:
-        torch.randn(noise.shape, generator=generator, out=noise)
+def _update(chains, j: int, noise: ChainNoise | None, std: float, R: float) -> None:
+    """Update j of an epoch for every chunk: gradient step, each chain's own noise (none: sigma = 0), Proj_R."""
+    xi = noise.next() if noise is not None else None
     for chunk in chains:
         chunk.gradient_step(j)
-        if std > 0:
-            chunk.weights.add_(noise[chunk.start:chunk.stop], alpha=std)
+        if xi is not None:
+            chunk.weights.add_(xi[chunk.start:chunk.stop], alpha=std)
         if R > 0:
             _project_(chunk.weights, R)
 
 
-def _loop(chains, steps, updates_per_epoch, noise, std, R, generator, progress, eta, m) -> None:
+def _loop(chains, steps, updates_per_epoch, noise, std, R, progress, eta, m) -> None:
     for epoch in range(steps):
         for j in range(updates_per_epoch):
-            _update(chains, j, noise, std, R, generator)
+            _update(chains, j, noise, std, R)
         if progress is not None:
             progress(updates_per_epoch)
         if (epoch + 1) % DIVERGENCE_CHECK_EVERY == 0:

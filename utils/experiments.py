@@ -132,7 +132,11 @@ class Context:
     def derived(self) -> dict:
         return dataclasses.asdict(self.consts)
 
-    def open(self) -> "Context":
+    def open(self, chain_steps: int | None = None) -> "Context":
+        """Check the plan's size (``chain_steps``: chains x steps it will run) and memory, then lock the
+        folder and write config.json: a refused plan leaves nothing behind."""
+        if chain_steps is not None and not self.args.plan_only:
+            check_plan(self.args, self.dataset, chain_steps)
         config = results.config_record(self.args, {"mode": self.mode, "constants": self.derived(),
                                                    "dataset": None if self.dataset is None
                                                    else self.dataset.identity})
@@ -161,7 +165,6 @@ class Context:
         self.run.write_arrays(arrays)
         figure_paths = plots.draw(self.run.path, results.metrics_record(record, plan_only=self.args.plan_only),
                                   arrays)
-        self.run.write_metrics(record, plan_only=self.args.plan_only)
         if summary:
             self.log(summary_block(summary))
         certs = record.get("certificates") or ([record["certificate"]] if record.get("certificate") else [])
@@ -174,6 +177,9 @@ class Context:
         self.run.write_log()
         self.run.write_config(dict(self._config, complete=True,
                                    finished=datetime.now(timezone.utc).isoformat(timespec="seconds")))
+        # metrics.json marks the run finished, so it is written last: a failure before it (a full disk)
+        # leaves a run that resumes, never one that looks finished without its log
+        self.run.write_metrics(record, plan_only=self.args.plan_only)
         self.run.finish()
         self.run.close()
         return self.run.path
@@ -198,6 +204,37 @@ def _plan_report(ctx, record: dict) -> None:
     if line:
         ctx.log(line)
 
+# Plans above this many chain-steps (chains x updates) need --yes: at a few thousand chain-steps per second
+# on a CPU that is days of work, and it is what a mistyped flag (a tiny lam or eps, a huge factor) produces.
+PLAN_CONFIRM_CHAIN_STEPS = 10 ** 9
+
+
+def check_plan(args, dataset, chain_steps: int) -> None:
+    """UsageError for a plan that needs --yes (PLAN_CONFIRM_CHAIN_STEPS) or more memory than the device has."""
+    if chain_steps > PLAN_CONFIRM_CHAIN_STEPS and not getattr(args, "yes", False):
+        raise ValueError(f"the plan runs {chain_steps:.3g} chain-steps (more than {PLAN_CONFIRM_CHAIN_STEPS:.0e}: "
+                         "days of work); add --yes to run it, or check --lam, --eps, --sigma, --trials")
+    if dataset is None:
+        return
+    from utils import engine
+
+    itemsize = 4 if args.dtype == "float32" else 8
+    width = 1 if dataset.num_classes == 2 else dataset.num_classes
+    per_chain = itemsize * (4 * dataset.d * width + engine.NOISE_BLOCK_ELEMS)   # state, copies, noise block
+    need = args.trials * per_chain + min(args.trials * dataset.n * width * itemsize, engine.MAX_CHUNK_BYTES)
+    device = engine.resolve_device(args.device)
+    if device.type == "cuda":
+        import torch
+
+        have, where = torch.cuda.get_device_properties(device).total_memory, str(device)
+    else:
+        try:
+            have, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine"
+        except (ValueError, OSError, AttributeError):
+            return
+    if need > have:
+        raise ValueError(f"--trials {args.trials} needs about {need / 2 ** 30:.1f} GiB for the chains but {where} "
+                         f"has {have / 2 ** 30:.1f} GiB (allowed: fewer --trials)")
 
 
 def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None) -> Context:
@@ -260,7 +297,7 @@ class Lab:
         self.trials = args.trials
         self.seed = args.seed
         self.R = float(getattr(args, "projection", 0.0) or 0.0)
-        self.cache = results.ChainCache(args.result_dir, enabled=not args.no_cache)
+        self.cache = results.ChainCache(args.result_dir, enabled=not args.no_cache, note=ctx.log)
         self.timings: dict[str, float] = {}
         self.X, self.y = ds.X_train, ds.y_train
         self.task_D = self.task(self.X, self.y)
@@ -292,7 +329,7 @@ class Lab:
     def perms(self, batch_size, C):
         if batch_size in (None, "full"):
             return None
-        return self.engine.make_perms(C, self.ctx.dataset.n, generator=self.gen("perms", C),
+        return self.engine.make_perms(C, self.ctx.dataset.n, generator=self.gen("perms"),
                                       device=self.device)
 
     # -- the three operations
@@ -325,9 +362,11 @@ class Lab:
         inputs = {"data": self.base_identity if data is None else data_mod.fingerprint(X, y),
                   "lam": self.ctx.args.lam, "L": c.L, "M": c.M, "m": c.m, "eta": c.eta if eta is None else eta,
                   "sigma": sigma, "T": T, "R": self.R, "b": batch_size, "dtype": self.ctx.args.dtype,
-                  "trials": C, "seed": self.seed, "key": list(map(str, (phase,) + tuple(key)))}
+                  "trials": C, "seed": self.seed, "key": list(map(str, (phase,) + tuple(key))),
+                  "streams": self.engine.STREAMS_VERSION}
         run_C = 1 if sigma == 0 else C
-        cached = self.cache.get(inputs)
+        width = () if self.k == 2 else (self.k,)
+        cached = self.cache.get(inputs, shape=(run_C, self.ctx.dataset.d, *width), dtype=self.ctx.args.dtype)
         if cached is not None:
             w = self.torch.as_tensor(cached["w"], device=self.device, dtype=self.dtype)
         else:
@@ -355,7 +394,7 @@ class Lab:
     def noisy_copies(self, w, *, sigma: float, C: int, key):
         """C copies of one chain w, each plus N(0, sigma^2 I): D2D's published outputs."""
         shape = (C,) + tuple(w.shape[1:])
-        noise = self.torch.randn(shape, generator=self.gen(*key), device=self.device, dtype=self.dtype)
+        noise = self.engine.chain_randn(C, shape[1:], generator=self.gen(*key), dtype=self.dtype)
         return w.expand(shape) + sigma * noise
 
     def d2d_one_shot(self, task, *, T: int, noise: dict) -> dict:

@@ -8,6 +8,7 @@ run that finished last, and ``resolve_run_dir`` turns a mode folder into that ru
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -25,9 +26,13 @@ from importlib import metadata
 import numpy as np
 
 SCHEMA_VERSION = 1
+# The random streams' layout (utils.engine: per-chain generators); part of every resume key and cache key,
+# bumped when the streams change so that nothing computed with other streams is ever reused.
+STREAMS_VERSION = 2
+TMP_PREFIX = ".tmp-"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Flags that may differ between an interrupted run and its resumption.
-_RESUME_IGNORED = {"resume", "plan_only", "device", "gpu"}
+_RESUME_IGNORED = {"resume", "plan_only", "device", "gpu", "yes"}
 # Flags that change neither what a run computes nor which run it is: they do not name its folder.
 _NOT_NAMING = {"resume", "device", "gpu", "result_dir", "data_dir", "no_cache", "quiet", "name", "yes",
                "family", "multiclass", "given_flags", "S_given"}
@@ -82,7 +87,8 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename into place."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix="-" + os.path.basename(path)[:80],
+                               dir=folder)
     try:
         os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide results from colleagues
         with os.fdopen(fd, "wb") as fh:
@@ -90,10 +96,39 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # a write or fsync error names no file
+            raise OSError(exc.errno, exc.strerror, path) from None
         raise
+
+
+def sweep_tmp(folder: str, *, only_dead: bool = False) -> list[str]:
+    """Delete the temporary files ``.tmp-<pid>-*`` left in ``folder`` by killed writers (with only_dead, only
+    those whose pid is not alive: for folders other processes may be writing to). Returns their names."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(TMP_PREFIX):
+            continue
+        pid = name[len(TMP_PREFIX):].split("-", 1)[0]
+        # a name without a pid is an older writer's (before pids were in the names): stale
+        if only_dead and pid.isdigit() and (int(pid) == os.getpid() or _pid_alive(int(pid))):
+            continue
+        full = os.path.join(folder, name)
+        try:
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            else:
+                os.unlink(full)
+            removed.append(name)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -124,6 +159,39 @@ def read_npz(path) -> dict:
     """All arrays of an .npz file (a path or a binary file object), no pickles."""
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+class DamagedError(ValueError):
+    """A saved part or cache entry that cannot be trusted (unreadable, wrong checksum, other inputs, wrong shape)."""
+
+
+def _array_digest(arrays: dict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode("utf-8"))
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def write_checked_npz(path: str, arrays: dict, *, key: str) -> None:
+    """write_npz plus a checksum of every array (names, dtypes, shapes, bytes) and the content key of its inputs."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    write_npz(path, dict(arrays, __checksum__=np.asarray(_array_digest(arrays)), __key__=np.asarray(key)))
+
+
+def read_checked_npz(path: str, *, key: str) -> dict:
+    """The arrays written by write_checked_npz for these inputs; DamagedError naming what is wrong."""
+    try:
+        arrays = read_npz(path)
+    except Exception as exc:  # zipfile/numpy raise many types for a truncated or garbled file
+        raise DamagedError(f"unreadable ({type(exc).__name__})") from None
+    checksum, stored_key = arrays.pop("__checksum__", None), arrays.pop("__key__", None)
+    if checksum is None or str(checksum) != _array_digest(arrays):
+        raise DamagedError("checksum mismatch")
+    if stored_key is None or str(stored_key) != key:
+        raise DamagedError("saved for other inputs")
+    return arrays
 
 
 # ---------------------------------------------------------------- provenance
@@ -158,23 +226,40 @@ def config_record(args, derived: dict | None = None) -> dict:
         "versions": library_versions(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "git_commit": git_commit(),
+        "streams_version": STREAMS_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def check_writable(result_dir: str) -> None:
-    """Raise ResultError unless ``result_dir`` exists writable or could be created (writes nothing)."""
+def check_writable(result_dir: str, flag: str = "--result_dir") -> None:
+    """Raise ResultError unless ``result_dir`` exists writable or could be created (writes nothing).
+
+    Also refuses, before any work, what would fail only at the first write: a symlink loop, a name longer
+    than the file system allows, a path through a file.
+    """
     path = os.path.abspath(result_dir)
     probe = path
-    while not os.path.exists(probe):
+    while not os.path.lexists(probe):
         parent = os.path.dirname(probe)
         if parent == probe:
             break
         probe = parent
+    try:
+        os.stat(probe)
+    except OSError as exc:
+        raise ResultError(f"{flag} {result_dir!r} cannot be used: {probe}: {exc.strerror}") from None
+    try:
+        name_max = os.pathconf(probe, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    long = [p for p in path.split(os.sep) if len(p.encode("utf-8", "surrogateescape")) > name_max]
+    if long:
+        raise ResultError(f"{flag} {result_dir!r} has a folder name of {len(long[0])} characters "
+                          f"(allowed: at most {name_max})")
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ResultError(f"--result-dir {result_dir!r} is a file, not a folder: give a writable folder")
+        raise ResultError(f"{flag} {result_dir!r} is a file, not a folder: give a writable folder")
     if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
-        raise ResultError(f"--result-dir {result_dir!r} is not writable: give a folder you can write to")
+        raise ResultError(f"{flag} {result_dir!r} is not writable: give a folder you can write to")
 
 
 # ---------------------------------------------------------------- locking
@@ -186,38 +271,112 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class FolderLock:
-    """An exclusive lock file holding the owner's pid; a stale lock of a dead process is taken over."""
+_HELD: set = set()     # the locks this process holds, released by release_all on any exit path
 
-    def __init__(self, folder: str):
+
+def release_all() -> None:
+    """Release every lock this process still holds (cli.guarded calls it however a script ends)."""
+    for lock in list(_HELD):
+        lock.release()
+
+
+class FolderLock:
+    """An exclusive lock on ``<folder>/.lock``: ``fcntl.flock`` on the file, held open for the whole run.
+
+    The kernel grants the flock to one open file at a time and drops it when its holder exits in any way
+    (SIGKILL included), so there is no stale lock to take over and no window between creating the file
+    and recording the owner. The owner (pid, start time, command) is written into the file only for the
+    message a second process prints. Release unlinks the file while still holding the flock; a process
+    that opened the old file meanwhile sees that the path now names another file (or none) and retries,
+    so two processes never both hold the lock of one path.
+    """
+
+    def __init__(self, folder: str, *, wait: float = 0.0):
         self.path = os.path.join(folder, ".lock")
+        self.wait = wait          # seconds to wait for a live holder (0: refuse at once)
         self.held = False
+        self._fd: int | None = None
+
+    def _owner(self) -> str:
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as fh:
+                text = fh.read().strip()
+        except OSError:
+            text = ""
+        info = {}
+        for part in text.splitlines():
+            key, _, value = part.partition("=")
+            info[key.strip()] = value.strip()
+        if info.get("pid"):
+            return f"pid {info['pid']}, started {info.get('started', '?')}"
+        return "another process"
 
     def acquire(self) -> None:
+        import fcntl
+        import time
+
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        for _ in range(2):
+        deadline = time.monotonic() + max(self.wait, 0.0)
+        told = False
+        while True:
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                try:
-                    pid = int(open(self.path).read().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid() and _pid_alive(pid):
-                    raise ResultError(f"run folder {os.path.dirname(self.path)} is in use by a live run "
-                                      f"(pid {pid}); wait for it or choose another --result-dir")
-                os.unlink(self.path)  # stale: its owner is gone
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except IsADirectoryError:
+                raise ResultError(f"the lock {self.path} is a folder, not a file: remove it "
+                                  "(allowed: a regular file made by this tool)") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if time.monotonic() >= deadline:
+                    raise ResultError(f"{os.path.dirname(self.path)} is in use by a live run ({self._owner()}); "
+                                      "wait for it to finish or choose another folder") from None
+                if not told:
+                    print(f"waiting for {self.path} ({self._owner()})", file=sys.stderr, flush=True)
+                    told = True
+                time.sleep(0.05)
                 continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(str(os.getpid()))
-            self.held = True
-            return
-        raise ResultError(f"could not take the lock {self.path}")
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if not same:          # the holder released (unlinked) it between our open and our flock
+                os.close(fd)
+                continue
+            break
+        self._fd, self.held = fd, True
+        _HELD.add(self)
+        try:
+            record = (f"pid={os.getpid()}\nstarted={datetime.now(timezone.utc).isoformat(timespec='seconds')}\n"
+                      f"command={' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])[:500]}\n")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record.encode("utf-8", "replace"), 0)
+        except OSError:
+            pass      # the owner record is for humans only; the flock is what excludes
 
     def release(self) -> None:
-        if self.held and os.path.exists(self.path):
-            os.unlink(self.path)
-        self.held = False
+        """Drop our own lock (never another process's: only the holder has the flocked file open)."""
+        if not self.held:
+            return
+        fd, self._fd, self.held = self._fd, None, False
+        _HELD.discard(self)
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                os.unlink(self.path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> "FolderLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 # ---------------------------------------------------------------- run names and the latest run
@@ -320,11 +479,38 @@ def metrics_record(metrics: dict, *, plan_only: bool) -> dict:
     return to_jsonable({"schema_version": SCHEMA_VERSION, "plan_only": bool(plan_only), **metrics})
 
 
+def resume_inputs(config: dict) -> dict:
+    """Everything a resumed run must share with the interrupted one, by content: the flags (but device and
+    the resume flags), the derived inputs (dataset identity with the features file's sha256, constants, mode)
+    and the versions of the libraries that compute the chains."""
+    flags = to_jsonable(config.get("flags", {}))
+    out = {f"flag {k}": v for k, v in flags.items() if k not in _RESUME_IGNORED | _NOT_NAMING}
+    for k, v in to_jsonable(config.get("derived", {})).items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    versions = config.get("versions", {}) or {}
+    out.update({f"version {k}": versions.get(k) for k in ("numpy", "torch")})
+    out["schema_version"] = config.get("schema_version")
+    out["streams_version"] = config.get("streams_version")
+    return out
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 class RunFolder:
     """One experiment run: ``<result_dir>/<family>/<dataset>/<mode>/<run>/`` (``run=None``: the mode
     folder itself, the layout before run folders)."""
 
     def __init__(self, result_dir: str, family: str, dataset: str, mode: str, run: str | None = None):
+        for part in (family, dataset, mode) + (() if run is None else (run,)):
+            # cli.check_safe_name refused such names already; never escape --result_dir
+            if not part or part in (".", "..") or os.sep in part or (os.altsep and os.altsep in part):
+                raise ResultError(f"run folder name part {part!r} is not allowed (allowed: a plain folder name)")
         self.mode_dir = os.path.join(result_dir, family, dataset, mode)
         self.run = run
         self.path = self.mode_dir if run is None else os.path.join(self.mode_dir, run)
@@ -332,6 +518,7 @@ class RunFolder:
         self.lock = FolderLock(self.path)
         self.log_lines: list[str] = []
         self.resume = False
+        self.content_key = ""
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -352,6 +539,7 @@ class RunFolder:
             self.lock.release()
             raise
         self.resume = resume
+        self.content_key = cache_key(resume_inputs(config))
         return self
 
     def _check_reuse(self, config: dict, *, resume: bool, plan_only: bool) -> None:
@@ -371,12 +559,26 @@ class RunFolder:
             raise ResultError(f"run folder {self.path} holds a run with other flags ({changed}); "
                               "choose another --name")
         if resume and self.run is not None and not os.path.exists(old_config):
-            others = [os.path.basename(p) for p in run_dirs(self.mode_dir) if os.path.exists(os.path.join(p, INCOMPLETE))]
-            raise ResultError(f"--resume refused: no run with these flags under {self.mode_dir} (unfinished runs "
-                              f"there: {', '.join(others) or 'none'}); rerun with that run's flags, or without --resume")
-        if resume and changed:
-            raise ResultError(f"--resume refused: the saved config in {self.path} differs ({changed}); "
-                              "rerun without --resume or with the same flags")
+            others = [os.path.basename(p) for p in run_dirs(self.mode_dir)
+                      if p != self.path and os.path.exists(os.path.join(p, INCOMPLETE))]
+            if others:  # most likely a flag typed differently from the interrupted run's
+                raise ResultError(f"--resume refused: no run with these flags under {self.mode_dir} (unfinished "
+                                  f"runs there: {', '.join(others)}); rerun with that run's flags, or without --resume")
+            # killed before its config was written: nothing to reuse, so the run starts afresh
+            self.log(f"note: --resume found nothing of a run with these flags in {self.path}; starting afresh")
+        if resume and os.path.exists(old_config):
+            try:
+                old = resume_inputs(read_json(old_config))
+            except (OSError, ValueError, AttributeError):
+                raise ResultError(f"--resume refused: {old_config} is unreadable; rerun without --resume") from None
+            new = resume_inputs(config)
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            if diff:
+                shown = ", ".join(f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}" for k in diff[:4])
+                raise ResultError(f"--resume refused: the saved config in {self.path} differs ({shown}); "
+                                  "rerun without --resume or with the same flags, data and library versions")
+        sweep_tmp(self.path)
+        sweep_tmp(self.parts_dir)
         if not resume and os.path.isdir(self.parts_dir):
             shutil.rmtree(self.parts_dir)
 
@@ -389,14 +591,23 @@ class RunFolder:
         return os.path.join(self.parts_dir, safe + ".npz")
 
     def load_part(self, key: str) -> dict | None:
-        """A finished part saved by an earlier (interrupted) run, when resuming; else None."""
+        """A finished part saved by an earlier (interrupted) run of the same inputs, when resuming; else None.
+
+        A damaged part (truncated, wrong checksum, saved for other inputs) is deleted and recomputed, with a note.
+        """
         path = self._part_path(key)
         if not self.resume or not os.path.exists(path):
             return None
-        return read_npz(path)
+        try:
+            return read_checked_npz(path, key=f"{self.content_key}/{key}")
+        except DamagedError as exc:
+            self.log(f"note: part {path} is damaged ({exc}); recomputing it")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return None
 
     def save_part(self, key: str, arrays: dict) -> None:
-        write_npz(self._part_path(key), arrays)
+        write_checked_npz(self._part_path(key), arrays, key=f"{self.content_key}/{key}")
 
     # -- logging
     def log(self, line: str = "") -> None:
@@ -418,12 +629,13 @@ class RunFolder:
         atomic_write_text(self.file("log.txt"), "\n".join(self.log_lines) + "\n")
 
     def finish(self) -> None:
-        """Once every final file is in place: drop the resumable parts and the INCOMPLETE mark, and
-        point ``<mode>/latest`` at this run."""
+        """Once every final file is in place: drop the resumable parts, any temporary file and the
+        INCOMPLETE mark, and point ``<mode>/latest`` at this run."""
         if os.path.exists(self.file(INCOMPLETE)):
             os.unlink(self.file(INCOMPLETE))
         if os.path.isdir(self.parts_dir):
             shutil.rmtree(self.parts_dir)
+        sweep_tmp(self.path)
         if self.run is not None:
             _set_latest(self.mode_dir, self.run)
 
@@ -436,25 +648,56 @@ def cache_key(inputs: dict) -> str:
 
 
 class ChainCache:
-    """Learned chains under ``<result_dir>/cache/``, reused across experiments instead of recomputed."""
+    """Learned chains under ``<result_dir>/cache/``, reused across experiments instead of recomputed.
 
-    def __init__(self, result_dir: str, enabled: bool = True):
+    Each entry carries a checksum and the key of its inputs; ``get`` also checks the shape, dtype and
+    finiteness the caller expects. A damaged or mismatched entry is deleted and recomputed with a one-line
+    note (NaNs in an entry are damage, never divergence). A failed write (a full disk) turns the cache off
+    for the rest of the run instead of failing it.
+    """
+
+    def __init__(self, result_dir: str, enabled: bool = True, note=None):
         self.folder = os.path.join(result_dir, "cache")
         self.enabled = enabled
+        self.note = note or (lambda line: print(line, file=sys.stderr, flush=True))
+        if enabled:
+            sweep_tmp(self.folder, only_dead=True)
 
     def _path(self, inputs: dict) -> str:
         return os.path.join(self.folder, f"chains-{cache_key(inputs)}.npz")
 
-    def get(self, inputs: dict) -> dict | None:
+    def get(self, inputs: dict, *, shape: tuple | None = None, dtype: str | None = None) -> dict | None:
         path = self._path(inputs)
         if not self.enabled or not os.path.exists(path):
             return None
         try:
-            return read_npz(path)
-        except (OSError, ValueError):
-            return None  # a damaged cache entry is recomputed
+            arrays = read_checked_npz(path, key=cache_key(inputs))
+            w = arrays.get("w")
+            if w is None:
+                raise DamagedError("no array w")
+            if shape is not None and tuple(w.shape) != tuple(shape):
+                raise DamagedError(f"shape {tuple(w.shape)}, expected {tuple(shape)}")
+            if dtype is not None and w.dtype != np.dtype(dtype):
+                raise DamagedError(f"dtype {w.dtype}, expected {dtype}")
+            if w.dtype.kind != "f" or not np.isfinite(w).all():
+                raise DamagedError("non-finite values")
+        except DamagedError as exc:
+            self.note(f"note: cache entry {path} is damaged ({exc}); recomputing it")
+            for p in (path, path[:-4] + ".json"):
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+            return None
+        return arrays
 
     def put(self, inputs: dict, arrays: dict) -> None:
-        if self.enabled:
-            write_npz(self._path(inputs), arrays)
+        if not self.enabled:
+            return
+        try:
+            write_checked_npz(self._path(inputs), arrays, key=cache_key(inputs))
             write_json(self._path(inputs)[:-4] + ".json", inputs)
+        except OSError as exc:
+            self.enabled = False
+            with contextlib.suppress(OSError):
+                os.unlink(self._path(inputs))
+            self.note(f"note: the chain cache in {self.folder} is off for this run: writing "
+                      f"{exc.filename or self._path(inputs)} failed ({exc.strerror or exc})")

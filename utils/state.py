@@ -32,6 +32,10 @@ SCHEMA_VERSION = 1
 POINTER = "CURRENT"
 FILES = ("state.json", "arrays.npz", "log.txt")
 _VERSION_DIR = re.compile(r"v(\d{6,})$")
+# what every committed state.json holds (written by _write_version)
+REQUIRED_KEYS = frozenset({"schema_version", "version", "arrays_sha256"})
+# ids are stored as int64
+_ID_MIN, _ID_MAX = -(2 ** 63), 2 ** 63 - 1
 
 
 class StateError(ValueError):
@@ -52,6 +56,12 @@ class State:
 # ---------------------------------------------------------------- reading
 def _version_dir(path: str, version: int) -> str:
     return os.path.join(path, f"v{version:06d}")
+
+
+def _meta_digest(meta: dict) -> str:
+    """sha256 of state.json's content without this digest: a hand-edited or damaged state.json shows."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(results.json_text(body).encode("utf-8")).hexdigest()
 
 
 def _current_version(path: str) -> int:
@@ -83,6 +93,13 @@ def load(path) -> State:
     except (OSError, ValueError) as exc:
         raise StateError(f"state folder {path} is corrupt: version {version} is unreadable "
                          f"({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    if not isinstance(meta, dict) or not REQUIRED_KEYS <= set(meta):
+        have = sorted(meta) if isinstance(meta, dict) else type(meta).__name__
+        raise StateError(f"state folder {path} is corrupt: state.json of version {version} holds {have} "
+                         f"(allowed: an object with {', '.join(sorted(REQUIRED_KEYS))})")
+    if "meta_sha256" in meta and meta["meta_sha256"] != _meta_digest(meta):
+        raise StateError(f"state folder {path} is corrupt: state.json of version {version} does not match "
+                         "its recorded sha256")
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise StateError(f"state folder {path} has schema_version {meta.get('schema_version')!r} "
                          f"(allowed: {SCHEMA_VERSION}; it was written by another version of unlearn.py)")
@@ -103,10 +120,15 @@ def _fsync_dir(path: str) -> None:
 
 
 def _write_file(path: str, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(path, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        if exc.filename is None:  # a write or fsync error names no file
+            raise OSError(exc.errno, exc.strerror, path) from None
+        raise
 
 
 def _npz_bytes(arrays: dict) -> bytes:
@@ -120,6 +142,7 @@ def _write_version(path: str, version: int, meta: dict, arrays: dict, log: str) 
     blob = _npz_bytes(arrays)
     meta = dict(meta, schema_version=SCHEMA_VERSION, version=version,
                 arrays_sha256=hashlib.sha256(blob).hexdigest())
+    meta["meta_sha256"] = _meta_digest(meta)
     text = results.json_text(meta)
     tmp = tempfile.mkdtemp(prefix=f".tmp-v{version:06d}-", dir=path)
     os.chmod(tmp, 0o777 & ~results.current_umask())  # mkdtemp's 0700 would hide the state from colleagues
@@ -145,22 +168,78 @@ def _switch_pointer(path: str, version: int) -> None:
     _fsync_dir(path)
 
 
-def _remove_stale(path: str, keep: int) -> None:
-    """Delete every version but ``keep`` and every temporary folder (they may hold removed rows)."""
-    for name in os.listdir(path):
-        full = os.path.join(path, name)
+def _stale_entries(path: str, keep: int | None) -> list[str]:
+    """Names of every version folder but ``keep`` and every temporary entry: leftovers that may hold removed rows."""
+    stale = []
+    for name in sorted(os.listdir(path)):
         match = _VERSION_DIR.match(name)
-        if (match and int(match.group(1)) != keep) or (name.startswith(".tmp-v") and os.path.isdir(full)):
-            shutil.rmtree(full, ignore_errors=True)
+        if (match and int(match.group(1)) != keep) or name.startswith(".tmp-"):
+            stale.append(name)
+    return stale
+
+
+def _remove_stale(path: str, keep: int | None) -> list[str]:
+    """Delete every version but ``keep`` and every temporary entry (call with the lock held); returns their names.
+
+    An OSError propagates: a deletion that did not happen must not be reported as done.
+    """
+    stale = _stale_entries(path, keep)
+    for name in stale:
+        full = os.path.join(path, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        else:
+            os.unlink(full)
+    if stale:
+        _fsync_dir(path)
+    return stale
+
+
+def pending(path) -> list[str]:
+    """Entries of the state folder awaiting deletion (old versions, temporary entries)."""
+    path = os.path.abspath(path)
+    return _stale_entries(path, _current_version(path))
+
+
+def settle(path) -> tuple[list[str], list[str]]:
+    """Complete a pending deletion left by a killed ``remove`` (old versions still holding removed rows).
+
+    Any command calls this first. It takes the lock without waiting: with a ``remove`` running, nothing is
+    deleted here (that remove deletes them). Returns (deleted, still pending) entry names.
+    """
+    path = os.path.abspath(path)
+    keep = _current_version(path)
+    if not _stale_entries(path, keep):
+        return [], []
+    lock = results.FolderLock(path)
+    try:
+        lock.acquire()
+    except (results.ResultError, OSError):   # a remove holds it, or the folder is read-only
+        return [], _stale_entries(path, keep)
+    try:
+        keep = _current_version(path)
+        try:
+            return _remove_stale(path, keep), []
+        except OSError:
+            return [], _stale_entries(path, keep)
+    finally:
+        lock.release()
 
 
 def create(path, meta: dict, arrays: dict, log: str) -> State:
-    """A new state folder holding version 1; refuses a folder that already has content."""
+    """A new state folder holding version 1; refuses a folder that already has content.
+
+    Written under the folder's lock; the leftovers of a ``learn`` killed before its commit point (no
+    CURRENT yet, only temporary or uncommitted version entries) are deleted first.
+    """
     path = os.path.abspath(path)
     check_new(path)
     os.makedirs(path, exist_ok=True)
-    written = _write_version(path, 1, meta, arrays, log)
-    _switch_pointer(path, 1)
+    with results.FolderLock(path):
+        check_new(path)                     # a concurrent learn may have committed meanwhile
+        _remove_stale(path, keep=None)
+        written = _write_version(path, 1, meta, arrays, log)
+        _switch_pointer(path, 1)
     return State(path=path, version=1, meta=written, arrays=dict(arrays), log=log)
 
 
@@ -170,30 +249,45 @@ def commit(previous: State, meta: dict, arrays: dict, log: str) -> State:
     _remove_stale(previous.path, keep=previous.version)   # leftovers of a killed run
     written = _write_version(previous.path, version, meta, arrays, log)
     _switch_pointer(previous.path, version)
-    _remove_stale(previous.path, keep=version)
+    try:
+        _remove_stale(previous.path, keep=version)
+    except OSError:
+        pass   # committed; pending(path) reports what is left, and the next command of any kind deletes it
     return State(path=previous.path, version=version, meta=written, arrays=dict(arrays), log=log)
 
 
+def _killed_learn_leftover(name: str) -> bool:
+    return name == ".lock" or name.startswith(".tmp-") or bool(_VERSION_DIR.match(name))
+
+
 def check_new(path) -> None:
-    """Raise StateError unless ``path`` can become a new state folder (checked before any work)."""
+    """Raise StateError unless ``path`` can become a new state folder (checked before any work).
+
+    A folder holding only what a killed ``learn`` leaves (no CURRENT: temporary entries, an uncommitted
+    version, the lock file) counts as new: learning again deletes those leftovers.
+    """
     path = os.path.abspath(path)
-    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+    if os.path.exists(path) and (not os.path.isdir(path) or not all(
+            _killed_learn_leftover(name) for name in os.listdir(path))):
         what = "a state folder" if os.path.exists(os.path.join(path, POINTER)) else "not empty"
         raise StateError(f"--state {path} exists and is {what} (allowed: a new or empty folder; "
                          "delete it to learn again)")
-    results.check_writable(os.path.dirname(path) or ".")
+    results.check_writable(os.path.dirname(path) or ".", "--state folder")
+
+
+# A remove waits this long for another remove on the same state (they queue: none is refused or lost).
+LOCK_WAIT_SECONDS = 3600.0
 
 
 @contextlib.contextmanager
-def locked(path):
-    """Hold the state folder's lock (one ``remove`` at a time); a dead owner's lock is taken over."""
-    _current_version(os.path.abspath(path))            # a clear error for a missing folder first
-    lock = results.FolderLock(os.path.abspath(path))
-    lock.acquire()
-    try:
+def locked(path, *, wait: float = LOCK_WAIT_SECONDS):
+    """Hold the state folder's lock (one ``remove`` at a time, the others wait their turn), after
+    completing any pending deletion of old versions (they hold rows that a committed request removed)."""
+    path = os.path.abspath(path)
+    _current_version(path)            # a clear error for a missing folder first
+    with results.FolderLock(path, wait=wait):
+        _remove_stale(path, keep=_current_version(path))
         yield
-    finally:
-        lock.release()
 
 
 # ---------------------------------------------------------------- ids
@@ -246,7 +340,11 @@ def _file_tokens(path: Path, text_ids: bool, id_name) -> tuple[list[str], str]:
             raise StateError(f"--ids file {path} holds {values.dtype} values (allowed: "
                              f"{'text or integer' if text_ids else 'integer'} ids)")
         return [str(v.item() if isinstance(v, np.generic) else v) for v in values], ""
-    lines = [line.split("#", 1)[0] for line in path.read_text(encoding="utf-8-sig").splitlines()]
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise StateError(f"--ids file {path} is not UTF-8 text (allowed: .npy, or UTF-8 text of ids)") from None
+    lines = [line.split("#", 1)[0] for line in raw.splitlines()]
     lines = [[t.strip().strip('"').strip("'") for t in re.split(r"[\s,;]+", line) if t.strip()] for line in lines]
     lines = [line for line in lines if line]
     header = ""
@@ -289,7 +387,9 @@ def read_ids(tokens, all_ids=None, *, id_name=None, skipped=None) -> np.ndarray:
         for t in tokens:
             value = _parse_int(t)
             if value is None:
-                raise StateError(f"--ids value {t!r} is not an integer id (allowed: integer ids or one file of ids)")
+                raise StateError(f"--ids value {t[:40]!r} is not an integer id (allowed: integer ids or one file of ids)")
+            if not _ID_MIN <= value <= _ID_MAX:
+                raise StateError(f"--ids value {t[:40]} is out of range (allowed: 64-bit integer ids)")
             values.append(value)
         ids = np.asarray(values, dtype=np.int64)
     if np.unique(ids).size != ids.size:
