@@ -239,8 +239,11 @@ def _some_values(t: torch.Tensor) -> list:
 
 
 # ----------------------------------------------------------------------------- initial law, permutations
-def init_chains(*, C, d, num_classes, sigma, m, generator, device="cpu", dtype="float32") -> torch.Tensor:
-    """w0 ~ N(0, (2 sigma^2 / m) I) for C chains, zeros when sigma = 0 (SPEC Part I item 2)."""
+def init_chains(*, C, d, num_classes, sigma, m, generator, device="cpu", dtype="float32",
+                first_chain: int = 0) -> torch.Tensor:
+    """w0 ~ N(0, (2 sigma^2 / m) I) for C chains, zeros when sigma = 0 (SPEC Part I item 2).
+
+    ``first_chain``: the chains are first_chain .. first_chain + C - 1 of a larger run (one rank's share)."""
     C, d = _positive_int("C", C), _positive_int("d", d)
     k = _check_num_classes(num_classes)
     shape = (C, d) if k == 2 else (C, d, k)
@@ -252,16 +255,18 @@ def init_chains(*, C, d, num_classes, sigma, m, generator, device="cpu", dtype="
     if m == 0:
         raise ValueError("m = lam * n must be > 0 when sigma > 0: the initial law N(0, 2 sigma^2 / m) needs it")
     _check_generator(generator, dev)
-    return chain_randn(C, shape[1:], generator=generator, dtype=dt).mul_(sigma * math.sqrt(2.0 / m))
+    return chain_randn(C, shape[1:], generator=generator, dtype=dt,
+                       first_chain=first_chain).mul_(sigma * math.sqrt(2.0 / m))
 
 
-def make_perms(C, n, *, generator, device=None) -> torch.Tensor:
-    """(C, n) int64: one fixed uniformly random permutation of 0..n-1 per chain (SPEC 2.2)."""
+def make_perms(C, n, *, generator, device=None, first_chain: int = 0) -> torch.Tensor:
+    """(C, n) int64: one fixed uniformly random permutation of 0..n-1 per chain (SPEC 2.2), for chains
+    first_chain .. first_chain + C - 1."""
     C, n = _positive_int("C", C), _positive_int("n", n)
     # float64 keys: ties (which would bias the permutation) have negligible probability even for n ~ 1e5;
     # chain c's keys come from its own generator, so its permutation does not depend on C
     keys = torch.empty((C, n), device=generator.device, dtype=torch.float64)
-    for c, g in enumerate(chain_generators(generator, C)):
+    for c, g in enumerate(chain_generators(generator, C, first_chain=first_chain)):
         torch.rand((n,), generator=g, out=keys[c])
     perms = torch.argsort(keys, dim=1)
     return perms if device is None else perms.to(resolve_device(device))
@@ -381,14 +386,15 @@ def accuracy(w, X_test, y_test) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- the sampler
 def run_chains(w, task: Task, *, steps, eta, sigma, m, M, R=0.0, batch_size=None, perms=None, generator,
-               progress: Callable[[int], object] | None = None) -> torch.Tensor:
+               progress: Callable[[int], object] | None = None, first_chain: int = 0) -> torch.Tensor:
     """Run C chains of PNGD (full batch) or PNSGD (cyclic mini-batches) for `steps` steps / epochs.
 
     One update: w <- Proj_R((1 - eta m) w - eta mean_{i in B} clip_M(grad loss_i(w)) + sqrt(2 eta sigma^2) xi)
     (SPEC Part I item 1, section 2.2). Full batch (batch_size None or n): `steps` updates. Mini-batch b
     (n % b == 0): `steps` epochs of n/b updates over the blocks perms[c, j*b:(j+1)*b] of each chain's
     fixed permutation. The noise xi of chain c comes from its own stream (ChainNoise; none when sigma = 0),
-    so results depend neither on chunking nor on how many chains run. R = 0 means no projection.
+    so results depend neither on chunking nor on how many chains run (``first_chain``: these are chains
+    first_chain .. first_chain + C - 1 of a larger run, one rank's share). R = 0 means no projection.
     `progress(u)` is called after each epoch with the number u of updates it made (n/b, or 1).
     Returns new weights (the input is not modified); raises DivergenceError on non-finite weights.
     """
@@ -410,7 +416,8 @@ def run_chains(w, task: Task, *, steps, eta, sigma, m, M, R=0.0, batch_size=None
         chains = _mini_batch_chains(state, task, blocks, eta=eta, m=m, M=M)
     updates_per_epoch = task.n // b
     std = math.sqrt(2.0 * eta) * sigma
-    noise = ChainNoise(generator, shape, steps * updates_per_epoch, dtype=task.dtype) if std > 0 and steps else None
+    noise = ChainNoise(generator, shape, steps * updates_per_epoch, dtype=task.dtype,
+                       first_chain=first_chain) if std > 0 and steps else None
     with _threads_for(task.device, b * task.d * C * (1 if task.binary else task.k)):
         _loop(chains, steps, updates_per_epoch, noise, std, R, progress, eta, m)
     return _assemble(chains)
