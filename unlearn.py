@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from utils import accountant, cli, data, results
+from utils import accountant, cli, data, distributed, results
 from utils import state as statefile
 from utils.experiments import describe_constants, progress_bar, summary_stats
 from utils.state import StateError
@@ -103,6 +103,8 @@ def build_parser() -> cli.OneLineParser:
 @cli.guarded
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if distributed.env_world().size > 1:   # every rank would learn and write the same state folder
+        raise cli.UsageError("unlearn.py runs as one process, not under torchrun (allowed: python unlearn.py ...)")
     return args.run(args)
 
 

@@ -147,3 +147,44 @@ def test_a_bad_flag_under_torchrun_is_one_line_from_rank_0_and_writes_nothing(tm
     ours = [line for line in out.stderr.splitlines() if line.startswith("baseline.py")]
     assert len(ours) == 1 and "--trials" in ours[0], out.stderr[-3000:]
     assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------- data parallel (rows across ranks)
+@needs_gloo
+def test_rows_sharded_over_two_ranks_learn_what_one_process_learns_up_to_rounding(tmp_path):
+    """Each rank holds half the rows; the gradient sums are all-reduced: the same chains as one process up to
+    float32 rounding of the reordered sums (clipping at M = 0.5 fires, so the clip is exercised too)."""
+    path = tmp_path / "w.npz"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           os.path.join(ROOT, "tests", "dist_rows.py"), str(path)]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = np.load(path)
+    for name in ("DIGITS", "DIGITS_MULTI"):
+        ds = data_mod.load_dataset(name)
+        task = engine.to_task(ds.X_train, ds.y_train, ds.num_classes)
+        g = lambda: engine.generator_for(0, "rows", name)  # noqa: E731
+        w0 = engine.init_chains(C=8, d=ds.d, num_classes=ds.num_classes, sigma=0.05, m=0.1, generator=g())
+        one = engine.run_chains(w0, task, steps=50, eta=1.0, sigma=0.05, m=0.1, M=0.5, generator=g()).numpy()
+        scale = np.abs(one).max()
+        assert np.abs(got[name] - one).max() <= 1e-5 * scale, name    # float32 rounding, not another result
+        print(f"{name}: max |two ranks - one process| = {np.abs(got[name] - one).max():.3g} (max |w| {scale:.3g})")
+
+
+def test_sharded_tasks_refuse_mini_batches():
+    ds = data_mod.load_dataset("DIGITS")
+    task = engine.to_task(ds.X_train[:256], ds.y_train[:256], 2)
+    import dataclasses
+    sharded = dataclasses.replace(task, n_total=512, reduce=lambda t: None)
+    w0 = torch.zeros((2, ds.d))
+    with pytest.raises(ValueError, match="full-batch steps only"):
+        engine.run_chains(w0, sharded, steps=1, eta=1.0, sigma=0.0, m=0.1, M=1.0, batch_size=32,
+                          perms=engine.make_perms(2, 256, generator=engine.generator_for(0)),
+                          generator=engine.generator_for(0))
+    # n_total scales the step: a shard of every row counted twice moves like the whole data at half the step
+    g = engine.generator_for(0)
+    half = engine.run_chains(w0, dataclasses.replace(task, n_total=512, reduce=lambda t: t.mul_(2)), steps=1,
+                             eta=1.0, sigma=0.0, m=0.0, M=1.0, generator=g)
+    whole = engine.run_chains(w0, task, steps=1, eta=1.0, sigma=0.0, m=0.0, M=1.0, generator=g)
+    assert torch.allclose(half, whole, rtol=1e-6, atol=1e-9) and bool(half.abs().max() > 0)

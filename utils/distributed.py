@@ -277,3 +277,33 @@ def check_same(what: str, value: str) -> None:
     if differ:
         raise ValueError(f"rank(s) {differ} see different {what} than rank 0 (allowed: the same command, data "
                          "and library versions on every node)")
+
+
+# ---------------------------------------------------------------- data parallel: rows sharded across ranks
+def row_range(n: int, rank: int, size: int) -> tuple[int, int]:
+    """Rows [start, stop) of n for ``rank``: contiguous, sizes differing by at most one."""
+    if n < size or not 0 <= rank < size:
+        raise ValueError(f"cannot shard n={n} rows over {size} ranks (allowed: at least one row per rank)")
+    return n * rank // size, n * (rank + 1) // size
+
+
+def shard_task(X, y, num_classes, *, device, dtype):
+    """engine.Task of this rank's rows of (X, y), whose full-batch steps all-reduce the gradient sums: every
+    rank keeps every chain and gets the same update (equal to one process's up to float rounding).
+    One process: the plain task of all rows."""
+    import dataclasses
+
+    from utils import engine
+
+    w = world()
+    if not w.active:
+        return engine.to_task(X, y, num_classes, device=device, dtype=dtype)
+    import torch.distributed as dist
+
+    a, b = row_range(len(X), w.rank, w.size)
+    task = engine.to_task(X[a:b], y[a:b], num_classes, device=device, dtype=dtype)
+
+    def reduce(t):
+        _collective(dist.all_reduce, t)
+
+    return dataclasses.replace(task, n_total=len(X), reduce=reduce)

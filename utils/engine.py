@@ -181,6 +181,10 @@ class Task:
     n: int
     d: int
     k: int  # number of classes (2 = binary logistic, weights (C, d); > 2 = softmax, weights (C, d, k))
+    # Data parallel (utils/distributed.shard_task): these are some rows of n_total; reduce(t) sums t over the
+    # ranks in place, so a full-batch step's gradient sum covers every row. None: the rows are all the data.
+    n_total: int | None = None
+    reduce: Callable[[torch.Tensor], None] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -408,6 +412,8 @@ def run_chains(w, task: Task, *, steps, eta, sigma, m, M, R=0.0, batch_size=None
     C = shape[0]
     b = _batch_size(batch_size, task.n)
     _check_generator(generator, task.device)
+    if task.reduce is not None and b != task.n:
+        raise ValueError(f"data-parallel rows (a sharded task) run full-batch steps only, got batch_size={b}")
     state = w.detach().to(device=task.device, dtype=task.dtype, copy=True).contiguous()
     if b == task.n:
         chains = _full_batch_chains(state, task, eta=eta, m=m, M=M)
@@ -538,8 +544,9 @@ def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
     C, n, d, k = state.shape[0], task.n, task.d, task.k
     chunks = _chunks(C, n * (1 if task.binary else k) * task.X.element_size())
     linear = _onednn_linear(task) or _torch_linear
-    decay, lr = 1.0 - eta * m, -eta / n
+    decay, lr = 1.0 - eta * m, -eta / (task.n_total or n)
     bound = _clip_bound(task, M)
+    reduce = task.reduce or (lambda g: None)
     out = []
     if task.binary:
         bound = None if bound is None else bound[None, :]
@@ -550,7 +557,9 @@ def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
             z.sigmoid_()  # |s_ic| = sigmoid(-y_i x_i.w_c); the gradient is x_i s_ic = (-y_i x_i) |s_ic|
             if bound is not None:
                 torch.minimum(z, bound, out=z)  # clip: |s| ||x_i|| <= M
-            w.mul_(decay).add_(linear(z, Xs.t()), alpha=lr)
+            g = linear(z, Xs.t())  # sum over (this rank's) rows of the clipped gradients
+            reduce(g)
+            w.mul_(decay).add_(g, alpha=lr)
 
         for a, b in chunks:
             w = state[a:b]
@@ -565,7 +574,9 @@ def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
         r = linear(flat, X).view(cc, k, n)  # logits
         _softmax_residual_(r, Yt, dim=1)
         _clip_softmax_residual_(r, bound, dim=1)
-        flat.mul_(decay).add_(linear(r.view(cc * k, n), X.t()), alpha=lr)
+        g = linear(r.view(cc * k, n), X.t())
+        reduce(g)
+        flat.mul_(decay).add_(g, alpha=lr)
 
     for a, b in chunks:
         WT = state[a:b].transpose(1, 2).contiguous()  # (Cc, k, d): a contiguous copy
