@@ -103,8 +103,11 @@ def build_parser() -> cli.OneLineParser:
 @cli.guarded
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if distributed.env_world().size > 1:   # every rank would learn and write the same state folder
-        raise cli.UsageError("unlearn.py runs as one process, not under torchrun (allowed: python unlearn.py ...)")
+    if distributed.env_world().size > 1:   # learn: rows split across the ranks; rank 0 alone writes the state
+        if args.run is not cmd_learn or args.batch_size != "full":
+            raise cli.UsageError("under torchrun unlearn.py runs only full-batch learn, its rows split across the "
+                                 "ranks (allowed: python unlearn.py ... for remove, status, export, mini-batches)")
+        distributed.setup(args.device)
     return args.run(args)
 
 
@@ -175,7 +178,7 @@ class Report:
         self.echo = echo
 
     def __call__(self, line: str = "") -> None:
-        if self.echo:
+        if self.echo and distributed.world().main:
             print(line, flush=True)
         self.lines.append(line)
 
@@ -255,7 +258,7 @@ def cmd_learn(args) -> int:
 
     from utils import engine  # torch only now: every flag and the plan are checked
 
-    device = engine.resolve_device(args.device)
+    device = engine.resolve_device(distributed.device_spec(args.device))
     t0 = time.perf_counter()
 
     def gen(*keys):
@@ -264,7 +267,7 @@ def cmd_learn(args) -> int:
     w0 = engine.init_chains(C=args.trials, d=ds.d, num_classes=ds.num_classes, sigma=sigma, m=consts.m,
                             generator=gen("init"), device=device, dtype=args.dtype)
     perms = None if b is None else engine.make_perms(args.trials, ds.n, generator=gen("perms"), device=device)
-    task = engine.to_task(ds.X_train, ds.y_train, ds.num_classes, device=device, dtype=args.dtype)
+    task = distributed.shard_task(ds.X_train, ds.y_train, ds.num_classes, device=device, dtype=args.dtype)
     with progress_bar("learn", T * (ds.n // (b or ds.n)), args.trials) as bar:
         w = engine.run_chains(w0, task, steps=T, eta=consts.eta, sigma=sigma, m=consts.m, M=consts.M,
                               batch_size=b, perms=perms, generator=gen("learn"), progress=bar.update)
@@ -280,8 +283,10 @@ def cmd_learn(args) -> int:
               "y_test": ds.y_test, "accuracy": acc, "removed": np.zeros(ds.n, dtype=bool)}
     if perms is not None:
         arrays["perms"] = perms.cpu().numpy()
-    statefile.create(args.state, meta, arrays, out.text())
-    print(f"saved state folder {os.path.abspath(args.state)} (version 1; empty request log)")
+    distributed.barrier()   # every rank finished learning: a failed one leaves no state
+    if distributed.world().main:
+        statefile.create(args.state, meta, arrays, out.text())
+        print(f"saved state folder {os.path.abspath(args.state)} (version 1; empty request log)")
     return 0
 
 

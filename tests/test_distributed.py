@@ -188,3 +188,34 @@ def test_sharded_tasks_refuse_mini_batches():
                              eta=1.0, sigma=0.0, m=0.0, M=1.0, generator=g)
     whole = engine.run_chains(w0, task, steps=1, eta=1.0, sigma=0.0, m=0.0, M=1.0, generator=g)
     assert torch.allclose(half, whole, rtol=1e-6, atol=1e-9) and bool(half.abs().max() > 0)
+
+
+@needs_gloo
+def test_unlearn_learn_with_rows_split_matches_one_process_and_removes_as_usual(tmp_path):
+    """unlearn.py learn under torchrun (rows split, gradient sums all-reduced): the state's chains equal one
+    process's up to float32 rounding; the state is the usual one (a plain remove continues it); remove itself
+    refuses torchrun with one line."""
+    import unlearn
+    from sklearn.datasets import load_digits
+
+    from utils import state as statefile
+
+    X, y = load_digits(return_X_y=True)
+    keep = np.isin(y, (3, 8))
+    features = tmp_path / "digits.npz"
+    np.savez(features, X_train=X[keep][:270], y_train=y[keep][:270], X_test=X[keep][270:], y_test=y[keep][270:])
+    learn = ["learn", "--features", str(features), "--eps", "1", "--K", "20", "--burn_in", "30", "--trials", "8",
+             "--M", "0.5", "--device", "cpu"]
+    assert unlearn.main([*learn, "--state", str(tmp_path / "one")]) == 0
+    out = torchrun("unlearn.py", *learn, "--state", str(tmp_path / "two"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("saved state folder") == 1                       # rank 0 alone writes and prints
+    one, two = statefile.load(str(tmp_path / "one")), statefile.load(str(tmp_path / "two"))
+    assert one.arrays["w"].shape == two.arrays["w"].shape == (8, 64)
+    diff = np.abs(one.arrays["w"] - two.arrays["w"]).max()
+    assert 0 <= diff <= 1e-5 * np.abs(one.arrays["w"]).max()
+    assert np.array_equal(one.arrays["X"], two.arrays["X"]) and one.meta["settings"] == two.meta["settings"]
+    assert unlearn.main(["remove", "--state", str(tmp_path / "two"), "--ids", "5", "--device", "cpu"]) == 0
+    refused = torchrun("unlearn.py", "remove", "--state", str(tmp_path / "two"), "--ids", "6")
+    lines = [line for line in refused.stderr.splitlines() if line.startswith("unlearn.py")]
+    assert refused.returncode != 0 and len(lines) == 1 and "torchrun" in lines[0], refused.stderr[-3000:]
