@@ -103,11 +103,13 @@ def build_parser() -> cli.OneLineParser:
 @cli.guarded
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if distributed.env_world().size > 1:   # learn: rows split across the ranks; rank 0 alone writes the state
-        if args.run is not cmd_learn or args.batch_size != "full":
-            raise cli.UsageError("under torchrun unlearn.py runs only full-batch learn, its rows split across the "
-                                 "ranks (allowed: python unlearn.py ... for remove, status, export, mini-batches)")
+    if distributed.env_world().size > 1:   # rows split across the ranks; rank 0 alone reads and writes the state
+        if args.run not in (cmd_learn, cmd_remove) or getattr(args, "batch_size", "full") != "full":
+            raise cli.UsageError("under torchrun unlearn.py runs full-batch learn and remove only, their rows split "
+                                 "across the ranks (allowed: python unlearn.py ... for status, export, mini-batches)")
         distributed.setup(args.device)
+        if args.run is cmd_remove and not distributed.world().main:
+            return _remove_rank(args)
     return args.run(args)
 
 
@@ -324,6 +326,11 @@ def cmd_remove(args) -> int:
         out(f"request {s}: remove {rows.size} row(s), ids {_ids_text(ids)}; the accountant needs K={K} {unit} "
             f"for eps={eps_target:g} given the {s - 1} earlier request(s)")
         _note_cost(out, K, settings["T"], unit)
+        if distributed.world().active:   # the other ranks (_remove_rank) unlearn their rows of this request
+            if b is not None:
+                raise cli.UsageError("this state learned with mini-batches: remove it with python unlearn.py "
+                                     "(under torchrun only full-batch states split their rows)")
+            distributed.broadcast(dict(arrays=arrays, rows=rows, K=K, s=s, meta=meta, consts=consts, b=b))
         new_arrays, seconds = _unlearn(arrays, rows, K=K, s=s, meta=meta, consts=consts, b=b, device=args.device)
         steps_so_far = sum(Ks) + K
         retrain = s * settings["T"]
@@ -365,6 +372,13 @@ def _settle(path) -> None:
               "(a remove is running, or the folder is not writable)")
 
 
+def _remove_rank(args) -> int:
+    """A rank other than 0 under torchrun: run rank 0's request on this rank's rows (rank 0 writes)."""
+    job = distributed.broadcast(None)
+    _unlearn(job.pop("arrays"), job.pop("rows"), device=args.device, **job)
+    return 0
+
+
 def _unlearn(arrays, rows, *, K, s, meta, consts, b, device):
     """Replace ``rows`` by fresh random points (SPEC Part I item 3) and run K noisy steps on every chain."""
     import torch  # after the plan: a bad request never imports torch
@@ -372,13 +386,13 @@ def _unlearn(arrays, rows, *, K, s, meta, consts, b, device):
     from utils import engine
 
     settings, k = meta["settings"], meta["dataset"]["num_classes"]
-    dev = engine.resolve_device(device)
+    dev = engine.resolve_device(distributed.device_spec(device))
     t0 = time.perf_counter()
     seed = settings["seed"]
     # Replacement points come from a CPU stream keyed by the request number: reruns draw the same points.
     X, y = engine.replace_rows(arrays["X"], arrays["y"], rows, num_classes=k,
                                generator=engine.generator_for(seed, SEED_KEY, "replace", s))
-    task = engine.to_task(X, y, k, device=dev, dtype=settings["dtype"])
+    task = distributed.shard_task(X, y, k, device=dev, dtype=settings["dtype"])
     w = torch.as_tensor(arrays["w"]).to(dev)
     perms = None if b is None else torch.as_tensor(arrays["perms"], device=dev)
     with progress_bar(f"unlearn request {s}", K * (consts.n // (b or consts.n)), w.shape[0]) as bar:

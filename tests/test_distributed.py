@@ -215,7 +215,19 @@ def test_unlearn_learn_with_rows_split_matches_one_process_and_removes_as_usual(
     diff = np.abs(one.arrays["w"] - two.arrays["w"]).max()
     assert 0 <= diff <= 1e-5 * np.abs(one.arrays["w"]).max()
     assert np.array_equal(one.arrays["X"], two.arrays["X"]) and one.meta["settings"] == two.meta["settings"]
-    assert unlearn.main(["remove", "--state", str(tmp_path / "two"), "--ids", "5", "--device", "cpu"]) == 0
-    refused = torchrun("unlearn.py", "remove", "--state", str(tmp_path / "two"), "--ids", "6")
+
+    # remove: one process and two ranks continue the same state to the same chains (up to rounding)
+    assert unlearn.main(["remove", "--state", str(tmp_path / "one"), "--ids", "5", "--device", "cpu"]) == 0
+    out = torchrun("unlearn.py", "remove", "--state", str(tmp_path / "two"), "--ids", "5", "--device", "cpu")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("certificate of request 1") == 1
+    one, two = statefile.load(str(tmp_path / "one")), statefile.load(str(tmp_path / "two"))
+    assert one.meta["requests"][0]["certificate"] == two.meta["requests"][0]["certificate"]
+    assert np.array_equal(one.arrays["X"], two.arrays["X"]) and np.array_equal(one.arrays["removed"],
+                                                                                two.arrays["removed"])
+    diff = np.abs(one.arrays["w"] - two.arrays["w"]).max()
+    assert 0 < diff <= 1e-5 * np.abs(one.arrays["w"]).max()       # rounding of the reordered sums, no more
+    # status stays one process: one line under torchrun, nothing changed
+    refused = torchrun("unlearn.py", "status", "--state", str(tmp_path / "two"))
     lines = [line for line in refused.stderr.splitlines() if line.startswith("unlearn.py")]
     assert refused.returncode != 0 and len(lines) == 1 and "torchrun" in lines[0], refused.stderr[-3000:]
