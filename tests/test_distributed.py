@@ -118,6 +118,20 @@ def test_baseline_two_ranks_equal_one_process(tmp_path):
 
 
 @needs_gloo
+def test_audit_two_ranks_test_all_chains_as_one_process(tmp_path):
+    """audit.py's statistics need every chain: the ranks gather their shares, and the arrays are one process's."""
+    import audit
+
+    argv = ["--dataset", "DIGITS", "--sigma", "0.01", "--S", "10", "--burn_in", "20", "--seed", "0",
+            "--trials", str(TRIALS), "--K", "0", "5", "--no_cache"]
+    assert audit.main([*argv, "--result_dir", str(tmp_path / "one")]) == 0
+    out = torchrun("audit.py", *argv, "--result_dir", str(tmp_path / "two"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    one, two = (tmp_path / w / "LMC" / "DIGITS" / "audit" for w in ("one", "two"))
+    assert_same_arrays(arrays_of(one), arrays_of(two))
+
+
+@needs_gloo
 def test_main_sgd_two_ranks_equal_one_process_and_resume_after_a_rank_fails(tmp_path):
     argv = ["--dataset", "DIGITS", "--sequential", "1", "--trials", str(TRIALS), "--requests", "2",
             "--burn_in", "10", "--batch_size", "32", "full", "--no_cache"]
