@@ -296,7 +296,6 @@ def run_chains(lab, nb: Neighbours, *, Ks, sigma: float, T: int):
     Each K is a resumable stage; the learning runs only when a stage has to be computed.
     """
     task = lab.task(*nb.D_prime)
-    to_tensor = lambda a: lab.torch.as_tensor(a, device=lab.device, dtype=lab.dtype)  # noqa: E731
     state = {"a": None, "b": None, "K": 0}
 
     def start():
@@ -314,10 +313,10 @@ def run_chains(lab, nb: Neighbours, *, Ks, sigma: float, T: int):
                             desc=f"unlearn K={K}")
             b = lab.advance(state["b"], task, steps=K - k0, sigma=sigma, key=key, phase="retrain",
                             desc=f"retrain T+{K}")
-            return {"unlearned": a.cpu().numpy(), "retrained": b.cpu().numpy()}
+            return {"unlearned": lab.gather(a).cpu().numpy(), "retrained": lab.gather(b).cpu().numpy()}  # all ranks
 
         part = lab.stage(f"K{K}", compute)
-        state.update(a=to_tensor(part["unlearned"]), b=to_tensor(part["retrained"]), K=K)
+        state.update(a=lab.local(part["unlearned"]), b=lab.local(part["retrained"]), K=K)   # this rank's share
         yield K, part["unlearned"], part["retrained"], state["a"], state["b"]
 
 

@@ -363,7 +363,7 @@ def lmc_stream(lab, w, *, S, Ks, sigma, T) -> dict:
     done, saved, save = lab.stream_checkpoint(f"lmc_S{S}_requests")
     accs = list(saved["accuracy"]) if saved is not None else []
     if saved is not None:
-        w = lab.torch.as_tensor(saved["w"], device=lab.device, dtype=lab.dtype)
+        w = lab.local(saved["w"])   # this process's share of the saved chains
     stream = lab.removal_stream([S] * len(Ks), key=("removal", "S", S))
     for s, (removal, K) in enumerate(zip(stream, Ks)):
         if s < done:
@@ -371,7 +371,7 @@ def lmc_stream(lab, w, *, S, Ks, sigma, T) -> dict:
         w = lab.advance(w, lab.task(removal.X, removal.y), steps=K, sigma=sigma, key=("S", S, "request", s + 1),
                         phase="unlearn", desc=f"unlearn S={S} request {s + 1}/{len(Ks)}")
         accs.append(lab.accuracy(w))
-        save(s + 1, {"w": w.cpu().numpy(), "accuracy": np.stack(accs)})
+        save(s + 1, {"w": lab.gather(w).cpu().numpy(), "accuracy": np.stack(accs)})
     w_r = lab.learn(sigma=sigma, T=T, data=(removal.X, removal.y), phase="retrain", key=("sigma", json_key(sigma)))
     return {"accuracy": np.stack(accs), "retrain": lab.accuracy(w_r), "replaced": removal.replaced}
 
@@ -382,7 +382,7 @@ def d2d_stream(lab, w1, *, f, plan) -> dict:
     step = lab.ctx.consts.d2d_step
     done, saved, save = lab.stream_checkpoint(f"d2d_f{json_key(f)}_requests")
     accs = list(saved["accuracy"]) if saved is not None else []
-    w = None if saved is None else lab.torch.as_tensor(saved["w"], device=lab.device, dtype=lab.dtype)
+    w = None if saved is None else lab.local(saved["w"])
     stream = lab.removal_stream([1] * len(plan["K"]), key=("removal", "d2d"))
     for i, (removal, K, s2) in enumerate(zip(stream, plan["K"], plan["sigma_2"])):
         if i < done:
@@ -392,7 +392,7 @@ def d2d_stream(lab, w1, *, f, plan) -> dict:
         # the first request runs one chain: the trials only differ after their first noise
         w = lab.noisy_copies(w, sigma=s2, C=lab.trials, key=("d2d_noise", json_key(f), i + 1))
         accs.append(lab.accuracy(w))
-        save(i + 1, {"w": w.cpu().numpy(), "accuracy": np.stack(accs)})
+        save(i + 1, {"w": lab.gather(w).cpu().numpy(), "accuracy": np.stack(accs)})
     return {"accuracy": np.stack(accs)}
 
 

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from utils import accountant, cli, experiments, results
+from utils import accountant, cli, distributed, experiments, results
 from utils import data as data_mod
 
 MODES = ("compare_baseline_nonconvergent", "sequential", "paint_unlearning_sigma", "retrain_noiseless")
@@ -471,7 +471,8 @@ def run_paper_a(ctx, plan, eps_list, task1):
 
 def compare_baseline_nonconvergent(ctx, batches, truncation):
     plan, steps = plan_compare(ctx, batches)
-    metrics_a, source = (None, "plan only") if ctx.args.plan_only else paper_a_folder(ctx)
+    # rank 0 reads the folder for every rank (torchrun): the ranks must take the same branch
+    metrics_a, source = (None, "plan only") if ctx.args.plan_only else distributed.on_main(lambda: paper_a_folder(ctx))
     reused = paper_a_curves(metrics_a, plan["eps_list"]) if metrics_a is not None else None
     a_plan, a_certs, a_steps = plan_paper_a(ctx, plan["eps_list"], reused is not None)
     ctx.log(f"paper-A curves (LU K=1, D2D K in {list(D2D_STEPS)}): "

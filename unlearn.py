@@ -18,6 +18,7 @@ state atomically (utils/state.py). All math is in utils.accountant, all chains i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import secrets
@@ -27,7 +28,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from utils import accountant, cli, data, forecast, models, reference, results, tabular
+from utils import accountant, cli, data, distributed, forecast, models, reference, results, tabular
 from utils import state as statefile
 from utils.experiments import describe_constants, progress_bar, summary_stats
 from utils.state import StateError
@@ -130,6 +131,13 @@ def build_parser() -> cli.OneLineParser:
 @cli.guarded
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if distributed.env_world().size > 1:   # rows split across the ranks; rank 0 alone reads and writes the state
+        if args.run not in (cmd_learn, cmd_remove) or getattr(args, "batch_size", "full") != "full":
+            raise cli.UsageError("under torchrun unlearn.py runs full-batch learn and remove only, their rows split "
+                                 "across the ranks (allowed: python unlearn.py ... for status, export, mini-batches)")
+        distributed.setup(args.device)
+        if args.run is cmd_remove and not distributed.world().main:
+            return _remove_rank(args)
     return args.run(args)
 
 
@@ -220,7 +228,7 @@ class Report:
         self.echo = echo
 
     def __call__(self, line: str = "") -> None:
-        if self.echo:
+        if self.echo and distributed.world().main:
             print(line, flush=True)
         self.lines.append(line)
 
@@ -307,7 +315,8 @@ def cmd_learn(args) -> int:
     # The noise must stay secret: whoever knows the seed and the remaining rows can replay learning and
     # unlearning with each candidate for a removed row, and only the true one reproduces the released
     # weights. The seed stays in the private state folder (a killed remove reruns bit-identically).
-    seed = secrets.randbits(63) if args.seed is None else args.seed
+    # Under torchrun every rank must draw the same noise (their gradient sums are added up): rank 0's seed.
+    seed = distributed.broadcast(secrets.randbits(63) if args.seed is None else args.seed)
     if args.seed is not None:
         print(f"unlearn.py: warning: --seed {args.seed} makes the noise replayable: anyone who knows it and the "
               "remaining rows can recover removed rows from a released model (omit --seed for secret noise)",
@@ -341,7 +350,7 @@ def cmd_learn(args) -> int:
 
     from utils import engine  # torch only now: every flag and the plan are checked
 
-    device = engine.resolve_device(args.device)
+    device = engine.resolve_device(distributed.device_spec(args.device))
     t0 = time.perf_counter()
 
     def gen(*keys):
@@ -350,10 +359,13 @@ def cmd_learn(args) -> int:
     w0 = engine.init_chains(C=args.trials, d=ds.d, num_classes=ds.num_classes, sigma=sigma, m=consts.m,
                             generator=gen("init"), device=device, dtype=args.dtype)
     perms = None if b is None else engine.make_perms(args.trials, ds.n, generator=gen("perms"), device=device)
-    task = engine.to_task(ds.X_train, ds.y_train, ds.num_classes, device=device, dtype=args.dtype)
+    task = distributed.shard_task(ds.X_train, ds.y_train, ds.num_classes, device=device, dtype=args.dtype)
     with progress_bar("learn", T * (ds.n // (b or ds.n)), args.trials) as bar:
         w = engine.run_chains(w0, task, steps=T, eta=consts.eta, sigma=sigma, m=consts.m, M=consts.M,
                               batch_size=b, perms=perms, generator=gen("learn"), progress=bar.update)
+    # rows split across ranks: each rank must hold the very chains whose gradients were summed, or the update
+    # run is not PNGD and no certificate would hold
+    distributed.check_same("learned chains", hashlib.sha256(w.cpu().numpy().tobytes()).hexdigest())
     acc = engine.accuracy(w, ds.X_test, ds.y_test).numpy()
     seconds = time.perf_counter() - t0
     out(f"learned in {seconds:.2f} s; held-out accuracy {_acc_text(acc)}")
@@ -373,8 +385,10 @@ def cmd_learn(args) -> int:
               **{f"prep_{k}": v for k, v in prep.arrays().items()}}
     if perms is not None:
         arrays["perms"] = perms.cpu().numpy()
-    statefile.create(args.state, meta, arrays, out.text())
-    print(f"saved state folder {os.path.abspath(args.state)} (version 1; empty request log)")
+    distributed.barrier()   # every rank finished learning: a failed one leaves no state
+    if distributed.world().main:
+        statefile.create(args.state, meta, arrays, out.text())
+        print(f"saved state folder {os.path.abspath(args.state)} (version 1; empty request log)")
     return 0
 
 
@@ -418,6 +432,11 @@ def cmd_remove(args) -> int:
         out(f"request {s}: remove {rows.size} row(s), ids {_ids_text(ids)}; the accountant needs K={K} {unit} "
             f"for eps={eps_target:g} given the {s - 1} earlier request(s)")
         _note_cost(out, K, settings["T"], unit)
+        if distributed.world().active:   # the other ranks (_remove_rank) unlearn their rows of this request
+            if b is not None:
+                raise cli.UsageError("this state learned with mini-batches: remove it with python unlearn.py "
+                                     "(under torchrun only full-batch states split their rows)")
+            distributed.broadcast(dict(arrays=arrays, rows=rows, K=K, s=s, meta=meta, consts=consts, b=b))
         new_arrays, seconds = _unlearn(arrays, rows, K=K, s=s, meta=meta, consts=consts, b=b, device=args.device)
         steps_so_far = sum(Ks) + K
         # The certificate compares with retraining from scratch for T + sum K (docs/METHOD.md §6.1): doing
@@ -463,6 +482,13 @@ def _settle(path) -> None:
               "(a remove is running, or the folder is not writable)")
 
 
+def _remove_rank(args) -> int:
+    """A rank other than 0 under torchrun: run rank 0's request on this rank's rows (rank 0 writes)."""
+    job = distributed.broadcast(None)
+    _unlearn(job.pop("arrays"), job.pop("rows"), device=args.device, **job)
+    return 0
+
+
 def _unlearn(arrays, rows, *, K, s, meta, consts, b, device):
     """Replace ``rows`` by fresh random points (SPEC Part I item 3) and run K noisy steps on every chain."""
     import torch  # after the plan: a bad request never imports torch
@@ -470,13 +496,13 @@ def _unlearn(arrays, rows, *, K, s, meta, consts, b, device):
     from utils import engine
 
     settings, k = meta["settings"], meta["dataset"]["num_classes"]
-    dev = engine.resolve_device(device)
+    dev = engine.resolve_device(distributed.device_spec(device))
     t0 = time.perf_counter()
     seed = settings["seed"]
     # Replacement points come from a CPU stream keyed by the request number: reruns draw the same points.
     X, y = engine.replace_rows(arrays["X"], arrays["y"], rows, num_classes=k,
                                generator=engine.generator_for(seed, SEED_KEY, "replace", s))
-    task = engine.to_task(X, y, k, device=dev, dtype=settings["dtype"])
+    task = distributed.shard_task(X, y, k, device=dev, dtype=settings["dtype"])
     w = torch.as_tensor(arrays["w"]).to(dev)
     perms = None if b is None else torch.as_tensor(arrays["perms"], device=dev)
     with progress_bar(f"unlearn request {s}", K * (consts.n // (b or consts.n)), w.shape[0]) as bar:

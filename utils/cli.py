@@ -286,39 +286,55 @@ def check_safe_name(flag: str, name: str) -> None:
                          "'_', '.', '+', '-', starting with a letter or digit, no '..')")
 
 
+PEER_FAILED = 3   # exit code of a rank stopped because another rank failed (torchrun)
+
+
 def guarded(main):
     """Turn the errors that mean bad input into one line on stderr and exit code 2; SIGINT and SIGTERM
     stop the run with a line saying how to resume it (exit codes 130 and 143)."""
+    from utils import distributed
+
     @functools.wraps(main)
     def run(argv=None):
+        code = checked(argv)
+        if code and distributed.world().active:   # a failed rank: out now, the others are stopped by torchrun
+            distributed.abandon(code, peer_failed=code == PEER_FAILED)
+        return code
+
+    def checked(argv=None):
         prog = getattr(main, "prog", None) or sys.argv[0].rsplit("/", 1)[-1]
+
+        def say(text: str) -> None:   # under torchrun the line names the rank; before ranks form, rank 0 alone
+            if distributed.speaks():
+                print(f"{distributed.label(prog)}: {text}", file=sys.stderr)
+
         previous = _terminate_as_interrupt()
         try:
             return main(argv) or 0
+        except distributed.PeerFailed:   # another rank failed and printed why; one message, not one per rank
+            return PEER_FAILED
         except KeyboardInterrupt as exc:
             how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-            print(f"{prog}: {how}; rerun the same command with --resume to reuse the finished parts",
-                  file=sys.stderr)
+            if distributed.world().main:   # torchrun stops the other ranks with SIGTERM when one fails
+                say(f"{how}; rerun the same command with --resume to reuse the finished parts")
             return 143 if isinstance(exc, Terminated) else 130
         except SystemExit as exc:  # --help
             return exc.code if isinstance(exc.code, int) else 0
         except OSError as exc:  # a full disk, a read-only or missing folder, a path too long or looping
             if os.environ.get("UNLEARN_DEBUG"):
                 raise
-            print(f"{prog}: error: {os_error_text(exc)}", file=sys.stderr)
+            say(f"error: {os_error_text(exc)}")
             return 2
         except MemoryError:
             if os.environ.get("UNLEARN_DEBUG"):
                 raise
-            print(f"{prog}: error: out of memory (lower --trials, or use a smaller dataset or --dtype float32)",
-                  file=sys.stderr)
+            say("error: out of memory (lower --trials, or use a smaller dataset or --dtype float32)")
             return 2
         except (ValueError, RuntimeError) as exc:
             if os.environ.get("UNLEARN_DEBUG") or (
                     type(exc).__name__ not in _BAD_INPUT and not isinstance(exc, FileNotFoundError)):
                 raise
-            print(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                  file=sys.stderr)
+            say(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
             return 2
         finally:
             from utils import results

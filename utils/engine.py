@@ -183,6 +183,10 @@ class Task:
     n: int
     d: int
     k: int  # number of classes (2 = binary logistic, weights (C, d); > 2 = softmax, weights (C, d, k))
+    # Data parallel (utils/distributed.shard_task): these are some rows of n_total; reduce(t) sums t over the
+    # ranks in place, so a full-batch step's gradient sum covers every row. None: the rows are all the data.
+    n_total: int | None = None
+    reduce: Callable[[torch.Tensor], None] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -241,8 +245,11 @@ def _some_values(t: torch.Tensor) -> list:
 
 
 # ----------------------------------------------------------------------------- initial law, permutations
-def init_chains(*, C, d, num_classes, sigma, m, generator, device="cpu", dtype="float32") -> torch.Tensor:
-    """w0 ~ N(0, (2 sigma^2 / m) I) for C chains, zeros when sigma = 0 (SPEC Part I item 2)."""
+def init_chains(*, C, d, num_classes, sigma, m, generator, device="cpu", dtype="float32",
+                first_chain: int = 0) -> torch.Tensor:
+    """w0 ~ N(0, (2 sigma^2 / m) I) for C chains, zeros when sigma = 0 (SPEC Part I item 2).
+
+    ``first_chain``: the chains are first_chain .. first_chain + C - 1 of a larger run (one rank's share)."""
     C, d = _positive_int("C", C), _positive_int("d", d)
     k = _check_num_classes(num_classes)
     shape = (C, d) if k == 2 else (C, d, k)
@@ -254,16 +261,18 @@ def init_chains(*, C, d, num_classes, sigma, m, generator, device="cpu", dtype="
     if m == 0:
         raise ValueError("m = lam * n must be > 0 when sigma > 0: the initial law N(0, 2 sigma^2 / m) needs it")
     _check_generator(generator, dev)
-    return chain_randn(C, shape[1:], generator=generator, dtype=dt).mul_(sigma * math.sqrt(2.0 / m))
+    return chain_randn(C, shape[1:], generator=generator, dtype=dt,
+                       first_chain=first_chain).mul_(sigma * math.sqrt(2.0 / m))
 
 
-def make_perms(C, n, *, generator, device=None) -> torch.Tensor:
-    """(C, n) int64: one fixed uniformly random permutation of 0..n-1 per chain (SPEC 2.2)."""
+def make_perms(C, n, *, generator, device=None, first_chain: int = 0) -> torch.Tensor:
+    """(C, n) int64: one fixed uniformly random permutation of 0..n-1 per chain (SPEC 2.2), for chains
+    first_chain .. first_chain + C - 1."""
     C, n = _positive_int("C", C), _positive_int("n", n)
     # float64 keys: ties (which would bias the permutation) have negligible probability even for n ~ 1e5;
     # chain c's keys come from its own generator, so its permutation does not depend on C
     keys = torch.empty((C, n), device=generator.device, dtype=torch.float64)
-    for c, g in enumerate(chain_generators(generator, C)):
+    for c, g in enumerate(chain_generators(generator, C, first_chain=first_chain)):
         torch.rand((n,), generator=g, out=keys[c])
     perms = torch.argsort(keys, dim=1)
     return perms if device is None else perms.to(resolve_device(device))
@@ -383,14 +392,15 @@ def accuracy(w, X_test, y_test) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- the sampler
 def run_chains(w, task: Task, *, steps, eta, sigma, m, M, R=0.0, batch_size=None, perms=None, generator,
-               progress: Callable[[int], object] | None = None) -> torch.Tensor:
+               progress: Callable[[int], object] | None = None, first_chain: int = 0) -> torch.Tensor:
     """Run C chains of PNGD (full batch) or PNSGD (cyclic mini-batches) for `steps` steps / epochs.
 
     One update: w <- Proj_R((1 - eta m) w - eta mean_{i in B} clip_M(grad loss_i(w)) + sqrt(2 eta sigma^2) xi)
     (SPEC Part I item 1, section 2.2). Full batch (batch_size None or n): `steps` updates. Mini-batch b
     (n % b == 0): `steps` epochs of n/b updates over the blocks perms[c, j*b:(j+1)*b] of each chain's
     fixed permutation. The noise xi of chain c comes from its own stream (ChainNoise; none when sigma = 0),
-    so results depend neither on chunking nor on how many chains run. R = 0 means no projection.
+    so results depend neither on chunking nor on how many chains run (``first_chain``: these are chains
+    first_chain .. first_chain + C - 1 of a larger run, one rank's share). R = 0 means no projection.
     `progress(u)` is called after each epoch with the number u of updates it made (n/b, or 1).
     Returns new weights (the input is not modified); raises DivergenceError on non-finite weights.
     """
@@ -404,6 +414,8 @@ def run_chains(w, task: Task, *, steps, eta, sigma, m, M, R=0.0, batch_size=None
     C = shape[0]
     b = _batch_size(batch_size, task.n)
     _check_generator(generator, task.device)
+    if task.reduce is not None and b != task.n:
+        raise ValueError(f"data-parallel rows (a sharded task) run full-batch steps only, got batch_size={b}")
     state = w.detach().to(device=task.device, dtype=task.dtype, copy=True).contiguous()
     if b == task.n:
         chains = _full_batch_chains(state, task, eta=eta, m=m, M=M)
@@ -412,7 +424,8 @@ def run_chains(w, task: Task, *, steps, eta, sigma, m, M, R=0.0, batch_size=None
         chains = _mini_batch_chains(state, task, blocks, eta=eta, m=m, M=M)
     updates_per_epoch = task.n // b
     std = math.sqrt(2.0 * eta) * sigma
-    noise = ChainNoise(generator, shape, steps * updates_per_epoch, dtype=task.dtype) if std > 0 and steps else None
+    noise = ChainNoise(generator, shape, steps * updates_per_epoch, dtype=task.dtype,
+                       first_chain=first_chain) if std > 0 and steps else None
     with _threads_for(task.device, b * task.d * C * (1 if task.binary else task.k)):
         _loop(chains, steps, updates_per_epoch, noise, std, R, progress, eta, m)
     return _assemble(chains)
@@ -524,8 +537,9 @@ def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
     C, n, d, k = state.shape[0], task.n, task.d, task.k
     chunks = _chunks(C, n * (1 if task.binary else k) * task.X.element_size())
     linear = _onednn_linear(task) or _torch_linear
-    decay, lr = 1.0 - eta * m, -eta / n
+    decay, lr = 1.0 - eta * m, -eta / (task.n_total or n)
     bound = _clip_bound(task, M)
+    reduce = task.reduce or (lambda g: None)
     out = []
     if task.binary:
         bound = None if bound is None else bound[None, :]
@@ -536,7 +550,9 @@ def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
             z.sigmoid_()  # |s_ic| = sigmoid(-y_i x_i.w_c); the gradient is x_i s_ic = (-y_i x_i) |s_ic|
             if bound is not None:
                 torch.minimum(z, bound, out=z)  # clip: |s| ||x_i|| <= M
-            w.mul_(decay).add_(linear(z, Xs.t()), alpha=lr)
+            g = linear(z, Xs.t())  # sum over (this rank's) rows of the clipped gradients
+            reduce(g)
+            w.mul_(decay).add_(g, alpha=lr)
 
         for a, b in chunks:
             w = state[a:b]
@@ -549,7 +565,9 @@ def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
         flat = WT.view(cc * k, d)
         r = linear(flat, X).view(cc, k, n)  # logits
         _softmax_residual_(r, Yt, dim=1)
-        flat.mul_(decay).add_(linear(r.view(cc * k, n), X.t()), alpha=lr)
+        g = linear(r.view(cc * k, n), X.t())
+        reduce(g)
+        flat.mul_(decay).add_(g, alpha=lr)
 
     for a, b in chunks:
         WT = state[a:b].transpose(1, 2).contiguous()  # (Cc, k, d): a contiguous copy

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from utils import accountant, models, results
+from utils import accountant, distributed, models, results
 from utils import data as data_mod
 from utils.results import RunFolder
 
@@ -89,6 +89,7 @@ class Context:
 
     def __init__(self, args, *, mode: str, dataset, consts, run: RunFolder):
         self.args, self.mode, self.dataset, self.consts, self.run = args, mode, dataset, consts, run
+        self.world = distributed.world()   # under torchrun only rank 0 logs and writes
         self.t0 = time.perf_counter()
         self.warnings: list[str] = []
         self._lab = None
@@ -96,11 +97,12 @@ class Context:
         self.reused_seconds = 0.0  # wall clock of the parts reused from interrupted attempts of this run
 
     def log(self, line: str = "") -> None:
-        self.run.log(line)
+        if self.world.main:
+            self.run.log(line)
 
     def warn(self, line: str) -> None:
         self.warnings.append(line)
-        self.run.log("warning: " + line)
+        self.log("warning: " + line)
 
     def lab(self):
         if self._lab is None:
@@ -135,14 +137,19 @@ class Context:
     def open(self, chain_steps: int | None = None) -> "Context":
         """Check the plan's size (``chain_steps``: chains x steps it will run) and memory, then lock the
         folder and write config.json: a refused plan leaves nothing behind."""
-        if chain_steps is not None and not self.args.plan_only:
-            check_plan(self.args, self.dataset, chain_steps)
         config = results.config_record(self.args, {"mode": self.mode, "constants": self.derived(),
                                                    "dataset": None if self.dataset is None
                                                    else self.dataset.identity})
         config["complete"] = False  # until finish() writes it again beside the results it describes
-        self.run.open(config, resume=self.args.resume, plan_only=self.args.plan_only)
-        self.run.write_config(config)
+        distributed.check_same("flags and data", results.cache_key(results.resume_inputs(config)))
+
+        def check_and_write():   # under torchrun rank 0 alone: one error line, one folder
+            if chain_steps is not None and not self.args.plan_only:
+                check_plan(self.args, self.dataset, chain_steps)
+            self.run.open(config, resume=self.args.resume, plan_only=self.args.plan_only)
+            self.run.write_config(config)
+
+        distributed.on_main(check_and_write)
         self._config = config
         return self
 
@@ -159,6 +166,9 @@ class Context:
         if self.reused_seconds:
             record["wall_clock_seconds"]["reused"] = self.reused_seconds
         record["warnings"] = list(self.warnings)
+        distributed.barrier()   # every rank got here: none failed, so the finished run may be written
+        if not self.world.main:
+            return self.run.path
         record["d2d_dim"] = {"rule": getattr(self.args, "d2d_dim", "params"), "d": self.consts.d}
         if self.args.plan_only:
             _plan_report(self, record)
@@ -245,7 +255,9 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
     removal sizes fit depends on the data).
     The folder is opened (locked, config written) only by ``ctx.open()``, after the plan is known.
     """
-    results.check_writable(args.result_dir)
+    world = distributed.setup(args.device)
+    if world.main:
+        results.check_writable(args.result_dir)
     dataset = None
     if args.n is None:
         dataset = (dataset_loader or data_mod.load_dataset)(
@@ -291,13 +303,14 @@ class Lab:
 
         self.torch, self.engine, self.ctx = torch, engine, ctx
         args, ds = ctx.args, ctx.dataset
-        self.device = engine.resolve_device(args.device)
+        self.world = distributed.world()
+        self.device = engine.resolve_device(distributed.device_spec(args.device))
         self.dtype = engine.resolve_dtype(args.dtype)
         self.k = ds.num_classes
         self.trials = args.trials
         self.seed = args.seed
         self.R = float(getattr(args, "projection", 0.0) or 0.0)
-        self.cache = results.ChainCache(args.result_dir, enabled=not args.no_cache, note=ctx.log)
+        self.cache = results.ChainCache(args.result_dir, enabled=not args.no_cache and self.world.main, note=ctx.log)
         self.timings: dict[str, float] = {}
         self.X, self.y = ds.X_train, ds.y_train
         self.task_D = self.task(self.X, self.y)
@@ -326,17 +339,51 @@ class Lab:
         b = self.ctx.dataset.n if batch_size in (None, "full") else int(batch_size)
         return self.ctx.dataset.n // b
 
+    # -- chains split across ranks (torchrun): the trials' chains are shared out, any other count is replicated
+    def share(self, C: int) -> tuple[int, int]:
+        """The chains [start, stop) of C this process runs: its rank's share of the trials, else all C."""
+        return self.world.chain_range(C) if C == self.trials else (0, C)
+
+    def _mine(self, w, start: int, C: int):
+        """Mark ``w`` as this rank's share (chains start.. of C): what accuracy() gathers, advance() continues."""
+        if self.world.active and C == self.trials:
+            w.chain_share = (start, C)
+        return w
+
+    def local(self, w_all):
+        """This rank's share of all the trials' chains ``w_all`` (array or tensor), on the device."""
+        a, b = self.share(self.trials)
+        return self._mine(self.torch.as_tensor(w_all[a:b], device=self.device, dtype=self.dtype), a, self.trials)
+
+    def _empty(self):
+        width = () if self.k == 2 else (self.k,)
+        return self.torch.empty((0, self.ctx.dataset.d, *width), device=self.device, dtype=self.dtype)
+
+    def gather(self, w):
+        """All C chains of ``w`` (on every rank); ``w`` itself when it is not split across ranks."""
+        share = getattr(w, "chain_share", None)
+        if share is None or not self.world.active:
+            return w
+        return distributed.gather_chains(w, share[1])
+
     def perms(self, batch_size, C):
+        """This process's share of the per-chain permutations (all C of them in one process)."""
         if batch_size in (None, "full"):
             return None
-        return self.engine.make_perms(C, self.ctx.dataset.n, generator=self.gen("perms"),
-                                      device=self.device)
+        a, b = self.share(C)
+        if a == b:
+            return self.torch.empty((0, self.ctx.dataset.n), device=self.device, dtype=self.torch.int64)
+        return self.engine.make_perms(b - a, self.ctx.dataset.n, generator=self.gen("perms"),
+                                      device=self.device, first_chain=a)
 
     # -- the three operations
     def init(self, *, sigma: float, C: int, key):
-        return self.engine.init_chains(C=C, d=self.ctx.dataset.d, num_classes=self.k, sigma=sigma,
-                                       m=self.ctx.consts.m, generator=self.gen("init", *key),
-                                       device=self.device, dtype=self.dtype)
+        a, b = self.share(C)
+        if a == b:
+            return self._mine(self._empty(), a, C)
+        return self._mine(self.engine.init_chains(C=b - a, d=self.ctx.dataset.d, num_classes=self.k, sigma=sigma,
+                                                  m=self.ctx.consts.m, generator=self.gen("init", *key),
+                                                  device=self.device, dtype=self.dtype, first_chain=a), a, C)
 
     def advance(self, w, task, *, steps: int, sigma: float, key, batch_size=None, perms=None,
                 eta=None, desc="run", phase="run"):
@@ -344,11 +391,16 @@ class Lab:
         c = self.ctx.consts
         b = None if batch_size in (None, "full") else int(batch_size)
         C = w.shape[0]
+        share = getattr(w, "chain_share", None)
+        if C == 0:
+            return w
         total = steps * (self.steps_per_unit(b))
         with self.timed(phase), progress_bar(desc, total, C) as bar:
-            return self.engine.run_chains(w, task, steps=steps, eta=c.eta if eta is None else eta,
-                                          sigma=sigma, m=c.m, M=c.M, R=self.R, batch_size=b, perms=perms,
-                                          generator=self.gen(phase, *key), progress=bar.update)
+            out = self.engine.run_chains(w, task, steps=steps, eta=c.eta if eta is None else eta,
+                                         sigma=sigma, m=c.m, M=c.M, R=self.R, batch_size=b, perms=perms,
+                                         generator=self.gen(phase, *key), progress=bar.update,
+                                         first_chain=share[0] if share else 0)
+        return out if share is None else self._mine(out, *share)
 
     def learn(self, *, sigma: float, T: int, batch_size=None, data=None, phase="learn", key=(),
               C=None, eta=None):
@@ -366,18 +418,24 @@ class Lab:
                   "streams": self.engine.STREAMS_VERSION}
         run_C = 1 if sigma == 0 else C
         width = () if self.k == 2 else (self.k,)
-        cached = self.cache.get(inputs, shape=(run_C, self.ctx.dataset.d, *width), dtype=self.ctx.args.dtype)
+        cached = distributed.broadcast(
+            self.cache.get(inputs, shape=(run_C, self.ctx.dataset.d, *width), dtype=self.ctx.args.dtype)
+            if self.world.main else None)   # rank 0 reads the cache for all
+        a, b = self.share(run_C)
         if cached is not None:
-            w = self.torch.as_tensor(cached["w"], device=self.device, dtype=self.dtype)
+            w = self.torch.as_tensor(cached["w"][a:b], device=self.device, dtype=self.dtype)
         else:
             task = self.task_D if data is None else self.task(X, y)
             w0 = self.init(sigma=sigma, C=run_C, key=(phase,) + tuple(key))
             w = self.advance(w0, task, steps=T, sigma=sigma, key=tuple(key), batch_size=batch_size,
                              perms=self.perms(batch_size, run_C), eta=eta, desc=phase, phase=phase)
-            self.cache.put(inputs, {"w": w.cpu().numpy()})
-        if run_C != C:
-            w = w.expand(C, *w.shape[1:]).clone()
-        return w
+            full = self.gather(self._mine(w, a, run_C))
+            if self.world.main:
+                self.cache.put(inputs, {"w": full.cpu().numpy()})
+        if run_C != C:   # sigma = 0: the one chain is the same in every trial
+            a, b = self.share(C)
+            return self._mine(w.expand(b - a, *w.shape[1:]).clone(), a, C)
+        return self._mine(w, a, C)
 
     def learn_on_D(self, *, sigma: float, T: int):
         """The chains learned on D at sigma, under the one key every script uses, so they share the cache."""
@@ -388,14 +446,18 @@ class Lab:
         return self.learn(sigma=0.0, T=T, eta=self.ctx.consts.d2d_step, key=("d2d",), C=1, phase="d2d")
 
     def accuracy(self, w) -> np.ndarray:
-        return self.engine.accuracy(w, self.X_test, self.y_test).numpy()  # float64 on the CPU already
+        """Per-chain test accuracy of all chains of ``w`` (gathered from every rank first, so it is one process's)."""
+        return self.engine.accuracy(self.gather(w), self.X_test, self.y_test).numpy()  # float64 on the CPU
 
     # -- Descent-to-Delete (Neel et al. 2021), the baseline of both papers
     def noisy_copies(self, w, *, sigma: float, C: int, key):
         """C copies of one chain w, each plus N(0, sigma^2 I): D2D's published outputs."""
-        shape = (C,) + tuple(w.shape[1:])
-        noise = self.engine.chain_randn(C, shape[1:], generator=self.gen(*key), dtype=self.dtype)
-        return w.expand(shape) + sigma * noise
+        a, b = self.share(C)
+        if a == b:
+            return self._mine(self._empty(), a, C)
+        noise = self.engine.chain_randn(b - a, tuple(w.shape[1:]), generator=self.gen(*key), dtype=self.dtype,
+                                        first_chain=a)
+        return self._mine(w.expand((b - a,) + tuple(w.shape[1:])) + sigma * noise, a, C)
 
     def d2d_one_shot(self, task, *, T: int, noise: dict) -> dict:
         """One-shot D2D (SPEC 2.3, Part I item 7): noiseless GD with step 2/(L+m) is the same in every trial,
@@ -429,7 +491,7 @@ class Lab:
     def stage(self, key: str, compute):
         """A resumable piece of a run: reuse the part an interrupted run saved (saying so), else compute
         and save it with the seconds it took, so that resumed runs report the wall clock of all parts."""
-        part = self.ctx.run.load_part(key)
+        part = distributed.broadcast(self.ctx.run.load_part(key) if self.world.main else None)
         if part is not None:
             seconds = float(part.pop(_SECONDS, 0.0))
             self.ctx.reused_seconds += seconds
@@ -438,14 +500,16 @@ class Lab:
         t, reused = time.perf_counter(), self.ctx.reused_seconds
         arrays = compute()
         seconds = time.perf_counter() - t + self.ctx.reused_seconds - reused  # with what compute() reused
-        self.ctx.run.save_part(key, dict(arrays, **{_SECONDS: seconds}))
+        if self.world.main:
+            self.ctx.run.save_part(key, dict(arrays, **{_SECONDS: seconds}))
         return arrays
 
     def stream_checkpoint(self, key: str):
         """A sequence of requests resumable request by request: returns (requests finished by an
         interrupted run, their saved arrays or None, save) where ``save(done, arrays)`` records the state
-        after ``done`` requests (one part per stream, replaced after every request)."""
-        part = self.ctx.run.load_part(key)
+        after ``done`` requests (one part per stream, replaced after every request). Under torchrun rank 0
+        reads and writes the part and every rank gets what it read; ``arrays`` must hold all the chains."""
+        part = distributed.broadcast(self.ctx.run.load_part(key) if self.world.main else None)
         done, base = 0, 0.0
         if part is not None:
             done, base = int(part.pop("requests_done")), float(part.pop(_SECONDS, 0.0))
@@ -454,8 +518,9 @@ class Lab:
         t = time.perf_counter()
 
         def save(finished: int, arrays: dict) -> None:
-            self.ctx.run.save_part(key, dict(arrays, requests_done=finished,
-                                             **{_SECONDS: base + time.perf_counter() - t}))
+            if self.world.main:
+                self.ctx.run.save_part(key, dict(arrays, requests_done=finished,
+                                                 **{_SECONDS: base + time.perf_counter() - t}))
         return done, part, save
 
 
@@ -485,7 +550,7 @@ def progress_bar(desc: str, total: int, C: int):
     gets no bars); off for nothing to do, with --quiet or with UNLEARN_NO_PROGRESS=1."""
     from tqdm.auto import tqdm
 
-    off = total == 0 or os.environ.get("UNLEARN_NO_PROGRESS") == "1"
+    off = total == 0 or os.environ.get("UNLEARN_NO_PROGRESS") == "1" or not distributed.world().main
     return tqdm(total=total, desc=f"{desc} [{C} chains]", unit="step", leave=False, disable=True if off else None)
 
 
