@@ -118,9 +118,17 @@ def device_value(text):
     raise argparse.ArgumentTypeError(f"{text!r} is not a device (allowed: auto, cpu, cuda, cuda:N)")
 
 
+def add_bound(group, *, default: str):
+    """--bound paper|best (utils.bounds; docs/METHOD.md §7)."""
+    return add(group, "--bound", choices=["paper", "best"], default=default,
+               help="certificate: paper = each script's published theorem and the papers' conversion; best = for "
+                    "every Renyi order the smallest proven bound (A-LSI, B-loose, B-tight) with the improved "
+                    f"conversion, fewer steps for the same guarantee (default {default})")
+
+
 # ---------------------------------------------------------------- the shared parser
 def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
-                burn_in_default=10000) -> OneLineParser:
+                burn_in_default=10000, bound_default="paper") -> OneLineParser:
     """Flags shared by every script. ``family`` is LMC (paper A) or SGD (paper B)."""
     p = OneLineParser(description=prog_description, allow_abbrev=False)
     p.set_defaults(family=family, multiclass=multiclass)
@@ -146,6 +154,7 @@ def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
         help="number of training rows for accounting only (no data loaded; with --find_k or --plan_only)")
     add(c, "--dim", type=int_at_least(1), default=None,
         help="dimension d used by D2D's formulas (default: the data's d; needed with --n)")
+    add_bound(c, default=bound_default)
     add(c, "--projection", type=nonneg_float, default=100.0 if family == "SGD" else 0.0,
         help="projection radius R (0 = no projection)")
     r = p.add_argument_group("run")
