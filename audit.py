@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from utils import accountant, cli, experiments
+from utils import accountant, bounds, cli, experiments
 from utils import audit_stats as st
 
 MODE = "audit"
@@ -97,17 +97,18 @@ def check_args(args) -> None:
 
 
 # ---------------------------------------------------------------- plan (accountant only)
-def plan(consts, *, Ks, S: int, sigma: float, T: int, trials: int, R: float) -> dict:
-    """Certified eps per K (K = 0: learning, eps_0 converted) and the chain-steps the audit runs."""
+def plan(consts, *, Ks, S: int, sigma: float, T: int, trials: int, R: float, bound: str = "paper") -> dict:
+    """Certified eps per K (K = 0: learning, eps_0 converted) and the chain-steps the audit runs
+    (bound="best": docs/METHOD.md §7; at K = 0 only A's eps_0 applies)."""
     if S >= consts.n:
         raise cli.UsageError(f"--S {S} is not below n={consts.n} (allowed: 1..{consts.n - 1})")
     certified, alphas, certificates = {}, {}, []
     for K in Ks:
-        eps, alpha = accountant.dp_epsilon_unlearn(K=K, S=S, sigma=sigma, consts=consts)
+        eps, alpha, name = bounds.pngd_eps(bound, Ks=[K], sizes=[S], sigma=sigma, consts=consts)
         certified[str(K)], alphas[str(K)] = eps, alpha
-        bound = "PNGD learning eps_0, A SPEC 3.1.1" if K == 0 else "PNGD unlearning, A SPEC 3.1.2"
+        what = "PNGD learning eps_0, A SPEC 3.1.1" if K == 0 else "PNGD unlearning, A SPEC 3.1.2"
         certificates.append(accountant.certificate(consts=consts, eps=eps, alpha=alpha, K=K, sigma=sigma, R=R,
-                                                   bound=bound, S=S, T=T))
+                                                   bound=what, S=S, T=T, **bounds.fields(bound, name)))
     # each arm: T learning steps, then K_max further steps (the sweep advances incrementally)
     steps = 2 * trials * (T + max(Ks))
     return {"certified_eps": certified, "certified_alpha": alphas, "certificates": certificates,
@@ -213,7 +214,8 @@ def main(argv=None) -> int:
     c = ctx.consts
     T = ctx.burn_in(args.sigma)
     Ks = args.K
-    the_plan = plan(c, Ks=Ks, S=args.S, sigma=args.sigma, T=T, trials=args.trials, R=args.projection)
+    the_plan = plan(c, Ks=Ks, S=args.S, sigma=args.sigma, T=T, trials=args.trials, R=args.projection,
+                    bound=args.bound)
     settings = {"sigma": args.sigma, "S": args.S, "K": Ks, "T": T, "trials": args.trials,
                 "select_fraction": args.select_fraction, "confidence": args.confidence, "delta": c.delta,
                 "removal": args.removal, "statistics": list(STATISTICS),

@@ -33,7 +33,11 @@ def pngd_eps(bound: str, *, Ks, sizes, sigma: float, consts, form: str = "paper"
     """(eps, alpha*, name) after requests of sizes[j] rows with Ks[j] steps; paper: A's sequential ``form``."""
     if _check(bound) == "best":
         return accountant.dp_epsilon_best(Ks=Ks, sizes=sizes, sigma=sigma, consts=consts)
-    eps, alpha = accountant.dp_epsilon_sequential_sizes(Ks=Ks, sizes=sizes, sigma=sigma, consts=consts, form=form)
+    if len(Ks) == 1:
+        eps, alpha = accountant.dp_epsilon_unlearn(K=Ks[0], S=sizes[0], sigma=sigma, consts=consts)
+    else:
+        eps, alpha = accountant.dp_epsilon_sequential_sizes(Ks=Ks, sizes=sizes, sigma=sigma, consts=consts,
+                                                            form=form)
     return eps, alpha, "A-LSI"
 
 
