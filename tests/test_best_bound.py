@@ -208,3 +208,33 @@ def test_gaussian_model_check_catches_a_bound_that_is_too_small():
     tight = A._best_curves(Ks, sizes, sigma, c, c.n, 0.0)["B-tight"](alphas)
     assert (tight >= exact).all()
     assert not (tight / 4 >= exact).all()
+
+
+# ---------------------------------------------------------------- unlearn.py: best by default, each record names its bound
+def test_unlearn_defaults_to_best_and_records_the_bound(tmp_path, capsys):
+    import unlearn
+    from tests.test_unlearn import _digits_file
+    from utils import state as statefile
+
+    features = _digits_file(tmp_path / "digits38.npz", ids=False)
+    st = str(tmp_path / "state")
+    assert unlearn.main(["learn", "--features", features, "--state", st, "--eps", "1", "--K", "5", "--burn_in", "5",
+                         "--trials", "2", "--device", "cpu"]) == 0
+    for ids in (["3"], ["10", "11"]):
+        assert unlearn.main(["remove", "--state", st, "--ids", *ids]) == 0
+    out = capsys.readouterr().out
+    meta = statefile.load(st).meta
+    c = unlearn.constants_of(meta)
+    sigma = meta["settings"]["sigma"]
+    assert meta["settings"]["bound"] == "best" and meta["settings"]["conversion"] == "improved"
+    # sigma: the smallest for which the best bound unlearns one row in 5 steps at eps = 1
+    assert sigma == pytest.approx(A.smallest_sigma_best(K=5, eps_target=1.0, S=1, consts=c), rel=1e-12)
+    assert sigma < A.smallest_sigma_pngd(K=5, eps_target=1.0, S=1, consts=c)
+    Ks = [r["K"] for r in meta["requests"]]
+    assert Ks[0] == A.next_K_best(Ks=[], sizes=[1], sigma=sigma, eps_target=1.0, consts=c) <= 5
+    assert Ks[1] == A.next_K_best(Ks=Ks[:1], sizes=[1, 2], sigma=sigma, eps_target=1.0, consts=c)
+    last = meta["requests"][-1]["certificate"]
+    eps, alpha, name = A.dp_epsilon_best(Ks=Ks, sizes=[1, 2], sigma=sigma, consts=c)
+    assert last["eps"] == pytest.approx(eps, rel=1e-12) and last["eps"] <= 1.0
+    assert last["bound_mode"] == "best" and last["bound_name"] == name and last["conversion"] == "improved"
+    assert f"bound: {name} (best)" in out
