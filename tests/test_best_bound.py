@@ -372,3 +372,23 @@ def test_paper_vs_best_figure_from_plan_only_runs(tmp_path):
     assert figures_bounds.main(["--paper", str(tmp_path / "paper"), "--best", str(tmp_path / "nothing"),
                                 "--out", str(tmp_path / "no.png")]) == 2
     assert not (tmp_path / "no.png").exists()
+
+
+def test_audit_never_finds_a_lower_bound_above_a_best_certificate(tmp_path, monkeypatch):
+    import audit
+    from utils import data
+
+    monkeypatch.setenv("UNLEARN_NO_PROGRESS", "1")
+    Ks = [1, 10, 30]       # the attack still finds eps > 2 at K = 1 (sigma = 0.01)
+    assert audit.main(["--dataset", "DIGITS", "--sigma", "0.01", "--S", "10", "--burn_in", "auto", "--seed", "0",
+                       "--trials", "200", "--K", *map(str, Ks), "--bound", "best", "--result_dir", str(tmp_path)]) == 0
+    m = _metrics(tmp_path)
+    ds = data.load_dataset("DIGITS")
+    c = A.make_constants(n=ds.n, lam=1e-4, M=1.0, d=ds.d)
+    for K in Ks:
+        cert = m["certified_eps"][str(K)]
+        assert cert == pytest.approx(A.dp_epsilon_best(Ks=[K], sizes=[10], sigma=0.01, consts=c)[0])
+        assert cert < A.dp_epsilon_unlearn(K=K, S=10, sigma=0.01, consts=c)[0]
+        assert m["empirical_eps_lower"][str(K)] <= cert
+    assert m["empirical_eps_lower"]["1"] > 1.0
+    assert m["violations"] == [] and {x["bound_mode"] for x in m["certificates"]} == {"best"}
