@@ -199,7 +199,8 @@ def test_no_certificate_below_the_exact_divergence_of_a_gaussian_model():
 
 
 def test_gaussian_model_check_catches_a_bound_that_is_too_small():
-    """The exact check has teeth: a B bound without the papers' factor 2 slack dropped to a quarter fails it."""
+    """The exact check has teeth: B-tight is within 2.04x of the exact divergence here (the papers' constant is
+    twice the Gaussian one), so a bound 2.1x too small would fail it."""
     c = A.make_constants(n=50, lam=0.2 / 50, M=1.0, L=0.2 / 0.5, delta=1e-3)
     sigma, T, Ks, sizes = 0.05, 200, [3], [1]
     d, v = gaussian_model(c, sigma, T, Ks, sizes)
@@ -207,7 +208,7 @@ def test_gaussian_model_check_catches_a_bound_that_is_too_small():
     exact = alphas * d ** 2 / (2 * v)
     tight = A._best_curves(Ks, sizes, sigma, c, c.n, 0.0)["B-tight"](alphas)
     assert (tight >= exact).all()
-    assert not (tight / 4 >= exact).all()
+    assert not (tight / 2.1 >= exact).all()
 
 
 # ---------------------------------------------------------------- unlearn.py: best by default, each record names its bound
