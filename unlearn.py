@@ -11,6 +11,8 @@ sequential bound of SPEC 3.1.5 with each request's own size; ``--batch_size b`` 
 unit-norm points with random labels (SPEC Part I item 3: n stays fixed), then continues every chain
 for the K steps the accountant finds for this request given the whole history, and saves the new
 state atomically (utils/state.py). All math is in utils.accountant, all chains in utils.engine.
+``learn --bound best`` (the default) certifies every request with the smallest proven bound
+(docs/METHOD.md §7); ``--bound paper`` with the papers' own; the choice is saved in the state.
 """
 from __future__ import annotations
 

@@ -393,3 +393,16 @@ def test_audit_never_finds_a_lower_bound_above_a_best_certificate(tmp_path, monk
         assert m["empirical_eps_lower"][str(K)] <= cert
     assert m["empirical_eps_lower"]["1"] > 1.0
     assert m["violations"] == [] and {x["bound_mode"] for x in m["certificates"]} == {"best"}
+
+
+@pytest.mark.parametrize("script", ["main_lmc", "baseline", "main_sgd", "audit"])
+def test_bad_bound_value_is_one_line(script, tmp_path, capsys):
+    import importlib
+
+    mod = importlib.import_module(script)
+    mode = {"main_lmc": ["--paint_utility_s", "1"], "baseline": ["--find_k", "1"], "main_sgd": ["--sequential", "1"],
+            "audit": []}[script]
+    assert mod.main(["--dataset", "DIGITS", *mode, "--bound", "tightest", "--result_dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "tightest" in err and "best" in err
+    assert not any(tmp_path.iterdir())
