@@ -61,6 +61,7 @@ def _k_against_S(ax, runs):
 
 
 def _accuracy_against_S(ax, runs):
+    runs = {bound: m for bound, m in runs.items() if m.get("accuracy")}   # the paper run may be plan only
     for bound, m in runs.items():
         S = [float(v) for v in m["S_list"]]
         keys = [json_key(v) for v in S]
@@ -91,8 +92,11 @@ def paper_vs_best(paper: dict, best: dict):
                        ("sequential2", _stream)):
         if mode in paper and mode in best:
             panels.append((draw, {"paper": paper[mode], "best": best[mode]}))
-    if all("paint_utility_s" in r and r["paint_utility_s"].get("accuracy") for r in (paper, best)):
-        panels.insert(2, (_accuracy_against_S, {"paper": paper["paint_utility_s"], "best": best["paint_utility_s"]}))
+    if best.get("paint_utility_s", {}).get("accuracy"):
+        runs = {"best": best["paint_utility_s"]}
+        if paper.get("paint_utility_s", {}).get("accuracy"):
+            runs = {"paper": paper["paint_utility_s"], **runs}
+        panels.insert(min(2, len(panels)), (_accuracy_against_S, runs))
     if not panels:
         raise ValueError("no mode is in both result directories (allowed: runs of " + ", ".join(PANELS) + ")")
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
