@@ -1021,9 +1021,9 @@ def _best_curves(Ks, sizes, sigma, consts, b, R):
     """{name: rdp(alpha)} of every proven bound on D_alpha(unlearned after request s || retrained on D_s),
     s = len(Ks) = len(sizes), evaluated on the same K history (docs/METHOD.md §7).
 
-    Full batch (b = n): paper A's LSI bound (sequential recursion with Mironov's weak triangle inequality,
-    Prop. 11 of arXiv 1908.10530's predecessor 1702.07476, never above the papers' form) and paper B's
-    loose and tight bounds with the Z recursion; mini-batch: B's two. B needs K_s >= 1 noisy steps.
+    Full batch (b = n): paper A's LSI bound (the papers' symmetric form of the sequential recursion: it bounds
+    both directions of the divergence, which Mironov's one-sided form does not) and paper B's loose and tight
+    bounds with the Z recursion; mini-batch: B's two. B needs K_s >= 1 noisy steps.
     """
     n, steps = consts.n, consts.n // b
     curves = {}
@@ -1031,7 +1031,7 @@ def _best_curves(Ks, sizes, sigma, consts, b, R):
         return {"none": lambda a: np.full_like(np.asarray(a, dtype=np.float64), np.inf)}
     if b == n:
         slope, em = _slopes(sizes, sigma, consts.M, consts.m, n), consts.eta * consts.m
-        curves["A-LSI"] = lambda a: _eps_sequential(a, Ks, slope, em, "mironov")
+        curves["A-LSI"] = lambda a: _eps_sequential(a, Ks, slope, em, "paper")
     if Ks[-1] >= 1:
         zb = _zb(consts.eta, consts.M, consts.c, n, b, 0.0)
         z = _cap(sizes[0] * zb, R)
