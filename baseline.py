@@ -352,7 +352,7 @@ def plan_metrics_3b(args, lmc, d2d, *, sizes, T, T0, form, total) -> dict:
 
 def certificates_3b(c, args, lmc, d2d, form) -> list[dict]:
     what = (f"PNGD sequential unlearning ({form} form), SPEC 3.1.5" if args.bound == "paper" else
-            "PNGD sequential unlearning: per request and Renyi order the smallest of A-LSI (Mironov form), "
+            "PNGD sequential unlearning: per request and Renyi order the smallest of A-LSI (paper form), "
             "B-loose, B-tight at b = n, each over its own recursion, improved conversion (docs/METHOD.md §7)")
     out = [accountant.certificate(consts=c, eps=p["eps"], alpha=p["alpha"], K=p["K"], sigma=args.sigma,
                                   R=args.projection, bound=what, method="langevin", S=S, eps_target=args.eps[0],
