@@ -1033,14 +1033,15 @@ def _best_curves(Ks, sizes, sigma, consts, b, R):
         slope, em = _slopes(sizes, sigma, consts.M, consts.m, n), consts.eta * consts.m
         curves["A-LSI"] = lambda a: _eps_sequential(a, Ks, slope, em, "paper")
     if Ks[-1] >= 1:
-        zb = _zb(consts.eta, consts.M, consts.c, n, b, 0.0)
-        z = _cap(sizes[0] * zb, R)
-        for K, S in zip(Ks[:-1], sizes[1:]):
-            z = _z_next(z, K, consts.c, steps, S * zb, R)
+        z = Z_stream(Ks=Ks[:-1], sizes=sizes, consts=consts, b=b, R=R)[-1]
         for name, coef in (("B-loose", _coef_loose), ("B-tight", _coef_tight)):
-            curves[name] = (lambda k: (lambda a: k * np.asarray(a, dtype=np.float64)))(
-                coef(Ks[-1], z, sigma, consts.eta, consts.c, steps))
+            curves[name] = _linear_curve(coef(Ks[-1], z, sigma, consts.eta, consts.c, steps))
     return curves
+
+
+def _linear_curve(slope):
+    """alpha -> slope * alpha: the shape of every paper-B bound."""
+    return lambda a: slope * np.asarray(a, dtype=np.float64)
 
 
 def _dp_best(curves, log_inv_delta, conversion):
