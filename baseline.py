@@ -19,11 +19,14 @@ import time
 
 import numpy as np
 
-from utils import accountant, cli, experiments
+from utils import accountant, bounds, cli, experiments
 from utils.experiments import sigma_table  # a name of this module: bench/fig3a_end_to_end.py times it here
 from utils.results import json_key
 
 MODES = ("baseline", "sequential2", "find_k")
+LMC_BOUND = {"paper": "PNGD unlearning, SPEC 3.1.2",
+             "best": "PNGD unlearning: per Renyi order the smallest of A-LSI, B-loose, B-tight at b = n, improved "
+                     "conversion (docs/METHOD.md §7)"}
 DEFAULT_K = [1, 2, 5]
 DEFAULT_S = {"baseline": [1], "find_k": [1], "sequential2": [5, 10, 20]}
 DEFAULT_SEQUENTIAL_EPS = 1.0
@@ -115,18 +118,22 @@ def d2d_noise_2(consts, *, K: int, eps: float) -> float:
 
 def lmc_certificate(c, row, *, S: int, R: float, **extra) -> dict:
     """The certificate of one sigma_table row: K unlearning steps of S points at its sigma (SPEC 3.1.2)."""
+    bound = extra.pop("bound_mode", "paper")
     return accountant.certificate(consts=c, eps=row["eps_achieved"], alpha=row["alpha"], K=row["K"],
-                                  sigma=row["sigma"], R=R, bound="PNGD unlearning, SPEC 3.1.2", S=S,
-                                  eps_target=row["epsilon"], **extra)
+                                  sigma=row["sigma"], R=R, bound=LMC_BOUND[bound], S=S,
+                                  eps_target=row["epsilon"], **extra, **bounds.fields(bound, row["bound_name"]))
 
 
-def sequential_plan(consts, *, S: int, num_requests: int, sigma: float, eps: float, form: str) -> dict:
-    """Greedy K list of one stream of S-point requests and the guarantee after each request (SPEC 3.1.5)."""
-    Ks = accountant.sequential_K_list_pngd(num_requests=num_requests, S=S, sigma=sigma, eps_target=eps,
-                                           consts=consts, form=form)
-    done = [accountant.dp_epsilon_sequential(Ks=Ks[:s + 1], S=S, sigma=sigma, consts=consts, form=form)
+def sequential_plan(consts, *, S: int, num_requests: int, sigma: float, eps: float, form: str,
+                    bound: str = "paper") -> dict:
+    """Greedy K list of one stream of S-point requests and the guarantee after each request (SPEC 3.1.5;
+    docs/METHOD.md §7 with bound="best": each bound's own recursion over the same K history)."""
+    Ks = bounds.pngd_K_list(bound, num_requests=num_requests, S=S, sigma=sigma, eps_target=eps, consts=consts,
+                            form=form)
+    done = [bounds.pngd_eps(bound, Ks=Ks[:s + 1], sizes=[S] * (s + 1), sigma=sigma, consts=consts, form=form)
             for s in range(len(Ks))]
-    return {"K": Ks, "eps": [e for e, _ in done], "alpha": [a for _, a in done]}
+    return {"K": Ks, "eps": [e for e, _, _ in done], "alpha": [a for _, a, _ in done],
+            "bound_name": [name for _, _, name in done]}
 
 
 def d2d_sequential_plan(consts, *, f: float, num_requests: int, eps: float) -> dict:
@@ -156,7 +163,7 @@ def start_with_sigma_table(args, mode: str):
     S = args.S[0]
     ctx = experiments.start(args, mode=mode, max_removed=S)
     check_S(S, ctx.consts.n)
-    return S, ctx, ctx.consts, sigma_table(ctx.consts, Ks=args.K, eps_list=args.eps, S=S)
+    return S, ctx, ctx.consts, sigma_table(ctx.consts, Ks=args.K, eps_list=args.eps, S=S, bound=args.bound)
 
 
 def run_baseline(args) -> int:
@@ -213,7 +220,7 @@ def grid(args, plan, field, value=None) -> np.ndarray:
 def certificates_3a(c, plan, S, args) -> list[dict]:
     out = []
     for r in plan:
-        out.append(lmc_certificate(c, r, S=S, R=args.projection, method="langevin", T=r["T"]))
+        out.append(lmc_certificate(c, r, S=S, R=args.projection, method="langevin", T=r["T"], bound_mode=args.bound))
         out.append(accountant.certificate(consts=c, eps=r["epsilon"], alpha=None, K=r["K"], sigma=r["d2d_sigma_1"],
                                           R=0.0, bound="D2D one-shot output noise sigma_1, SPEC 3.1.7",
                                           comparison=D2D_COMPARISON,
@@ -289,11 +296,13 @@ def run_sequential2(args) -> int:
     if c.d is None:
         raise cli.UsageError("--sequential2 with --n needs --dim (D2D's I_min and term2 use d)")
     eps, sigma, form = args.eps[0], args.sigma, "mironov" if args.mironov else "paper"
-    lmc = {S: sequential_plan(c, S=S, num_requests=args.num_remove // S, sigma=sigma, eps=eps, form=form)
+    lmc = {S: sequential_plan(c, S=S, num_requests=args.num_remove // S, sigma=sigma, eps=eps, form=form,
+                            bound=args.bound)
            for S in sizes}
     d2d = {f: d2d_sequential_plan(c, f=f, num_requests=args.num_remove, eps=eps) for f in args.ifac}
     T, T0 = ctx.burn_in(sigma), ctx.burn_in(0.0)
-    log_table(ctx, f"plan (sigma={sigma:g}, eps={eps:g} per request, {form} recursion): steps per request",
+    how = f"{form} recursion" if args.bound == "paper" else "best bound"
+    log_table(ctx, f"plan (sigma={sigma:g}, eps={eps:g} per request, {how}): steps per request",
               [f"Langevin S={S}: {p['K']} (sum {sum(p['K'])})" for S, p in lmc.items()]
               + [f"D2D f={f:g}: {p['K'][:3]}...{p['K'][-1]} (sum {sum(p['K'])})" for f, p in d2d.items()])
     total = (args.trials * (T + sum(sum(p["K"]) + T for p in lmc.values()) + sum(sum(p["K"]) for p in d2d.values()))
@@ -345,9 +354,12 @@ def plan_metrics_3b(args, lmc, d2d, *, sizes, T, T0, form, total) -> dict:
 
 
 def certificates_3b(c, args, lmc, d2d, form, *, T) -> list[dict]:
+    what = (f"PNGD sequential unlearning ({form} form), docs/METHOD.md §3.3" if args.bound == "paper" else
+            "PNGD sequential unlearning: per request and Renyi order the smallest of A-LSI (paper form), "
+            "B-loose, B-tight at b = n, each over its own recursion, improved conversion (docs/METHOD.md §7)")
     out = [accountant.certificate(consts=c, eps=p["eps"], alpha=p["alpha"], K=p["K"], sigma=args.sigma,
-                                  R=args.projection, bound=f"PNGD sequential unlearning ({form} form), SPEC 3.1.5",
-                                  method="langevin", S=S, eps_target=args.eps[0], T=T)
+                                  R=args.projection, bound=what, method="langevin", S=S, eps_target=args.eps[0],
+                                  T=T, **dict(bounds.fields(args.bound, ""), bound_name=p["bound_name"]))
            for S, p in lmc.items()]
     out += [accountant.certificate(consts=c, eps=args.eps[0], alpha=None, K=p["K"], sigma=p["sigma_2"], R=0.0,
                                    bound="D2D published-state noise sigma_2(K_i), SPEC 2.3 and 3.1.7",
@@ -415,7 +427,7 @@ def run_find_k(args) -> int:
     ctx.open()
     metrics = {"S": S, "K_values": list(args.K), "eps_values": list(args.eps),
                "sigma_table": [{k: r[k] for k in ("K", "epsilon", "sigma", "alpha")} for r in table],
-               "certificates": [lmc_certificate(c, r, S=S, R=args.projection) for r in table]}
+               "certificates": [lmc_certificate(c, r, S=S, R=args.projection, bound_mode=args.bound) for r in table]}
     arrays = {"K": np.array(args.K), "eps": np.array(args.eps, dtype=float),
               "sigma": grid(args, table, "sigma"), "alpha": grid(args, table, "alpha")}
     ctx.finish(metrics, arrays, summary=f"smallest sigma for {len(table)} (K, eps) pairs on {args.dataset} "

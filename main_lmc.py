@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from utils import accountant, cli, experiments, results
+from utils import accountant, bounds, cli, experiments, results
 
 MODES = ("paint_unlearning_sigma", "paint_utility_epsilon", "paint_utility_s", "retrain_noiseless")
 DEFAULT_SIGMA_LIST = (0.01, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -25,7 +25,9 @@ DEFAULT_S = {"paint_unlearning_sigma": (100,), "paint_utility_epsilon": (1, 50, 
              "paint_utility_s": (1, 10, 50, 100, 500, 1000), "retrain_noiseless": (1, 10, 50, 100, 500, 1000)}
 DEFAULT_EPS = {"paint_unlearning_sigma": (1.0,), "paint_utility_epsilon": (0.1, 0.5, 1.0, 2.0, 5.0),
                "paint_utility_s": (0.5, 1.0, 2.0)}
-BOUND = "PNGD unlearning of S replaced rows, strongly convex, LSI C = 2 sigma^2/m (SPEC 3.1.2, 3.1.4)"
+BOUND = {"paper": "PNGD unlearning of S replaced rows, strongly convex, LSI C = 2 sigma^2/m (SPEC 3.1.2, 3.1.4)",
+         "best": "PNGD unlearning of S replaced rows: per Renyi order the smallest of A-LSI, B-loose, B-tight at "
+                 "b = n, improved conversion (docs/METHOD.md §7)"}
 key = results.json_key
 
 
@@ -113,9 +115,10 @@ def sweep_S(args, mode: str, n: int, log) -> list[int]:
 
 # ---------------------------------------------------------------- the plan (accounting only, no chains)
 def _certificate(c, *, args, sigma, S, eps_target, K, T):
-    eps, alpha = accountant.dp_epsilon_unlearn(K=K, S=S, sigma=sigma, consts=c)
+    eps, alpha, name = bounds.pngd_eps(args.bound, Ks=[K], sizes=[S], sigma=sigma, consts=c)
     return accountant.certificate(consts=c, eps=eps, alpha=alpha, K=K, sigma=sigma, R=args.projection,
-                                  bound=BOUND, S=S, eps_target=eps_target, T=T)
+                                  bound=BOUND[args.bound], S=S, eps_target=eps_target, T=T,
+                                  **bounds.fields(args.bound, name))
 
 
 def plan_unlearning_sigma(ctx, *, sigmas, S, eps) -> dict:
@@ -125,7 +128,7 @@ def plan_unlearning_sigma(ctx, *, sigmas, S, eps) -> dict:
             "certificates": []}
     steps = 0
     for sigma in sigmas:
-        K = accountant.minimal_K_pngd(sigma=sigma, eps_target=eps, S=S, consts=c)
+        K = bounds.pngd_next_K(args.bound, Ks=[], sizes=[S], sigma=sigma, eps_target=eps, consts=c)
         eps0, alpha0 = accountant.dp_epsilon_learn(S=S, sigma=sigma, consts=c)
         T = ctx.burn_in(sigma)
         s = key(sigma)
@@ -143,7 +146,7 @@ def plan_K_table(ctx, *, sigma, S_list, eps_list, outer: str, retrain: bool) -> 
     table, certs = {}, []
     for S in S_list:
         for eps in eps_list:
-            K = accountant.minimal_K_pngd(sigma=sigma, eps_target=eps, S=S, consts=c)
+            K = bounds.pngd_next_K(args.bound, Ks=[], sizes=[S], sigma=sigma, eps_target=eps, consts=c)
             outer_k, inner_k = (key(S), key(eps)) if outer == "S" else (key(eps), key(S))
             table.setdefault(outer_k, {})[inner_k] = K
             certs.append(_certificate(c, args=args, sigma=sigma, S=S, eps_target=eps, K=K, T=T))

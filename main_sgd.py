@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from utils import accountant, cli, distributed, experiments, results
+from utils import accountant, bounds, cli, distributed, experiments, results
 from utils import data as data_mod
 
 MODES = ("compare_baseline_nonconvergent", "sequential", "paint_unlearning_sigma", "retrain_noiseless")
@@ -252,30 +252,43 @@ def z_b_table(consts, batches, R) -> dict:
                                    b=consts.n if bt.engine is None else bt.engine, R=R) for bt in batches}
 
 
-def stream_plan(consts, bt: Batch, *, sigma, eps, requests, R, tight_first):
-    """K_s per request, Z^(s), and the (eps, alpha*) each request certifies (B, SPEC 3.2.2-3.2.4)."""
-    Ks, Zs = accountant.sequential_K_list_pnsgd(num_requests=requests, sigma=sigma, eps_target=eps,
-                                                consts=consts, b=bt.engine, R=R, tight_first=tight_first)
-    got = [accountant.dp_epsilon_pnsgd(K=K, sigma=sigma, consts=consts, b=bt.engine, R=R, Z=Z,
-                                       form="loose" if s == 0 and not tight_first else "tight")
-           for s, (K, Z) in enumerate(zip(Ks, Zs))]
-    return {"K": Ks, "Z": Zs, "eps": [e for e, _ in got], "alpha": [a for _, a in got]}
+def stream_plan(consts, bt: Batch, *, sigma, eps, requests, R, tight_first, bound="paper"):
+    """K_s per request, Z^(s), and the (eps, alpha*, bound name) each request certifies (B, SPEC 3.2.2-3.2.4;
+    bound="best": docs/METHOD.md §7, each bound's own recursion over the same K history)."""
+    if bound == "paper":
+        Ks, Zs = accountant.sequential_K_list_pnsgd(num_requests=requests, sigma=sigma, eps_target=eps,
+                                                    consts=consts, b=bt.engine, R=R, tight_first=tight_first)
+    else:
+        Ks = []
+        for s in range(requests):
+            Ks.append(bounds.pnsgd_next_K(bound, Ks=Ks, sizes=[1] * (s + 1), sigma=sigma, eps_target=eps,
+                                          consts=consts, b=bt.engine, R=R))
+        Zs = accountant.Z_stream(Ks=Ks[:-1], sizes=[1] * requests, consts=consts, b=bt.engine, R=R)
+    got = [bounds.pnsgd_eps(bound, Ks=Ks[:s + 1], sizes=[1] * (s + 1), sigma=sigma, consts=consts, b=bt.engine,
+                            R=R, tight_first=tight_first) for s in range(len(Ks))]
+    return {"K": Ks, "Z": Zs, "eps": [e for e, _, _ in got], "alpha": [a for _, a, _ in got],
+            "bound_name": [name for _, _, name in got]}
 
 
-def stream_certificate(consts, bt, plan, *, sigma, R, tight_first, **extra):
-    bound = ("tight shifted-Renyi bound for every request" if tight_first else
-             "loose converged bound for request 1, tight shifted-Renyi bound with the Z recursion after")
+def stream_certificate(consts, bt, plan, *, sigma, R, tight_first, bound="paper", **extra):
+    if bound == "paper":
+        what = "PNSGD sequential (B, SPEC 3.2.4): " + (
+            "tight shifted-Renyi bound for every request" if tight_first else
+            "loose converged bound for request 1, tight shifted-Renyi bound with the Z recursion after")
+    else:
+        what = ("per request and Renyi order the smallest proven bound (B-loose, B-tight with the Z recursion; "
+                "A-LSI too at b = n), improved conversion (docs/METHOD.md §7)")
     return accountant.certificate(consts=consts, eps=plan["eps"], alpha=plan["alpha"], K=plan["K"], sigma=sigma,
-                                  R=R, b=bt.engine, bound="PNSGD sequential (B, SPEC 3.2.4): " + bound,
-                                  Z=plan["Z"], **extra)
+                                  R=R, b=bt.engine, bound=what, Z=plan["Z"], **extra,
+                                  **dict(bounds.fields(bound, ""), bound_name=plan["bound_name"]))
 
 
-def lu_sequential_plan(consts, *, sigma, eps, requests):
+def lu_sequential_plan(consts, *, sigma, eps, requests, bound="paper"):
     """Fig 3b's comparison: Langevin unlearning in requests of 10 points, and D2D with f = 1 (SPEC 3.1.5, 3.1.7)."""
     S = min(LU_REQUEST_SIZE, requests)
     out = {"lmc_request_size": S,
-           "lmc_k_list": accountant.sequential_K_list_pngd(num_requests=requests // S, S=S, sigma=sigma,
-                                                           eps_target=eps, consts=consts),
+           "lmc_k_list": bounds.pngd_K_list(bound, num_requests=requests // S, S=S, sigma=sigma,
+                                            eps_target=eps, consts=consts),
            "d2d_factor": D2D_FACTOR, "d2d_k_list": None}
     if consts.d is not None:
         out["d2d_k_list"] = accountant.d2d_sequential_K_list(num_requests=requests, f=D2D_FACTOR,
@@ -367,7 +380,7 @@ def paper_a_curves(metrics, eps_list):
 def plan_compare(ctx, batches):
     args, c = ctx.args, ctx.consts
     R, eps_list = args.projection, args.eps or list(cli.PAPER_EPS)
-    zero_R = R == 0
+    zero_R = R == 0 and args.bound == "paper"
     if zero_R:
         # The reference's R = 0 arithmetic drops the 2R terms; what is left is p (a - 1/p)/(a - 1) >= 1 times
         # the loose bound, which holds for every T (docs/METHOD.md §6.1): the certificate stands.
@@ -378,6 +391,19 @@ def plan_compare(ctx, batches):
         sigma[bt.key], burn[bt.key] = {}, {}
         for eps in eps_list:
             ek = results.json_key(eps)
+            if args.bound == "best":
+                # the converged bounds hold for every T (docs/METHOD.md §6) and are below the finite-T one
+                s = bounds.pnsgd_smallest_sigma("best", K=UNLEARN_EPOCHS, eps_target=eps, consts=c, b=bt.engine, R=R)
+                got, alpha, name = bounds.pnsgd_eps("best", Ks=[UNLEARN_EPOCHS], sizes=[1], sigma=s, consts=c,
+                                                    b=bt.engine, R=R)
+                T = ctx.burn_in(s, given="auto") if bt.T == "auto" else bt.T
+                sigma[bt.key][ek], burn[bt.key][ek] = s, int(T)
+                certs.append(accountant.certificate(
+                    consts=c, eps=got, alpha=alpha, K=UNLEARN_EPOCHS, sigma=s, R=R, b=bt.engine, T=int(T),
+                    setting=f"PNSGD b={bt.key} eps={ek}", bound="per Renyi order the smallest proven bound, "
+                    "improved conversion (docs/METHOD.md §7)", **bounds.fields("best", name)))
+                steps += chain_steps(args.trials, 2 * T + UNLEARN_EPOCHS, bt, c.n)
+                continue
             T = bt.T
             if T == "auto":    # the burn-in of the converged sigma; the finite-T sigma then accounts for it
                 T = ctx.burn_in(accountant.smallest_sigma_pnsgd(K=UNLEARN_EPOCHS, eps_target=eps, consts=c,
@@ -391,9 +417,10 @@ def plan_compare(ctx, batches):
             certs.append(accountant.certificate(
                 consts=c, eps=got, alpha=alpha, K=UNLEARN_EPOCHS, sigma=s, R=R, b=bt.engine, T=int(T), q=args.q,
                 setting=f"PNSGD b={bt.key} eps={ek}",
-                bound="PNSGD finite-T (B, SPEC 3.2.5)" + (" with the reference's R=0 arithmetic (2R terms "
+                bound="PNSGD finite-T (B, docs/METHOD.md §4.5)" + (" with the reference's R=0 arithmetic (2R terms "
                                                           "dropped; at least the every-T loose bound, "
-                                                          "docs/METHOD.md §6.1)" if zero_R else "")))
+                                                          "docs/METHOD.md §6.1)" if zero_R else ""),
+                **bounds.fields("paper", "B-finite-T")))
             steps += chain_steps(args.trials, 2 * T + UNLEARN_EPOCHS, bt, c.n)
     return {"eps_list": eps_list, "K": UNLEARN_EPOCHS, "q": args.q, "R": R, "sigma": sigma, "burn_in": burn,
             "certificates": certs}, steps
@@ -402,13 +429,16 @@ def plan_compare(ctx, batches):
 def plan_paper_a(ctx, eps_list, reuse):
     """LU K = 1 sigma (A, SPEC 3.1.2) and D2D sigma_1 for K in {1, 5} (SPEC 3.1.7) on this data."""
     c, args = ctx.consts, ctx.args
-    table = experiments.sigma_table(c, Ks=[1], eps_list=eps_list, S=1)
+    table = experiments.sigma_table(c, Ks=[1], eps_list=eps_list, S=1, bound=args.bound)
     lu = {results.json_key(r["epsilon"]): r["sigma"] for r in table}
     d2d = {str(K): {results.json_key(e): experiments.d2d_output_sigma(c, K=K, eps=e) for e in eps_list}
            for K in D2D_STEPS}
     certs = [accountant.certificate(consts=c, eps=r["eps_achieved"], alpha=r["alpha"], K=1, sigma=r["sigma"], b=None,
                                     setting=f"LU K=1 eps={results.json_key(r['epsilon'])}",
-                                    bound="PNGD strongly convex (A, SPEC 3.1.2)") for r in table]
+                                    bound="PNGD strongly convex (A, SPEC 3.1.2)" if args.bound == "paper" else
+                                    "PNGD: per Renyi order the smallest of A-LSI, B-loose, B-tight at b = n, "
+                                    "improved conversion (docs/METHOD.md §7)",
+                                    **bounds.fields(args.bound, r["bound_name"])) for r in table]
     T_lu = {k: (ctx.burn_in(s, given=args.lmc_burn_in)) for k, s in lu.items()}
     T_d2d = ctx.burn_in(0.0, given=args.lmc_burn_in)
     steps = 0 if reuse else (sum(args.trials * (T + 1) for T in T_lu.values()) + T_d2d + sum(D2D_STEPS))
@@ -537,7 +567,7 @@ def sequential(ctx, batches, truncation):
     if sigma == 0:
         raise cli.UsageError("--sigma 0 gives eps = inf for every K (allowed: --sigma > 0)")
     plans = {bt.key: stream_plan(c, bt, sigma=sigma, eps=eps, requests=N, R=args.projection,
-                                 tight_first=args.tight_first) for bt in batches}
+                                 tight_first=args.tight_first, bound=args.bound) for bt in batches}
     burn = {bt.key: burn_in_of(ctx, bt, sigma) for bt in batches}
     k_lists = {k: p["K"] for k, p in plans.items()}
     metrics = {"sigma": sigma, "epsilon": eps, "requests": N, "tight_first": args.tight_first,
@@ -546,9 +576,9 @@ def sequential(ctx, batches, truncation):
                "burn_in": burn, "retraining_epochs": {k: N * T for k, T in burn.items()},
                "certificates": [stream_certificate(c, bt, plans[bt.key], sigma=sigma, R=args.projection,
                                                    tight_first=args.tight_first, setting=f"b={bt.key}",
-                                                   T=burn[bt.key])
+                                                   T=burn[bt.key], bound=args.bound)
                                 for bt in batches]}
-    metrics.update(lu_sequential_plan(c, sigma=sigma, eps=eps, requests=N))
+    metrics.update(lu_sequential_plan(c, sigma=sigma, eps=eps, requests=N, bound=args.bound))
     if metrics["d2d_k_list"] is None:
         ctx.log("note: no D2D curve: its iteration count needs the dimension d (give --dim)")
     metrics.update(common(ctx, batches, truncation))
@@ -594,12 +624,13 @@ def paint_unlearning_sigma(ctx, batches, truncation):
         k_lists[bt.key], z_lists[bt.key], acc_epochs[bt.key], burn[bt.key], retrain[bt.key] = {}, {}, {}, {}, {}
         for s in sigmas:
             sk = results.json_key(s)
-            p = stream_plan(c, bt, sigma=s, eps=eps, requests=N, R=args.projection, tight_first=args.tight_first)
+            p = stream_plan(c, bt, sigma=s, eps=eps, requests=N, R=args.projection, tight_first=args.tight_first,
+                            bound=args.bound)
             T = burn_in_of(ctx, bt, s)
             k_lists[bt.key][sk], z_lists[bt.key][sk] = p["K"], p["Z"]
             acc_epochs[bt.key][sk], burn[bt.key][sk], retrain[bt.key][sk] = int(sum(p["K"])), T, N * T
             certs.append(stream_certificate(c, bt, p, sigma=s, R=args.projection, tight_first=args.tight_first,
-                                            setting=f"b={bt.key} sigma={sk}", T=T))
+                                            setting=f"b={bt.key} sigma={sk}", T=T, bound=args.bound))
             steps += chain_steps(args.trials, 2 * T + sum(p["K"]), bt, c.n)
     metrics = {"sigma_list": sigmas, "epsilon": eps, "requests": N, "tight_first": args.tight_first,
                "k_lists": k_lists, "z_lists": z_lists, "accumulated_epochs": acc_epochs, "burn_in": burn,

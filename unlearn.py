@@ -14,6 +14,8 @@ sequential bound of SPEC 3.1.5 with each request's own size; ``--batch_size b`` 
 unit-norm points with random labels (SPEC Part I item 3: n stays fixed), then continues every chain
 for the K steps the accountant finds for this request given the whole history, and saves the new
 state atomically (utils/state.py). All math is in utils.accountant, all chains in utils.engine.
+``learn --bound best`` (the default) certifies every request with the smallest proven bound
+(docs/METHOD.md §7); ``--bound paper`` with the papers' own; the choice is saved in the state.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from utils import accountant, cli, data, distributed, forecast, models, reference, results, tabular
+from utils import accountant, bounds, cli, data, distributed, forecast, models, reference, results, tabular
 from utils import state as statefile
 from utils.experiments import describe_constants, progress_bar, summary_stats
 from utils.state import StateError
@@ -83,6 +85,7 @@ def build_parser() -> cli.OneLineParser:
     cli.add(lp, "--L", type=cli.SMOOTH_L, default=None,
             help="smoothness constant (default the closed-form bound 1/4 + m binary, 1 + m multiclass)")
     cli.add(lp, "--delta", type=cli.DELTA, default=None, help="delta of (eps, delta) (default 1/n)")
+    cli.add_bound(lp, default="best")
     cli.add(lp, "--batch_size", type=cli.batch_size_value, default="full",
             help="full (PNGD, paper A) or a mini-batch size b dividing n (PNSGD, paper B; K counts epochs)")
     cli.add(lp, "--burn_in", type=cli.burn_in_value, default="auto",
@@ -142,22 +145,22 @@ def main(argv=None) -> int:
 
 
 # ---------------------------------------------------------------- accounting (all math in utils.accountant)
-def plan_request(*, consts, sigma: float, b, Ks, sizes, eps_target: float):
-    """(K, eps, alpha*, Z) of request s = len(sizes), earlier steps Ks frozen.
+def plan_request(*, consts, sigma: float, b, Ks, sizes, eps_target: float, bound: str = "paper"):
+    """(K, eps, alpha*, Z, bound name) of request s = len(sizes), earlier steps Ks frozen.
 
-    Full batch (b None): PNGD sequential bound with per-request sizes (A, SPEC 3.1.5). Mini-batch:
-    PNSGD with Z^(s) of SPEC 3.2.4 (S rows shift by S Z_B), loose bound first, tight later (SPEC Part I).
+    paper: full batch (b None) the PNGD sequential bound with per-request sizes (A, docs/METHOD.md §2.5);
+    mini-batch PNSGD with the Z recursion (S rows shift by S Z_B), loose bound first, tight later.
+    best: per Renyi order the smallest proven bound over the same K history (docs/METHOD.md §7).
     """
+    Ks = list(Ks)
     if b is None:
-        K = accountant.next_K_sequential_pngd(Ks=Ks, sizes=sizes, sigma=sigma, eps_target=eps_target, consts=consts)
-        eps, alpha = accountant.dp_epsilon_sequential_sizes(Ks=list(Ks) + [K], sizes=sizes, sigma=sigma,
-                                                            consts=consts)
-        return K, eps, alpha, None
+        K = bounds.pngd_next_K(bound, Ks=Ks, sizes=sizes, sigma=sigma, eps_target=eps_target, consts=consts)
+        eps, alpha, name = bounds.pngd_eps(bound, Ks=Ks + [K], sizes=sizes, sigma=sigma, consts=consts)
+        return K, eps, alpha, None, name
     Z = accountant.Z_stream(Ks=Ks, sizes=sizes, consts=consts, b=b)[-1]
-    form = _pnsgd_form(Ks)
-    K = accountant.minimal_K_pnsgd(sigma=sigma, eps_target=eps_target, consts=consts, b=b, Z=Z, form=form)
-    eps, alpha = accountant.dp_epsilon_pnsgd(K=K, sigma=sigma, consts=consts, b=b, Z=Z, form=form)
-    return K, eps, alpha, Z
+    K = bounds.pnsgd_next_K(bound, Ks=Ks, sizes=sizes, sigma=sigma, eps_target=eps_target, consts=consts, b=b)
+    eps, alpha, name = bounds.pnsgd_eps(bound, Ks=Ks + [K], sizes=sizes, sigma=sigma, consts=consts, b=b)
+    return K, eps, alpha, Z, name
 
 
 def _pnsgd_form(Ks) -> str:
@@ -171,6 +174,9 @@ def request_rdp(meta):
     The same bound plan_request converted: PNGD's sequential recursion, or PNSGD's Z-recursion."""
     consts, settings, requests = constants_of(meta), meta["settings"], meta["requests"]
     Ks, sizes, sigma = [r["K"] for r in requests], [r["S"] for r in requests], settings["sigma"]
+    if settings.get("bound", "paper") == "best":
+        b = None if settings["batch_size"] == "full" else int(settings["batch_size"])
+        return accountant.rdp_best(Ks=Ks, sizes=sizes, sigma=sigma, consts=consts, b=b)
     if settings["batch_size"] == "full":
         return lambda a: accountant.epsilon_sequential_sizes(alpha=a, Ks=Ks, sizes=sizes, sigma=sigma, M=consts.M,
                                                             m=consts.m, n=consts.n, eta=consts.eta)
@@ -187,11 +193,10 @@ def choose_sigma(args, consts, b):
         return sigma, ("--sigma" if args.sigma is not None else "default")
     S = args.request_size
     if b is None:
-        sigma = accountant.smallest_sigma_pngd(K=args.K, eps_target=args.eps, S=S, consts=consts)
+        sigma = bounds.pngd_smallest_sigma(args.bound, K=args.K, eps_target=args.eps, S=S, consts=consts)
     else:
-        # The PNSGD bound depends on Z / sigma only, and S rows have Z = S Z_B: scale the one-row sigma.
-        sigma = S * accountant.smallest_sigma_pnsgd(K=args.K, eps_target=args.eps, consts=consts, b=b)
-    K, _, _, _ = plan_request(consts=consts, sigma=sigma, b=b, Ks=[], sizes=[S], eps_target=args.eps)
+        sigma = bounds.pnsgd_smallest_sigma(args.bound, K=args.K, eps_target=args.eps, consts=consts, S=S, b=b)
+    K = plan_request(consts=consts, sigma=sigma, b=b, Ks=[], sizes=[S], eps_target=args.eps, bound=args.bound)[0]
     if K > args.K:
         raise RuntimeError(f"re-check failed: sigma={sigma!r} needs K={K} > --K {args.K}")
     return sigma, f"smallest for K={args.K} steps at eps={args.eps:g} with requests of {S} row(s)"
@@ -253,21 +258,24 @@ def _note_cost(out, K: int, T: int, unit: str) -> None:
             f"would cost fewer {unit} here (a larger sigma, a larger n or a larger eps lowers K)")
 
 
-def _bound_name(b) -> str:
+def _bound_name(b, bound: str = "paper") -> str:
+    if bound == "best":
+        return "the best proven bound per request, docs/METHOD.md §7"
     return "PNGD sequential bound, paper A" if b is None else "PNSGD Z-recursion, paper B"
 
 
 def _future_lines(consts, settings, Ks, sizes) -> list[str]:
     """The K of the next requests of --request_size rows at the state's eps, until retraining is cheaper."""
     b = None if settings["batch_size"] == "full" else int(settings["batch_size"])
-    eps = settings["eps_default"]
+    eps, bound = settings["eps_default"], settings.get("bound", "paper")
 
     def next_K(Ks_, sizes_):
-        return plan_request(consts=consts, sigma=settings["sigma"], b=b, Ks=Ks_, sizes=sizes_, eps_target=eps)[0]
+        return plan_request(consts=consts, sigma=settings["sigma"], b=b, Ks=Ks_, sizes=sizes_, eps_target=eps,
+                            bound=bound)[0]
 
     rows = forecast.future_requests(next_K, Ks=Ks, sizes=sizes, S=settings["request_size"], T=settings["T"],
                                     n=consts.n)
-    return forecast.table(rows, T=settings["T"], unit=_unit(settings), eps=eps, bound=_bound_name(b))
+    return forecast.table(rows, T=settings["T"], unit=_unit(settings), eps=eps, bound=_bound_name(b, bound))
 
 
 def _unit(settings) -> str:
@@ -311,7 +319,8 @@ def cmd_learn(args) -> int:
     T, T_rule = learning_steps(args.burn_in, sigma, consts, ds.d * width)
     eps_default = DEFAULT_EPS if args.eps is None else args.eps
     S = args.request_size
-    K_next = plan_request(consts=consts, sigma=sigma, b=b, Ks=[], sizes=[S], eps_target=eps_default)[0]
+    K_next = plan_request(consts=consts, sigma=sigma, b=b, Ks=[], sizes=[S], eps_target=eps_default,
+                          bound=args.bound)[0]
     # The noise must stay secret: whoever knows the seed and the remaining rows can replay learning and
     # unlearning with each candidate for a removed row, and only the true one reproduces the released
     # weights. The seed stays in the private state folder (a killed remove reruns bit-identically).
@@ -323,8 +332,9 @@ def cmd_learn(args) -> int:
               file=sys.stderr, flush=True)
     settings = {"method": "PNGD" if b is None else "PNSGD", "batch_size": "full" if b is None else b,
                 "sigma": sigma, "sigma_rule": sigma_rule, "T": T, "T_rule": T_rule, "trials": args.trials,
-                "seed": seed, "seed_source": "os_entropy" if args.seed is None else "--seed", "dtype": args.dtype, "eps_default": eps_default, "request_size": S,
-                "R": 0.0, "sequential_form": "paper", "conversion": "basic"}
+                "seed": seed, "seed_source": "os_entropy" if args.seed is None else "--seed", "dtype": args.dtype,
+                "eps_default": eps_default, "request_size": S, "R": 0.0, "sequential_form": "paper",
+                "bound": args.bound, "conversion": bounds.CONVERSION[args.bound]}
 
     out = Report()
     kind = "binary logistic" if ds.num_classes == 2 else f"{ds.num_classes}-class softmax"
@@ -424,7 +434,9 @@ def cmd_remove(args) -> int:
         eps_target = settings["eps_default"] if args.eps is None else args.eps
         b = None if settings["batch_size"] == "full" else int(settings["batch_size"])
         sigma, unit = settings["sigma"], _unit(settings)
-        K, eps, alpha, Z = plan_request(consts=consts, sigma=sigma, b=b, Ks=Ks, sizes=sizes, eps_target=eps_target)
+        bound = settings.get("bound", "paper")       # states saved before --bound were certified by the papers'
+        K, eps, alpha, Z, name = plan_request(consts=consts, sigma=sigma, b=b, Ks=Ks, sizes=sizes,
+                                              eps_target=eps_target, bound=bound)
 
         out = Report()
         if header:
@@ -445,8 +457,10 @@ def cmd_remove(args) -> int:
         retrain = sum(settings["T"] + sum(all_K[:j + 1]) for j in range(s))
         cert = accountant.certificate(
             consts=consts, eps=eps, alpha=alpha, K=K, sigma=sigma, R=settings["R"], b=b,
-            bound=("PNGD sequential, per-request S (A, SPEC 3.1.5)" if b is None else
-                   "PNSGD Z-recursion, per-request S (B, SPEC 3.2.2-3.2.4)"),
+            bound=(("PNGD sequential, per-request S (A, docs/METHOD.md §3.3)" if b is None else
+                    "PNSGD Z-recursion, per-request S (B, docs/METHOD.md §4.2-4.4)") if bound == "paper" else
+                   "per Renyi order the smallest proven bound over the request history, improved conversion "
+                   "(docs/METHOD.md §7)"), **bounds.fields(bound, name),
             request=s, ids=ids.tolist(), S=int(rows.size), eps_target=eps_target, Ks=Ks + [K],
             sizes=sizes, Z=Z, cumulative_steps=steps_so_far, retrain_steps=retrain, learn_T=settings["T"],
             comparison=accountant.retraining_comparison(T=settings["T"], K=all_K, unit=unit))
@@ -524,7 +538,8 @@ def _print_certificate(out, cert, unit) -> None:
         f"[target eps={cert['eps_target']:g}]: the chains are (eps, delta)-{cert['comparison']}, where "
         "every removed row is replaced")
     out(f"  n={cert['n']} m={cert['m']:.6g} L={cert['L']:.6g} M={cert['M']:g} eta={cert['eta']:.6g} "
-        f"b={'full' if cert['b'] == cert['n'] else cert['b']}; bound: {cert['bound']}")
+        f"b={'full' if cert['b'] == cert['n'] else cert['b']}; bound: "
+        + (f"{cert['bound_name']} ({cert['bound_mode']}), " if cert.get("bound_name") else "") + cert["bound"])
     ratio = cert["retrain_steps"] / max(cert["cumulative_steps"], 1)
     out(f"  cumulative unlearning {cert['cumulative_steps']} {unit} over {cert['request']} request(s) vs "
         f"retraining from scratch at each request for T + sum K {unit} (T={cert['learn_T']}): "
@@ -562,7 +577,8 @@ def cmd_status(args) -> int:
     S = settings["request_size"]
     try:
         K_next = plan_request(consts=consts, sigma=settings["sigma"], b=b, Ks=[r["K"] for r in requests],
-                              sizes=[r["S"] for r in requests] + [S], eps_target=settings["eps_default"])[0]
+                              sizes=[r["S"] for r in requests] + [S], eps_target=settings["eps_default"],
+                              bound=settings.get("bound", "paper"))[0]
         print(f"next request of {S} row(s) at eps={settings['eps_default']:g} would need K={K_next} {unit}")
     except accountant.InfeasibleTargetError as exc:
         print(f"next request of {S} row(s) at eps={settings['eps_default']:g}: {exc}")
@@ -605,7 +621,8 @@ def cmd_export(args) -> int:
         # A released model must not say who asked to be forgotten: the removed rows' ids stay in the state.
         cert = {k: v for k, v in cert.items() if k not in ("ids", "rows")}
     if cert is not None and len(chains) > 1:
-        eps, alpha = accountant.dp_epsilon_chains(request_rdp(meta), chains=len(chains), delta=cert["delta"])
+        eps, alpha = accountant.dp_epsilon_chains(request_rdp(meta), chains=len(chains), delta=cert["delta"],
+                                                  conversion=meta["settings"].get("conversion", "basic"))
         cert = dict(cert, eps=eps, alpha=alpha, chains_released=len(chains), eps_one_chain=cert["eps"],
                     composition=f"{len(chains)} chains with independent noise: {len(chains)} x the Renyi "
                                 "divergence of one, then converted")

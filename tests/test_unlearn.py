@@ -56,7 +56,7 @@ def _quiet(monkeypatch):
 
 
 LEARN = ["--eps", "1", "--K", "20", "--request_size", "2", "--burn_in", "30", "--trials", "8", "--seed", "3",
-         "--device", "cpu"]
+         "--device", "cpu", "--bound", "paper"]   # the papers' bounds (default best: tests/test_best_bound.py)
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +270,7 @@ def test_requests_of_unequal_sizes_minibatch_softmax(tmp_path, capsys):
     features = _digits_file(tmp_path / "digits012.npz", classes=(0, 1, 2), n_train=270, ids=False)
     st = str(tmp_path / "state")
     code, out, err = _run(["learn", "--features", features, "--state", st, "--sigma", "1", "--batch_size", "90",
-                           "--burn_in", "3", "--trials", "4", "--device", "cpu", "--eps", "2"], capsys)
+                           "--burn_in", "3", "--trials", "4", "--device", "cpu", "--eps", "2", "--bound", "paper"], capsys)
     assert code == 0, err
     assert "3-class softmax" in out and "L2-normalised" in out
     for ids in (["4"], ["10", "11", "12"]):

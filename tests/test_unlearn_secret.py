@@ -126,7 +126,7 @@ def test_exporting_k_chains_prints_the_composed_guarantee(tmp_path, capsys):
     features = _write(tmp_path / "d.npz", X, y)
     st = str(tmp_path / "st")
     assert unlearn.main(["learn", "--features", features, "--state", st, "--sigma", "1.5", "--burn_in", "10",
-                         "--trials", "4", "--device", "cpu"]) == 0
+                         "--trials", "4", "--device", "cpu", "--bound", "paper"]) == 0
     assert unlearn.main(["remove", "--state", st, "--ids", "3"]) == 0
     assert unlearn.main(["remove", "--state", st, "--ids", "8", "9"]) == 0
     capsys.readouterr()
@@ -161,3 +161,34 @@ def test_composition_of_linear_rdp_has_the_closed_form():
         L = -np.log(delta)
         assert eps == pytest.approx(k * a + 2 * np.sqrt(k * a * L), rel=1e-9)
         assert alpha == pytest.approx(1 + np.sqrt(L / (k * a)), rel=1e-5)
+
+
+def test_composition_under_the_best_bound_uses_its_per_order_minimum(tmp_path, capsys):
+    """--bound best (unlearn.py's default): one chain's composition is the state's certificate; k chains are
+    k times the per-order minimum of the proven bounds, converted as that certificate was (improved)."""
+    X, y = _data()
+    features = _write(tmp_path / "d.npz", X, y)
+    st = str(tmp_path / "st")
+    assert unlearn.main(["learn", "--features", features, "--state", st, "--sigma", "1.5", "--burn_in", "10",
+                         "--trials", "4", "--device", "cpu"]) == 0
+    assert unlearn.main(["remove", "--state", st, "--ids", "3"]) == 0
+    assert unlearn.main(["remove", "--state", st, "--ids", "8", "9"]) == 0
+    meta = statefile.load(st).meta
+    one = meta["requests"][-1]["certificate"]
+    assert meta["settings"]["bound"] == "best" and one["bound_mode"] == "best"
+    c = A.Constants(**meta["constants"])
+    Ks, sizes, sigma = [r["K"] for r in meta["requests"]], [r["S"] for r in meta["requests"]], meta["settings"]["sigma"]
+    # the per-order minimum written out from the three bounds (b = n), independently of the accountant's
+    z = A.Z_stream(Ks=Ks[:-1], sizes=sizes, consts=c, b=c.n)[-1]
+
+    def rdp(a):
+        lsi = A.epsilon_sequential_sizes(alpha=a, Ks=Ks, sizes=sizes, sigma=sigma, M=c.M, m=c.m, n=c.n, eta=c.eta)
+        loose = a * z ** 2 * c.c ** (2 * Ks[-1]) / (2 * c.eta * sigma ** 2)
+        tight = loose * (1 - c.c ** 2) / (1 - c.c ** (2 * Ks[-1]))
+        return np.minimum(np.minimum(lsi, loose), tight)
+
+    assert A.minimize_over_alpha(rdp, delta=c.delta, conversion="improved")[0] == pytest.approx(one["eps"], rel=1e-6)
+    want, _ = A.minimize_over_alpha(lambda a: 2 * rdp(a), delta=c.delta, conversion="improved")
+    capsys.readouterr()
+    assert unlearn.main(["export", "--state", st, "--out", str(tmp_path / "two.npz"), "--chain", "0", "1"]) == 0
+    assert f"({want:.6g}, " in capsys.readouterr().out

@@ -181,9 +181,17 @@ def device_value(text):
     raise argparse.ArgumentTypeError(f"{text!r} is not a device (allowed: auto, cpu, cuda, cuda:N)")
 
 
+def add_bound(group, *, default: str):
+    """--bound paper|best (utils.bounds; docs/METHOD.md §7)."""
+    return add(group, "--bound", choices=["paper", "best"], default=default,
+               help="certificate: paper = each script's published theorem and the papers' conversion; best = for "
+                    "every Renyi order the smallest proven bound (A-LSI, B-loose, B-tight) with the improved "
+                    f"conversion, fewer steps for the same guarantee (default {default})")
+
+
 # ---------------------------------------------------------------- the shared parser
 def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
-                burn_in_default=10000) -> OneLineParser:
+                burn_in_default=10000, bound_default="paper") -> OneLineParser:
     """Flags shared by every script. ``family`` is LMC (paper A) or SGD (paper B)."""
     p = OneLineParser(description=prog_description, allow_abbrev=False)
     p.set_defaults(family=family, multiclass=multiclass)
@@ -213,6 +221,7 @@ def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
     add(c, "--d2d_dim", choices=["params", "data"], default="params",
         help="dimension in D2D's iteration counts: params = the model's parameter count (d k for softmax, "
              "as its theorem needs; default) or data = d (the reference's, to reproduce its figures)")
+    add_bound(c, default=bound_default)
     add(c, "--projection", type=RADIUS, default=100.0 if family == "SGD" else 0.0,
         help="projection radius R (0 = no projection)")
     r = p.add_argument_group("run")

@@ -527,15 +527,18 @@ class Lab:
 _SECONDS = "wall_clock_seconds"  # the compute time a part records beside its arrays
 
 
-def sigma_table(consts, *, Ks, eps_list, S: int) -> list[dict]:
-    """Smallest sigma certifying eps after K unlearning steps of S points, with its alpha* (SPEC 3.1.2)."""
+def sigma_table(consts, *, Ks, eps_list, S: int, bound: str = "paper") -> list[dict]:
+    """Smallest sigma certifying eps after K unlearning steps of S points, with its alpha* and the bound that
+    gave it (SPEC 3.1.2 with bound="paper"; docs/METHOD.md §7 with "best")."""
+    from utils import bounds
+
     rows = []
     for K in Ks:
         for eps in eps_list:
-            sigma = accountant.smallest_sigma_pngd(K=K, eps_target=eps, S=S, consts=consts)
-            achieved, alpha = accountant.dp_epsilon_unlearn(K=K, S=S, sigma=sigma, consts=consts)
+            sigma = bounds.pngd_smallest_sigma(bound, K=K, eps_target=eps, S=S, consts=consts)
+            achieved, alpha, name = bounds.pngd_eps(bound, Ks=[K], sizes=[S], sigma=sigma, consts=consts)
             rows.append({"K": int(K), "epsilon": float(eps), "sigma": sigma, "alpha": alpha,
-                         "eps_achieved": achieved})
+                         "eps_achieved": achieved, "bound_name": name})
     return rows
 
 

@@ -1,0 +1,104 @@
+"""``--bound paper|best``: the one place that turns the flag into accountant calls (no math here).
+
+paper: each script's published theorem with the papers' conversion (Mironov 2017, Prop. 3):
+       full batch = paper A's LSI bound (arXiv 2401.10371), mini-batch = paper B's bound (arXiv 2403.17105).
+best:  for every Renyi order the smallest proven bound that applies to the run (A-LSI, B-loose, B-tight
+       at b = n; B-loose, B-tight for mini-batches), converted with the improved conversion of
+       Canonne, Kamath, Steinke 2020 (arXiv 2004.00010, Prop. 12) = Balle et al. 2020 (arXiv 1905.09982,
+       Thm. 21); docs/METHOD.md §7.
+Every function returns, with its number, the short name of the bound that gave it ("A-LSI", "B-loose",
+"B-tight"), which every certificate records (``fields``).
+"""
+from __future__ import annotations
+
+from utils import accountant
+
+BOUNDS = ("paper", "best")
+CONVERSION = {"paper": "basic", "best": "improved"}
+
+
+def _check(bound: str) -> str:
+    if bound not in BOUNDS:
+        raise ValueError(f"bound={bound!r} is not allowed (allowed: {', '.join(BOUNDS)})")
+    return bound
+
+
+def fields(bound: str, name: str) -> dict:
+    """The certificate keys naming the bound: bound_mode (paper | best), bound_name, conversion."""
+    return {"bound_mode": _check(bound), "bound_name": name, "conversion": CONVERSION[bound]}
+
+
+# ---------------------------------------------------------------- full batch (PNGD)
+def pngd_eps(bound: str, *, Ks, sizes, sigma: float, consts, form: str = "paper"):
+    """(eps, alpha*, name) after requests of sizes[j] rows with Ks[j] steps; paper: A's sequential ``form``."""
+    if _check(bound) == "best":
+        return accountant.dp_epsilon_best(Ks=Ks, sizes=sizes, sigma=sigma, consts=consts)
+    if len(Ks) == 1:
+        eps, alpha = accountant.dp_epsilon_unlearn(K=Ks[0], S=sizes[0], sigma=sigma, consts=consts)
+    else:
+        eps, alpha = accountant.dp_epsilon_sequential_sizes(Ks=Ks, sizes=sizes, sigma=sigma, consts=consts,
+                                                            form=form)
+    return eps, alpha, "A-LSI"
+
+
+def pngd_next_K(bound: str, *, Ks, sizes, sigma: float, eps_target: float, consts, form: str = "paper") -> int:
+    """Exact minimal K of request len(sizes), earlier Ks frozen (one request: Ks=[], sizes=[S])."""
+    if _check(bound) == "best":
+        return accountant.next_K_best(Ks=Ks, sizes=sizes, sigma=sigma, eps_target=eps_target, consts=consts)
+    if not Ks:
+        return accountant.minimal_K_pngd(sigma=sigma, eps_target=eps_target, S=sizes[0], consts=consts)
+    return accountant.next_K_sequential_pngd(Ks=Ks, sizes=sizes, sigma=sigma, eps_target=eps_target,
+                                             consts=consts, form=form)
+
+
+def pngd_K_list(bound: str, *, num_requests: int, S: int, sigma: float, eps_target: float, consts,
+                form: str = "paper") -> list[int]:
+    """Greedy per-request steps of a stream of S-row requests."""
+    if _check(bound) == "best":
+        return accountant.sequential_K_list_best(num_requests=num_requests, S=S, sigma=sigma,
+                                                 eps_target=eps_target, consts=consts)
+    return accountant.sequential_K_list_pngd(num_requests=num_requests, S=S, sigma=sigma, eps_target=eps_target,
+                                             consts=consts, form=form)
+
+
+def pngd_smallest_sigma(bound: str, *, K, eps_target: float, S: int, consts) -> float:
+    """Smallest sigma unlearning S rows in K steps at eps_target (conservative side, re-checked)."""
+    if _check(bound) == "best":
+        return accountant.smallest_sigma_best(K=K, eps_target=eps_target, S=S, consts=consts)
+    return accountant.smallest_sigma_pngd(K=K, eps_target=eps_target, S=S, consts=consts)
+
+
+# ---------------------------------------------------------------- mini-batch (PNSGD, converged bound)
+def _form(Ks, tight_first: bool) -> str:
+    """Paper B's choice: the loose bound for the first request (tight with tight_first), tight after."""
+    return "loose" if not Ks and not tight_first else "tight"
+
+
+def pnsgd_eps(bound: str, *, Ks, sizes, sigma: float, consts, b=None, R: float = 0.0, tight_first=False):
+    """(eps, alpha*, name) after requests of sizes[j] rows with Ks[j] epochs (Z recursion of B)."""
+    if _check(bound) == "best":
+        return accountant.dp_epsilon_best(Ks=Ks, sizes=sizes, sigma=sigma, consts=consts, b=b, R=R)
+    Z = accountant.Z_stream(Ks=Ks[:-1], sizes=sizes, consts=consts, b=b, R=R)[-1]
+    form = _form(Ks[:-1], tight_first)
+    eps, alpha = accountant.dp_epsilon_pnsgd(K=Ks[-1], sigma=sigma, consts=consts, b=b, R=R, Z=Z, form=form)
+    return eps, alpha, "B-" + form
+
+
+def pnsgd_next_K(bound: str, *, Ks, sizes, sigma: float, eps_target: float, consts, b=None, R: float = 0.0,
+                 tight_first=False) -> int:
+    """Exact minimal K (epochs) of request len(sizes), earlier Ks frozen."""
+    if _check(bound) == "best":
+        return accountant.next_K_best(Ks=Ks, sizes=sizes, sigma=sigma, eps_target=eps_target, consts=consts,
+                                      b=b, R=R)
+    Z = accountant.Z_stream(Ks=Ks, sizes=sizes, consts=consts, b=b, R=R)[-1]
+    return accountant.minimal_K_pnsgd(sigma=sigma, eps_target=eps_target, consts=consts, b=b, R=R, Z=Z,
+                                      form=_form(Ks, tight_first))
+
+
+def pnsgd_smallest_sigma(bound: str, *, K, eps_target: float, consts, S: int = 1, b=None, R: float = 0.0,
+                         form: str = "loose") -> float:
+    """Smallest sigma unlearning S rows in K epochs at eps_target; paper: B's ``form`` with Z = S Z_B."""
+    if _check(bound) == "best":
+        return accountant.smallest_sigma_best(K=K, eps_target=eps_target, S=S, consts=consts, b=b, R=R)
+    # B depends on Z / sigma only and S rows have Z = S Z_B: scale the one-row sigma.
+    return S * accountant.smallest_sigma_pnsgd(K=K, eps_target=eps_target, consts=consts, b=b, R=R, form=form)
