@@ -186,6 +186,7 @@ class Lab:
         self.k = ds.num_classes
         self.trials = args.trials
         self.seed = args.seed
+        self.batch_orders = getattr(args, "batch_orders", "per_chain")
         self.R = float(getattr(args, "projection", 0.0) or 0.0)
         self.cache = results.ChainCache(args.result_dir, enabled=not args.no_cache)
         self.timings: dict[str, float] = {}
@@ -217,10 +218,14 @@ class Lab:
         return self.ctx.dataset.n // b
 
     def perms(self, batch_size, C):
+        """Batch orders of C chains: one per chain, or one per group of consecutive chains (--batch_orders,
+        main_sgd.py); group g takes the order that chain g has with one order per chain."""
         if batch_size in (None, "full"):
             return None
-        return self.engine.make_perms(C, self.ctx.dataset.n, generator=self.gen("perms", C),
-                                      device=self.device)
+        group = self.engine.batch_order_group(self.batch_orders, C)
+        orders = self.engine.make_perms(-(-C // group), self.ctx.dataset.n, generator=self.gen("perms", C),
+                                        device=self.device)
+        return self.engine.share_orders(orders, C, group)
 
     # -- the three operations
     def init(self, *, sigma: float, C: int, key):
@@ -253,6 +258,8 @@ class Lab:
                   "lam": self.ctx.args.lam, "L": c.L, "M": c.M, "m": c.m, "eta": c.eta if eta is None else eta,
                   "sigma": sigma, "T": T, "R": self.R, "b": batch_size, "dtype": self.ctx.args.dtype,
                   "trials": C, "seed": self.seed, "key": list(map(str, (phase,) + tuple(key)))}
+        if batch_size not in (None, "full") and self.batch_orders != "per_chain":
+            inputs["batch_orders"] = self.batch_orders  # per_chain keys stay as they were
         run_C = 1 if sigma == 0 else C
         cached = self.cache.get(inputs)
         if cached is not None:
