@@ -31,6 +31,30 @@ def test_shared_order_equals_naive_per_chain_update(k, M, R):
 
 
 @pytest.mark.parametrize("k", [2, 4])
+@pytest.mark.parametrize("onednn", [True, False])
+def test_shared_order_in_float32_tracks_the_naive_float64_update(monkeypatch, k, onednn):
+    """float32 on CPU: one shared order goes through oneDNN's products where this torch has them."""
+    p = common.random_problem(N, D, k, seed=4, n_test=5)
+    task = engine.to_task(p.X, p.y, k, dtype="float32")
+    if onednn and engine._onednn_linear(task) is None:
+        pytest.skip("this torch build has no oneDNN matmul")
+    monkeypatch.setattr(engine, "MINIBATCH_ONEDNN", onednn)
+    calls = []
+    real = engine._onednn_linear
+    monkeypatch.setattr(engine, "_onednn_linear", lambda t: calls.append(1) or real(t))
+    perms = engine.share_orders(engine.make_perms(1, N, generator=engine.generator_for(2, "p")), C, C)
+    w0 = engine.init_chains(C=C, d=D, num_classes=k, sigma=0.1, m=0.05, generator=engine.generator_for(1, "i"),
+                            dtype="float64")
+    kw = dict(steps=3, eta=0.8, sigma=0.0, m=0.05, M=0.3, batch_size=8, perms=perms)  # float32 noise differs
+    got = engine.run_chains(w0.float(), task, generator=engine.generator_for(1, "noise"), **kw)
+    want = naive_run(w0, torch.as_tensor(p.X), engine.to_task(p.X, p.y, k, dtype="float64").y,
+                     generator=engine.generator_for(1, "noise"), **kw)
+    assert bool(calls) is onednn
+    assert relative_difference(want, w0) > 1e-2
+    assert relative_difference(got.double(), want) < 1e-5
+
+
+@pytest.mark.parametrize("k", [2, 4])
 def test_groups_of_g_chains_equal_naive_per_chain_update(k):
     leaders = engine.make_perms(3, N, generator=engine.generator_for(3, "p"))
     perms = engine.share_orders(leaders, C, 3)  # groups 3, 3, 1: two bands of different group size

@@ -32,6 +32,7 @@ import torch
 MAX_CHUNK_BYTES = 1 << 30
 # Mini-batch steps are memory-bound: gather the batches of this many bytes of chains at a time (cache-sized).
 MINIBATCH_GROUP_BYTES = 2 << 20
+MINIBATCH_ONEDNN = True
 # Below this many multiply-adds per update (b x d x C x k) a CPU step runs on one thread: the work is too
 # small to split, and on a busy machine a second thread mostly waits (measured 10-100x slower steps).
 SINGLE_THREAD_WORK = 10_000_000
@@ -526,6 +527,7 @@ def _mini_batch_chains(state, task: Task, orders: "_BatchOrders", *, eta, m, M) 
     # idx[p][j]: the flat batch j of piece p's groups
     idx = [orders.blocks[:, ga:gc].reshape(orders.blocks.shape[0], -1) for _, _, ga, gc in pieces]
     WT = state if task.binary else state.transpose(1, 2).contiguous()  # softmax: a (C, k, d) copy
+    linear = _onednn_linear(task) if MINIBATCH_ONEDNN else None
 
     def step(j):
         for (c0, G, ga, gc), ii in zip(pieces, idx):
@@ -533,7 +535,10 @@ def _mini_batch_chains(state, task: Task, orders: "_BatchOrders", *, eta, m, M) 
             W = WT[c0:c0 + groups * G].view(groups, G * width, d)
             xb = torch.index_select(data, 0, jj, out=x_flat[: groups * b * d].view(groups * b, d)).view(groups, b, d)
             bb = None if bound is None else bound[jj].view(groups, 1, b)
-            z = torch.bmm(W, xb.transpose(1, 2))  # (groups, G, b): -y_i x_i.w_c; softmax (groups, G k, b) logits
+            if linear is not None and groups == 1:  # one order for the piece: plain products (oneDNN on CPU)
+                z = linear(W[0], xb[0]).unsqueeze(0)
+            else:
+                z = torch.bmm(W, xb.transpose(1, 2))  # (groups, G, b): -y_i x_i.w_c; softmax (groups, G k, b) logits
             if task.binary:
                 z.sigmoid_()
                 if bb is not None:
@@ -542,7 +547,10 @@ def _mini_batch_chains(state, task: Task, orders: "_BatchOrders", *, eta, m, M) 
                 r = z.view(groups, G, k, b)
                 _softmax_residual_(r, task.Y[jj].view(groups, 1, b, k).transpose(2, 3), dim=2)
                 _clip_softmax_residual_(r, None if bb is None else bb.unsqueeze(1), dim=2)
-            W.baddbmm_(z, xb, beta=decay, alpha=lr)
+            if linear is not None and groups == 1:
+                W[0].mul_(decay).add_(linear(z[0], xb[0].t()), alpha=lr)
+            else:
+                W.baddbmm_(z, xb, beta=decay, alpha=lr)
 
     return [_Chunk(0, C, WT if task.binary else WT.transpose(1, 2), step)]
 
