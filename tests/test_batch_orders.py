@@ -185,3 +185,17 @@ def test_batch_order_group_values():
     for bad in (0, "G", 2.0, True):
         with pytest.raises(ValueError, match="batch_orders"):
             engine.batch_order_group(bad, 9)
+
+
+def test_bench_orders_and_measure_run_on_a_small_problem():
+    """bench/minibatch_orders.py's pieces: the three layouts it times, and one measurement (no timing asserted)."""
+    from bench import minibatch_orders as mb
+
+    gen = engine.generator_for(0, "b")
+    for name, sizes in (("per_chain", (1,) * 20), ("G=10", (10, 10)), ("shared", (20,))):
+        assert engine._perm_blocks(mb.orders_for(name, 20, N, gen), 20, N, 8, "cpu").sizes == sizes
+    p = common.random_problem(N, D, 3, seed=1, n_test=5)
+    task = engine.to_task(p.X, p.y, 3)
+    r = mb.measure(task, 20, 8, mb.constants(task.n, task.k), budget=0.01)
+    assert set(r) == {"per_chain", "G=10", "shared", "products", "noise", "repeats"}
+    assert all(r[k] > 0 for k in r)
