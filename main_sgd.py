@@ -5,7 +5,8 @@
     python main_sgd.py --lam 1e-6 --dataset MNIST --projection 0 --paint_unlearning_sigma 1
     python main_sgd.py --dataset MNIST --retrain_noiseless 1
 
-Every mode learns T epochs of cyclic mini-batches over a fixed per-chain permutation, unlearns by
+Every mode learns T epochs of cyclic mini-batches over a fixed per-chain permutation (or one shared by all
+chains, or by groups of G chains: ``--batch_orders shared|G``), unlearns by
 continuing the same chain on D' for K epochs with the SAME permutation (the replaced point keeps its
 index, SPEC 2.2), and compares with retraining on D' from scratch. Batch sizes must divide n: loaded
 data is truncated to its first rows (see ``rows_used``); with ``--n`` nothing is truncated.
@@ -318,7 +319,8 @@ def stats(acc) -> dict:
 
 
 def lab_perms(lab, bt: Batch):
-    """The per-chain permutations learn() drew: the same blocks for unlearning (SPEC 2.2)."""
+    """The batch orders learn() drew (per chain, or shared by groups with --batch_orders): the same blocks
+    for unlearning (docs/METHOD.md §2.4)."""
     return lab.perms(bt.engine, lab.trials)
 
 
