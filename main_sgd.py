@@ -82,8 +82,8 @@ def describe_orders(batch_orders, C: int) -> str:
         return (f"batch orders: shared (one permutation for all {C} chains of a setting; the certificate holds "
                 f"for every fixed order, the trials' spread leaves out the order's)")
     groups = -(-C // min(batch_orders, C))
-    return (f"batch orders: groups of G = {batch_orders} chains ({groups} permutations for {C} chains; the trials' "
-            f"spread includes the order's only across groups)")
+    return (f"batch orders: groups of G = {batch_orders} chains ({groups} permutation{'s' * (groups > 1)} for {C} "
+            f"chains; the trials' spread includes the order's only across groups)")
 
 
 def build_parser():
