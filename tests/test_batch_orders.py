@@ -199,3 +199,23 @@ def test_bench_orders_and_measure_run_on_a_small_problem():
     r = mb.measure(task, 20, 8, mb.constants(task.n, task.k), budget=0.01)
     assert set(r) == {"per_chain", "G=10", "shared", "products", "noise", "repeats"}
     assert all(r[k] > 0 for k in r)
+
+
+def test_mini_batch_updates_below_the_limit_run_on_one_thread(monkeypatch):
+    """run_chains' thread policy for mini-batches: one thread below MINIBATCH_SINGLE_THREAD_WORK, restored after."""
+    seen = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda k: (seen.append(k), real(k)))
+    before = torch.get_num_threads()
+    p = common.random_problem(N, D, 2, seed=4, n_test=5)
+    task = engine.to_task(p.X, p.y, 2, dtype="float64")
+    perms = engine.share_orders(engine.make_perms(1, N, generator=engine.generator_for(2, "p")), C, C)
+    w0 = torch.zeros(C, D, dtype=torch.float64)
+    kw = dict(steps=2, eta=0.8, sigma=0.1, m=0.05, M=0.3, batch_size=8, perms=perms)
+    monkeypatch.setattr(engine, "SINGLE_THREAD_WORK", 0)  # the full-batch limit does not apply to mini-batches
+    one = engine.run_chains(w0, task, generator=engine.generator_for(0, "n"), **kw)
+    assert torch.get_num_threads() == before and seen == ([1, before] if before > 1 else [])
+    monkeypatch.setattr(engine, "MINIBATCH_SINGLE_THREAD_WORK", 0)
+    seen.clear()
+    assert torch.allclose(engine.run_chains(w0, task, generator=engine.generator_for(0, "n"), **kw), one,
+                          rtol=0, atol=1e-12) and seen == []

@@ -38,6 +38,12 @@ MINIBATCH_ONEDNN = True
 # Below this many multiply-adds per update (b x d x C x k) a CPU step runs on one thread: the work is too
 # small to split, and on a busy machine a second thread mostly waits (measured 10-100x slower steps).
 SINGLE_THREAD_WORK = 10_000_000
+# Mini-batch updates are short (microseconds to milliseconds) and each has several parallel regions, so on a
+# machine shared with other jobs a second thread that waits for a core costs far more than it saves: with
+# the other core busy, two threads made one update 2.5-30x slower in wall clock and 4-40x in CPU time
+# (FASHION, shared orders b = 128 softmax and b = 512 binary at C = 100 and 1000, per-chain b = 128 C = 100).
+# Mini-batch updates below this many multiply-adds therefore run on one thread.
+MINIBATCH_SINGLE_THREAD_WORK = 1_000_000_000
 # Check for divergence every this many epochs, so a run with too large a step stops early.
 DIVERGENCE_CHECK_EVERY = 100
 # Full-batch products on CPU in float32: "auto" takes oneDNN's matmul when this torch has it, "torch" always
@@ -345,16 +351,18 @@ def run_chains(w, task: Task, *, steps, eta, sigma, m, M, R=0.0, batch_size=None
     updates_per_epoch = task.n // b
     noise = torch.empty(shape, device=task.device, dtype=task.dtype)
     std = math.sqrt(2.0 * eta) * sigma
-    with _threads_for(task.device, b * task.d * C * (1 if task.binary else task.k)):
+    limit = SINGLE_THREAD_WORK if b == task.n else MINIBATCH_SINGLE_THREAD_WORK
+    with _threads_for(task.device, b * task.d * C * (1 if task.binary else task.k), limit):
         _loop(chains, steps, updates_per_epoch, noise, std, R, generator, progress, eta, m)
     return _assemble(chains)
 
 
 @contextlib.contextmanager
-def _threads_for(device: torch.device, work: int):
-    """One torch thread for small CPU updates (SINGLE_THREAD_WORK); the thread count is restored after."""
+def _threads_for(device: torch.device, work: int, limit: int | None = None):
+    """One torch thread for CPU updates below `limit` multiply-adds (SINGLE_THREAD_WORK by default; mini-batch
+    steps: MINIBATCH_SINGLE_THREAD_WORK); the thread count is restored after."""
     before = torch.get_num_threads()
-    small = device.type == "cpu" and work < SINGLE_THREAD_WORK and before > 1
+    small = device.type == "cpu" and work < (SINGLE_THREAD_WORK if limit is None else limit) and before > 1
     if small:
         torch.set_num_threads(1)
     try:
