@@ -51,7 +51,12 @@ def shared_products(task, C: int, b: int):
     data = task.Xs if task.binary else task.X
     xb = data[torch.randperm(task.n, generator=gen)[:b]].contiguous()
     W = torch.randn(C * (1 if task.binary else task.k), task.d, generator=gen, dtype=task.dtype) * 0.01
-    return lambda: linear(linear(W, xb), xb.t())
+    work = b * task.d * C * (1 if task.binary else task.k)
+
+    def call():
+        with engine._threads_for(task.device, work, engine.MINIBATCH_SINGLE_THREAD_WORK):  # as the update
+            return linear(linear(W, xb), xb.t())
+    return call
 
 
 def measure(task, C: int, b: int, consts, *, budget: float, clock=time.perf_counter) -> dict:
@@ -111,7 +116,7 @@ def main(argv=None) -> int:
     chains = CHAINS_FULL if args.full else CHAINS_QUICK
     report = common.Report("minibatch_orders: per-chain vs grouped vs shared batch orders")
     report.line(f"Per update, float32, CPU, {torch.get_num_threads()} threads (run_chains' policy: one thread below "
-                f"{engine.SINGLE_THREAD_WORK:.0e} multiply-adds): the engine's update (noise included) with one "
+                f"{engine.MINIBATCH_SINGLE_THREAD_WORK:.0e} multiply-adds, products alike): the engine's update (noise included) with one "
                 f"order per chain, per group of 10 chains, and one shared order; 'products' = the two matrix "
                 f"products of a shared update alone on a pre-gathered batch (oneDNN on CPU float32 when "
                 f"engine.MINIBATCH_ONEDNN finds it: "
