@@ -116,8 +116,8 @@ def main(argv=None) -> int:
     chains = CHAINS_FULL if args.full else CHAINS_QUICK
     report = common.Report("minibatch_orders: per-chain vs grouped vs shared batch orders")
     report.line(f"Per update, float32, CPU, {torch.get_num_threads()} threads (run_chains' policy: one thread below "
-                f"{engine.MINIBATCH_SINGLE_THREAD_WORK:.0e} multiply-adds, products alike): the engine's update (noise included) with one "
-                f"order per chain, per group of 10 chains, and one shared order; 'products' = the two matrix "
+                f"{engine.MINIBATCH_SINGLE_THREAD_WORK:.0e} multiply-adds, products alike): the engine's update "
+                f"(noise included) with one order per chain, per group of 10 chains, and one shared order; 'products' = the two matrix "
                 f"products of a shared update alone on a pre-gathered batch (oneDNN on CPU float32 when "
                 f"engine.MINIBATCH_ONEDNN finds it: "
                 f"{'yes' if engine._onednn_linear_op() is not None else 'no'}); 'noise' = the update's noise "
