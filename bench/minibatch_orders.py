@@ -117,9 +117,9 @@ def main(argv=None) -> int:
     report = common.Report("minibatch_orders: per-chain vs grouped vs shared batch orders")
     report.line(f"Per update, float32, CPU, {torch.get_num_threads()} threads (run_chains' policy: one thread below "
                 f"{engine.MINIBATCH_SINGLE_THREAD_WORK:.0e} multiply-adds, products alike): the engine's update "
-                f"(noise included) with one order per chain, per group of 10 chains, and one shared order; 'products' = the two matrix "
-                f"products of a shared update alone on a pre-gathered batch (oneDNN on CPU float32 when "
-                f"engine.MINIBATCH_ONEDNN finds it: "
+                f"(noise included) with one order per chain, per group of 10 chains, and one shared order; "
+                f"'products' = the two matrix products of a shared update alone on a pre-gathered batch (oneDNN "
+                f"on CPU float32 when engine.MINIBATCH_ONEDNN finds it: "
                 f"{'yes' if engine._onednn_linear_op() is not None else 'no'}); 'noise' = the update's noise "
                 f"draw alone. Minimum over interleaved repeats of the "
                 f"{'wall clock' if args.clock == 'wall' else 'CPU time of this process (--clock cpu)'}.")
