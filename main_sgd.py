@@ -5,7 +5,8 @@
     python main_sgd.py --lam 1e-6 --dataset MNIST --projection 0 --paint_unlearning_sigma 1
     python main_sgd.py --dataset MNIST --retrain_noiseless 1
 
-Every mode learns T epochs of cyclic mini-batches over a fixed per-chain permutation, unlearns by
+Every mode learns T epochs of cyclic mini-batches over a fixed per-chain permutation (or one shared by all
+chains, or by groups of G chains: ``--batch_orders shared|G``), unlearns by
 continuing the same chain on D' for K epochs with the SAME permutation (the replaced point keeps its
 index, SPEC 2.2), and compares with retraining on D' from scratch. Batch sizes must divide n: loaded
 data is truncated to its first rows (see ``rows_used``); with ``--n`` nothing is truncated.
@@ -61,6 +62,31 @@ def holder_q(text):
     return q
 
 
+def batch_orders_value(text):
+    """--batch_orders: per_chain, shared, or an integer G >= 1 (chains per order)."""
+    if text in ("per_chain", "shared"):
+        return text
+    try:
+        G = int(text)
+    except ValueError:
+        G = 0
+    if G < 1:
+        raise cli.argparse.ArgumentTypeError(f"{text!r} is not per_chain, shared or an integer G >= 1")
+    return "per_chain" if G == 1 else G
+
+
+def describe_orders(batch_orders, C: int) -> str:
+    """One line for the log: which batch orders the mini-batch chains use."""
+    if batch_orders == "per_chain":
+        return f"batch orders: per_chain (one permutation per chain, {C} chains)"
+    if batch_orders == "shared":
+        return (f"batch orders: shared (one permutation for all {C} chains of a setting; the certificate holds "
+                f"for every fixed order, the trials' spread leaves out the order's)")
+    groups = -(-C // min(batch_orders, C))
+    return (f"batch orders: groups of G = {batch_orders} chains ({groups} permutation{'s' * (groups > 1)} for {C} "
+            f"chains; the trials' spread includes the order's only across groups)")
+
+
 def build_parser():
     p = cli.make_parser("Paper B (noisy mini-batch SGD unlearning): Fig 3a-d experiments.", family="SGD",
                         burn_in_default=None)
@@ -80,6 +106,10 @@ def build_parser():
     o = p.add_argument_group("experiment settings")
     cli.add(o, "--batch_size", type=cli.batch_size_value, nargs="+", default=None, metavar="B",
             help="batch sizes (integers >= 1 or 'full'); replaces the mode's list")
+    cli.add(o, "--batch_orders", type=batch_orders_value, default="per_chain", metavar="per_chain|shared|G",
+            help="mini-batch orders: per_chain (default, one permutation per trial as the reference), shared (one "
+                 "for all trials of a setting: an update is then a matrix product, ~10-25x faster at b = 128, "
+                 "100 trials), or G (one per group of G trials); learning and unlearning keep each trial's order")
     cli.add(o, "--sigma_list", type=cli.SIGMA_POSITIVE, nargs="+", default=None,
             help=f"paint_unlearning_sigma: noise levels (default {PAPER_SIGMAS})")
     cli.add(o, "--eps", type=cli.EPS, nargs="+", default=None,
@@ -236,6 +266,8 @@ def setup(args):
                              f"every batch size divides n); plan with --n {rows} to match it")
     for line in notes:
         ctx.log("note: " + line)
+    if args.mode != "retrain_noiseless" and any(b != "full" for b in out["batches"]):  # (one chain there)
+        ctx.log(describe_orders(args.batch_orders, args.trials))
     batches = [Batch(b, args.burn_in if args.burn_in is not None else default_burn_in(args.mode, b))
                for b in out["batches"]]
     truncation = {"n_loaded": out["n_loaded"], "n_used": n, "notes": notes,
@@ -302,7 +334,8 @@ def stats(acc) -> dict:
 
 
 def lab_perms(lab, bt: Batch):
-    """The per-chain permutations learn() drew: the same blocks for unlearning (SPEC 2.2)."""
+    """The batch orders learn() drew (per chain, or shared by groups with --batch_orders): the same blocks
+    for unlearning (docs/METHOD.md §2.4)."""
     return lab.perms(bt.engine, lab.trials)
 
 
@@ -556,7 +589,8 @@ def run_stream_setting(ctx, bt, sigma, Ks, *, tag):
 
 
 def common(ctx, batches, truncation) -> dict:
-    return {"batch_sizes": [bt.key for bt in batches], "n": ctx.consts.n, "truncation": truncation,
+    return {"batch_sizes": [bt.key for bt in batches], "batch_orders": ctx.args.batch_orders,
+            "n": ctx.consts.n, "truncation": truncation,
             "Z_B": z_b_table(ctx.consts, batches, ctx.args.projection), "projection_R": ctx.args.projection}
 
 

@@ -102,7 +102,7 @@ def minibatch_updates(task, w, perms, *, batch: int, eta: float, sigma: float, m
     work = batch * task.d * C * (1 if task.binary else task.k)
 
     def call(j0: int = 0, count: int = 1):
-        with engine._threads_for(task.device, work):  # run_chains' thread policy for small updates
+        with engine._threads_for(task.device, work, engine.MINIBATCH_SINGLE_THREAD_WORK):  # run_chains' policy
             for j in range(j0, j0 + count):
                 engine._update(chains, j % (n // batch), noise, std, 0.0)
 

@@ -34,9 +34,18 @@ from utils import models, results
 MAX_CHUNK_BYTES = 1 << 30
 # Mini-batch steps are memory-bound: gather the batches of this many bytes of chains at a time (cache-sized).
 MINIBATCH_GROUP_BYTES = 2 << 20
+# Chains sharing one batch order update through plain matrix products: on CPU in float32 through oneDNN's
+# matmul as full-batch steps (MATMUL decides), measured ~1.5-2x faster than torch.bmm's; False: torch.bmm.
+MINIBATCH_ONEDNN = True
 # Below this many multiply-adds per update (b x d x C x k) a CPU step runs on one thread: the work is too
 # small to split, and on a busy machine a second thread mostly waits (measured 10-100x slower steps).
 SINGLE_THREAD_WORK = 10_000_000
+# Mini-batch updates are short (microseconds to milliseconds) and each has several parallel regions, so on a
+# machine shared with other jobs a second thread that waits for a core costs far more than it saves: with
+# the other core busy, two threads made one update 2.5-30x slower in wall clock and 4-40x in CPU time
+# (FASHION, shared orders b = 128 softmax and b = 512 binary at C = 100 and 1000, per-chain b = 128 C = 100).
+# Mini-batch updates below this many multiply-adds therefore run on one thread.
+MINIBATCH_SINGLE_THREAD_WORK = 1_000_000_000
 # Check for divergence every this many epochs, so a run with too large a step stops early.
 DIVERGENCE_CHECK_EVERY = 100
 # Full-batch products on CPU in float32: "auto" takes oneDNN's matmul when this torch has it, "torch" always
@@ -420,22 +429,24 @@ def run_chains(w, task: Task, *, steps, eta, sigma, m, M, R=0.0, batch_size=None
     if b == task.n:
         chains = _full_batch_chains(state, task, eta=eta, m=m, M=M)
     else:
-        blocks = _perm_blocks(perms, C, task.n, b, task.device)
-        chains = _mini_batch_chains(state, task, blocks, eta=eta, m=m, M=M)
+        orders = _perm_blocks(perms, C, task.n, b, task.device)
+        chains = _mini_batch_chains(state, task, orders, eta=eta, m=m, M=M)
     updates_per_epoch = task.n // b
     std = math.sqrt(2.0 * eta) * sigma
     noise = ChainNoise(generator, shape, steps * updates_per_epoch, dtype=task.dtype,
                        first_chain=first_chain) if std > 0 and steps else None
-    with _threads_for(task.device, b * task.d * C * (1 if task.binary else task.k)):
+    limit = SINGLE_THREAD_WORK if b == task.n else MINIBATCH_SINGLE_THREAD_WORK
+    with _threads_for(task.device, b * task.d * C * (1 if task.binary else task.k), limit):
         _loop(chains, steps, updates_per_epoch, noise, std, R, progress, eta, m)
     return _assemble(chains)
 
 
 @contextlib.contextmanager
-def _threads_for(device: torch.device, work: int):
-    """One torch thread for small CPU updates (SINGLE_THREAD_WORK); the thread count is restored after."""
+def _threads_for(device: torch.device, work: int, limit: int | None = None):
+    """One torch thread for CPU updates below `limit` multiply-adds (SINGLE_THREAD_WORK by default; mini-batch
+    steps: MINIBATCH_SINGLE_THREAD_WORK); the thread count is restored after."""
     before = torch.get_num_threads()
-    small = device.type == "cpu" and work < SINGLE_THREAD_WORK and before > 1
+    small = device.type == "cpu" and work < (SINGLE_THREAD_WORK if limit is None else limit) and before > 1
     if small:
         torch.set_num_threads(1)
     try:
@@ -575,55 +586,115 @@ def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
     return out
 
 
-def _mini_batch_chains(state, task: Task, blocks, *, eta, m, M) -> list[_Chunk]:
-    """The step on each chain's own batch: gather (G, b, d) for a group of G chains, then batched products.
+def _mini_batch_chains(state, task: Task, orders: "_BatchOrders", *, eta, m, M) -> list[_Chunk]:
+    """The step on each chain's batch: one gather per order group, then batched products over the groups.
 
-    The mini-batch products are memory-bound, so chains go in groups whose gathered batch stays in cache
-    (MINIBATCH_GROUP_BYTES on CPU; measured 1.4-2x faster than one gather for all chains). Orientation measured on
-    CPU: (G, 1|k, d) x (G, d, b) is 2-3x faster than (G, b, d) x (G, d, 1|k), so softmax weights are kept
-    as (C, k, d) here.
+    Chains that share a batch order (consecutive rows of perms that are equal, see _perm_blocks) form a
+    group: its batch is gathered once and the step is a real matrix product, (G, d) x (d, b) for the
+    group's G chains (softmax: (G k, d) x (d, b)). With one order per chain (G = 1) every product is a
+    matrix-vector product over that chain's own gathered rows, and the step is memory-bound. Groups of
+    equal size form a band that runs as one batched product; the gathers of a band go in pieces that stay
+    in cache (MINIBATCH_GROUP_BYTES on CPU; measured 1.4-2x faster than one gather for all chains).
+    Orientation measured on CPU: (G, 1|k, d) x (G, d, b) is 2-3x faster than (G, b, d) x (G, d, 1|k), so
+    softmax weights are kept as (C, k, d) here.
     """
-    C, b, d, k = state.shape[0], blocks.shape[2], task.d, task.k
+    C, b, d, k = state.shape[0], orders.blocks.shape[2], task.d, task.k
     cache = MINIBATCH_GROUP_BYTES if task.device.type == "cpu" else MAX_CHUNK_BYTES  # GPUs want few launches
-    groups = _chunks(C, b * d * task.X.element_size(), cache)
-    x_flat = torch.empty((groups[0][1] - groups[0][0]) * b * d, device=task.device, dtype=task.dtype)
     decay, lr = 1.0 - eta * m, -eta / b
     bound = _clip_bound(task, M)
     data = task.Xs if task.binary else task.X
-    # idx[g][j]: the flat batch j of group g
-    idx = [blocks[:, a:c].reshape(blocks.shape[0], -1) for a, c in groups]
+    width = 1 if task.binary else k
+    # pieces: (first chain, chains per group, group rows of blocks [ga, gc)) of at most `cache` gathered bytes
+    pieces = []
+    for c0, G, g0, g1 in _bands(orders.sizes):
+        for a, c in _chunks(g1 - g0, b * d * task.X.element_size(), cache):
+            pieces.append((c0 + a * G, G, g0 + a, g0 + c))
+    most = max(gc - ga for _, _, ga, gc in pieces)
+    x_flat = torch.empty(most * b * d, device=task.device, dtype=task.dtype)
+    # idx[p][j]: the flat batch j of piece p's groups
+    idx = [orders.blocks[:, ga:gc].reshape(orders.blocks.shape[0], -1) for _, _, ga, gc in pieces]
+    WT = state if task.binary else state.transpose(1, 2).contiguous()  # softmax: a (C, k, d) copy
+    linear = _onednn_linear(task) if MINIBATCH_ONEDNN else None
 
-    def gather(ii, cc):
-        xb = torch.index_select(data, 0, ii, out=x_flat[: cc * b * d].view(cc * b, d)).view(cc, b, d)
-        return xb, (None if bound is None else bound[ii].view(cc, 1, b))
+    def step(j):
+        for (c0, G, ga, gc), ii in zip(pieces, idx):
+            groups, jj = gc - ga, ii[j]
+            W = WT[c0:c0 + groups * G].view(groups, G * width, d)
+            xb = torch.index_select(data, 0, jj, out=x_flat[: groups * b * d].view(groups * b, d)).view(groups, b, d)
+            bb = None if bound is None else bound[jj].view(groups, 1, b)
+            if linear is not None and groups == 1:  # one order for the piece: plain products (oneDNN on CPU)
+                z = linear(W[0], xb[0]).unsqueeze(0)
+            else:
+                z = torch.bmm(W, xb.transpose(1, 2))  # (groups, G, b): -y_i x_i.w_c; softmax (groups, G k, b) logits
+            if task.binary:
+                z.sigmoid_()
+                if bb is not None:
+                    torch.minimum(z, bb, out=z)
+            else:
+                r = z.view(groups, G, k, b)
+                _softmax_residual_(r, task.Y[jj].view(groups, 1, b, k).transpose(2, 3), dim=2)  # never clipped
+            if linear is not None and groups == 1:
+                W[0].mul_(decay).add_(linear(z[0], xb[0].t()), alpha=lr)
+            else:
+                W.baddbmm_(z, xb, beta=decay, alpha=lr)
 
-    def binary_step(j):
-        for (a, c), ii in zip(groups, idx):
-            w = state[a:c]
-            xb, bb = gather(ii[j], c - a)
-            z = torch.bmm(w.unsqueeze(1), xb.transpose(1, 2))  # (G, 1, b): -y_i x_i.w_c
-            z.sigmoid_()
-            if bb is not None:
-                torch.minimum(z, bb, out=z)
-            w.unsqueeze(1).baddbmm_(z, xb, beta=decay, alpha=lr)
-
-    WT = None if task.binary else state.transpose(1, 2).contiguous()  # (C, k, d) copy
-
-    def softmax_step(j):
-        for (a, c), ii in zip(groups, idx):
-            W, cc = WT[a:c], c - a
-            xb, _ = gather(ii[j], cc)
-            z = torch.bmm(W, xb.transpose(1, 2))  # (G, k, b) logits
-            _softmax_residual_(z, task.Y[ii[j]].view(cc, b, k).transpose(1, 2), dim=1)  # never clipped
-            W.baddbmm_(z, xb, beta=decay, alpha=lr)
-
-    if task.binary:
-        return [_Chunk(0, C, state, binary_step)]
-    return [_Chunk(0, C, WT.transpose(1, 2), softmax_step)]
+    return [_Chunk(0, C, WT if task.binary else WT.transpose(1, 2), step)]
 
 
-def _perm_blocks(perms, C: int, n: int, b: int, device) -> torch.Tensor:
-    """(n/b, C, b) batch indices: block j of chain c is perms[c, j*b:(j+1)*b]."""
+def _bands(sizes: Sequence[int]) -> list[tuple[int, int, int, int]]:
+    """Runs of order groups of equal size: (first chain, chains per group, first group, end group)."""
+    out, chain, g = [], 0, 0
+    while g < len(sizes):
+        end = g
+        while end < len(sizes) and sizes[end] == sizes[g]:
+            end += 1
+        out.append((chain, sizes[g], g, end))
+        chain += sizes[g] * (end - g)
+        g = end
+    return out
+
+
+class _BatchOrders(NamedTuple):
+    blocks: torch.Tensor  # (n/b, groups, b): block j of order group i
+    sizes: tuple[int, ...]  # chains per order group, consecutive chains in order
+
+
+def batch_order_group(batch_orders, C: int) -> int:
+    """Chains per batch order: 'per_chain' -> 1, 'shared' -> C, an integer G -> min(G, C)."""
+    C = _positive_int("C", C)
+    if batch_orders == "per_chain":
+        return 1
+    if batch_orders == "shared":
+        return C
+    if isinstance(batch_orders, bool) or not isinstance(batch_orders, (int, np.integer)) or batch_orders < 1:
+        raise ValueError(f"batch_orders must be 'per_chain', 'shared' or an integer G >= 1, got {batch_orders!r}")
+    return min(int(batch_orders), C)
+
+
+def share_orders(perms, C: int, group: int) -> torch.Tensor:
+    """(C, n) batch orders where each run of `group` consecutive chains takes one row of `perms`.
+
+    `perms` holds ceil(C / group) permutations (one per group, e.g. from make_perms); group = 1 is one
+    order per chain, group >= C one order for all chains. The run_chains step then gathers a group's
+    batch once and updates its chains with a matrix product. Every chain keeps its order for as long as
+    the caller passes the same tensor (learning and unlearning must).
+    """
+    C, group = _positive_int("C", C), _positive_int("group", group)
+    perms = torch.as_tensor(perms)
+    count = -(-C // min(group, C))
+    if perms.ndim != 2 or perms.shape[0] != count:
+        raise ValueError(f"perms must hold ceil(C/group) = {count} orders (one per group of {group} chains), "
+                         f"got shape {tuple(perms.shape)}")
+    if group == 1:
+        return perms
+    if count == 1:
+        return perms.expand(C, perms.shape[1])  # a view: one order for all chains costs no memory
+    return perms.repeat_interleave(group, dim=0)[:C]
+
+
+def _perm_blocks(perms, C: int, n: int, b: int, device) -> _BatchOrders:
+    """Batch blocks per order group: block j of chain c is perms[c, j*b:(j+1)*b]; consecutive chains with
+    equal rows of perms share an order group (see share_orders)."""
     if perms is None:
         raise ValueError(f"perms (C, n) is required for mini-batches (batch_size={b} < n={n}); use make_perms")
     perms = torch.as_tensor(perms, device=device)
@@ -631,12 +702,21 @@ def _perm_blocks(perms, C: int, n: int, b: int, device) -> torch.Tensor:
         raise ValueError(f"perms must be an integer tensor of shape ({C}, {n}), got {perms.dtype} "
                          f"of shape {tuple(perms.shape)}")
     perms = perms.to(torch.int64)
-    # in range and every index hit <=> a permutation: O(C n), where a sort cost ~1 s per call at C = 1000
-    lo, hi = torch.aminmax(perms)
-    if int(lo) < 0 or int(hi) >= n or not torch.zeros((C, n), dtype=torch.bool, device=device).scatter_(
-            1, perms, True).all():
+    if C > 1 and perms.stride(0) == 0:  # an expanded view (share_orders with one order): one group
+        starts = torch.zeros(1, dtype=torch.int64)
+    else:
+        new = torch.ones(C, dtype=torch.bool, device=device)
+        new[1:] = (perms[1:] != perms[:-1]).any(dim=1)
+        starts = torch.nonzero(new).flatten().cpu()
+    sizes = tuple(torch.diff(starts, append=torch.tensor([C])).tolist())
+    leaders = perms[starts.to(device)]
+    G = leaders.shape[0]
+    # in range and every index hit <=> a permutation: O(G n), where a sort cost ~1 s per call at C = 1000
+    lo, hi = torch.aminmax(leaders)
+    if int(lo) < 0 or int(hi) >= n or not torch.zeros((G, n), dtype=torch.bool, device=device).scatter_(
+            1, leaders, True).all():
         raise ValueError("every row of perms must be a permutation of 0..n-1 (use make_perms)")
-    return perms.view(C, n // b, b).transpose(0, 1).contiguous()
+    return _BatchOrders(leaders.view(G, n // b, b).transpose(0, 1).contiguous(), sizes)
 
 
 def _assemble(chains: list[_Chunk]) -> torch.Tensor:

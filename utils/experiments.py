@@ -309,6 +309,7 @@ class Lab:
         self.k = ds.num_classes
         self.trials = args.trials
         self.seed = args.seed
+        self.batch_orders = getattr(args, "batch_orders", "per_chain")
         self.R = float(getattr(args, "projection", 0.0) or 0.0)
         self.cache = results.ChainCache(args.result_dir, enabled=not args.no_cache and self.world.main, note=ctx.log)
         self.timings: dict[str, float] = {}
@@ -367,14 +368,20 @@ class Lab:
         return distributed.gather_chains(w, share[1])
 
     def perms(self, batch_size, C):
-        """This process's share of the per-chain permutations (all C of them in one process)."""
+        """This process's share of C chains' batch orders: one per chain, or one per group of consecutive chains
+        (--batch_orders, main_sgd.py); group g takes the order that chain g has with one order per chain, so
+        a chain's order depends neither on C nor on how the chains are split across ranks."""
         if batch_size in (None, "full"):
             return None
         a, b = self.share(C)
         if a == b:
             return self.torch.empty((0, self.ctx.dataset.n), device=self.device, dtype=self.torch.int64)
-        return self.engine.make_perms(b - a, self.ctx.dataset.n, generator=self.gen("perms"),
-                                      device=self.device, first_chain=a)
+        group = self.engine.batch_order_group(self.batch_orders, C)
+        g0, g1 = a // group, (b - 1) // group + 1
+        orders = self.engine.make_perms(g1 - g0, self.ctx.dataset.n, generator=self.gen("perms"),
+                                        device=self.device, first_chain=g0)
+        # chain c (a <= c < b) takes its group's order, row c // group - g0 (equal rows: one gather per group)
+        return orders[self.torch.arange(a, b, device=orders.device) // group - g0]
 
     # -- the three operations
     def init(self, *, sigma: float, C: int, key):
@@ -416,6 +423,8 @@ class Lab:
                   "sigma": sigma, "T": T, "R": self.R, "b": batch_size, "dtype": self.ctx.args.dtype,
                   "trials": C, "seed": self.seed, "key": list(map(str, (phase,) + tuple(key))),
                   "streams": self.engine.STREAMS_VERSION}
+        if batch_size not in (None, "full") and self.batch_orders != "per_chain":
+            inputs["batch_orders"] = self.batch_orders  # per_chain keys stay as they were
         run_C = 1 if sigma == 0 else C
         width = () if self.k == 2 else (self.k,)
         cached = distributed.broadcast(
