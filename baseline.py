@@ -64,7 +64,8 @@ def build_parser(multiclass: bool):
     cli.add(g, "--ifac", type=cli.ITER_FACTOR, nargs="+", default=None,
             help="--sequential2: D2D I-factors f, K_i = int(f I_min) + term2(i) (default 1 1.5 2)")
     cli.add(g, "--mironov", action="store_true",
-            help="--sequential2: the tighter Mironov form of the sequential RDP recursion (default: paper form)")
+            help="--sequential2: the Mironov form of the sequential RDP recursion from the authors' notebook "
+                 "(one direction of the divergence only, so not a certificate; default: the paper form)")
     return p
 
 
@@ -296,6 +297,8 @@ def run_sequential2(args) -> int:
     if c.d is None:
         raise cli.UsageError("--sequential2 with --n needs --dim (D2D's I_min and term2 use d)")
     eps, sigma, form = args.eps[0], args.sigma, "mironov" if args.mironov else "paper"
+    if args.mironov and args.bound == "paper":
+        ctx.warn(MIRONOV_ONE_SIDED)
     lmc = {S: sequential_plan(c, S=S, num_requests=args.num_remove // S, sigma=sigma, eps=eps, form=form,
                             bound=args.bound)
            for S in sizes}
@@ -353,8 +356,19 @@ def plan_metrics_3b(args, lmc, d2d, *, sizes, T, T0, form, total) -> dict:
     }
 
 
+# Mironov's weak triangle inequality (arXiv 1702.07476, Prop. 11) is not symmetric in its two terms: with the
+# factor on the previous request's term it bounds D(unlearned || retrained) only; the reverse direction needs
+# the factor on the other term, so the one recursion does not bound both (the papers' form does).
+MIRONOV_ONE_SIDED = ("--mironov: the Mironov form of the sequential recursion bounds the Renyi divergence in one "
+                     "direction only (unlearned || retrained); its K lists reproduce the authors' notebook check, "
+                     "and its eps is not a two-sided unlearning certificate (the default paper form and --bound best "
+                     "are)")
+
+
 def certificates_3b(c, args, lmc, d2d, form, *, T) -> list[dict]:
-    what = (f"PNGD sequential unlearning ({form} form), docs/METHOD.md §3.3" if args.bound == "paper" else
+    what = ((f"PNGD sequential unlearning ({form} form), docs/METHOD.md §3.3"
+             + (f" [one direction only, not a certificate: {MIRONOV_ONE_SIDED}]" if form == "mironov" else ""))
+            if args.bound == "paper" else
             "PNGD sequential unlearning: per request and Renyi order the smallest of A-LSI (paper form), "
             "B-loose, B-tight at b = n, each over its own recursion, improved conversion (docs/METHOD.md §7)")
     out = [accountant.certificate(consts=c, eps=p["eps"], alpha=p["alpha"], K=p["K"], sigma=args.sigma,

@@ -276,6 +276,10 @@ def test_sequential2_plan_only_defaults_and_mironov_form(tmp_path, capsys):
     assert metrics["total_chain_steps"] == expected
     assert f"total chain-steps: {expected:,}" in capsys.readouterr().out
     assert metrics["lmc_final"] == {} and not (tmp_path / "cache").exists()
+    # one-sided: said in the warnings and in every Langevin certificate, never passed off as a certificate
+    assert any("one direction only" in w for w in metrics["warnings"])
+    lmc_certs = [x for x in metrics["certificates"] if x.get("method") == "langevin"]
+    assert lmc_certs and all("not a certificate" in x["bound"] for x in lmc_certs)
 
 
 def test_sequential2_drops_a_default_size_the_stream_cannot_take(tmp_path):
