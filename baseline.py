@@ -24,7 +24,7 @@ from utils.experiments import sigma_table  # a name of this module: bench/fig3a_
 from utils.results import json_key
 
 MODES = ("baseline", "sequential2", "find_k")
-LMC_BOUND = {"paper": "PNGD unlearning, SPEC 3.1.2",
+LMC_BOUND = {"paper": "PNGD unlearning, docs/METHOD.md §3.2",
              "best": "PNGD unlearning: per Renyi order the smallest of A-LSI, B-loose, B-tight at b = n, improved "
                      "conversion (docs/METHOD.md §7)"}
 DEFAULT_K = [1, 2, 5]
@@ -112,13 +112,13 @@ def check_S(S: int, n: int) -> None:
 
 # ---------------------------------------------------------------- accounting (pure)
 def d2d_noise_2(consts, *, K: int, eps: float) -> float:
-    """D2D published-state noise sigma_2(I = K_i, eps) added to the carried state (SPEC 2.3, 3.1.7)."""
+    """D2D published-state noise sigma_2(I = K_i, eps) added to the carried state (docs/METHOD.md §8)."""
     return accountant.d2d_sigma_2(I=K, eps=eps, M=consts.M, m=consts.m, n=consts.n, gamma=consts.gamma,
                                   delta=consts.delta)
 
 
 def lmc_certificate(c, row, *, S: int, R: float, **extra) -> dict:
-    """The certificate of one sigma_table row: K unlearning steps of S points at its sigma (SPEC 3.1.2)."""
+    """The certificate of one sigma_table row: K unlearning steps of S points at its sigma (docs/METHOD.md §3.2)."""
     bound = extra.pop("bound_mode", "paper")
     return accountant.certificate(consts=c, eps=row["eps_achieved"], alpha=row["alpha"], K=row["K"],
                                   sigma=row["sigma"], R=R, bound=LMC_BOUND[bound], S=S,
@@ -127,7 +127,7 @@ def lmc_certificate(c, row, *, S: int, R: float, **extra) -> dict:
 
 def sequential_plan(consts, *, S: int, num_requests: int, sigma: float, eps: float, form: str,
                     bound: str = "paper") -> dict:
-    """Greedy K list of one stream of S-point requests and the guarantee after each request (SPEC 3.1.5;
+    """Greedy K list of one stream of S-point requests and the guarantee after each request (docs/METHOD.md §3.3;
     docs/METHOD.md §7 with bound="best": each bound's own recursion over the same K history)."""
     Ks = bounds.pngd_K_list(bound, num_requests=num_requests, S=S, sigma=sigma, eps_target=eps, consts=consts,
                             form=form)
@@ -138,7 +138,7 @@ def sequential_plan(consts, *, S: int, num_requests: int, sigma: float, eps: flo
 
 
 def d2d_sequential_plan(consts, *, f: float, num_requests: int, eps: float) -> dict:
-    """D2D steps K_i = int(f I_min) + term2(i) and noise sigma_2(K_i, eps) per single-point request (SPEC 2.3)."""
+    """D2D steps K_i = int(f I_min) + term2(i) and noise sigma_2(K_i, eps) per single-point request (docs/METHOD.md §8)."""
     Ks = accountant.d2d_sequential_K_list(num_requests=num_requests, f=f, consts=consts, eps=eps)
     return {"K": Ks, "sigma_2": [d2d_noise_2(consts, K=K, eps=eps) for K in Ks]}
 
@@ -223,7 +223,7 @@ def certificates_3a(c, plan, S, args) -> list[dict]:
     for r in plan:
         out.append(lmc_certificate(c, r, S=S, R=args.projection, method="langevin", T=r["T"], bound_mode=args.bound))
         out.append(accountant.certificate(consts=c, eps=r["epsilon"], alpha=None, K=r["K"], sigma=r["d2d_sigma_1"],
-                                          R=0.0, bound="D2D one-shot output noise sigma_1, SPEC 3.1.7",
+                                          R=0.0, bound="D2D one-shot output noise sigma_1, docs/METHOD.md §8",
                                           comparison=D2D_COMPARISON,
                                           method="d2d", S=S, eps_target=r["epsilon"], step=c.d2d_step))
     return out
@@ -244,7 +244,7 @@ def lmc_setting(lab, row, *, S, removal, task) -> dict:
 
 
 def d2d_one_shot(lab, plan, *, task, T) -> dict:
-    """D2D (SPEC 2.3): one noiseless GD chain, K steps on D', w + N(0, sigma_1^2) per trial; and the
+    """D2D (docs/METHOD.md §8): one noiseless GD chain, K steps on D', w + N(0, sigma_1^2) per trial; and the
     noiseless reference (eta = 1/L). One resumable piece."""
     noise = {}
     for r in plan:
@@ -376,7 +376,7 @@ def certificates_3b(c, args, lmc, d2d, form, *, T) -> list[dict]:
                                   T=T, **dict(bounds.fields(args.bound, ""), bound_name=p["bound_name"]))
            for S, p in lmc.items()]
     out += [accountant.certificate(consts=c, eps=args.eps[0], alpha=None, K=p["K"], sigma=p["sigma_2"], R=0.0,
-                                   bound="D2D published-state noise sigma_2(K_i), SPEC 2.3 and 3.1.7",
+                                   bound="D2D published-state noise sigma_2(K_i), docs/METHOD.md §8",
                                    comparison=D2D_COMPARISON,
                                    method="d2d", S=1, ifac=f, step=c.d2d_step, d=c.d)
             for f, p in d2d.items()]

@@ -1,4 +1,4 @@
-"""Paper A (Langevin unlearning, PNGD): noise / utility / complexity sweeps (SPEC section 5 "Paper A").
+"""Paper A (Langevin unlearning, PNGD): noise / utility / complexity sweeps (docs/METHOD.md §11.8, paper A).
 
   python main_lmc.py --lam 1e-6 --sigma 0.03 --dataset MNIST --paint_unlearning_sigma 1   # Fig 3c
   python main_lmc.py --lam 1e-6 --sigma 0.03 --dataset MNIST --paint_utility_epsilon 1    # Fig 4
@@ -25,7 +25,7 @@ DEFAULT_S = {"paint_unlearning_sigma": (100,), "paint_utility_epsilon": (1, 50, 
              "paint_utility_s": (1, 10, 50, 100, 500, 1000), "retrain_noiseless": (1, 10, 50, 100, 500, 1000)}
 DEFAULT_EPS = {"paint_unlearning_sigma": (1.0,), "paint_utility_epsilon": (0.1, 0.5, 1.0, 2.0, 5.0),
                "paint_utility_s": (0.5, 1.0, 2.0)}
-BOUND = {"paper": "PNGD unlearning of S replaced rows, strongly convex, LSI C = 2 sigma^2/m (SPEC 3.1.2, 3.1.4)",
+BOUND = {"paper": "PNGD unlearning of S replaced rows, strongly convex, LSI C = 2 sigma^2/m (docs/METHOD.md §3.2)",
          "best": "PNGD unlearning of S replaced rows: per Renyi order the smallest of A-LSI, B-loose, B-tight at "
                  "b = n, improved conversion (docs/METHOD.md §7)"}
 key = results.json_key
@@ -122,7 +122,7 @@ def _certificate(c, *, args, sigma, S, eps_target, K, T):
 
 
 def plan_unlearning_sigma(ctx, *, sigmas, S, eps) -> dict:
-    """Fig 3c: per sigma the minimal K and the DP-converted learning bound eps_0 (SPEC 3.1.1, 3.1.4)."""
+    """Fig 3c: per sigma the minimal K and the DP-converted learning bound eps_0 (docs/METHOD.md §3.1, §3.2)."""
     c, args = ctx.consts, ctx.args
     plan = {"sigma_list": sigmas, "S": S, "eps": eps, "K": {}, "epsilon0": {}, "alpha0": {}, "burn_in": {},
             "certificates": []}

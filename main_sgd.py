@@ -1,4 +1,4 @@
-"""Paper B: certified unlearning with projected noisy mini-batch SGD (PNSGD), Fig 3a-d (SPEC 2.2, 3.2, 5).
+"""Paper B: certified unlearning with projected noisy mini-batch SGD (PNSGD), Fig 3a-d (docs/METHOD.md §2.4, §4, §11.8).
 
     python main_sgd.py --lam 1e-6 --dataset MNIST --projection 0 --compare_baseline_nonconvergent 1
     python main_sgd.py --lam 1e-6 --dataset MNIST --projection 0 --sequential 1
@@ -8,7 +8,7 @@
 Every mode learns T epochs of cyclic mini-batches over a fixed per-chain permutation (or one shared by all
 chains, or by groups of G chains: ``--batch_orders shared|G``), unlearns by
 continuing the same chain on D' for K epochs with the SAME permutation (the replaced point keeps its
-index, SPEC 2.2), and compares with retraining on D' from scratch. Batch sizes must divide n: loaded
+index, docs/METHOD.md §2.4), and compares with retraining on D' from scratch. Batch sizes must divide n: loaded
 data is truncated to its first rows (see ``rows_used``); with ``--n`` nothing is truncated.
 """
 from __future__ import annotations
@@ -25,14 +25,14 @@ from utils import accountant, bounds, cli, distributed, experiments, results
 from utils import data as data_mod
 
 MODES = ("compare_baseline_nonconvergent", "sequential", "paint_unlearning_sigma", "retrain_noiseless")
-# (batch size, burn-in epochs) per mode: SPEC 6.7 (Table 2 of B); retrain_noiseless uses Fig 3c,d's.
+# (batch size, burn-in epochs) per mode: docs/METHOD.md §2.6 (Table 2 of B); retrain_noiseless uses Fig 3c,d's.
 SETTINGS = {
     "compare_baseline_nonconvergent": ((128, 100), ("full", 3000)),
     "sequential": ((128, 100), (256, 150), (512, 200), ("full", 1000)),
     "paint_unlearning_sigma": ((32, 50), (128, 100), (512, 200), ("full", 1000)),
     "retrain_noiseless": ((32, 50), (128, 100), (512, 200), ("full", 1000)),
 }
-# The reference keeps the first rows so that 32..512 divide n (SPEC 1.1, PNSGD truncation).
+# The reference keeps the first rows so that 32..512 divide n (docs/METHOD.md §1.1, PNSGD truncation).
 REFERENCE_ROWS = {"MNIST": 11264, "CIFAR10": 9728}
 PAPER_SIGMAS = [0.01, 0.05, 0.1, 0.2, 0.5, 1.0]
 TARGET_EPS = {"sequential": 1.0, "paint_unlearning_sigma": 0.01}
@@ -92,7 +92,7 @@ def build_parser():
                         burn_in_default=None)
     for action in p._actions:
         if action.dest == "burn_in":
-            action.help = ("learning epochs T for every batch size (default per batch size, SPEC 6.7), "
+            action.help = ("learning epochs T for every batch size (default per batch size, docs/METHOD.md §2.6), "
                            "or 'auto' from the contraction bound")
     g = p.add_argument_group("experiment (choose one)")
     cli.add(g, "--compare_baseline_nonconvergent", type=cli.switch_or_one, default=False,
@@ -182,7 +182,7 @@ class Batch:
 
 
 def default_burn_in(mode: str, b) -> int:
-    """SPEC 6.7's T for b; another b takes the T of the tabulated size nearest in log scale (full = n)."""
+    """The T of docs/METHOD.md §2.6 for b; another b takes the T of the tabulated size nearest in log scale (full = n)."""
     table = dict(SETTINGS[mode])
     if b in table:
         return table[b]
@@ -279,13 +279,13 @@ def setup(args):
 
 # ---------------------------------------------------------------- accounting
 def z_b_table(consts, batches, R) -> dict:
-    """Z_B per batch size (B, Lemma 3.3, SPEC 3.2.1 / 6.5)."""
+    """Z_B per batch size (B, Lemma 3.3, docs/METHOD.md §4.1, §11.5)."""
     return {bt.key: accountant.Z_B(eta=consts.eta, M=consts.M, m=consts.m, n=consts.n,
                                    b=consts.n if bt.engine is None else bt.engine, R=R) for bt in batches}
 
 
 def stream_plan(consts, bt: Batch, *, sigma, eps, requests, R, tight_first, bound="paper"):
-    """K_s per request, Z^(s), and the (eps, alpha*, bound name) each request certifies (B, SPEC 3.2.2-3.2.4;
+    """K_s per request, Z^(s), and the (eps, alpha*, bound name) each request certifies (B, docs/METHOD.md §4.2, §4.3, §4.4;
     bound="best": docs/METHOD.md §7, each bound's own recursion over the same K history)."""
     if bound == "paper":
         Ks, Zs = accountant.sequential_K_list_pnsgd(num_requests=requests, sigma=sigma, eps_target=eps,
@@ -304,7 +304,7 @@ def stream_plan(consts, bt: Batch, *, sigma, eps, requests, R, tight_first, boun
 
 def stream_certificate(consts, bt, plan, *, sigma, R, tight_first, bound="paper", **extra):
     if bound == "paper":
-        what = "PNSGD sequential (B, SPEC 3.2.4): " + (
+        what = "PNSGD sequential (B, docs/METHOD.md §4.4): " + (
             "tight shifted-Renyi bound for every request" if tight_first else
             "loose converged bound for request 1, tight shifted-Renyi bound with the Z recursion after")
     else:
@@ -316,7 +316,7 @@ def stream_certificate(consts, bt, plan, *, sigma, R, tight_first, bound="paper"
 
 
 def lu_sequential_plan(consts, *, sigma, eps, requests, bound="paper"):
-    """Fig 3b's comparison: Langevin unlearning in requests of 10 points, and D2D with f = 1 (SPEC 3.1.5, 3.1.7)."""
+    """Fig 3b's comparison: Langevin unlearning in requests of 10 points, and D2D with f = 1 (docs/METHOD.md §3.3, §8)."""
     S = min(LU_REQUEST_SIZE, requests)
     out = {"lmc_request_size": S,
            "lmc_k_list": bounds.pngd_K_list(bound, num_requests=requests // S, S=S, sigma=sigma,
@@ -460,7 +460,7 @@ def plan_compare(ctx, batches):
 
 
 def plan_paper_a(ctx, eps_list, reuse):
-    """LU K = 1 sigma (A, SPEC 3.1.2) and D2D sigma_1 for K in {1, 5} (SPEC 3.1.7) on this data."""
+    """LU K = 1 sigma (A, docs/METHOD.md §3.2) and D2D sigma_1 for K in {1, 5} (docs/METHOD.md §8) on this data."""
     c, args = ctx.consts, ctx.args
     table = experiments.sigma_table(c, Ks=[1], eps_list=eps_list, S=1, bound=args.bound)
     lu = {results.json_key(r["epsilon"]): r["sigma"] for r in table}
@@ -468,7 +468,7 @@ def plan_paper_a(ctx, eps_list, reuse):
            for K in D2D_STEPS}
     certs = [accountant.certificate(consts=c, eps=r["eps_achieved"], alpha=r["alpha"], K=1, sigma=r["sigma"], b=None,
                                     setting=f"LU K=1 eps={results.json_key(r['epsilon'])}",
-                                    bound="PNGD strongly convex (A, SPEC 3.1.2)" if args.bound == "paper" else
+                                    bound="PNGD strongly convex (A, docs/METHOD.md §3.2)" if args.bound == "paper" else
                                     "PNGD: per Renyi order the smallest of A-LSI, B-loose, B-tight at b = n, "
                                     "improved conversion (docs/METHOD.md §7)",
                                     **bounds.fields(args.bound, r["bound_name"])) for r in table]

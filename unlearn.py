@@ -9,9 +9,9 @@
     python unlearn.py export --state st/ --out model.npz [--chain i]
 
 Full batch runs projected noisy gradient descent (PNGD, Langevin unlearning, paper A) certified by the
-sequential bound of SPEC 3.1.5 with each request's own size; ``--batch_size b`` runs noisy SGD
-(PNSGD, paper B) certified by SPEC 3.2.2-3.2.4. A request replaces the removed rows by fresh random
-unit-norm points with random labels (SPEC Part I item 3: n stays fixed), then continues every chain
+sequential bound of docs/METHOD.md §3.3 with each request's own size; ``--batch_size b`` runs noisy SGD
+(PNSGD, paper B) certified by docs/METHOD.md §4.2, §4.3, §4.4. A request replaces the removed rows by fresh random
+unit-norm points with random labels (docs/METHOD.md §2.3: n stays fixed), then continues every chain
 for the K steps the accountant finds for this request given the whole history, and saves the new
 state atomically (utils/state.py). All math is in utils.accountant, all chains in utils.engine.
 ``learn --bound best`` (the default) certifies every request with the smallest proven bound
@@ -504,7 +504,7 @@ def _remove_rank(args) -> int:
 
 
 def _unlearn(arrays, rows, *, K, s, meta, consts, b, device):
-    """Replace ``rows`` by fresh random points (SPEC Part I item 3) and run K noisy steps on every chain."""
+    """Replace ``rows`` by fresh random points (docs/METHOD.md §2.3) and run K noisy steps on every chain."""
     import torch  # after the plan: a bad request never imports torch
 
     from utils import engine

@@ -3,7 +3,7 @@
 For C in {1, 10, 100, 1000} chains, float32 and float64, full batch and b = 128, binary (Fashion-MNIST
 3 vs 8, n = 12000, d = 784) and softmax (10 classes, the first 12000 rows of FASHION_MULTI): the time of
 one engine update (noise included) next to the time of the two products that any implementation of
-that update must do (SPEC Part I item 6), measured interleaved in the same run. Full batch:
+that update must do (docs/METHOD.md §2.5), measured interleaved in the same run. Full batch:
 Z = X W^T, then Z^T X; mini-batch: the same two products as batched products over each chain's own
 128 rows, gathered beforehand (the engine's gather is part of its step, not of the products), timed
 over a few updates rather than whole epochs.
@@ -41,7 +41,7 @@ def constants(n: int, num_classes: int):
 
 
 def intermediate_bytes(C: int, n: int, num_classes: int, itemsize: int) -> int:
-    """The C x n (x k) per-step intermediates of a full-batch step (SPEC Part I item 6)."""
+    """The C x n (x k) per-step intermediates of a full-batch step (docs/METHOD.md §2.5)."""
     return C * n * (1 if num_classes == 2 else num_classes) * itemsize
 
 

@@ -2,7 +2,7 @@
 
 The naive sampler does what the reference code does: one chain at a time, the per-sample gradient
 tensor (n x d, or n x d x k for softmax) materialised, each row clipped explicitly, then averaged. It
-takes the project's update (SPEC Part I item 1: the regulariser added after clipping) and draws its
+takes the project's update (docs/METHOD.md §2.1: the regulariser added after clipping) and draws its
 noise from the generator exactly as the engine does (one (C, ...) draw per update), so the two must
 agree to rounding. The speed-up is the ratio of chain-steps per second measured in the same run.
 
@@ -30,20 +30,20 @@ LAM, SIGMA = 1e-6, 0.03
 
 # ---------------------------------------------------------------- the naive reference (one chain)
 def clip_rows(G: torch.Tensor, M: float) -> torch.Tensor:
-    """clip_M per sample: each row g_i (flattened) scaled by min(1, M / ||g_i||) (SPEC Part I item 1)."""
+    """clip_M per sample: each row g_i (flattened) scaled by min(1, M / ||g_i||) (docs/METHOD.md §2.1)."""
     norms = torch.linalg.vector_norm(G.reshape(G.shape[0], -1), dim=1)
     scale = torch.clamp(M / norms, max=1.0)  # ||g_i|| = 0 gives inf -> 1
     return G * scale.view(-1, *([1] * (G.ndim - 1)))
 
 
 def per_sample_gradients_logistic(w: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(b, d): grad log(1 + exp(-y_i x_i.w)) = x_i (sigmoid(y_i x_i.w) - 1) y_i (SPEC 1.2)."""
+    """(b, d): grad log(1 + exp(-y_i x_i.w)) = x_i (sigmoid(y_i x_i.w) - 1) y_i (docs/METHOD.md §1.2)."""
     s = (torch.sigmoid(y * (X @ w)) - 1.0) * y
     return X * s[:, None]
 
 
 def per_sample_gradients_softmax(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(b, d, k): grad of the softmax cross-entropy = x_i (softmax(W^T x_i) - e_{y_i})^T (SPEC 1.2)."""
+    """(b, d, k): grad of the softmax cross-entropy = x_i (softmax(W^T x_i) - e_{y_i})^T (docs/METHOD.md §1.2)."""
     P = torch.softmax(X @ W, dim=1)
     P[torch.arange(X.shape[0]), y] -= 1.0
     return X[:, :, None] * P[:, None, :]
@@ -51,7 +51,7 @@ def per_sample_gradients_softmax(W: torch.Tensor, X: torch.Tensor, y: torch.Tens
 
 def naive_update(w, X, y, *, eta, m, M, noise, std, R=0.0):
     """One PNGD/PNSGD update of one chain on the rows (X, y): the reference algorithm, loss clipped, then
-    the regulariser m w added (SPEC Part I item 1), noise std * noise, then Proj_R when R > 0."""
+    the regulariser m w added (docs/METHOD.md §2.1), noise std * noise, then Proj_R when R > 0."""
     grads = per_sample_gradients_logistic(w, X, y) if w.ndim == 1 else per_sample_gradients_softmax(w, X, y)
     g = clip_rows(grads, M).mean(dim=0) + m * w
     w = w - eta * g + std * noise

@@ -3,7 +3,7 @@
 100 chains run T PNGD steps on Fashion-MNIST 3 vs 8 in both precisions, coupled: the same initial
 chains and the same noise (drawn in float64, rounded for float32), so every difference is rounding.
 Each step is the engine's gradient step (run_chains with sigma = 0) followed by the noise the engine
-would add (w += sqrt(2 eta sigma^2) xi, SPEC Part I item 1; no projection).
+would add (w += sqrt(2 eta sigma^2) xi, docs/METHOD.md §2.1; no projection).
 
     python bench/precision.py [--steps 1000] [--chains 100] [--sigma 0.03]
 """

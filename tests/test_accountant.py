@@ -1,4 +1,4 @@
-"""Tests of the privacy accountant: SPEC section 6 golden numbers, closed forms, naive reimplementations."""
+"""Tests of the privacy accountant: the published numbers of docs/METHOD.md §11, closed forms, naive reimplementations."""
 import json
 import math
 import warnings
@@ -45,7 +45,7 @@ def naive_dp(rdp, log_inv_delta):
 
 
 def naive_sequential(alpha, Ks, slope, em, form):
-    """eps^(s)(alpha) by the recursion of SPEC 3.1.5, written literally."""
+    """eps^(s)(alpha) by the recursion of docs/METHOD.md §3.3, written literally."""
     eps0 = lambda a: slope * a  # noqa: E731
     if len(Ks) == 1:
         return math.exp(-em * Ks[0] / alpha) * eps0(alpha)
@@ -63,7 +63,7 @@ def linear_scan(passes, limit=100000):
 
 
 # ---------------------------------------------------------------- constants
-def test_constants_closed_form_match_spec_6_1():
+def test_constants_closed_form_match_method_11_1():
     c = mnist()
     assert c.m == pytest.approx(0.011982, rel=1e-12)
     assert c.L == pytest.approx(0.261982, rel=1e-12)
@@ -81,7 +81,7 @@ def test_constants_closed_form_match_spec_6_1():
 
 
 def test_constants_data_dependent_L():
-    # SPEC 1.3: lambda_max(X^T X / n) = 0.7308744 for MNIST gives L = 0.19470058990192413.
+    # docs/METHOD.md §1.3: lambda_max(X^T X / n) = 0.7308744 for MNIST gives L = 0.19470058990192413.
     c = mnist(smoothness="data", lambda_max=0.7308744)
     assert c.L == pytest.approx(L_MNIST_DATA, rel=1e-7)
     assert c.data_dependent and c.smoothness == "data"
@@ -143,8 +143,8 @@ def test_data_L_bounds_the_true_hessian():
 
 
 # ---------------------------------------------------------------- learning bound and closed forms
-def test_epsilon0_closed_form_and_spec_4_16():
-    # CIFAR10, S = 100, sigma = 0.2: 4 S^2 M^2 / (m sigma^2 n^2) = 1, so eps_0(alpha) = alpha (SPEC 4.16).
+def test_epsilon0_closed_form_and_method_10():
+    # CIFAR10, S = 100, sigma = 0.2: 4 S^2 M^2 / (m sigma^2 n^2) = 1, so eps_0(alpha) = alpha (docs/METHOD.md §10).
     c = cifar10()
     alphas = np.array([1.5, 3.0, 12.1697])
     np.testing.assert_allclose(A.epsilon0(alpha=alphas, S=100, sigma=0.2, M=1, m=c.m, n=c.n), alphas, rtol=1e-14)
@@ -260,7 +260,7 @@ def test_mironov_form_is_tighter_and_dp_matches_naive():
     (cifar10(), [0.243105, 0.12171, 0.0245916, 0.0124484, 0.00637155, 0.00271161]),
     (cifar10_multi(), [0.047125, 0.0235883, 0.00475856, 0.00240437, 0.00122653, 0.000517826]),
 ], ids=["MNIST", "CIFAR10", "CIFAR10_MULTI"])
-def test_smallest_sigma_for_one_step_spec_6_2(consts, expected):
+def test_smallest_sigma_for_one_step_method_11_2(consts, expected):
     for eps, ref in zip(EPS_LIST, expected):
         sigma = A.smallest_sigma_pngd(K=1, eps_target=eps, S=1, consts=consts)
         assert sigma == pytest.approx(ref, rel=1e-5)
@@ -269,7 +269,7 @@ def test_smallest_sigma_for_one_step_spec_6_2(consts, expected):
 
 
 def test_paper_rounded_sigma_lists_need_one_step_except_cifar10_0_2431():
-    # SPEC 6.2 / 4.15: the paper's K = 1 lists are the minimal sigma rounded up, except CIFAR10's 0.2431.
+    # docs/METHOD.md §11.2, §10: the paper's K = 1 lists are the minimal sigma rounded up, except CIFAR10's 0.2431.
     for consts, listed in [(mnist(), [0.1872, 0.094, 0.019, 0.0096, 0.0049, 0.0021]),
                            (cifar10(), [0.2431, 0.122, 0.025, 0.0125, 0.0064, 0.0028]),
                            (cifar10_multi(), [0.0473, 0.0238, 0.0049, 0.0025, 0.00125, 0.00052])]:
@@ -277,7 +277,7 @@ def test_paper_rounded_sigma_lists_need_one_step_except_cifar10_0_2431():
         assert Ks == ([2] + [1] * 5 if consts.n == 10000 else [1] * 6)
 
 
-def test_minimal_K_sigma_sweep_spec_3_3():
+def test_minimal_K_sigma_sweep_method_5_2():
     c = mnist()
     Ks = [A.minimal_K_pngd(sigma=s, eps_target=1.0, S=100, consts=c) for s in (0.01, 0.05, 0.1, 0.2, 0.5, 1.0)]
     assert Ks == [2546, 1738, 1378, 1006, 472, 1]
@@ -307,13 +307,13 @@ def test_minimal_K_in_the_tens_of_thousands_is_fast_and_exact():
     assert A.dp_epsilon_unlearn(K=K - 1, S=1, sigma=0.01, consts=c)[0] > 0.5
 
 
-def test_sequential_K_list_spec_6_3():
+def test_sequential_K_list_method_11_3():
     Ks = A.sequential_K_list_pngd(num_requests=10, S=10, sigma=0.03, eps_target=1.0, consts=mnist_data_L())
     assert Ks == [579, 776, 806, 830, 855, 887, 926, 973, 1025, 1082] and sum(Ks) == 8739
     assert A.sequential_K_list_pngd(num_requests=1, S=10, sigma=0.03, eps_target=1.0, consts=mnist()) == [778]
 
 
-def test_first_request_nr5_spec_4_12():
+def test_first_request_nr5_method_10():
     assert A.minimal_K_pngd(sigma=0.03, eps_target=1.0, S=5, consts=mnist()) == 354
     assert A.minimal_K_pngd(sigma=0.03, eps_target=1.0, S=5, consts=mnist_data_L()) == 263
 
@@ -348,7 +348,7 @@ def test_smallest_sigma_never_overshoots_and_is_minimal(tmp_path):
 
 
 # ---------------------------------------------------------------- D2D
-def test_d2d_sigma_1_table_spec_6_4():
+def test_d2d_sigma_1_table_method_11_4():
     c = mnist()
     table = {1: [50.45, 25.26, 5.105, 2.585, 1.324, 0.5638],
              2: [24.07, 12.05, 2.436, 1.233, 0.6315, 0.269],
@@ -359,7 +359,7 @@ def test_d2d_sigma_1_table_spec_6_4():
             assert float(f"{value:.4g}") == printed
 
 
-def test_d2d_sigma_2_formula_and_I_min_spec_4_12():
+def test_d2d_sigma_2_formula_and_I_min_method_10():
     c = mnist()
     g, l2 = c.gamma, 2 * math.log(2 * c.n)
     expected = 8 * g ** 7 / (c.m * c.n * (1 - g ** 7) * (math.sqrt(l2 + 3) - math.sqrt(l2 + 2)))
@@ -380,7 +380,7 @@ def test_d2d_sequential_K_list():
 
 
 # ---------------------------------------------------------------- PNSGD
-def test_Z_B_spec_6_5_and_cap():
+def test_Z_B_method_11_5_and_cap():
     c = mnist_sgd()
     expected = {32: 0.239222, 64: 0.119662, 128: 0.0610688, 256: 0.0349263, 512: 0.0240861, 11264: 0.0157632}
     for b, ref in expected.items():
@@ -516,7 +516,7 @@ def test_pnsgd_nonconvergent_R0_is_infinite_unless_reference():
 
 def test_pnsgd_nonconvergent_sigma_search():
     c = mnist_sgd()
-    # SPEC 3.2.5: with R = 100 the R-terms vanish after T = 100 epochs: same sigma as the reference's R = 0.
+    # docs/METHOD.md §4.5: with R = 100 the R-terms vanish after T = 100 epochs: same sigma as the reference's R = 0.
     for b, T in [(128, 100), (c.n, 3000)]:
         for eps in (0.05, 1.0):
             s100 = A.smallest_sigma_pnsgd_nonconvergent(eps_target=eps, T=T, consts=c, R=100.0, b=b)

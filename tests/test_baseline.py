@@ -1,7 +1,7 @@
 """baseline.py / baseline_multiclass.py end to end on DIGITS (bundled with scikit-learn), in-process.
 
-Reference values: the accountant (tested against SPEC section 6 on its own), closed forms written
-out here (D2D noise, cumulative steps, chain-step counts), SPEC 6.2 for --find_k, scikit-learn for
+Reference values: the accountant (tested against docs/METHOD.md §11 on its own), closed forms written
+out here (D2D noise, cumulative steps, chain-step counts), docs/METHOD.md §11.2 for --find_k, scikit-learn for
 the noiseless optimum, and the paper's qualitative Fig 3a result with fixed seeds.
 """
 import json
@@ -22,7 +22,7 @@ from utils import results
 torch = pytest.importorskip("torch")
 
 DIGITS_N, DIGITS_D, DIGITS_LAM, DIGITS_MULTI_N = 267, 64, 1e-4, 1347
-SPEC_6_2 = {  # smallest sigma for K = 1, eps = 0.05 .. 5, closed-form L (SPEC 6.2)
+PUBLISHED_SIGMA_K1 = {  # smallest sigma for K = 1, eps = 0.05 .. 5, closed-form L (docs/METHOD.md §11.2)
     "MNIST": (11982, [0.187157, 0.0936968, 0.0189265, 0.00957769, 0.00489947, 0.00208236]),
     "CIFAR10_MULTI": (50000, [0.047125, 0.0235883, 0.00475856, 0.00240437, 0.00122653, 0.000517826]),
 }
@@ -45,7 +45,7 @@ def run_folder(tmp_path, mode, dataset="DIGITS"):
 
 
 def sigma_1_closed_form(c, K, eps):
-    """SPEC 3.1.7 written out: 4 sqrt(2) M g^K / (m n (1 - g^K) (sqrt(log(1/delta) + eps) - sqrt(log(1/delta))))."""
+    """docs/METHOD.md §8 written out: 4 sqrt(2) M g^K / (m n (1 - g^K) (sqrt(log(1/delta) + eps) - sqrt(log(1/delta))))."""
     g, ld = (c.L - c.m) / (c.L + c.m), math.log(c.n)
     return 4 * math.sqrt(2) * c.M * g ** K / (c.m * c.n * (1 - g ** K) * (math.sqrt(ld + eps) - math.sqrt(ld)))
 
@@ -293,9 +293,9 @@ def test_sequential2_drops_a_default_size_the_stream_cannot_take(tmp_path):
 
 # ---------------------------------------------------------------- --find_k
 @pytest.mark.parametrize("script, dataset", [(baseline, "MNIST"), (baseline_multiclass, "CIFAR10_MULTI")])
-def test_find_k_with_n_needs_no_data_and_reproduces_spec_6_2(tmp_path, monkeypatch, script, dataset):
+def test_find_k_with_n_needs_no_data_and_reproduces_method_11_2(tmp_path, monkeypatch, script, dataset):
     monkeypatch.setattr(data_mod, "load_dataset", lambda *a, **k: pytest.fail("--n must not load data"))
-    n, published = SPEC_6_2[dataset]
+    n, published = PUBLISHED_SIGMA_K1[dataset]
     argv = ["--find_k", "1", "--dataset", dataset, "--n", str(n), "--result_dir", str(tmp_path)]
     assert script.main(argv) == 0
     _, metrics, arrays = run_folder(tmp_path, "find_k", dataset)

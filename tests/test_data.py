@@ -69,7 +69,7 @@ def test_names_multiclass_and_default_lam():
         False, True, True, False]
     for name in ("MNIST", "FASHION", "FASHION_MULTI", "CIFAR10", "CIFAR10_MULTI"):
         assert D.default_lam(name) == 1e-6
-    # SPEC 7: m = lam * n about 0.01 .. 0.25 for DIGITS (267 binary / 1347 multiclass training rows)
+    # docs/METHOD.md §1.1: m = lam * n about 0.01 .. 0.25 for DIGITS (267 binary / 1347 multiclass training rows)
     assert 0.01 <= D.default_lam("DIGITS") * 267 <= 0.25
     assert 0.01 <= D.default_lam("DIGITS_MULTI") * 1347 <= 0.25
     for bad in ("mnist", "SVHN", ""):

@@ -23,7 +23,7 @@ def naive_grad(w, x, y, k):
 
 
 def naive_run(w0, X, y, k, *, steps, eta, sigma, m, M, R, batch_size, perms, generator):
-    """SPEC Part I item 1 / 2.2 written chain by chain and sample by sample; counts clips and projections."""
+    """docs/METHOD.md §2.1, §2.4 written chain by chain and sample by sample; counts clips and projections."""
     w, C, n = w0.clone(), w0.shape[0], X.shape[0]
     b = n if batch_size is None else batch_size
     counts = {"clipped": 0, "samples": 0, "projected": 0}

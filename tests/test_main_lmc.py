@@ -1,6 +1,6 @@
 """main_lmc.py / main_lmc_multiclass.py end to end on DIGITS (tiny trials and burn-in), plan-only runs
-against SPEC 3.3, and the one-line errors. Reference values come from the accountant's closed forms,
-SPEC section 3.3 and a naive numpy gradient descent."""
+against docs/METHOD.md §5.2, and the one-line errors. Reference values come from the accountant's closed forms,
+docs/METHOD.md §5.2 and a naive numpy gradient descent."""
 import json
 import math
 import os
@@ -80,7 +80,7 @@ def test_paint_unlearning_sigma_end_to_end(tmp_path):
     assert (folder / "figure.png").is_file()
 
 
-def test_plan_only_mnist_reproduces_spec_3_3_minimal_K(tmp_path):
+def test_plan_only_mnist_reproduces_method_5_2_minimal_K(tmp_path):
     sigmas = ["0.01", "0.05", "0.1", "0.2", "0.5", "1"]
     folder, metrics, _, arrays = run(
         tmp_path, "--lam", "1e-6", "--sigma", "0.03", "--dataset", "MNIST", "--paint_unlearning_sigma", "1",

@@ -1,6 +1,6 @@
 """main_sgd.py (paper B, mini-batch PNSGD) end to end on DIGITS (bundled with scikit-learn), in-process.
 
-Reference values: the accountant (itself tested against SPEC section 6), SPEC 6.5's Z_B, a numpy
+Reference values: the accountant (itself tested against docs/METHOD.md §11), the Z_B of docs/METHOD.md §11.5, a numpy
 reimplementation of noiseless full-batch gradient descent, and the engine called directly.
 DIGITS 3 vs 8 has n = 267 rows, truncated to 256 so that the default batch sizes divide n.
 """
@@ -21,7 +21,7 @@ from utils import results
 torch = pytest.importorskip("torch")
 
 N_USED, DIGITS_N, DIGITS_LAM, DIGITS_D = 256, 267, 1e-4, 64
-SPEC_6_5 = {"32": 0.239222, "64": 0.119662, "128": 0.0610688, "256": 0.0349263, "512": 0.0240861,
+PUBLISHED_Z_B = {"32": 0.239222, "64": 0.119662, "128": 0.0610688, "256": 0.0349263, "512": 0.0240861,
             "full": 0.0157632}
 
 
@@ -94,7 +94,7 @@ def test_sequential_end_to_end(tmp_path):
 
 
 def test_learning_and_unlearning_use_the_same_permutations(tmp_path):
-    """Lab.learn draws its per-chain permutations exactly as lab.perms(b, C) does (SPEC 2.2)."""
+    """Lab.learn draws its per-chain permutations exactly as lab.perms(b, C) does (docs/METHOD.md §2.4)."""
     args = main_sgd.parse_args(["--dataset", "DIGITS", "--sequential", "1", "--trials", "5", "--no_cache",
                                 "--result_dir", str(tmp_path)])
     ctx, batches, _ = main_sgd.setup(args)
@@ -169,7 +169,7 @@ def test_paint_unlearning_sigma_end_to_end(tmp_path):
             assert_stats(acc["unlearn"], arrays[f"acc_unlearn_b{key}"][j])
             assert_stats(acc["retrain"], arrays[f"acc_retrain_b{key}"][j])
             assert_within_noise(acc["unlearn"], acc["retrain"])
-        # more noise, fewer epochs (SPEC 3.2: eps falls with sigma)
+        # more noise, fewer epochs (docs/METHOD.md §4: eps falls with sigma)
         assert metrics["accumulated_epochs"][key]["1"] <= metrics["accumulated_epochs"][key]["0.2"]
     # a full batch needs more epochs than b = 32 (Z_B shrinks with b only through 1/(b(1 - c^(n/b))))
     assert metrics["accumulated_epochs"]["32"]["0.2"] < metrics["accumulated_epochs"]["full"]["0.2"]
@@ -274,12 +274,12 @@ def test_retrain_noiseless_matches_plain_gradient_descent(tmp_path):
 
 
 # ---------------------------------------------------------------- plan only
-def test_plan_only_reproduces_spec_z_b_and_runs_no_chains(tmp_path):
+def test_plan_only_reproduces_published_z_b_and_runs_no_chains(tmp_path):
     run(tmp_path, "--lam", "1e-6", "--dataset", "MNIST", "--projection", "0", "--sequential", "1", "--plan_only",
         "--n", "11264", "--batch_size", "32", "64", "128", "256", "512", "full")
     metrics, arrays = run_folder(tmp_path, "sequential", dataset="MNIST", plan_only=True)
     assert metrics["n"] == 11264 and metrics["truncation"]["n_used"] == 11264
-    for key, value in SPEC_6_5.items():
+    for key, value in PUBLISHED_Z_B.items():
         assert metrics["Z_B"][key] == pytest.approx(value, rel=1e-5)
     c = A.make_constants(n=11264, lam=1e-6, M=1.0)
     Ks, _ = A.sequential_K_list_pnsgd(num_requests=100, sigma=0.03, eps_target=1.0, consts=c, b=None, R=0.0)

@@ -85,7 +85,7 @@ def _run(argv, capsys):
 
 # ---------------------------------------------------------------- accountant: requests of unequal sizes
 def _naive_sequential(alpha, Ks, sizes, sigma, c):
-    """SPEC 3.1.5 (paper form) written out recursively, with eps_0 of level j using S_j."""
+    """docs/METHOD.md §3.3 (paper form) written out recursively, with eps_0 of level j using S_j."""
     em = c.eta * c.m
 
     def eps0(a, S):
@@ -99,7 +99,7 @@ def _naive_sequential(alpha, Ks, sizes, sigma, c):
     return level(alpha, len(Ks))
 
 
-def test_next_K_with_equal_sizes_reproduces_spec_6_3():
+def test_next_K_with_equal_sizes_reproduces_method_11_3():
     c = A.make_constants(n=11982, lam=1e-6, M=1.0, L=0.19470058990192413)
     Ks = []
     for s in range(10):

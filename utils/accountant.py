@@ -1,6 +1,6 @@
 """The privacy accountant: pure math for certified unlearning (numpy / scipy only).
 
-Formulas (SPEC section 3; "A" = Langevin unlearning, arXiv 2401.10371; "B" = noisy-SGD
+Formulas (docs/METHOD.md §3-§5; "A" = Langevin unlearning, arXiv 2401.10371; "B" = noisy-SGD
 unlearning, arXiv 2403.17105; "D2D" = Neel, Roth, Sharifi-Malvajerdi, ALT 2021):
 
 - RDP bounds, vectorised over the Renyi order ``alpha``: ``epsilon0`` (A, learning), ``epsilon_unlearn``
@@ -165,7 +165,7 @@ def _scalar(x):
 # ---------------------------------------------------------------- constants
 @dataclasses.dataclass(frozen=True)
 class Constants:
-    """Everything the accountant needs about one dataset / loss (SPEC 1.3, Part I item 4)."""
+    """Everything the accountant needs about one dataset / loss (docs/METHOD.md §1.3)."""
 
     n: int
     lam: float
@@ -190,7 +190,7 @@ class Constants:
 
 def make_constants(*, n, lam, M, num_classes=2, L=None, smoothness="bound", lambda_max=None,
                    delta=None, d=None) -> Constants:
-    """Constants of SPEC 1.3: m = lam n, L (closed-form bound, data-dependent, or given), eta = 1/L, delta = 1/n."""
+    """Constants of docs/METHOD.md §1.3: m = lam n, L (closed-form bound, data-dependent, or given), eta = 1/L, delta = 1/n."""
     n = _n(n)
     lam, M = _positive("lam", lam), _positive("M", M)
     num_classes = _int("num_classes", num_classes, 2)
@@ -226,7 +226,7 @@ def make_constants(*, n, lam, M, num_classes=2, L=None, smoothness="bound", lamb
 
 
 def data_smoothness_lambda_max(X, *, replaced_rows=0) -> float:
-    """Largest eigenvalue of X^T X / n (SPEC Part I item 4), plus replaced_rows/n to cover every D'.
+    """Largest eigenvalue of X^T X / n (docs/METHOD.md §1.3), plus replaced_rows/n to cover every D'.
 
     Replacing k rows by rows of norm <= 1 subtracts a PSD matrix and adds one of trace <= k/n, so by
     Weyl's inequality lambda_max grows by at most k/n: the result bounds D and all its neighbours.
@@ -296,9 +296,9 @@ def certificate(*, consts: Constants, eps, alpha, K, sigma, R=0.0, b=None, bound
 def burn_in_auto(*, sigma, m, M, eta, dim, tol=None, rel_tol=1e-2):
     """Steps T after which full-batch PNGD from N(0, 2 sigma^2/m I) is within W2 distance tol of its stationary law.
 
-    Assumes the unconstrained strongly convex setting of SPEC Part I (R = 0 or a ball containing w*,
+    Assumes the unconstrained strongly convex setting of docs/METHOD.md §2 (R = 0 or a ball containing w*,
     clipping inactive or the regulariser added after a clip that keeps each step a gradient step of an
-    m-strongly convex, (1/eta)-smooth objective). Then (SPEC 6.7):
+    m-strongly convex, (1/eta)-smooth objective). Then (docs/METHOD.md §2.6):
     - one step is a (1 - eta m)-contraction under the synchronous coupling, so
       W2(nu_T, nu_inf) <= (1 - eta m)^T W2(nu_0, nu_inf);
     - ||w*|| <= ||grad f(0)|| / m <= M / m (strong convexity; clipped gradients have norm <= M);
@@ -341,19 +341,19 @@ def _check_pngd(S, sigma, M, m, n):
 
 
 def epsilon0(*, alpha, S, sigma, M, m, n):
-    """Learning RDP eps_0(alpha; S, sigma) = 4 alpha S^2 M^2 / (m sigma^2 n^2) (A, SPEC 3.1.1 and 3.1.4)."""
+    """Learning RDP eps_0(alpha; S, sigma) = 4 alpha S^2 M^2 / (m sigma^2 n^2) (A, docs/METHOD.md §3.1, §3.2)."""
     a = _alpha(alpha)
     S, sigma, M, m, n = _check_pngd(S, sigma, M, m, n)
     return _scalar(_eps0_slope(S, sigma, M, m, n) * a)
 
 
 def lsi_constant(*, sigma, m):
-    """C_LSI = 2 sigma^2 / m: fixed point of C <- (1 - eta m)^2 C + 2 eta sigma^2 (A, SPEC 3.1.2)."""
+    """C_LSI = 2 sigma^2 / m: fixed point of C <- (1 - eta m)^2 C + 2 eta sigma^2 (A, docs/METHOD.md §3.2)."""
     return 2.0 * _nonneg("sigma", sigma) ** 2 / _positive("m", m)
 
 
 def epsilon_unlearn_lsi(*, alpha, K, eps_init, sigma, eta, C_lsi):
-    """Unlearning RDP exp(-2 sigma^2 eta K / (alpha C_LSI)) * eps_init(alpha) (A, RU theorem, SPEC 3.1.2)."""
+    """Unlearning RDP exp(-2 sigma^2 eta K / (alpha C_LSI)) * eps_init(alpha) (A, RU theorem, docs/METHOD.md §3.2)."""
     a = _alpha(alpha)
     K, sigma = _steps("K", K), _nonneg("sigma", sigma)
     eta, C_lsi = _positive("eta", eta), _positive("C_lsi", C_lsi)
@@ -372,7 +372,7 @@ def _eps_unlearn(a, K, slope, em):
 
 
 def epsilon_unlearn(*, alpha, K, S, sigma, M, m, n, eta):
-    """Strongly convex unlearning RDP exp(-K m eta / alpha) * eps_0(alpha) (A, SPEC 3.1.2); K = 0 is eps_0."""
+    """Strongly convex unlearning RDP exp(-K m eta / alpha) * eps_0(alpha) (A, docs/METHOD.md §3.2); K = 0 is eps_0."""
     a = _alpha(alpha)
     K = _steps("K", K)
     S, sigma, M, m, n = _check_pngd(S, sigma, M, m, n)
@@ -425,7 +425,7 @@ def _require_noise(sigma, eps_target):
 
 
 def epsilon_sequential(*, alpha, Ks, S, sigma, M, m, n, eta, form="paper"):
-    """Sequential RDP eps^(s)(alpha) after requests with steps Ks = [K_1..K_s] (A, weak triangle, SPEC 3.1.5).
+    """Sequential RDP eps^(s)(alpha) after requests with steps Ks = [K_1..K_s] (A, weak triangle, docs/METHOD.md §3.3).
 
     paper:   eps^(s)(a) = e^(-eta m K_s/a) ((a-1/2)/(a-1)) (eps_0(2a) + eps^(s-1)(2a))
     mironov: eps^(s)(a) = e^(-eta m K_s/a) (eps_0(2a-1) + ((a-1/2)/(a-1)) eps^(s-1)(2a))
@@ -448,7 +448,7 @@ def _conversion_term(am1, log_inv_delta, conversion):
 
 
 def rdp_to_dp(*, eps_rdp, alpha, delta, conversion="basic"):
-    """(eps, delta)-DP from RDP at order alpha (SPEC 3.1.3).
+    """(eps, delta)-DP from RDP at order alpha (docs/METHOD.md §5.1).
 
     basic (the papers'): eps_rdp + log(1/delta)/(alpha - 1)   [Mironov 2017, Prop. 3]
     improved: eps_rdp + log((alpha-1)/alpha) - (log delta + log alpha)/(alpha - 1)
@@ -533,7 +533,7 @@ def _minimize_log_alpha(objective):
 
 
 def minimize_over_alpha(rdp: Callable, *, delta, conversion="basic"):
-    """(eps, alpha*) = min over alpha in (1, inf) of rdp(alpha) + conversion term (SPEC 3.1.3, Part I item 5).
+    """(eps, alpha*) = min over alpha in (1, inf) of rdp(alpha) + conversion term (docs/METHOD.md §5.1, §5.2).
 
     ``rdp`` maps an array of orders to an array of RDP values. The result is the bound at alpha*, so it
     is a valid (eps, delta) guarantee; it is within about 1e-12 relative of the exact minimum when
@@ -575,14 +575,14 @@ def _dp_pngd(Ks, slope, em, log_inv_delta, conversion, form="paper"):
 
 
 def dp_epsilon_learn(*, S, sigma, consts: Constants, conversion="basic"):
-    """(eps, alpha*): DP of learning, min_alpha eps_0(alpha) + conversion (A, SPEC 3.1.1; closed form for basic)."""
+    """(eps, alpha*): DP of learning, min_alpha eps_0(alpha) + conversion (A, docs/METHOD.md §3.1; closed form for basic)."""
     S, sigma = _S(S, consts.n), _nonneg("sigma", sigma)
     conversion = _choice("conversion", conversion, CONVERSIONS)
     return _dp_linear(_eps0_slope(S, sigma, consts.M, consts.m, consts.n), consts.log_inv_delta, conversion)
 
 
 def dp_epsilon_unlearn(*, K, S, sigma, consts: Constants, conversion="basic"):
-    """(eps, alpha*): DP of unlearning S points with K PNGD steps (A, SPEC 3.1.2 + 3.1.3)."""
+    """(eps, alpha*): DP of unlearning S points with K PNGD steps (A, docs/METHOD.md §3.2, §5.1)."""
     K, S, sigma = _steps("K", K), _S(S, consts.n), _nonneg("sigma", sigma)
     conversion = _choice("conversion", conversion, CONVERSIONS)
     slope = _eps0_slope(S, sigma, consts.M, consts.m, consts.n)
@@ -590,7 +590,7 @@ def dp_epsilon_unlearn(*, K, S, sigma, consts: Constants, conversion="basic"):
 
 
 def dp_epsilon_sequential(*, Ks, S, sigma, consts: Constants, form="paper", conversion="basic"):
-    """(eps, alpha*): DP after the sequential requests with steps Ks (A, SPEC 3.1.5 + 3.1.3)."""
+    """(eps, alpha*): DP after the sequential requests with steps Ks (A, docs/METHOD.md §3.3, §5.1)."""
     Ks, S, sigma = _check_Ks(Ks), _S(S, consts.n), _nonneg("sigma", sigma)
     form = _choice("form", form, SEQUENTIAL_FORMS)
     conversion = _choice("conversion", conversion, CONVERSIONS)
@@ -669,7 +669,7 @@ def _rtol(rtol):
 
 # ---------------------------------------------------------------- searches, paper A
 def minimal_K_pngd(*, sigma, eps_target, S, consts: Constants, conversion="basic") -> int:
-    """Exact minimal K >= 1 with DP of unlearning S points <= eps_target (A, SPEC 3.1.2, Part I item 5)."""
+    """Exact minimal K >= 1 with DP of unlearning S points <= eps_target (A, docs/METHOD.md §3.2, §5.2)."""
     sigma, eps_target, S = _nonneg("sigma", sigma), _target(eps_target), _S(S, consts.n)
     conversion = _choice("conversion", conversion, CONVERSIONS)
     _require_noise(sigma, eps_target)
@@ -679,7 +679,7 @@ def minimal_K_pngd(*, sigma, eps_target, S, consts: Constants, conversion="basic
 
 
 def smallest_sigma_pngd(*, K, eps_target, S, consts: Constants, conversion="basic", rtol=1e-7) -> float:
-    """Smallest sigma with DP of unlearning S points in K steps <= eps_target (A, SPEC 3.1.2, Part I item 5).
+    """Smallest sigma with DP of unlearning S points in K steps <= eps_target (A, docs/METHOD.md §3.2, §5.2).
 
     Conservative: the result meets the target and is at most rtol relative above the exact minimum.
     """
@@ -695,7 +695,7 @@ def smallest_sigma_pngd(*, K, eps_target, S, consts: Constants, conversion="basi
 
 def sequential_K_list_pngd(*, num_requests, S, sigma, eps_target, consts: Constants, form="paper",
                            conversion="basic") -> list[int]:
-    """Greedy per-request steps: K_1 minimal, then K_s minimal with K_1..K_{s-1} frozen (A, SPEC 3.1.5)."""
+    """Greedy per-request steps: K_1 minimal, then K_s minimal with K_1..K_{s-1} frozen (A, docs/METHOD.md §3.3)."""
     num_requests = _int("num_requests", num_requests, 1)
     sigma, eps_target, S = _nonneg("sigma", sigma), _target(eps_target), _S(S, consts.n)
     form = _choice("form", form, SEQUENTIAL_FORMS)
@@ -726,7 +726,7 @@ def _slopes(sizes, sigma, M, m, n):
 
 
 def epsilon_sequential_sizes(*, alpha, Ks, sizes, sigma, M, m, n, eta, form="paper"):
-    """eps^(s)(alpha) of SPEC 3.1.5 when request j replaced sizes[j] rows: level j uses eps_0(.; S_j) (A, weak triangle).
+    """eps^(s)(alpha) of docs/METHOD.md §3.3 when request j replaced sizes[j] rows: level j uses eps_0(.; S_j) (A, weak triangle).
 
     eps_0 at level j bounds the learned laws on D_(j-1) and D_j, which differ in the S_j rows of request j.
     """
@@ -740,7 +740,7 @@ def epsilon_sequential_sizes(*, alpha, Ks, sizes, sigma, M, m, n, eta, form="pap
 
 
 def dp_epsilon_sequential_sizes(*, Ks, sizes, sigma, consts: Constants, form="paper", conversion="basic"):
-    """(eps, alpha*) after sequential requests of sizes[j] rows with steps Ks (A, SPEC 3.1.5 + 3.1.3, per-request S)."""
+    """(eps, alpha*) after sequential requests of sizes[j] rows with steps Ks (A, docs/METHOD.md §3.3, §5.1, per-request S)."""
     Ks, sigma = _check_Ks(Ks), _nonneg("sigma", sigma)
     sizes = _sizes(sizes, len(Ks), consts.n)
     form = _choice("form", form, SEQUENTIAL_FORMS)
@@ -751,7 +751,7 @@ def dp_epsilon_sequential_sizes(*, Ks, sizes, sigma, consts: Constants, form="pa
 
 def next_K_sequential_pngd(*, Ks, sizes, sigma, eps_target, consts: Constants, form="paper",
                            conversion="basic") -> int:
-    """Minimal K_s >= 1 of request s = len(sizes), with K_1..K_(s-1) = Ks frozen (A, SPEC 3.1.5 greedy step, per-request S).
+    """Minimal K_s >= 1 of request s = len(sizes), with K_1..K_(s-1) = Ks frozen (A, docs/METHOD.md §3.3 greedy step, per-request S).
 
     With equal sizes, repeated calls give sequential_K_list_pngd.
     """
@@ -778,7 +778,7 @@ def _zb(eta, M, c, n, b, R):
 
 
 def Z_B(*, eta, M, m, n, b, R=0.0):
-    """W_inf bound Z_B = min(2 eta M / (b (1 - c^(n/b))), 2R) of the two stationary laws (B, Lemma 3.3, SPEC 3.2.1).
+    """W_inf bound Z_B = min(2 eta M / (b (1 - c^(n/b))), 2R) of the two stationary laws (B, Lemma 3.3, docs/METHOD.md §4.1).
 
     R = 0 means no projection and no cap.
     """
@@ -792,7 +792,7 @@ def _z_next(z, K, c, steps, zb, R):
 
 
 def Z_sequential(*, Ks, Z_B, eta, m, n, b, R=0.0):
-    """[Z^(1), ..., Z^(s+1)]: Z^(1) = Z_B, Z^(s+1) = min(c^(K_s n/b) Z^(s) + Z_B, 2R) (B, SPEC 3.2.4)."""
+    """[Z^(1), ..., Z^(s+1)]: Z^(1) = Z_B, Z^(s+1) = min(c^(K_s n/b) Z^(s) + Z_B, 2R) (B, docs/METHOD.md §4.4)."""
     c = _contraction(eta, m)
     n = _n(n)
     steps = n // _batch(b, n)
@@ -805,7 +805,7 @@ def Z_sequential(*, Ks, Z_B, eta, m, n, b, R=0.0):
 
 
 def Z_stream(*, Ks, sizes, consts: Constants, b=None, R=0.0) -> list[float]:
-    """[Z^(1)..Z^(s)] of SPEC 3.2.4 when request j replaced sizes[j] rows (B, per-request S), s = len(sizes):
+    """[Z^(1)..Z^(s)] of docs/METHOD.md §4.4 when request j replaced sizes[j] rows (B, per-request S), s = len(sizes):
 
     Z^(1) = min(S_1 Z_B, 2R), Z^(j+1) = min(c^(K_j n/b) Z^(j) + S_(j+1) Z_B, 2R). S rows move the stationary
     law by at most S Z_B in W_inf (triangle inequality through S one-row changes). len(Ks) = len(sizes) - 1.
@@ -847,14 +847,14 @@ def _check_pnsgd(K, Z, sigma, eta, m, n, b):
 
 
 def epsilon_pnsgd_loose(*, alpha, K, Z, sigma, eta, m, n, b):
-    """Converged-learning unlearning RDP alpha Z^2 c^(2 K n/b) / (2 eta sigma^2) (B, main theorem, SPEC 3.2.2)."""
+    """Converged-learning unlearning RDP alpha Z^2 c^(2 K n/b) / (2 eta sigma^2) (B, main theorem, docs/METHOD.md §4.2)."""
     a = _alpha(alpha)
     K, Z, sigma, c, steps = _check_pnsgd(K, Z, sigma, eta, m, n, b)
     return _scalar(_coef_loose(K, Z, sigma, eta, c, steps) * a)
 
 
 def epsilon_pnsgd_tight(*, alpha, K, Z, sigma, eta, m, n, b):
-    """Shifted-Renyi RDP alpha Z^2 (1-c^2) c^(2Kn/b) / ((1 - c^(2Kn/b)) 2 eta sigma^2) (B, SPEC 3.2.3).
+    """Shifted-Renyi RDP alpha Z^2 (1-c^2) c^(2Kn/b) / ((1 - c^(2Kn/b)) 2 eta sigma^2) (B, docs/METHOD.md §4.3).
 
     The shift budget is spread optimally over the K n/b noisy steps; with K = 0 there are no steps to
     spread it over, and the value is the loose form's (one shift absorbed by the last noisy step).
@@ -865,7 +865,7 @@ def epsilon_pnsgd_tight(*, alpha, K, Z, sigma, eta, m, n, b):
 
 
 def _nonconvergent_parts(K, T, zb, R, sigma, eta, c, steps, reference_zero_R):
-    """(A1, A2) with eps1(a') = a' A1, eps2(a') = a' A2 of SPEC 3.2.5; inf when the bound does not exist."""
+    """(A1, A2) with eps1(a') = a' A1, eps2(a') = a' A2 of docs/METHOD.md §4.5; inf when the bound does not exist."""
     if sigma == 0:
         return math.inf, math.inf
     if R == 0:
@@ -892,7 +892,7 @@ def _holder_p(q):
 
 
 def epsilon_pnsgd_nonconvergent(*, alpha, K, T, sigma, eta, M, m, n, b, R, q=2.0, reference_zero_R=False):
-    """Finite-T unlearning RDP ((a - 1/p)/(a - 1)) (eps1(q a) + eps2(p a)), p = q/(q-1) (B, SPEC 3.2.5).
+    """Finite-T unlearning RDP ((a - 1/p)/(a - 1)) (eps1(q a) + eps2(p a)), p = q/(q-1) (B, docs/METHOD.md §4.5).
 
     eps1(a') = a' (2R)^2 c^(2(Tn/b - 1)) / (2 eta sigma^2)
     eps2(a') = a' (Z_B + 2R c^(Tn/b - 1))^2 c^(2Kn/b) / (2 eta sigma^2)
@@ -945,7 +945,7 @@ def _dp_pnsgd(K, z, sigma, steps, consts, form, conversion):
 
 
 def dp_epsilon_pnsgd(*, K, sigma, consts: Constants, b=None, R=0.0, Z=None, form="loose", conversion="basic"):
-    """(eps, alpha*) of PNSGD unlearning with K epochs (B, SPEC 3.2.2 / 3.2.3).
+    """(eps, alpha*) of PNSGD unlearning with K epochs (B, docs/METHOD.md §4.2, §4.3).
 
     Paper B states it after converged learning; it holds after any T learning epochs as a comparison with
     retraining from scratch for T + K epochs (the every-T coupling, docs/METHOD.md §6.1).
@@ -961,7 +961,7 @@ def dp_epsilon_pnsgd(*, K, sigma, consts: Constants, b=None, R=0.0, Z=None, form
 
 def dp_epsilon_pnsgd_nonconvergent(*, K, T, sigma, consts: Constants, R, b=None, q=2.0, conversion="basic",
                                    reference_zero_R=False):
-    """(eps, alpha*) of PNSGD unlearning with K epochs after T learning epochs (B, SPEC 3.2.5; closed form in alpha)."""
+    """(eps, alpha*) of PNSGD unlearning with K epochs after T learning epochs (B, docs/METHOD.md §4.5; closed form in alpha)."""
     K, T = _steps("K", K), _steps("T", T)
     b, steps, sigma, R, zb = _pnsgd_setup(b, sigma, R, consts)
     q, p = _holder_p(q)
@@ -972,7 +972,7 @@ def dp_epsilon_pnsgd_nonconvergent(*, K, T, sigma, consts: Constants, R, b=None,
 
 def minimal_K_pnsgd(*, sigma, eps_target, consts: Constants, b=None, R=0.0, Z=None, form="loose",
                     conversion="basic") -> int:
-    """Exact minimal K >= 1 epochs with the converged PNSGD bound <= eps_target (B, SPEC 3.2.2 / 3.2.3)."""
+    """Exact minimal K >= 1 epochs with the converged PNSGD bound <= eps_target (B, docs/METHOD.md §4.2, §4.3)."""
     eps_target = _target(eps_target)
     b, steps, sigma, R, zb = _pnsgd_setup(b, sigma, R, consts)
     z = zb if Z is None else _nonneg("Z", Z)
@@ -984,7 +984,7 @@ def minimal_K_pnsgd(*, sigma, eps_target, consts: Constants, b=None, R=0.0, Z=No
 
 def minimal_K_pnsgd_nonconvergent(*, sigma, eps_target, T, consts: Constants, R, b=None, q=2.0,
                                   conversion="basic", reference_zero_R=False) -> int:
-    """Exact minimal K >= 1 epochs with the finite-T PNSGD bound <= eps_target (B, SPEC 3.2.5)."""
+    """Exact minimal K >= 1 epochs with the finite-T PNSGD bound <= eps_target (B, docs/METHOD.md §4.5)."""
     eps_target, T = _target(eps_target), _steps("T", T)
     b, steps, sigma, R, zb = _pnsgd_setup(b, sigma, R, consts)
     q, p = _holder_p(q)
@@ -1005,7 +1005,7 @@ def minimal_K_pnsgd_nonconvergent(*, sigma, eps_target, T, consts: Constants, R,
 
 def smallest_sigma_pnsgd(*, K, eps_target, consts: Constants, b=None, R=0.0, form="loose", conversion="basic",
                          rtol=1e-7) -> float:
-    """Smallest sigma with the converged PNSGD bound after K epochs <= eps_target (B, SPEC 3.2.2 / 3.2.3)."""
+    """Smallest sigma with the converged PNSGD bound after K epochs <= eps_target (B, docs/METHOD.md §4.2, §4.3)."""
     K, eps_target = _steps("K", K), _target(eps_target)
     b, steps, _, R, zb = _pnsgd_setup(b, 0.0, R, consts)
     form, conversion = _choice("form", form, PNSGD_FORMS), _choice("conversion", conversion, CONVERSIONS)
@@ -1016,7 +1016,7 @@ def smallest_sigma_pnsgd(*, K, eps_target, consts: Constants, b=None, R=0.0, for
 
 def smallest_sigma_pnsgd_nonconvergent(*, eps_target, T, consts: Constants, R, K=1, b=None, q=2.0,
                                        conversion="basic", reference_zero_R=False, rtol=1e-7) -> float:
-    """Smallest sigma with the finite-T PNSGD bound after K epochs (default 1) <= eps_target (B, SPEC 3.2.5-6).
+    """Smallest sigma with the finite-T PNSGD bound after K epochs (default 1) <= eps_target (B, docs/METHOD.md §4.5, §5.2).
 
     Our own bracket + bisection on the continuous bound (the reference bisects on K(sigma) <= K).
     """
@@ -1039,7 +1039,7 @@ def smallest_sigma_pnsgd_nonconvergent(*, eps_target, T, consts: Constants, R, K
 
 def sequential_K_list_pnsgd(*, num_requests, sigma, eps_target, consts: Constants, b=None, R=0.0,
                             tight_first=False, conversion="basic") -> tuple[list[int], list[float]]:
-    """Per-request epochs and the Z^(s) they used (B, SPEC 3.2.4).
+    """Per-request epochs and the Z^(s) they used (B, docs/METHOD.md §4.4).
 
     K_1 from the loose bound with Z^(1) = Z_B (tight with tight_first=True); K_s, s >= 2, minimal for
     the tight bound with Z^(s) = min(c^(K_{s-1} n/b) Z^(s-1) + Z_B, 2R).
@@ -1183,7 +1183,7 @@ def _check_d2d(M, m, n, gamma, delta):
 
 
 def d2d_sigma_1(*, I, eps, M, m, n, gamma, delta):
-    """One-shot D2D output noise sigma_1 (Neel et al. 2021; SPEC 3.1.7), g = gamma, d = delta:
+    """One-shot D2D output noise sigma_1 (Neel et al. 2021; docs/METHOD.md §8), g = gamma, d = delta:
 
     4 sqrt(2) M g^I / (m n (1 - g^I) (sqrt(log(1/d) + eps) - sqrt(log(1/d))))
     """
@@ -1195,7 +1195,7 @@ def d2d_sigma_1(*, I, eps, M, m, n, gamma, delta):
 
 
 def d2d_sigma_2(*, I, eps, M, m, n, gamma, delta):
-    """Published-state D2D noise sigma_2 (Neel et al. 2021; SPEC 3.1.7), g = gamma, d = delta:
+    """Published-state D2D noise sigma_2 (Neel et al. 2021; docs/METHOD.md §8), g = gamma, d = delta:
 
     8 M g^I / (m n (1 - g^I) (sqrt(2 log(2/d) + 3 eps) - sqrt(2 log(2/d) + 2 eps)))
     """
@@ -1207,7 +1207,7 @@ def d2d_sigma_2(*, I, eps, M, m, n, gamma, delta):
 
 
 def d2d_I_min(*, eps, d, gamma, delta) -> int:
-    """I_min = ceil(log(sqrt(2d) / ((1-g)(sqrt(2 log(2/d) + eps) - sqrt(2 log(2/d))))) / log(1/g)) (SPEC 3.1.7)."""
+    """I_min = ceil(log(sqrt(2d) / ((1-g)(sqrt(2 log(2/d) + eps) - sqrt(2 log(2/d))))) / log(1/g)) (docs/METHOD.md §8)."""
     eps, d, delta = _target(eps), _int("d", d, 1), _delta(delta)
     _check_d2d(1.0, 1.0, 2, gamma, delta)
     l2 = 2.0 * math.log(2.0 / delta)
@@ -1216,14 +1216,14 @@ def d2d_I_min(*, eps, d, gamma, delta) -> int:
 
 
 def d2d_term2(*, i, d, gamma, delta) -> int:
-    """term2(i) = ceil(log(log(4 d i / delta)) / log(1/gamma)): extra steps of request i (SPEC 3.1.7)."""
+    """term2(i) = ceil(log(log(4 d i / delta)) / log(1/gamma)): extra steps of request i (docs/METHOD.md §8)."""
     i, d, delta = _int("i", i, 1), _int("d", d, 1), _delta(delta)
     _check_d2d(1.0, 1.0, 2, gamma, delta)
     return math.ceil(math.log(math.log(4.0 * d * i / delta)) / -math.log(gamma))
 
 
 def d2d_sequential_K_list(*, num_requests, f, consts: Constants, eps=1.0) -> list[int]:
-    """Steps of D2D request i = 1..N: K_i = int(f I_min(eps)) + term2(i) (SPEC 2.3 and 3.1.7)."""
+    """Steps of D2D request i = 1..N: K_i = int(f I_min(eps)) + term2(i) (docs/METHOD.md §8)."""
     num_requests, f = _int("num_requests", num_requests, 1), _positive("f", f)
     if consts.d is None:
         raise ValueError("consts.d=None is not allowed for D2D (allowed: make_constants(..., d=dimension))")

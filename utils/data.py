@@ -1,4 +1,4 @@
-"""Dataset registry: name -> Dataset with L2-normalised rows (SPEC Part II 1.1 and section 7).
+"""Dataset registry: name -> Dataset with L2-normalised rows (docs/METHOD.md §1.1).
 
 No torch or torchvision at import time: the CLI validates names before anything heavy is imported.
 """
@@ -22,7 +22,7 @@ __all__ = ["DATASETS", "DataError", "Dataset", "default_lam", "extract_resnet18_
 
 PAPER_LAM = 1e-6
 # DIGITS has n = 267 (3 vs 8) / 1347 (10 classes) training rows. lam = 1e-4 gives m = lam*n = 0.027 / 0.135,
-# inside SPEC 7's 0.01..0.25, with eta*m ~ 0.1 (paper MNIST: 0.046) so K stays in the paper's range, while the
+# inside the 0.01..0.25 of docs/METHOD.md §1.1, with eta*m ~ 0.1 (paper MNIST: 0.046) so K stays in the paper's range, while the
 # noiseless test accuracy stays within ~3 points of the unregularised fit (0.93 vs 0.97 binary, 0.90 vs 0.91).
 DIGITS_LAM = 1e-4
 # A user's own data: m = lam*n = 0.01, the paper's strong convexity (CIFAR10 0.01, MNIST 0.012) whatever n is.
@@ -116,7 +116,7 @@ def default_lam(name: str) -> float:
 
 # ---------------------------------------------------------------- pure array helpers
 def normalize_rows(X: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation x / ||x||_2 (SPEC 1.1); a zero row stays zero. Returns a new float64 array."""
+    """Row-wise L2 normalisation x / ||x||_2 (docs/METHOD.md §1.1); a zero row stays zero. Returns a new float64 array."""
     X = np.array(X, dtype=np.float64)
     with np.errstate(over="ignore"):  # an overflow is refused just below, by name
         norms = np.linalg.norm(X, axis=1, keepdims=True)
@@ -148,14 +148,14 @@ def _file_sha256(path: Path) -> str:
 
 
 def _binary_pair(X: np.ndarray, labels: np.ndarray, a, b):
-    """Rows of class a (label +1) then class b (label -1), each in file order (SPEC 1.1: cat(X_3, X_8))."""
+    """Rows of class a (label +1) then class b (label -1), each in file order (docs/METHOD.md §1.1: cat(X_3, X_8))."""
     ia, ib = np.flatnonzero(labels == a), np.flatnonzero(labels == b)
     y = np.concatenate([np.ones(len(ia)), -np.ones(len(ib))])
     return X[np.concatenate([ia, ib])], y
 
 
 def _pixels(images: np.ndarray, scale: float) -> np.ndarray:
-    """Flattened pixels / scale - 0.5 (SPEC 1.1: ToTensor then x - 0.5), float64."""
+    """Flattened pixels / scale - 0.5 (docs/METHOD.md §1.1: ToTensor then x - 0.5), float64."""
     X = images.reshape(len(images), -1).astype(np.float64)
     X /= scale
     X -= 0.5
@@ -353,7 +353,7 @@ def _load_cifar_dataset(name, data_dir: Path, classes, download):
 def extract_resnet18_features(images, *, weights="IMAGENET1K_V1", batch_size=64, device="cpu",
                               model_dir=None, progress=False) -> np.ndarray:
     """ResNet-18 avgpool features (fc removed, eval, no grad) of uint8 NHWC RGB images after
-    Resize(224), ToTensor, Normalize(ImageNet mean/std) (SPEC 1.1); float32 (N, 512)."""
+    Resize(224), ToTensor, Normalize(ImageNet mean/std) (docs/METHOD.md §1.1); float32 (N, 512)."""
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise DataError(f"images of dtype {images.dtype} and shape {images.shape} "
@@ -544,7 +544,7 @@ def label_targets(y: np.ndarray, yt: np.ndarray, *, where: str) -> dict:
 # ---------------------------------------------------------------- the entry point
 def load_dataset(name: str, *, data_dir="data", features=None, classes=None, seed=0, download=True,
                  preprocess=None) -> Dataset:
-    """The named dataset (SPEC 1.1, section 7), or a user's features file under any name.
+    """The named dataset (docs/METHOD.md §1.1), or a user's features file under any name.
 
     ``preprocess(X_train, X_test) -> (X_train, X_test)`` (features files only) runs on the raw features
     before rows are L2-normalised: utils.tabular's bias column and public standardisation."""

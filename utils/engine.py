@@ -1,7 +1,7 @@
 """The multi-chain PNGD / PNSGD sampler: projected noisy (mini-batch) gradient descent, many chains at once.
 
-SPEC Part I items 1 (update), 2 (initialisation), 3 (removal = replacement), 6 (batched trials) and
-section 2.2 (cyclic mini-batches). One step for C chains is
+docs/METHOD.md §2.1 (update), §2.2 (initialisation), §2.3 (removal = replacement), §2.5 (batched trials) and
+§2.4 (cyclic mini-batches). One step for C chains is
 
     w <- Proj_R( (1 - eta m) w - eta * mean_i clip_M(grad loss(w; x_i, y_i)) + sqrt(2 eta sigma^2) xi )
 
@@ -256,7 +256,7 @@ def _some_values(t: torch.Tensor) -> list:
 # ----------------------------------------------------------------------------- initial law, permutations
 def init_chains(*, C, d, num_classes, sigma, m, generator, device="cpu", dtype="float32",
                 first_chain: int = 0) -> torch.Tensor:
-    """w0 ~ N(0, (2 sigma^2 / m) I) for C chains, zeros when sigma = 0 (SPEC Part I item 2).
+    """w0 ~ N(0, (2 sigma^2 / m) I) for C chains, zeros when sigma = 0 (docs/METHOD.md §2.2).
 
     ``first_chain``: the chains are first_chain .. first_chain + C - 1 of a larger run (one rank's share)."""
     C, d = _positive_int("C", C), _positive_int("d", d)
@@ -275,7 +275,7 @@ def init_chains(*, C, d, num_classes, sigma, m, generator, device="cpu", dtype="
 
 
 def make_perms(C, n, *, generator, device=None, first_chain: int = 0) -> torch.Tensor:
-    """(C, n) int64: one fixed uniformly random permutation of 0..n-1 per chain (SPEC 2.2), for chains
+    """(C, n) int64: one fixed uniformly random permutation of 0..n-1 per chain (docs/METHOD.md §2.4), for chains
     first_chain .. first_chain + C - 1."""
     C, n = _positive_int("C", C), _positive_int("n", n)
     # float64 keys: ties (which would bias the permutation) have negligible probability even for n ~ 1e5;
@@ -289,7 +289,7 @@ def make_perms(C, n, *, generator, device=None, first_chain: int = 0) -> torch.T
 
 # ----------------------------------------------------------------------------- removal = replacement
 def choose_rows(n, S, *, generator=None, exclude=(), mode="random") -> np.ndarray:
-    """The S rows a request removes, among rows not in `exclude` (SPEC Part I item 3).
+    """The S rows a request removes, among rows not in `exclude` (docs/METHOD.md §2.3).
 
     mode "random": a seeded uniform choice; mode "last": the last S such rows (the reference's choice).
     Returns sorted int64 row indices.
@@ -322,7 +322,7 @@ def fresh_points(S, d, *, num_classes, generator) -> tuple[torch.Tensor, torch.T
 
 
 def replace_rows(X, y, rows, *, num_classes, generator):
-    """Copies of (X, y) with `rows` replaced by fresh random points (SPEC Part I item 3); numpy or torch."""
+    """Copies of (X, y) with `rows` replaced by fresh random points (docs/METHOD.md §2.3); numpy or torch."""
     k = _check_num_classes(num_classes)
     if X.ndim != 2 or y.shape != (X.shape[0],):
         raise ValueError(f"X must be (n, d) and y (n,), got shapes {tuple(X.shape)} and {tuple(y.shape)}")
@@ -347,7 +347,7 @@ def removal_stream(X, y, sizes: Sequence[int], *, num_classes, generator, mode="
                    exclude=()) -> Iterator[Removal]:
     """Datasets after each request of a stream: request s replaces sizes[s] NEW rows, earlier ones stay.
 
-    Consecutive datasets differ in exactly sizes[s] rows (SPEC Part I item 3). All random draws happen
+    Consecutive datasets differ in exactly sizes[s] rows (docs/METHOD.md §2.3). All random draws happen
     in this call (the same draws as choose_rows then replace_rows per request); the datasets are built
     lazily, one copy per request, so a long stream does not hold every copy at once.
     """
@@ -380,7 +380,7 @@ def _with_rows(X, y, rows, x_new, y_new):
 
 # ----------------------------------------------------------------------------- evaluation
 def accuracy(w, X_test, y_test) -> torch.Tensor:
-    """(C,) test accuracy per chain: binary 1[x.w > 0] == 1[y > 0], softmax argmax (SPEC 1.2); float64 on CPU."""
+    """(C,) test accuracy per chain: binary 1[x.w > 0] == 1[y > 0], softmax argmax (docs/METHOD.md §1.2); float64 on CPU."""
     if not isinstance(w, torch.Tensor) or w.ndim not in (2, 3):
         raise ValueError(f"w must be a (C, d) or (C, d, k) tensor, got {type(w).__name__} "
                          f"of shape {tuple(getattr(w, 'shape', ()))}")
@@ -405,7 +405,7 @@ def run_chains(w, task: Task, *, steps, eta, sigma, m, M, R=0.0, batch_size=None
     """Run C chains of PNGD (full batch) or PNSGD (cyclic mini-batches) for `steps` steps / epochs.
 
     One update: w <- Proj_R((1 - eta m) w - eta mean_{i in B} clip_M(grad loss_i(w)) + sqrt(2 eta sigma^2) xi)
-    (SPEC Part I item 1, section 2.2). Full batch (batch_size None or n): `steps` updates. Mini-batch b
+    (docs/METHOD.md §2.1, §2.4). Full batch (batch_size None or n): `steps` updates. Mini-batch b
     (n % b == 0): `steps` epochs of n/b updates over the blocks perms[c, j*b:(j+1)*b] of each chain's
     fixed permutation. The noise xi of chain c comes from its own stream (ChainNoise; none when sigma = 0),
     so results depend neither on chunking nor on how many chains run (``first_chain``: these are chains

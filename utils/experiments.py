@@ -24,7 +24,7 @@ def constants_for(args, dataset, *, max_removed: int = 1):
     """The accountant's constants for this run; a data-dependent L covers D and every D'.
 
     Replacing S unit-norm rows moves X^T X / n by at most S/n in spectral norm, so
-    lambda_max(D) + S/n bounds lambda_max over D and all its neighbours (SPEC Part I item 4).
+    lambda_max(D) + S/n bounds lambda_max over D and all its neighbours (docs/METHOD.md §1.3).
     """
     n = args.n if args.n is not None else dataset.n
     num_classes = num_classes_of(args, dataset)
@@ -469,7 +469,7 @@ class Lab:
         return self._mine(w.expand((b - a,) + tuple(w.shape[1:])) + sigma * noise, a, C)
 
     def d2d_one_shot(self, task, *, T: int, noise: dict) -> dict:
-        """One-shot D2D (SPEC 2.3, Part I item 7): noiseless GD with step 2/(L+m) is the same in every trial,
+        """One-shot D2D (docs/METHOD.md §8): noiseless GD with step 2/(L+m) is the same in every trial,
         so one chain learns T steps on D and runs K steps on D' (``task``); each trial publishes
         w_K + N(0, sigma_1^2 I). ``noise`` maps K -> {eps key: sigma_1}. Returns per-trial accuracies keyed
         ``"K{K}_eps{ek}"``, and ``"learn"`` (the one learned chain)."""
@@ -538,7 +538,7 @@ _SECONDS = "wall_clock_seconds"  # the compute time a part records beside its ar
 
 def sigma_table(consts, *, Ks, eps_list, S: int, bound: str = "paper") -> list[dict]:
     """Smallest sigma certifying eps after K unlearning steps of S points, with its alpha* and the bound that
-    gave it (SPEC 3.1.2 with bound="paper"; docs/METHOD.md §7 with "best")."""
+    gave it (docs/METHOD.md §3.2 with bound="paper"; docs/METHOD.md §7 with "best")."""
     from utils import bounds
 
     rows = []
@@ -552,7 +552,7 @@ def sigma_table(consts, *, Ks, eps_list, S: int, bound: str = "paper") -> list[d
 
 
 def d2d_output_sigma(consts, *, K: int, eps: float) -> float:
-    """D2D one-shot output noise sigma_1(I = K, eps) for these constants (SPEC 3.1.7)."""
+    """D2D one-shot output noise sigma_1(I = K, eps) for these constants (docs/METHOD.md §8)."""
     return accountant.d2d_sigma_1(I=K, eps=eps, M=consts.M, m=consts.m, n=consts.n, gamma=consts.gamma,
                                   delta=consts.delta)
 
