@@ -339,18 +339,6 @@ def lab_perms(lab, bt: Batch):
     return lab.perms(bt.engine, lab.trials)
 
 
-def unlearn_stream(lab, w, stream, Ks, *, sigma, bt, key):
-    """Continue the learned chains on each D'_s for K_s epochs; returns (w, last removal, per-step accuracy)."""
-    perms, accs, last = lab_perms(lab, bt), [], None
-    for s, (removal, K) in enumerate(zip(stream, Ks), start=1):
-        w = lab.advance(w, lab.task(removal.X, removal.y), steps=K, sigma=sigma, key=key + (s,),
-                        batch_size=bt.engine, perms=perms, desc=f"unlearn b={bt.key} request {s}",
-                        phase="unlearn")
-        accs.append(lab.accuracy(w))
-        last = removal
-    return w, last, np.stack(accs)
-
-
 def chain_steps(C, epochs, bt, n) -> int:
     return int(C) * int(epochs) * bt.updates_per_epoch(n)
 
@@ -573,19 +561,33 @@ def burn_in_of(ctx, bt, sigma) -> int:
 
 
 def run_stream_setting(ctx, bt, sigma, Ks, *, tag):
-    """Learn, unlearn request by request, retrain on the final D': one resumable stage per setting."""
+    """Learn, unlearn request by request, retrain on the final D': one resumable stage per setting, and
+    inside it a checkpoint after every request, so an interrupted stream resumes at the request it reached."""
     lab, T, sk = ctx.lab(), burn_in_of(ctx, bt, sigma), results.json_key(sigma)
+    name = f"{tag}_b{bt.key}_sigma{sk}"
 
     def compute():
-        w = lab.learn(sigma=sigma, T=T, batch_size=bt.engine, key=(bt.key, sk))
-        acc_learn = lab.accuracy(w)
-        stream = lab.removal_stream([1] * len(Ks))
-        _, last, per_step = unlearn_stream(lab, w, stream, Ks, sigma=sigma, bt=bt, key=(ctx.mode, bt.key, sk))
+        done, saved, save = lab.stream_checkpoint(f"{name}_requests")
+        if saved is None:
+            w = lab.learn(sigma=sigma, T=T, batch_size=bt.engine, key=(bt.key, sk))
+            acc_learn, accs = lab.accuracy(w), []
+        else:
+            w, acc_learn, accs = lab.local(saved["w"]), saved["learn"], list(saved["accuracy"])
+        perms, key, last = lab_perms(lab, bt), (ctx.mode, bt.key, sk), None
+        for s, (removal, K) in enumerate(zip(lab.removal_stream([1] * len(Ks)), Ks), start=1):
+            last = removal
+            if s <= done:
+                continue  # the stream is still drawn, so later requests replace the same rows
+            w = lab.advance(w, lab.task(removal.X, removal.y), steps=K, sigma=sigma, key=key + (s,),
+                            batch_size=bt.engine, perms=perms, desc=f"unlearn b={bt.key} request {s}",
+                            phase="unlearn")
+            accs.append(lab.accuracy(w))
+            save(s, {"w": lab.gather(w).cpu().numpy(), "learn": acc_learn, "accuracy": np.stack(accs)})
         w_re = lab.learn(sigma=sigma, T=T, batch_size=bt.engine, data=(last.X, last.y), phase="retrain",
                          key=(bt.key, sk))
-        return {"learn": acc_learn, "unlearn_steps": per_step, "retrain": lab.accuracy(w_re)}
+        return {"learn": acc_learn, "unlearn_steps": np.stack(accs), "retrain": lab.accuracy(w_re)}
 
-    return lab.stage(f"{tag}_b{bt.key}_sigma{sk}", compute)
+    return lab.stage(name, compute)
 
 
 def common(ctx, batches, truncation) -> dict:

@@ -314,3 +314,48 @@ def test_paper_b_plan_with_n_says_which_truncation_a_run_uses(tmp_path, capsys):
     assert main_sgd.main(["--dataset", "MNIST", "--sequential", "1", "--n", "11982", "--plan_only",
                           "--result_dir", str(tmp_path)]) == 0
     assert "a run on MNIST uses the first 11264 of its 11982 rows" in capsys.readouterr().out
+
+
+SGD_SEQ = ["--dataset", "DIGITS", "--sequential", "1", "--trials", "3", "--requests", "4", "--burn_in", "5",
+           "--batch_size", "32", "--no_cache", "--quiet"]
+
+
+def test_paper_b_stream_resumes_at_the_request_it_reached(tmp_path, monkeypatch, capsys):
+    """main_sgd.py --sequential: an interrupted stream reruns only the requests it had not finished, and the
+    resumed arrays equal an uninterrupted run's bit for bit."""
+    import numpy as np
+
+    import main_sgd
+
+    assert main_sgd.main(SGD_SEQ + ["--result_dir", str(tmp_path / "whole")]) == 0
+    whole = Path(results.resolve_run_dir(tmp_path / "whole" / "SGD" / "DIGITS" / "sequential"))
+    real_advance, real_accuracy = experiments.Lab.advance, experiments.Lab.accuracy
+    calls = []
+
+    def interrupted(self, w):
+        calls.append(1)
+        if len(calls) == 4:      # learn, then requests 1 and 2 of the first batch size; stop in request 3
+            raise KeyboardInterrupt
+        return real_accuracy(self, w)
+
+    monkeypatch.setattr(experiments.Lab, "accuracy", interrupted)
+    cut = tmp_path / "cut"
+    assert main_sgd.main(SGD_SEQ + ["--result_dir", str(cut)]) == 130
+    monkeypatch.setattr(experiments.Lab, "accuracy", real_accuracy)
+    unlearn_steps = []
+
+    def counted(self, w, task, **kw):
+        if kw.get("phase") == "unlearn":
+            unlearn_steps.append(kw["desc"])
+        return real_advance(self, w, task, **kw)
+
+    monkeypatch.setattr(experiments.Lab, "advance", counted)
+    capsys.readouterr()
+    assert main_sgd.main(SGD_SEQ + ["--result_dir", str(cut), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "reusing requests 1..2 from the interrupted run" in out
+    assert unlearn_steps[:2] == ["unlearn b=32 request 3", "unlearn b=32 request 4"]
+    assert "unlearn b=32 request 1" not in unlearn_steps
+    resumed = Path(results.resolve_run_dir(cut / "SGD" / "DIGITS" / "sequential"))
+    a, b = results.read_npz(str(whole / "arrays.npz")), results.read_npz(str(resumed / "arrays.npz"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
