@@ -381,7 +381,11 @@ def paper_a_folder(ctx):
         reasons.append(f"{folder} has " + ", ".join(differ))
     if not reasons:
         return None, "no finished paper-A run under " + mode_dir
-    hint = " (paper B uses the first n rows so that every batch size divides n)" if " has n=" in reasons[0] else ""
+    if " has n=" in reasons[0]:   # paper A learns on every row; no flag of baseline.py truncates them
+        hint = " (paper B uses the first n rows so that every batch size divides n)"
+    else:
+        hint = (f" (to reuse it, run this command with that run's --lam/--L/--seed, or baseline.py --dataset "
+                f"{ctx.args.dataset} with this run's)")
     return None, reasons[0] + hint + "; the paper-A curves are computed here on this run's rows"
 
 

@@ -250,7 +250,7 @@ def test_compare_reuses_a_matching_paper_a_folder(tmp_path):
     # the log says which value differed, in which paper-A run
     log = (Path(results.resolve_run_dir(tmp_path / "SGD" / "DIGITS" / "compare_baseline_nonconvergent"))
            / "log.txt").read_text()
-    assert "has seed=0 (here 1)" in log
+    assert "has seed=0 (here 1)" in log and "run this command with that run's --lam/--L/--seed" in log
 
 
 # ---------------------------------------------------------------- noiseless reference
