@@ -404,3 +404,14 @@ def test_bad_bound_value_is_one_line(script, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "tightest" in err and "best" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_conversion_never_reports_a_negative_eps():
+    """At alpha = 2, delta = 1/2, eps_rdp = 0 the improved formula is log(1/2) - (log(1/2) + log 2) = -0.693;
+    a negative eps is not a guarantee anyone can use, and (0, delta) follows from it."""
+    from utils import accountant as acc
+
+    raw = 0.0 + math.log(1 / 2) - (math.log(0.5) + math.log(2)) / (2 - 1)
+    assert raw < 0
+    assert acc.rdp_to_dp(eps_rdp=0.0, alpha=2.0, delta=0.5, conversion="improved") == 0.0
+    assert acc.rdp_to_dp(eps_rdp=1.0, alpha=2.0, delta=0.5, conversion="improved") == pytest.approx(1.0 + raw)

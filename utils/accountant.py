@@ -460,7 +460,8 @@ def rdp_to_dp(*, eps_rdp, alpha, delta, conversion="basic"):
     e = np.asarray(eps_rdp, dtype=np.float64)
     if np.isnan(e).any() or (e < 0).any():
         raise ValueError("eps_rdp with negative or nan entries is not allowed (allowed: RDP values >= 0)")
-    return _scalar(e + _conversion_term(a - 1.0, -math.log(delta), conversion))
+    # the improved term can take eps below 0 for a large delta; (eps, delta) then holds at eps = 0 too
+    return _scalar(np.maximum(e + _conversion_term(a - 1.0, -math.log(delta), conversion), 0.0))
 
 
 def optimal_alpha_linear(*, a, b):
