@@ -234,23 +234,24 @@ SEQ = TINY[:-2] + ["--sequential2", "1", "--S", "2", "--num_remove", "8", "--ifa
                    "--trials", "3"]
 
 
-def test_stream_resumes_at_the_request_it_reached_and_adds_up_wall_clocks(tmp_path, monkeypatch, capsys):
-    import numpy as np
-
-    assert baseline.main(SEQ + ["--result_dir", str(tmp_path / "whole")]) == 0
-    whole = Path(results.resolve_run_dir(tmp_path / "whole" / "LMC" / "DIGITS" / "sequential2"))
+def interrupted_then_resumed(main, argv, tmp_path, monkeypatch, capsys, mode):
+    """Run ``main`` whole, then again stopped (Ctrl-C) at its 4th accuracy evaluation (learning, then requests
+    1 and 2 of the first stream: stopped in request 3), then resumed. Returns (whole run folder, resumed run
+    folder, the unlearning stages the resume ran, its stdout)."""
+    assert main(argv + ["--result_dir", str(tmp_path / "whole")]) == 0
+    whole = Path(results.resolve_run_dir(tmp_path / "whole" / mode))
     real_advance, real_accuracy = experiments.Lab.advance, experiments.Lab.accuracy
     calls = []
 
     def interrupted(self, w):
         calls.append(1)
-        if len(calls) == 4:      # learn, then requests 1 and 2 of the S = 2 stream; stop in request 3
+        if len(calls) == 4:
             raise KeyboardInterrupt
         return real_accuracy(self, w)
 
     monkeypatch.setattr(experiments.Lab, "accuracy", interrupted)
     cut = tmp_path / "cut"
-    assert baseline.main(SEQ + ["--result_dir", str(cut)]) == 130
+    assert main(argv + ["--result_dir", str(cut)]) == 130
     monkeypatch.setattr(experiments.Lab, "accuracy", real_accuracy)
     unlearn_steps = []
 
@@ -261,13 +262,23 @@ def test_stream_resumes_at_the_request_it_reached_and_adds_up_wall_clocks(tmp_pa
 
     monkeypatch.setattr(experiments.Lab, "advance", counted)
     capsys.readouterr()
-    assert baseline.main(SEQ + ["--result_dir", str(cut), "--resume"]) == 0
-    out = capsys.readouterr().out
+    assert main(argv + ["--result_dir", str(cut), "--resume"]) == 0
+    return whole, Path(results.resolve_run_dir(cut / mode)), unlearn_steps, capsys.readouterr().out
+
+
+def same_arrays(a_dir, b_dir) -> bool:
+    import numpy as np
+
+    a, b = results.read_npz(str(a_dir / "arrays.npz")), results.read_npz(str(b_dir / "arrays.npz"))
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_stream_resumes_at_the_request_it_reached_and_adds_up_wall_clocks(tmp_path, monkeypatch, capsys):
+    whole, resumed, unlearn_steps, out = interrupted_then_resumed(baseline.main, SEQ, tmp_path, monkeypatch, capsys,
+                                                                  os.path.join("LMC", "DIGITS", "sequential2"))
     assert "resume: lmc_S2_requests: reusing requests 1..2 from the interrupted run" in out
     assert unlearn_steps == ["unlearn S=2 request 3/4", "unlearn S=2 request 4/4"]
-    resumed = Path(results.resolve_run_dir(cut / "LMC" / "DIGITS" / "sequential2"))
-    a, b = results.read_npz(str(whole / "arrays.npz")), results.read_npz(str(resumed / "arrays.npz"))
-    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert same_arrays(whole, resumed)
     clock = metrics_of(resumed)["wall_clock_seconds"]
     assert clock["reused"] > 0 and clock["total"] > clock["reused"]
 
@@ -323,39 +334,11 @@ SGD_SEQ = ["--dataset", "DIGITS", "--sequential", "1", "--trials", "3", "--reque
 def test_paper_b_stream_resumes_at_the_request_it_reached(tmp_path, monkeypatch, capsys):
     """main_sgd.py --sequential: an interrupted stream reruns only the requests it had not finished, and the
     resumed arrays equal an uninterrupted run's bit for bit."""
-    import numpy as np
-
     import main_sgd
 
-    assert main_sgd.main(SGD_SEQ + ["--result_dir", str(tmp_path / "whole")]) == 0
-    whole = Path(results.resolve_run_dir(tmp_path / "whole" / "SGD" / "DIGITS" / "sequential"))
-    real_advance, real_accuracy = experiments.Lab.advance, experiments.Lab.accuracy
-    calls = []
-
-    def interrupted(self, w):
-        calls.append(1)
-        if len(calls) == 4:      # learn, then requests 1 and 2 of the first batch size; stop in request 3
-            raise KeyboardInterrupt
-        return real_accuracy(self, w)
-
-    monkeypatch.setattr(experiments.Lab, "accuracy", interrupted)
-    cut = tmp_path / "cut"
-    assert main_sgd.main(SGD_SEQ + ["--result_dir", str(cut)]) == 130
-    monkeypatch.setattr(experiments.Lab, "accuracy", real_accuracy)
-    unlearn_steps = []
-
-    def counted(self, w, task, **kw):
-        if kw.get("phase") == "unlearn":
-            unlearn_steps.append(kw["desc"])
-        return real_advance(self, w, task, **kw)
-
-    monkeypatch.setattr(experiments.Lab, "advance", counted)
-    capsys.readouterr()
-    assert main_sgd.main(SGD_SEQ + ["--result_dir", str(cut), "--resume"]) == 0
-    out = capsys.readouterr().out
+    whole, resumed, unlearn_steps, out = interrupted_then_resumed(main_sgd.main, SGD_SEQ, tmp_path, monkeypatch,
+                                                                  capsys, os.path.join("SGD", "DIGITS", "sequential"))
     assert "reusing requests 1..2 from the interrupted run" in out
     assert unlearn_steps[:2] == ["unlearn b=32 request 3", "unlearn b=32 request 4"]
     assert "unlearn b=32 request 1" not in unlearn_steps
-    resumed = Path(results.resolve_run_dir(cut / "SGD" / "DIGITS" / "sequential"))
-    a, b = results.read_npz(str(whole / "arrays.npz")), results.read_npz(str(resumed / "arrays.npz"))
-    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert same_arrays(whole, resumed)
