@@ -163,11 +163,6 @@ def plan_request(*, consts, sigma: float, b, Ks, sizes, eps_target: float, bound
     return K, eps, alpha, Z, name
 
 
-def _pnsgd_form(Ks) -> str:
-    """The first request uses the loose PNSGD bound, later ones the tight form (B; docs/METHOD.md §4.4)."""
-    return "loose" if not Ks else "tight"
-
-
 def request_rdp(meta):
     """alpha -> the Renyi divergence that the last request's certificate bounds, for ONE chain.
 
@@ -182,7 +177,8 @@ def request_rdp(meta):
                                                             m=consts.m, n=consts.n, eta=consts.eta)
     b = int(settings["batch_size"])
     Z = accountant.Z_stream(Ks=Ks[:-1], sizes=sizes, consts=consts, b=b)[-1]
-    bound = accountant.epsilon_pnsgd_loose if _pnsgd_form(Ks[:-1]) == "loose" else accountant.epsilon_pnsgd_tight
+    bound = (accountant.epsilon_pnsgd_loose if bounds.pnsgd_form(Ks[:-1]) == "loose"
+             else accountant.epsilon_pnsgd_tight)
     return lambda a: bound(alpha=a, K=Ks[-1], Z=Z, sigma=sigma, eta=consts.eta, m=consts.m, n=consts.n, b=b)
 
 

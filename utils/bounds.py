@@ -69,7 +69,7 @@ def pngd_smallest_sigma(bound: str, *, K, eps_target: float, S: int, consts) -> 
 
 
 # ---------------------------------------------------------------- mini-batch (PNSGD, converged bound)
-def _form(Ks, tight_first: bool) -> str:
+def pnsgd_form(Ks, tight_first: bool = False) -> str:
     """Paper B's choice: the loose bound for the first request (tight with tight_first), tight after."""
     return "loose" if not Ks and not tight_first else "tight"
 
@@ -79,7 +79,7 @@ def pnsgd_eps(bound: str, *, Ks, sizes, sigma: float, consts, b=None, R: float =
     if _check(bound) == "best":
         return accountant.dp_epsilon_best(Ks=Ks, sizes=sizes, sigma=sigma, consts=consts, b=b, R=R)
     Z = accountant.Z_stream(Ks=Ks[:-1], sizes=sizes, consts=consts, b=b, R=R)[-1]
-    form = _form(Ks[:-1], tight_first)
+    form = pnsgd_form(Ks[:-1], tight_first)
     eps, alpha = accountant.dp_epsilon_pnsgd(K=Ks[-1], sigma=sigma, consts=consts, b=b, R=R, Z=Z, form=form)
     return eps, alpha, "B-" + form
 
@@ -92,7 +92,7 @@ def pnsgd_next_K(bound: str, *, Ks, sizes, sigma: float, eps_target: float, cons
                                       b=b, R=R)
     Z = accountant.Z_stream(Ks=Ks, sizes=sizes, consts=consts, b=b, R=R)[-1]
     return accountant.minimal_K_pnsgd(sigma=sigma, eps_target=eps_target, consts=consts, b=b, R=R, Z=Z,
-                                      form=_form(Ks, tight_first))
+                                      form=pnsgd_form(Ks, tight_first))
 
 
 def pnsgd_smallest_sigma(bound: str, *, K, eps_target: float, consts, S: int = 1, b=None, R: float = 0.0,
