@@ -225,3 +225,15 @@ def test_mini_batch_updates_below_the_limit_run_on_one_thread(monkeypatch):
     seen.clear()
     assert torch.allclose(engine.run_chains(w0, task, generator=engine.generator_for(0, "n"), **kw), one,
                           rtol=0, atol=1e-12) and seen == []
+
+
+@pytest.mark.parametrize("group", [1, 3, 4, 10])
+def test_a_rank_share_of_grouped_orders_is_the_slice_of_all_chains_orders(group):
+    """Chains a..b-1 of a run split across ranks take the rows chains a..b-1 have in one process."""
+    C, n = 10, 12
+    g = lambda: engine.generator_for(5, "p")  # noqa: E731
+    whole = engine.share_orders(engine.make_perms(-(-C // group), n, generator=g()), C, group)
+    for a, b in [(0, 4), (3, 7), (4, 10), (9, 10)]:
+        g0 = a // group
+        orders = engine.make_perms((b - 1) // group - g0 + 1, n, generator=g(), first_chain=g0)
+        assert torch.equal(engine.share_orders(orders, b - a, group, first_chain=a), whole[a:b])

@@ -671,25 +671,29 @@ def batch_order_group(batch_orders, C: int) -> int:
     return min(int(batch_orders), C)
 
 
-def share_orders(perms, C: int, group: int) -> torch.Tensor:
-    """(C, n) batch orders where each run of `group` consecutive chains takes one row of `perms`.
+def share_orders(perms, C: int, group: int, *, first_chain: int = 0) -> torch.Tensor:
+    """(C, n) batch orders of chains first_chain .. first_chain + C - 1, where chain c takes the order of its
+    group c // group: `perms` holds the orders of the groups those chains fall in, from first_chain // group
+    on (e.g. from make_perms with that first_chain; ceil(C / group) of them when first_chain = 0).
 
-    `perms` holds ceil(C / group) permutations (one per group, e.g. from make_perms); group = 1 is one
-    order per chain, group >= C one order for all chains. The run_chains step then gathers a group's
-    batch once and updates its chains with a matrix product. Every chain keeps its order for as long as
-    the caller passes the same tensor (learning and unlearning must).
+    group = 1 is one order per chain, group >= C one order for all chains. The run_chains step then gathers
+    a group's batch once and updates its chains with a matrix product. Every chain keeps its order for as
+    long as the caller passes the same tensor (learning and unlearning must).
     """
     C, group = _positive_int("C", C), _positive_int("group", group)
+    first_chain = _nonnegative_int("first_chain", first_chain)
     perms = torch.as_tensor(perms)
-    count = -(-C // min(group, C))
+    g0 = first_chain // group
+    count = (first_chain + C - 1) // group - g0 + 1
     if perms.ndim != 2 or perms.shape[0] != count:
-        raise ValueError(f"perms must hold ceil(C/group) = {count} orders (one per group of {group} chains), "
+        raise ValueError(f"perms must hold {count} orders, one per group of {group} chains among chains "
+                         f"{first_chain}..{first_chain + C - 1} (ceil(C/group) from chain 0), "
                          f"got shape {tuple(perms.shape)}")
     if group == 1:
         return perms
     if count == 1:
         return perms.expand(C, perms.shape[1])  # a view: one order for all chains costs no memory
-    return perms.repeat_interleave(group, dim=0)[:C]
+    return perms[torch.arange(first_chain, first_chain + C, device=perms.device) // group - g0]
 
 
 def _perm_blocks(perms, C: int, n: int, b: int, device) -> _BatchOrders:

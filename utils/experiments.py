@@ -377,11 +377,10 @@ class Lab:
         if a == b:
             return self.torch.empty((0, self.ctx.dataset.n), device=self.device, dtype=self.torch.int64)
         group = self.engine.batch_order_group(self.batch_orders, C)
-        g0, g1 = a // group, (b - 1) // group + 1
-        orders = self.engine.make_perms(g1 - g0, self.ctx.dataset.n, generator=self.gen("perms"),
+        g0 = a // group
+        orders = self.engine.make_perms((b - 1) // group - g0 + 1, self.ctx.dataset.n, generator=self.gen("perms"),
                                         device=self.device, first_chain=g0)
-        # chain c (a <= c < b) takes its group's order, row c // group - g0 (equal rows: one gather per group)
-        return orders[self.torch.arange(a, b, device=orders.device) // group - g0]
+        return self.engine.share_orders(orders, b - a, group, first_chain=a)
 
     # -- the three operations
     def init(self, *, sigma: float, C: int, key):
