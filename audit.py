@@ -70,23 +70,16 @@ def level(text):
     return x
 
 
-def _override(parser, dest: str, default, help_text: str) -> None:
-    """Change a shared flag's default for this script, and say so in its help."""
-    for action in parser._actions:
-        if action.dest == dest:
-            action.default, action.help = default, help_text
-            return
-    raise KeyError(dest)
-
-
 def build_parser():
-    p = cli.make_parser("Empirical audit: distinguishability of unlearned (learn on D, K steps on D') vs "
-                        "retrained (D') chains, beside the certified eps.", family="LMC")
-    _override(p, "trials", DEFAULT_TRIALS, f"chains per arm, unlearned and retrained (default {DEFAULT_TRIALS})")
-    _override(p, "sigma", None, f"noise standard deviation, > 0 (default {DEFAULT_SIGMA}: small, so "
-              "that the replaced rows are visible at K = 0 on DIGITS; not with --target_eps)")
-    _override(p, "burn_in", "auto", "learning steps T, or 'auto' (default): within 1%% of the stationary "
-              "radius by the contraction bound")
+    p = cli.make_parser(
+        "Empirical audit: distinguishability of unlearned (learn on D, K steps on D') vs retrained (D') chains, "
+        "beside the certified eps.", family="LMC",
+        defaults={"trials": DEFAULT_TRIALS, "sigma": None, "burn_in": "auto"},
+        helps={"trials": f"chains per arm, unlearned and retrained (default {DEFAULT_TRIALS})",
+               "sigma": f"noise standard deviation, > 0 (default {DEFAULT_SIGMA}: small, so that the replaced rows "
+                        "are visible at K = 0 on DIGITS; not with --target_eps)",
+               "burn_in": "learning steps T, or 'auto' (default): within 1%% of the stationary radius by the "
+                          "contraction bound"})
     g = p.add_argument_group("audit.py")
     cli.add(g, "--S", type=cli.int_at_least(1), default=DEFAULT_S,
             help=f"training rows replaced together in D' (default {DEFAULT_S})")
@@ -108,13 +101,12 @@ def build_parser():
 
 
 def parse(argv=None):
-    """Flags, validated before any data is loaded (--n works with --plan_only)."""
-    args = cli.parse(build_parser(), argv, accounting_modes=())
-    check_args(args)
-    return args
+    """Flags, validated before any data is loaded (--n works with --plan_only), then frozen."""
+    return cli.parse_checked(build_parser(), argv, check=check_args, accounting_modes=())[0]
 
 
-def check_args(args) -> None:
+def check_args(args) -> str:
+    """Every check that needs no data; fills the --sigma default and sorts --K (before the flags are frozen)."""
     if args.target_eps is not None and args.sigma is not None:
         raise cli.UsageError(f"--sigma {args.sigma:g} and --target_eps {args.target_eps:g} both set the noise "
                              "(allowed: one of them)")
@@ -130,6 +122,7 @@ def check_args(args) -> None:
     if min(n_sel, args.trials - n_sel) < 2:
         raise cli.UsageError(f"--trials {args.trials} with --select_fraction {args.select_fraction:g} leaves "
                              f"{n_sel} and {args.trials - n_sel} chains per part (allowed: at least 2 in each)")
+    return MODE
 
 
 # ---------------------------------------------------------------- plan (accountant only)
@@ -326,42 +319,46 @@ def run_chains(lab, nb: Neighbours, *, Ks, sigma: float, T: int):
 
 
 # ---------------------------------------------------------------- main
-@cli.guarded
-def main(argv=None) -> int:
-    args = parse(argv)
-    ctx = experiments.start(args, mode=MODE, max_removed=args.S)
-    c = ctx.consts
+def plan_step(ctx) -> experiments.Plan:
+    """The protocol's plan (experiments.run_script): sigma (--sigma, or chosen for --target_eps: a derived
+    value, config.json's derived.sigma), T and the certified eps per K and bound; no chains."""
+    args, c = ctx.args, ctx.consts
     check_S(args.S, c.n)
+    sigma = args.sigma
     if args.target_eps is not None:
-        args.sigma = sigma_for_target(c, eps=args.target_eps, S=args.S)
-        ctx.log(f"--target_eps {args.target_eps:g}: sigma={args.sigma:.6g} makes the paper certificate at K = 0 "
+        sigma = ctx.derive("sigma", sigma_for_target(c, eps=args.target_eps, S=args.S))
+        ctx.log(f"--target_eps {args.target_eps:g}: sigma={sigma:.6g} makes the paper certificate at K = 0 "
                 f"{args.target_eps:g}")
-    T = ctx.burn_in(args.sigma)
+    T = ctx.burn_in(sigma)
     Ks = args.K
-    the_plan = plan(c, Ks=Ks, S=args.S, sigma=args.sigma, T=T, trials=args.trials, R=args.projection,
+    the_plan = plan(c, Ks=Ks, S=args.S, sigma=sigma, T=T, trials=args.trials, R=args.projection,
                     bound=args.bound)
-    settings = {"sigma": args.sigma, "target_eps": args.target_eps, "S": args.S, "K": Ks, "T": T,
+    settings = {"sigma": sigma, "target_eps": args.target_eps, "S": args.S, "K": Ks, "T": T,
                 "trials": args.trials, "select_fraction": args.select_fraction, "confidence": args.confidence,
                 "delta": c.delta, "removal": args.removal, "neighbour": args.neighbour,
                 "bounds": list(BOUNDS),
                 "statistics": list(STATISTICS + (WHITE_BOX if args.neighbour == "worst" else ())),
                 "gdp_thresholds": GDP_THRESHOLDS,
                 "retrain_steps": "T + K (the law the unlearning theorem compares with)"}
-    ctx.log(f"audit: sigma={args.sigma:g} S={args.S} T={T} K={Ks} trials={args.trials} per arm, "
+    ctx.log(f"audit: sigma={sigma:g} S={args.S} T={T} K={Ks} trials={args.trials} per arm, "
             f"{args.neighbour} neighbour; {the_plan['chain_steps']} chain-steps")
     for K in Ks:
         certs = ", ".join(f"{name} {the_plan['certified_eps_by_bound'][name][str(K)]:.6g}" for name in BOUNDS)
         ctx.log(f"  K={K}: certified eps {certs} (paper alpha*={the_plan['certified_alpha'][str(K)]:.4g})")
-    ctx.open(chain_steps=the_plan["chain_steps"])
     metrics = dict(settings=settings, **the_plan)
     arrays = {"K": np.asarray(Ks, dtype=np.int64),
               "certified_eps": np.asarray([the_plan["certified_eps"][str(K)] for K in Ks])}
     for name in BOUNDS:
         arrays[f"certified_eps_{name}"] = np.asarray([the_plan["certified_eps_by_bound"][name][str(K)] for K in Ks])
-    if args.plan_only:
-        ctx.finish(metrics, arrays, summary="plan only: certified eps per K (no chains run)")
-        return 0
+    return experiments.Plan(metrics, arrays, chain_steps=the_plan["chain_steps"], tables=(sigma, T, the_plan),
+                            summary="plan only: certified eps per K (no chains run)")
 
+
+def stages_step(ctx, planned: experiments.Plan):
+    """The protocol's stages: the two arms' chains per K (resumable), the attacks, distances and estimates."""
+    args, c, Ks = ctx.args, ctx.consts, ctx.args.K
+    (sigma, T, the_plan), metrics, arrays = planned.tables, planned.metrics, planned.arrays
+    settings = metrics["settings"]
     lab = ctx.lab()
     nb = neighbours(lab, S=args.S, kind=args.neighbour)
     settings["removed_rows"] = nb.rows.tolist()
@@ -372,7 +369,7 @@ def main(argv=None) -> int:
     lower, ci, point, attack, distances = {}, {}, {}, {}, {}
     gdp, ratios, acc = {}, {}, {"unlearned": {}, "retrained": {}}
     violations, estimate_above = [], []
-    for K, A, B, wa, wb in run_chains(lab, nb, Ks=Ks, sigma=args.sigma, T=T):
+    for K, A, B, wa, wb in run_chains(lab, nb, Ks=Ks, sigma=sigma, T=T):
         t0 = time.perf_counter()
         result, (gdp_name, g), dist, (hp, hn) = audit_one(A, B, nb, fraction=args.select_fraction,
                                                           delta=c.delta, confidence=args.confidence)
@@ -415,8 +412,14 @@ def main(argv=None) -> int:
                   gdp_mu=np.asarray([gdp[str(K)]["mu"] for K in Ks]), acc_unlearned=np.stack(rows["acc_a"]),
                   acc_retrained=np.stack(rows["acc_b"]), holdout_scores_unlearned=np.stack(rows["hold_a"]),
                   holdout_scores_retrained=np.stack(rows["hold_b"]), removed_rows=nb.rows)
-    ctx.finish(metrics, arrays, summary=summary(metrics, Ks, ctx))
-    return 0
+    return metrics, arrays, summary(metrics, Ks, ctx)
+
+
+@cli.guarded
+def main(argv=None) -> int:
+    return experiments.run_script(build_parser(), argv, check=check_args,
+                                  scripts={MODE: experiments.Script(plan_step, stages_step,
+                                                                    lambda args: {"max_removed": args.S})})
 
 
 def summary(metrics, Ks, ctx) -> str:

@@ -75,15 +75,16 @@ def mode_of(args) -> str:
     return "sequential2" if args.sequential2 else "find_k" if args.find_k else "baseline"
 
 
+def spell_mode(mode: str) -> str:
+    """A mode as the user chooses it: --sequential2 1, --find_k 1, or no mode flag (Fig 3a)."""
+    return "the default mode (no mode flag)" if mode == "baseline" else f"--{mode} 1"
+
+
 def check_args(args, *, multiclass: bool) -> str:
-    """Mode, mode defaults and every check that needs no data; records which sweeps were given."""
+    """Mode, mode defaults and every check that needs no data (cli.parse_checked freezes the flags after)."""
     mode = mode_of(args)
-    for flag, modes in MODE_ONLY.items():
-        if mode not in modes and getattr(args, flag) not in (None, False):
-            raise cli.UsageError(f"--{flag} is not used by the {mode} mode (allowed with: "
-                                 f"{', '.join(modes)})")
+    cli.check_mode_flags(args.given_flags, mode, MODE_ONLY, spell=spell_mode)
     cli.check_dataset_kind(args, multiclass=multiclass, scripts=("baseline.py", "baseline_multiclass.py"))
-    args.S_given = args.S is not None
     args.S = args.S or list(DEFAULT_S[mode])
     args.K = args.K or list(DEFAULT_K)
     if mode == "sequential2":
@@ -159,16 +160,17 @@ def log_table(ctx, header: str, rows: list[str]) -> None:
 
 
 # ---------------------------------------------------------------- Fig 3a
-def start_with_sigma_table(args, mode: str):
-    """(S, ctx, constants, the smallest-sigma table over --K x --eps): every one-removal mode starts so."""
-    S = args.S[0]
-    ctx = experiments.start(args, mode=mode, max_removed=S)
+def one_removal_table(ctx):
+    """(S, constants, the smallest-sigma table over --K x --eps): every one-removal mode plans from it."""
+    S = ctx.args.S[0]
     check_S(S, ctx.consts.n)
-    return S, ctx, ctx.consts, sigma_table(ctx.consts, Ks=args.K, eps_list=args.eps, S=S, bound=args.bound)
+    return S, ctx.consts, sigma_table(ctx.consts, Ks=ctx.args.K, eps_list=ctx.args.eps, S=S, bound=ctx.args.bound)
 
 
-def run_baseline(args) -> int:
-    S, ctx, c, plan = start_with_sigma_table(args, "baseline")
+def plan_baseline(ctx) -> experiments.Plan:
+    """Fig 3a's plan: per (K, eps) the smallest sigma, its burn-in and D2D's sigma_1; no chains."""
+    args = ctx.args
+    S, c, plan = one_removal_table(ctx)
     for row in plan:
         row["d2d_sigma_1"] = experiments.d2d_output_sigma(c, K=row["K"], eps=row["epsilon"])
         row["T"] = ctx.burn_in(row["sigma"])
@@ -180,7 +182,6 @@ def run_baseline(args) -> int:
     total = (args.trials * (sum(learn_steps.values()) + sum(r["K"] + r["T"] for r in plan))
              + 2 * T0 + sum(args.K))
     ctx.log(f"total chain-steps: {total:,} ({args.trials} trials; D2D and the noiseless reference run one chain)")
-    ctx.open(chain_steps=total)
     metrics = {"S": S, "K_values": list(args.K), "eps_values": list(args.eps), "T_noiseless": T0,
                "total_chain_steps": total, "settings": {}, "certificates": certificates_3a(c, plan, S, args)}
     for r in plan:
@@ -188,9 +189,14 @@ def run_baseline(args) -> int:
     arrays = {"K": np.array(args.K), "eps": np.array(args.eps, dtype=float),
               "sigma": grid(args, plan, "sigma"), "alpha": grid(args, plan, "alpha"),
               "d2d_sigma_1": grid(args, plan, "d2d_sigma_1")}
-    if args.plan_only:
-        ctx.finish(metrics, arrays, summary=f"plan only: {len(plan)} settings, {total:,} chain-steps")
-        return 0
+    return experiments.Plan(metrics, arrays, chain_steps=total, tables=(S, plan, T0),
+                            summary=f"plan only: {len(plan)} settings, {total:,} chain-steps")
+
+
+def run_baseline(ctx, p: experiments.Plan):
+    """Fig 3a's chains: Langevin unlearning, retraining and D2D per (K, eps), one resumable stage each."""
+    args, (S, plan, T0) = ctx.args, p.tables
+    metrics, arrays = p.metrics, p.arrays
     lab = ctx.lab()
     removal = lab.removal(S)
     task = lab.task(removal.X, removal.y)
@@ -208,8 +214,7 @@ def run_baseline(args) -> int:
     arrays["removed_rows"] = removal.rows
     metrics["noiseless_accuracy"] = float(d2d["noiseless"][0])
     metrics["d2d_learn_accuracy"] = float(d2d["learn"][0])
-    ctx.finish(metrics, arrays, summary=summary_3a(ctx, metrics))
-    return 0
+    return metrics, arrays, summary_3a(ctx, metrics)
 
 
 def grid(args, plan, field, value=None) -> np.ndarray:
@@ -281,7 +286,7 @@ def fit_request_sizes(ctx, args, n: int) -> list[int]:
         problem = None if args.num_remove % S == 0 else f"S={S} does not divide --num_remove {args.num_remove}"
         if problem is None:
             keep.append(S)
-        elif args.S_given:
+        elif "S" in args.given:
             raise cli.UsageError(f"--S {S}: {problem} (allowed: divisors of --num_remove)")
         else:
             ctx.log(f"note: default request size dropped: {problem}")
@@ -290,9 +295,9 @@ def fit_request_sizes(ctx, args, n: int) -> list[int]:
     return keep
 
 
-def run_sequential2(args) -> int:
-    ctx = experiments.start(args, mode="sequential2", max_removed=args.num_remove)
-    c = ctx.consts
+def plan_sequential2(ctx) -> experiments.Plan:
+    """Fig 3b's plan: the K list of every request size and D2D I-factor; no chains."""
+    args, c = ctx.args, ctx.consts
     sizes = fit_request_sizes(ctx, args, c.n)
     if c.d is None:
         raise cli.UsageError("--sequential2 with --n needs --dim (D2D's I_min and term2 use d)")
@@ -311,14 +316,18 @@ def run_sequential2(args) -> int:
     total = (args.trials * (T + sum(sum(p["K"]) + T for p in lmc.values()) + sum(sum(p["K"]) for p in d2d.values()))
              + T0)
     ctx.log(f"total chain-steps: {total:,} ({args.trials} trials; D2D learns one chain)")
-    ctx.open(chain_steps=total)
     metrics = plan_metrics_3b(args, lmc, d2d, sizes=sizes, T=T, T0=T0, form=form, total=total)
     metrics["certificates"] = certificates_3b(c, args, lmc, d2d, form, T=T)
     arrays = {f"lmc_k_list_S{S}": np.array(p["K"]) for S, p in lmc.items()}
     arrays.update({f"d2d_k_list_f{json_key(f)}": np.array(p["K"]) for f, p in d2d.items()})
-    if args.plan_only:
-        ctx.finish(metrics, arrays, summary=f"plan only: {total:,} chain-steps")
-        return 0
+    return experiments.Plan(metrics, arrays, chain_steps=total, tables=(lmc, d2d, T, T0),
+                            summary=f"plan only: {total:,} chain-steps")
+
+
+def run_sequential2(ctx, planned: experiments.Plan):
+    """Fig 3b's chains: each request stream, Langevin and D2D, resumable request by request."""
+    args, (lmc, d2d, T, T0) = ctx.args, planned.tables
+    metrics, arrays, sigma = planned.metrics, planned.arrays, args.sigma
     lab = ctx.lab()
     w = lab.learn_on_D(sigma=sigma, T=T)
     arrays["lmc_learn"] = lab.accuracy(w)
@@ -336,8 +345,7 @@ def run_sequential2(args) -> int:
         arrays[f"d2d_acc_f{json_key(f)}"] = out["accuracy"]
         metrics["d2d_accuracy_per_request"][json_key(f)] = out["accuracy"].mean(axis=1).tolist()
         metrics["d2d_final"][json_key(f)] = stats(out["accuracy"][-1])
-    ctx.finish(metrics, arrays, summary=summary_3b(ctx, metrics))
-    return 0
+    return metrics, arrays, summary_3b(ctx, metrics)
 
 
 def plan_metrics_3b(args, lmc, d2d, *, sizes, T, T0, form, total) -> dict:
@@ -434,30 +442,34 @@ def summary_3b(ctx, metrics) -> str:
 
 
 # ---------------------------------------------------------------- --find_k
-def run_find_k(args) -> int:
-    S, ctx, c, table = start_with_sigma_table(args, "find_k")
+def plan_find_k(ctx) -> experiments.Plan:
+    """--find_k: the smallest-sigma table is the result (no chains)."""
+    args = ctx.args
+    S, c, table = one_removal_table(ctx)
     log_table(ctx, f"smallest sigma (S={S}):   K      eps         sigma     alpha*",
               [f"{r['K']:>24} {r['epsilon']:>8g} {r['sigma']:>13.8g} {r['alpha']:>10.6g}" for r in table])
-    ctx.open()
     metrics = {"S": S, "K_values": list(args.K), "eps_values": list(args.eps),
                "sigma_table": [{k: r[k] for k in ("K", "epsilon", "sigma", "alpha")} for r in table],
                "certificates": [lmc_certificate(c, r, S=S, R=args.projection, bound_mode=args.bound) for r in table]}
     arrays = {"K": np.array(args.K), "eps": np.array(args.eps, dtype=float),
               "sigma": grid(args, table, "sigma"), "alpha": grid(args, table, "alpha")}
-    ctx.finish(metrics, arrays, summary=f"smallest sigma for {len(table)} (K, eps) pairs on {args.dataset} "
-                                        f"(n={c.n}, L={c.L:.6g}, m={c.m:.6g}, M={c.M:g}, delta={c.delta:.4g})")
-    return 0
+    return experiments.Plan(metrics, arrays, summary=f"smallest sigma for {len(table)} (K, eps) pairs on "
+                                                     f"{args.dataset} (n={c.n}, L={c.L:.6g}, m={c.m:.6g}, "
+                                                     f"M={c.M:g}, delta={c.delta:.4g})")
 
 
 # ---------------------------------------------------------------- entry points
-RUNNERS = {"baseline": run_baseline, "sequential2": run_sequential2, "find_k": run_find_k}
+SCRIPTS = {"baseline": experiments.Script(plan_baseline, run_baseline, lambda args: {"max_removed": args.S[0]}),
+           "sequential2": experiments.Script(plan_sequential2, run_sequential2,
+                                             lambda args: {"max_removed": args.num_remove}),
+           "find_k": experiments.Script(plan_find_k, None, lambda args: {"max_removed": args.S[0]})}
 
 
 def build_main(*, multiclass: bool = False):
     """The script's main(argv) -> exit code, for binary (baseline.py) or multiclass data."""
     def main(argv=None) -> int:
-        args = cli.parse(build_parser(multiclass), argv, accounting_modes=("find_k",))
-        return RUNNERS[check_args(args, multiclass=multiclass)](args)
+        return experiments.run_script(build_parser(multiclass), argv, scripts=SCRIPTS, accounting_modes=("find_k",),
+                                      check=lambda args: check_args(args, multiclass=multiclass))
 
     main.prog = "baseline_multiclass.py" if multiclass else "baseline.py"
     return cli.guarded(main)

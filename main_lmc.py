@@ -77,12 +77,24 @@ def _distinct(flag: str, values) -> list:
     return sorted(values)
 
 
-def check_mode_flags(args, mode: str) -> None:
-    """Flags a mode does not use are errors, not silently ignored (except --sigma, the paper passes it)."""
-    if args.sigma_list is not None and mode != "paint_unlearning_sigma":
-        raise cli.UsageError(f"--sigma_list is used only by --paint_unlearning_sigma, not by --{mode}")
-    if args.eps is not None and mode == "retrain_noiseless":
-        raise cli.UsageError("--eps is not used by --retrain_noiseless (sigma = 0 certifies nothing)")
+# Flags that only some modes read: given elsewhere they are an error, not silently ignored (--sigma is not
+# here: the paper's commands pass it to every mode). --eps is not read by --retrain_noiseless: sigma = 0
+# certifies nothing.
+MODE_FLAGS = {"sigma_list": ("paint_unlearning_sigma",),
+              "eps": ("paint_unlearning_sigma", "paint_utility_epsilon", "paint_utility_s")}
+
+
+def check_args(args, *, multiclass: bool) -> str:
+    """The mode and every check that needs no data (cli.parse_checked calls it before freezing the flags)."""
+    mode = chosen_mode(args)
+    cli.check_mode_flags(args.given_flags, mode, MODE_FLAGS)
+    check_mode_values(args, mode)
+    cli.check_dataset_kind(args, multiclass=multiclass, scripts=("main_lmc.py", "main_lmc_multiclass.py"))
+    return mode
+
+
+def check_mode_values(args, mode: str) -> None:
+    """The values a mode takes: one S and one eps for --paint_unlearning_sigma, distinct sweeps, sigma > 0."""
     for flag, values in (("--S", args.S), ("--eps", args.eps)):
         if values is not None and mode == "paint_unlearning_sigma" and len(values) != 1:
             raise cli.UsageError(f"{flag} {' '.join(map(str, values))}: --paint_unlearning_sigma takes one value")
@@ -330,27 +342,35 @@ def run_chains(ctx, mode: str, plan: dict) -> tuple[dict, dict]:
     return run_noiseless(ctx, lab, plan)
 
 
+def plan_step(ctx) -> experiments.Plan:
+    """The protocol's plan (experiments.run_script): the accountant's tables; an infeasible target fails here."""
+    plan = make_plan(ctx, ctx.mode)
+    ctx.log(f"plan: {plan['chain_steps']:,} chain-steps in total")
+    return experiments.Plan(plan, plan_arrays(ctx.mode, plan), chain_steps=plan["chain_steps"],
+                            summary=f"{ctx.mode}: plan only ({plan['chain_steps']:,} chain-steps), no chains run.")
+
+
+def stages_step(ctx, plan: experiments.Plan):
+    """The protocol's stages: the chains of the mode, then the metrics, arrays and summary."""
+    t0 = time.perf_counter()
+    acc_metrics, acc_arrays = run_chains(ctx, ctx.mode, plan.metrics)
+    metrics = dict(plan.metrics, **acc_metrics)
+    arrays = dict(plan.arrays, **acc_arrays)
+    return metrics, arrays, summary_line(ctx.mode, plan.metrics, metrics, time.perf_counter() - t0)
+
+
+def start_keywords(mode: str):
+    # the data-dependent L covers the largest S the run keeps (defaults not below n are dropped)
+    return lambda args: {"max_removed": lambda n: max(sweep_S(args, mode, n, lambda line: None))}
+
+
+SCRIPTS = {mode: experiments.Script(plan_step, stages_step, start_keywords(mode)) for mode in MODES}
+
+
 def run(argv=None, *, multiclass: bool = False) -> int:
     """The whole script; main_lmc_multiclass.py calls it with multiclass=True."""
-    args = cli.parse(build_parser(multiclass=multiclass), argv, accounting_modes=())
-    mode = chosen_mode(args)
-    check_mode_flags(args, mode)
-    cli.check_dataset_kind(args, multiclass=multiclass, scripts=("main_lmc.py", "main_lmc_multiclass.py"))
-    # the data-dependent L covers the largest S the run keeps (defaults not below n are dropped)
-    ctx = experiments.start(args, mode=mode, max_removed=lambda n: max(sweep_S(args, mode, n, lambda line: None)))
-    plan = make_plan(ctx, mode)                       # an infeasible target fails here, before any file
-    ctx.log(f"plan: {plan['chain_steps']:,} chain-steps in total")
-    ctx.open(chain_steps=plan["chain_steps"])
-    arrays = plan_arrays(mode, plan)
-    if args.plan_only:
-        ctx.finish(plan, arrays, summary=f"{mode}: plan only ({plan['chain_steps']:,} chain-steps), no chains run.")
-        return 0
-    t0 = time.perf_counter()
-    acc_metrics, acc_arrays = run_chains(ctx, mode, plan)
-    metrics = dict(plan, **acc_metrics)
-    arrays.update(acc_arrays)
-    ctx.finish(metrics, arrays, summary=summary_line(mode, plan, metrics, time.perf_counter() - t0))
-    return 0
+    return experiments.run_script(build_parser(multiclass=multiclass), argv, scripts=SCRIPTS,
+                                  check=lambda args: check_args(args, multiclass=multiclass))
 
 
 @cli.guarded

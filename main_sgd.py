@@ -89,11 +89,9 @@ def describe_orders(batch_orders, C: int) -> str:
 
 def build_parser():
     p = cli.make_parser("Paper B (noisy mini-batch SGD unlearning): Fig 3a-d experiments.", family="SGD",
-                        burn_in_default=None)
-    for action in p._actions:
-        if action.dest == "burn_in":
-            action.help = ("learning epochs T for every batch size (default per batch size, docs/METHOD.md §2.6), "
-                           "or 'auto' from the contraction bound")
+                        defaults={"burn_in": None},
+                        helps={"burn_in": "learning epochs T for every batch size (default per batch size, "
+                                          "docs/METHOD.md §2.6), or 'auto' from the contraction bound"})
     g = p.add_argument_group("experiment (choose one)")
     cli.add(g, "--compare_baseline_nonconvergent", type=cli.switch_or_one, default=False,
             help="1: Fig 3a, one removal, K = 1 epoch, sigma from the finite-T bound, vs retraining, LU and D2D")
@@ -130,17 +128,19 @@ def build_parser():
 
 
 def parse_args(argv):
-    p = build_parser()
-    args = cli.parse(p, argv, accounting_modes=())
+    """The validated, frozen flags (cli.parse_checked with check_args)."""
+    return cli.parse_checked(build_parser(), argv, check=check_args, accounting_modes=())[0]
+
+
+def check_args(args) -> str:
+    """The mode and every check that needs no data. Fills ``mode``, ``requested_batches`` (the mode's batch
+    sizes unless --batch_size) and ``multiclass`` (a named dataset's kind) before the flags are frozen."""
     chosen = [m for m in MODES if getattr(args, m)]
     if len(chosen) != 1:
         raise cli.UsageError(f"{'no experiment' if not chosen else ' and '.join('--' + m for m in chosen)} "
                              f"chosen (allowed: exactly one of {', '.join('--' + m + ' 1' for m in MODES)})")
     args.mode = chosen[0]
-    for flag, modes in MODE_FLAGS.items():
-        if getattr(args, flag) != p.get_default(flag) and args.mode not in modes:
-            raise cli.UsageError(f"--{flag} does not apply to --{args.mode} "
-                                 f"(allowed with: {', '.join('--' + m for m in modes)})")
+    cli.check_mode_flags(args.given_flags, args.mode, MODE_FLAGS)
     batches = args.requested_batches = args.batch_size or [b for b, _ in SETTINGS[args.mode]]
     dupes = sorted({str(b) for b in batches if batches.count(b) > 1})
     if dupes:
@@ -157,7 +157,7 @@ def parse_args(argv):
         from utils import data as data_mod
 
         args.multiclass = data_mod.is_multiclass(args.dataset)
-    return args
+    return args.mode
 
 
 # ---------------------------------------------------------------- batch sizes and truncation

@@ -6,6 +6,12 @@ import pytest
 from utils import cli
 
 
+def model_defaults(args):
+    from utils import experiments
+
+    return experiments.model_defaults(args, None)
+
+
 def parser(**kw):
     return cli.make_parser("test", family=kw.pop("family", "LMC"), **kw)
 
@@ -13,12 +19,14 @@ def parser(**kw):
 def test_both_spellings_and_paper_defaults():
     args = cli.parse(parser(), ["--dataset", "DIGITS", "--data-dir", "d1", "--burn_in", "auto", "--plan-only"])
     assert args.data_dir == "d1" and args.burn_in == "auto" and args.plan_only
-    assert args.M == 1.0 and args.trials == 100 and args.burn_in != 10000 and args.projection == 0.0
-    assert args.lam == pytest.approx(1e-4)  # DIGITS' own default, not the paper's 1e-6
+    assert args.trials == 100 and args.burn_in != 10000 and args.projection == 0.0
+    # lam and M are not flags when not given: the run derives them from the dataset and the model
+    assert args.lam is None and args.M is None
+    assert model_defaults(args) == (pytest.approx(1e-4), 1.0)  # DIGITS' own lam, not the paper's 1e-6
     mnist = cli.parse(parser(), ["--dataset", "MNIST"])
-    assert mnist.lam == 1e-6 and mnist.burn_in == 10000
+    assert model_defaults(mnist) == (1e-6, 1.0) and mnist.burn_in == 10000
     multi = cli.parse(parser(multiclass=True), ["--dataset", "CIFAR10_MULTI"])
-    assert multi.M == 2.0
+    assert model_defaults(multi)[1] == 2.0
     assert cli.parse(parser(family="SGD"), ["--dataset", "MNIST"]).projection == 100.0
 
 

@@ -131,10 +131,12 @@ def test_every_script_refuses_softmax_clipping_before_anything_runs(tmp_path, ar
 def test_audit_uses_the_model_dependent_M_default(tmp_path):
     import audit
 
+    from utils import experiments
+
     args = audit.parse(["--dataset", "DIGITS_MULTI", "--plan_only", "--result_dir", str(tmp_path)])
-    assert args.M == models.default_M(10) == 2.0
+    assert experiments.model_defaults(args, None)[1] == models.default_M(10) == 2.0
     args = audit.parse(["--dataset", "DIGITS", "--plan_only", "--result_dir", str(tmp_path)])
-    assert args.M == models.default_M(2) == 1.0
+    assert experiments.model_defaults(args, None)[1] == models.default_M(2) == 1.0
 
 
 def test_unlearn_learn_refuses_softmax_clipping_before_anything_runs(tmp_path, capsys, monkeypatch):

@@ -13,7 +13,6 @@ import re
 import signal
 import sys
 
-from utils import models
 
 PAPER_EPS = [0.05, 0.1, 0.5, 1.0, 2.0, 5.0]
 
@@ -181,74 +180,170 @@ def device_value(text):
     raise argparse.ArgumentTypeError(f"{text!r} is not a device (allowed: auto, cpu, cuda, cuda:N)")
 
 
+# ---------------------------------------------------------------- the shared flags, declared once
+# name -> (group, argparse keywords). Helps say "%(default)s" so that a script's own default (make_parser's
+# ``defaults=``) shows in --help; unlearn.py builds its subcommands from the same entries (add_flags).
+def _shared_flags(family: str) -> dict[str, tuple[str, dict]]:
+    return {
+        "dataset": ("data", dict(default="MNIST", help="dataset name (MNIST, FASHION, CIFAR10, DIGITS, ... or any "
+                                                        "label with --features; default %(default)s)")),
+        "data_dir": ("data", dict(default="data", help="where downloads and caches live (default %(default)s/)")),
+        "features": ("data", dict(default=None, help="precomputed features .npz/.pt (X_train, y_train, X_test, "
+                                                     "y_test)")),
+        "classes": ("data", dict(type=int, nargs=2, default=None, metavar=("A", "B"),
+                                 help="the two classes of a binary dataset (default 3 8)")),
+        "removal": ("data", dict(choices=["random", "last"], default="random",
+                                 help="which training rows a request replaces: a seeded random choice, or the last "
+                                      "rows as the reference")),
+        "lam": ("constants", dict(type=LAM, default=None,
+                                  help="L2 regularisation lambda (m = lambda n); default 1e-6 for paper data, larger "
+                                       "for DIGITS")),
+        "M": ("constants", dict(type=CLIP_M, default=None,
+                                help="per-sample gradient clipping norm (default 1 binary, 2 softmax; softmax needs "
+                                     "M >= sqrt(2), where clipping never fires)")),
+        "L": ("constants", dict(type=SMOOTH_L, default=None,
+                                help="smoothness constant (overrides --smoothness; eta = 1/L)")),
+        "smoothness": ("constants", dict(choices=["bound", "data"], default="bound",
+                                         help="L = 1/4 + lam n (bound) or from lambda_max(X^T X/n) (data; computed "
+                                              "from private data)")),
+        "delta": ("constants", dict(type=DELTA, default=None, help="delta of (eps, delta) (default 1/n)")),
+        "n": ("constants", dict(type=int_in(2, 10 ** 9), default=None,
+                                help="number of training rows for accounting only (no data loaded; with --find_k "
+                                     "or --plan_only)")),
+        "dim": ("constants", dict(type=int_in(1, 10 ** 9), default=None,
+                                  help="feature dimension d (default: the data's d; D2D needs it with --n)")),
+        "d2d_dim": ("constants", dict(choices=["params", "data"], default="params",
+                                      help="dimension in D2D's iteration counts: params = the model's parameter "
+                                           "count (d k for softmax, as its theorem needs; default) or data = d (the "
+                                           "reference's, to reproduce its figures)")),
+        "bound": ("constants", dict(choices=["paper", "best"], default="paper",
+                                    help="certificate: paper = each script's published theorem and the papers' "
+                                         "conversion; best = for every Renyi order the smallest proven bound (A-LSI, "
+                                         "B-loose, B-tight) with the improved conversion, fewer steps for the same "
+                                         "guarantee (default %(default)s)")),
+        "projection": ("constants", dict(type=RADIUS, default=100.0 if family == "SGD" else 0.0,
+                                         help="projection radius R (0 = no projection; default %(default)s)")),
+        "sigma": ("run", dict(type=SIGMA, default=0.03, help="noise standard deviation (default %(default)s)")),
+        "burn_in": ("run", dict(type=burn_in_value, default=10000,
+                                help="learning steps T (epochs for mini-batch), or 'auto' from the contraction "
+                                     "bound (default %(default)s)")),
+        "trials": ("run", dict(type=TRIALS, default=100, help="independent chains per setting (default %(default)s)")),
+        "seed": ("run", dict(type=SEED, default=0, help="random seed (default %(default)s)")),
+        "device": ("run", dict(type=device_value, default="auto", help="auto, cpu, cuda or cuda:N")),
+        "gpu": ("run", dict(type=int_at_least(0), default=None,
+                            help="the paper's spelling: --gpu N means --device cuda:N")),
+        "dtype": ("run", dict(choices=["float32", "float64"], default="float32",
+                              help="tensor precision (default %(default)s)")),
+        "result_dir": ("run", dict(default="result", help="where run folders are written (default %(default)s/)")),
+        "resume": ("run", dict(action="store_true", help="reuse the finished parts of an interrupted run")),
+        "plan_only": ("run", dict(action="store_true",
+                                  help="compute and save the accounting (sigmas, K) without running chains")),
+        "no_cache": ("run", dict(action="store_true", help="do not reuse or store learned chains in result/cache/")),
+        "quiet": ("run", dict(action="store_true", help="no progress bars (they are drawn on a terminal only: a "
+                                                        "redirected stderr never gets them)")),
+        "name": ("run", dict(type=run_name_value, default=None,
+                             help="the run folder's name under <mode>/ (default: the flags given and a hash of all "
+                                  "flags)")),
+        "yes": ("run", dict(action="store_true", help="run a plan above the size that needs confirmation (see the "
+                                                      "message that asks for it)")),
+    }
+
+
+SHARED_FLAGS = tuple(_shared_flags("LMC"))   # every script's flags, in --help order
+
+
+def add_flags(parser, names, *, family: str = "LMC", defaults: dict | None = None, helps: dict | None = None,
+              groups: dict | None = None) -> None:
+    """Add the shared flags ``names`` (see SHARED_FLAGS) to ``parser``, each to its argument group (made on first
+    use; ``groups`` keeps them across calls), with ``defaults`` / ``helps`` replacing an entry's default / help."""
+    defaults, helps, table = defaults or {}, helps or {}, _shared_flags(family)
+    groups = {} if groups is None else groups
+    unknown = sorted((set(defaults) | set(helps)) - set(table))
+    if unknown:
+        raise KeyError(f"not a shared flag: {', '.join(unknown)} (allowed: {', '.join(table)})")
+    for name in names:
+        group_name, kw = table[name]
+        kw = dict(kw)
+        if name in defaults:
+            kw["default"] = defaults[name]
+        if name in helps:
+            kw["help"] = helps[name]
+        if group_name not in groups:
+            groups[group_name] = parser.add_argument_group(group_name)
+        add(groups[group_name], "--" + name, **kw)
+
+
 def add_bound(group, *, default: str):
     """--bound paper|best (utils.bounds; docs/METHOD.md §7)."""
-    return add(group, "--bound", choices=["paper", "best"], default=default,
-               help="certificate: paper = each script's published theorem and the papers' conversion; best = for "
-                    "every Renyi order the smallest proven bound (A-LSI, B-loose, B-tight) with the improved "
-                    f"conversion, fewer steps for the same guarantee (default {default})")
+    add_flags(group, ["bound"], defaults={"bound": default}, groups={"constants": group})
 
 
 # ---------------------------------------------------------------- the shared parser
-def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
-                burn_in_default=10000, bound_default="paper") -> OneLineParser:
-    """Flags shared by every script. ``family`` is LMC (paper A) or SGD (paper B)."""
+def make_parser(prog_description: str, *, family: str, multiclass: bool = False, defaults: dict | None = None,
+                helps: dict | None = None) -> OneLineParser:
+    """Flags shared by every script. ``family`` is LMC (paper A) or SGD (paper B); ``defaults`` / ``helps`` give
+    this script's default / help of shared flags (e.g. audit.py's ``{"trials": 1000}``), on this parser only."""
     p = OneLineParser(description=prog_description, allow_abbrev=False)
     p.set_defaults(family=family, multiclass=multiclass)
-    g = p.add_argument_group("data")
-    add(g, "--dataset", default="MNIST",
-        help="dataset name (MNIST, FASHION, CIFAR10, DIGITS, ... or any label with --features)")
-    add(g, "--data_dir", default="data", help="where downloads and caches live (default data/)")
-    add(g, "--features", default=None, help="precomputed features .npz/.pt (X_train, y_train, X_test, y_test)")
-    add(g, "--classes", type=int, nargs=2, default=None, metavar=("A", "B"),
-        help="the two classes of a binary dataset (default 3 8)")
-    add(g, "--removal", choices=["random", "last"], default="random",
-        help="which training rows a request replaces: a seeded random choice, or the last rows as the reference")
-    c = p.add_argument_group("constants")
-    add(c, "--lam", type=LAM, default=None,
-        help="L2 regularisation lambda (m = lambda n); default 1e-6 for paper data, larger for DIGITS")
-    add(c, "--M", type=CLIP_M, default=None,
-        help="per-sample gradient clipping norm (default 1 binary, 2 softmax; softmax needs M >= sqrt(2), "
-             "where clipping never fires)")
-    add(c, "--L", type=SMOOTH_L, default=None, help="smoothness constant (overrides --smoothness; eta = 1/L)")
-    add(c, "--smoothness", choices=["bound", "data"], default="bound",
-        help="L = 1/4 + lam n (bound) or from lambda_max(X^T X/n) (data; computed from private data)")
-    add(c, "--delta", type=DELTA, default=None, help="delta of (eps, delta) (default 1/n)")
-    add(c, "--n", type=int_in(2, 10 ** 9), default=None,
-        help="number of training rows for accounting only (no data loaded; with --find_k or --plan_only)")
-    add(c, "--dim", type=int_in(1, 10 ** 9), default=None,
-        help="feature dimension d (default: the data's d; D2D needs it with --n)")
-    add(c, "--d2d_dim", choices=["params", "data"], default="params",
-        help="dimension in D2D's iteration counts: params = the model's parameter count (d k for softmax, "
-             "as its theorem needs; default) or data = d (the reference's, to reproduce its figures)")
-    add_bound(c, default=bound_default)
-    add(c, "--projection", type=RADIUS, default=100.0 if family == "SGD" else 0.0,
-        help="projection radius R (0 = no projection)")
-    r = p.add_argument_group("run")
-    add(r, "--sigma", type=SIGMA, default=0.03, help="noise standard deviation (default 0.03)")
-    add(r, "--burn_in", type=burn_in_value, default=burn_in_default,
-        help="learning steps T (epochs for mini-batch), or 'auto' from the contraction bound")
-    add(r, "--trials", type=TRIALS, default=100, help="independent chains per setting (default 100)")
-    add(r, "--seed", type=SEED, default=0, help="random seed (default 0)")
-    add(r, "--device", type=device_value, default="auto", help="auto, cpu, cuda or cuda:N")
-    add(r, "--gpu", type=int_at_least(0), default=None, help="the paper's spelling: --gpu N means --device cuda:N")
-    add(r, "--dtype", choices=["float32", "float64"], default="float32", help="tensor precision (default float32)")
-    add(r, "--result_dir", default="result", help="where run folders are written (default result/)")
-    add(r, "--resume", action="store_true", help="reuse the finished parts of an interrupted run")
-    add(r, "--plan_only", action="store_true",
-        help="compute and save the accounting (sigmas, K) without running chains")
-    add(r, "--no_cache", action="store_true", help="do not reuse or store learned chains in result/cache/")
-    add(r, "--quiet", action="store_true",
-        help="no progress bars (they are drawn on a terminal only: a redirected stderr never gets them)")
-    add(r, "--name", type=run_name_value, default=None,
-        help="the run folder's name under <mode>/ (default: the flags given and a hash of all flags)")
-    add(r, "--yes", action="store_true",
-        help="run a plan above the size that needs confirmation (see the message that asks for it)")
+    add_flags(p, SHARED_FLAGS, family=family, defaults=defaults, helps=helps)
     return p
 
 
+# ---------------------------------------------------------------- flags by mode
+def check_mode_flags(given, mode: str, belongs: dict, *, spell=None) -> None:
+    """Refuse a flag that the chosen mode does not read (it would be silently ignored).
+
+    ``given``: the flags given (``FrozenArgs.given`` or ``args.given_flags``); ``belongs``: flag -> the modes
+    that read it (a script's table); ``spell(mode)`` writes a mode as the user chooses it (default ``--mode``).
+    One line names the flag, the chosen mode and the modes the flag belongs to."""
+    spell = spell or (lambda m: "--" + m)
+    for flag, modes in belongs.items():
+        if flag in given and mode not in modes:
+            raise UsageError(f"--{flag} does not apply to {spell(mode)} (allowed with: "
+                             f"{', '.join(spell(m) for m in modes)})")
+
+
+# ---------------------------------------------------------------- parse, check, freeze
+class FrozenArgsError(AttributeError):
+    """A write to the flags after validation: derived values belong on the run context (experiments.Context)."""
+
+
+class FrozenArgs(argparse.Namespace):
+    """The validated flags, read-only: ``vars(args)`` is what config.json's ``flags`` holds; ``given`` names
+    the flags given with a non-default value (what the run folder's name shows)."""
+
+    __slots__ = ("_given",)   # a slot, so that it stays out of vars(args): not a flag
+
+    def __init__(self, flags: dict, given=()):
+        self.__dict__.update(flags)
+        object.__setattr__(self, "_given", tuple(given))
+
+    @property
+    def given(self) -> tuple:
+        return self._given
+
+    def __setattr__(self, key, value):
+        raise FrozenArgsError(f"args.{key} is read-only after validation (derived values belong on the run "
+                              "context: ctx.consts, ctx.derived)")
+
+    def __delattr__(self, key):
+        raise FrozenArgsError(f"args.{key} is read-only after validation")
+
+
+def freeze(args) -> FrozenArgs:
+    """The validated flags as FrozenArgs (``given_flags`` becomes ``.given``, out of the flags)."""
+    if isinstance(args, FrozenArgs):
+        return args
+    flags = dict(vars(args))
+    return FrozenArgs(flags, flags.pop("given_flags", ()))
+
+
 def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
-    """Parse and validate everything that needs no data (dataset name, classes, --n usage, device)."""
+    """Parse and validate everything that needs no data (dataset name, classes, --n usage, device).
+
+    Returns the flags still writable, for the script's own checks (its mode defaults); ``parse_checked``
+    freezes them after those. Defaults that depend on the data (lam, M) are not flags: experiments.start
+    derives them."""
     args = parser.parse_args(argv)
     # what the run folder's name shows (results.run_name): the flags given with a non-default value
     args.given_flags = [k for k, v in vars(args).items() if v != parser.get_default(k)]
@@ -273,11 +368,15 @@ def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
         if not (args.plan_only or wanted):
             also = "".join(f" or --{m} 1" for m in accounting_modes)  # none: --plan_only alone
             raise UsageError(f"--n {args.n} loads no data, so it works only with --plan_only{also}")
-    if args.lam is None and args.features is None:
-        args.lam = data_mod.default_lam(args.dataset)  # a --features file's default comes with its data
-    if args.M is None and args.features is None:  # a --features file's model is known once it is loaded
-        args.M = models.default_M(10 if data_mod.is_multiclass(args.dataset) else 2)
     return args
+
+
+def parse_checked(parser: OneLineParser, argv=None, *, check=None, accounting_modes=("find_k",)):
+    """Step 1 of the script protocol (experiments.run_script): parse, the shared checks, the script's
+    ``check(args) -> mode`` (which may fill its mode defaults), then freeze. Returns (FrozenArgs, mode)."""
+    args = parse(parser, argv, accounting_modes=accounting_modes)
+    mode = check(args) if check is not None else None
+    return freeze(args), mode
 
 
 class Terminated(KeyboardInterrupt):

@@ -1,14 +1,26 @@
-"""The pieces every script shares: set up data and constants, learn / unlearn / retrain / evaluate
-chains over trials (with the learned-chain cache and resumable parts), and write the run folder.
+"""The pieces every script shares: the script protocol (``run_script``), data and constants, learn /
+unlearn / retrain / evaluate chains over trials (with the learned-chain cache and resumable parts), and
+the run folder.
 
-A script reads: ``args = parse(...)`` -> ``ctx = start(args, mode=...)`` -> plan (accountant) ->
-``lab = ctx.lab()`` -> chains -> ``ctx.finish(metrics, arrays)``.
+The protocol, written once in ``run_script``; a script declares its parser, its checks and per mode a
+``Script`` (plan, stages), and calls it:
+
+1. parse: ``cli.parse_checked`` validates every flag that needs no data, runs the script's ``check`` (which
+   returns the mode and may fill its mode defaults) and freezes the flags (``cli.FrozenArgs``);
+2. start: data (unless ``--n``), constants, the run folder's name (``start``); nothing is written;
+3. plan: ``Script.plan(ctx) -> Plan``, accountant only: an impossible target fails here, before any file;
+4. open: ``ctx.open(chain_steps)`` checks the plan's size and memory, locks the folder, writes config.json
+   (``flags``: the frozen flags; ``derived``: mode, constants, data identity, the script's ``ctx.derive``);
+5. ``--plan_only`` (or a script with no stages): finish with the plan's metrics and arrays;
+6. stages: ``Script.stages(ctx, plan) -> (metrics, arrays, summary)``, the chains, resumable stage by stage;
+7. finish: ``ctx.finish`` writes arrays, figure, log, config (complete) and metrics.json last.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import time
+from typing import Any, Callable
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
@@ -20,8 +32,28 @@ from utils.results import RunFolder
 
 
 # ---------------------------------------------------------------- constants
-def constants_for(args, dataset, *, max_removed: int = 1):
+def model_defaults(args, dataset) -> tuple[float, float]:
+    """(lam, M) of this run: the flags, else lam from the dataset (a named one's, or a --features file's once
+    loaded) and M from the model (utils.models.default_M). Derived values, kept on the run context."""
+    named = args.features is None
+    lam = args.lam
+    if lam is None:
+        if named:
+            lam = data_mod.default_lam(args.dataset)
+        elif dataset is not None:
+            lam = dataset.default_lam
+        else:
+            raise ValueError("--lam is needed with --n and --features (no data is loaded to choose it)")
+    M = args.M
+    if M is None:
+        M = models.default_M((10 if data_mod.is_multiclass(args.dataset) else 2) if named
+                             else num_classes_of(args, dataset))
+    return lam, M
+
+
+def constants_for(args, dataset, *, max_removed: int = 1, lam: float | None = None, M: float | None = None):
     """The accountant's constants for this run; a data-dependent L covers D and every D'.
+    ``lam`` / ``M``: the values model_defaults chose (default: the flags).
 
     Replacing S unit-norm rows moves X^T X / n by at most S/n in spectral norm, so
     lambda_max(D) + S/n bounds lambda_max over D and all its neighbours (docs/METHOD.md §1.3).
@@ -36,7 +68,8 @@ def constants_for(args, dataset, *, max_removed: int = 1):
         lambda_max = accountant.data_smoothness_lambda_max(dataset.X_train, replaced_rows=max_removed)
         # unit-norm rows give lambda_max <= 1: never looser than the closed-form bound
         lambda_max = min(lambda_max, 1.0)
-    return accountant.make_constants(n=n, lam=args.lam, M=args.M, num_classes=num_classes, L=args.L,
+    return accountant.make_constants(n=n, lam=args.lam if lam is None else lam, M=args.M if M is None else M,
+                                     num_classes=num_classes, L=args.L,
                                      smoothness=args.smoothness if args.L is None else "bound",
                                      lambda_max=lambda_max, delta=args.delta, d=d)
 
@@ -59,12 +92,10 @@ def num_classes_of(args, dataset) -> int:
     return 10 if (getattr(args, "multiclass", False) or named_multi) else 2
 
 
-def check_model(args, dataset) -> None:
-    """Fill the model-dependent --M default and refuse softmax clipping that can fire (utils.models)."""
-    num_classes = num_classes_of(args, dataset)
-    if args.M is None:
-        args.M = models.default_M(num_classes)
-    models.check_clipping_for_data(num_classes=num_classes, M=args.M, X=None if dataset is None else dataset.X_train)
+def check_model(args, dataset, M: float) -> None:
+    """Refuse softmax clipping that can fire (utils.models) for the run's M."""
+    models.check_clipping_for_data(num_classes=num_classes_of(args, dataset), M=M,
+                                   X=None if dataset is None else dataset.X_train)
 
 
 def describe_constants(c) -> str:
@@ -85,10 +116,14 @@ def truncate(dataset, n_rows: int):
 
 # ---------------------------------------------------------------- the run context
 class Context:
-    """One invocation: flags, data, constants and the run folder; writes everything at the end."""
+    """One invocation: the frozen flags (``args``), data, constants and the run folder; writes everything at
+    the end. Values derived from the flags and the data live here, never in ``args``: ``consts`` (n, lam, m,
+    L, M, eta, delta, d, ...) and ``extra`` (a script's own, e.g. the sigma audit.py chose), written to
+    config.json's ``derived`` beside ``flags``."""
 
     def __init__(self, args, *, mode: str, dataset, consts, run: RunFolder):
         self.args, self.mode, self.dataset, self.consts, self.run = args, mode, dataset, consts, run
+        self.extra: dict = {}
         self.world = distributed.world()   # under torchrun only rank 0 logs and writes
         self.t0 = time.perf_counter()
         self.warnings: list[str] = []
@@ -132,14 +167,25 @@ class Context:
         return T
 
     def derived(self) -> dict:
+        """The constants (metrics.json's ``constants``)."""
         return dataclasses.asdict(self.consts)
+
+    def derive(self, name: str, value):
+        """Record a value the run derived (before ``open``: config.json's ``derived`` holds it); returns it."""
+        if getattr(self, "_config", None) is not None:
+            raise RuntimeError(f"derived value {name!r} recorded after config.json was written")
+        self.extra[name] = value
+        return value
+
+    def config_derived(self) -> dict:
+        """config.json's ``derived``: mode, constants, the data's identity and the script's own derived values."""
+        return dict({"mode": self.mode, "constants": self.derived(),
+                     "dataset": None if self.dataset is None else self.dataset.identity}, **self.extra)
 
     def open(self, chain_steps: int | None = None) -> "Context":
         """Check the plan's size (``chain_steps``: chains x steps it will run) and memory, then lock the
         folder and write config.json: a refused plan leaves nothing behind."""
-        config = results.config_record(self.args, {"mode": self.mode, "constants": self.derived(),
-                                                   "dataset": None if self.dataset is None
-                                                   else self.dataset.identity})
+        config = results.config_record(self.args, self.config_derived())
         config["complete"] = False  # until finish() writes it again beside the results it describes
         distributed.check_same("flags and data", results.cache_key(results.resume_inputs(config)))
 
@@ -247,6 +293,11 @@ def check_plan(args, dataset, chain_steps: int) -> None:
                          f"has {have / 2 ** 30:.1f} GiB (allowed: fewer --trials)")
 
 
+def given_flags(args) -> tuple:
+    """The flags given with a non-default value (FrozenArgs.given; a plain namespace's given_flags)."""
+    return tuple(getattr(args, "given", None) or getattr(args, "given_flags", ()) or ())
+
+
 def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None) -> Context:
     """Everything before the plan: result-dir check, data (unless --n), constants, the run folder.
 
@@ -255,6 +306,9 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
     removal sizes fit depends on the data).
     The folder is opened (locked, config written) only by ``ctx.open()``, after the plan is known.
     """
+    from utils import cli
+
+    args = cli.freeze(args)   # validated: from here on a derived value goes on the context, never in args
     world = distributed.setup(args.device)
     if world.main:
         results.check_writable(args.result_dir)
@@ -265,21 +319,20 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
             classes=tuple(args.classes) if args.classes else None, seed=args.seed)
         if transform is not None:
             dataset = transform(dataset)
-        if args.lam is None:
-            args.lam = dataset.default_lam
-    elif args.lam is None:
-        raise ValueError("--lam is needed with --n and --features (no data is loaded to choose it)")
-    check_model(args, dataset)
+    lam, M = model_defaults(args, dataset)
+    check_model(args, dataset, M)
     if callable(max_removed):
         max_removed = max_removed(args.n if args.n is not None else dataset.n)
-    consts = constants_for(args, dataset, max_removed=max_removed)
+    consts = constants_for(args, dataset, max_removed=max_removed, lam=lam, M=M)
     if not args.plan_only and args.n is None:
         from utils import engine  # torch: only now that the flags and the data are known to be good
 
         engine.resolve_device(args.device)  # "--device cuda" without CUDA fails before any file exists
+    # the folder's hash covers lam and M as used (a default and the same value given are the same run's
+    # inputs), as it did when they were written into the flags: a command line keeps its folder
     run = RunFolder(args.result_dir, args.family, args.dataset, mode,
-                    run=results.run_name(results.to_jsonable(vars(args)), mode=mode,
-                                         given=getattr(args, "given_flags", ())))
+                    run=results.run_name(results.to_jsonable(dict(vars(args), lam=lam, M=M)), mode=mode,
+                                         given=given_flags(args)))
     ctx = Context(args, mode=mode, dataset=dataset, consts=consts, run=run)
     ctx.log(f"{args.family} {mode} on {args.dataset}: " + describe_constants(consts))
     if consts.d is not None and consts.num_classes > 2:
@@ -290,6 +343,49 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
         ctx.warn("L is data-dependent: it is computed from the private training data, which the "
                  "certificate does not account for")
     return ctx
+
+
+# ---------------------------------------------------------------- the script protocol
+@dataclasses.dataclass
+class Plan:
+    """What a script's plan step gives: the metrics and arrays known before any chain runs, the chain-steps
+    the stages will run (ctx.open checks them; None: no check), the summary of a --plan_only run, and
+    ``tables``, whatever the stages need from the plan."""
+
+    metrics: dict
+    arrays: dict
+    chain_steps: int | None = None
+    summary: str = "plan only"
+    tables: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Script:
+    """One mode of a script: ``plan(ctx) -> Plan``; ``stages(ctx, plan) -> (metrics, arrays, summary)`` (None:
+    the plan is the result, e.g. baseline.py --find_k); ``start(args) -> dict`` of keywords for ``start``
+    (max_removed, transform)."""
+
+    plan: Callable[[Context], Plan]
+    stages: Callable[[Context, Plan], tuple] | None = None
+    start: Callable[[Any], dict] = lambda args: {}
+
+
+def run_script(parser, argv, *, check, scripts, accounting_modes=()) -> int:
+    """The script protocol (this module's docstring): parse -> check -> freeze -> start -> plan -> open ->
+    plan-only finish -> stages -> finish. ``check(args) -> mode``; ``scripts``: mode -> Script. Returns 0."""
+    from utils import cli
+
+    args, mode = cli.parse_checked(parser, argv, check=check, accounting_modes=accounting_modes)
+    script = scripts[mode]
+    ctx = start(args, mode=mode, **script.start(args))
+    plan = script.plan(ctx)
+    ctx.open(chain_steps=plan.chain_steps)
+    if args.plan_only or script.stages is None:
+        ctx.finish(plan.metrics, plan.arrays, summary=plan.summary)
+        return 0
+    metrics, arrays, summary = script.stages(ctx, plan)
+    ctx.finish(metrics, arrays, summary=summary)
+    return 0
 
 
 # ---------------------------------------------------------------- chains
@@ -418,7 +514,7 @@ class Lab:
         X, y = data if data is not None else (self.X, self.y)
         c = self.ctx.consts
         inputs = {"data": self.base_identity if data is None else data_mod.fingerprint(X, y),
-                  "lam": self.ctx.args.lam, "L": c.L, "M": c.M, "m": c.m, "eta": c.eta if eta is None else eta,
+                  "lam": c.lam, "L": c.L, "M": c.M, "m": c.m, "eta": c.eta if eta is None else eta,
                   "sigma": sigma, "T": T, "R": self.R, "b": batch_size, "dtype": self.ctx.args.dtype,
                   "trials": C, "seed": self.seed, "key": list(map(str, (phase,) + tuple(key))),
                   "streams": self.engine.STREAMS_VERSION}
