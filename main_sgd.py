@@ -229,29 +229,45 @@ def rows_used(n: int, batches, *, reference_rows=None) -> int:
     return n // lcm * lcm
 
 
-def prepare_data(args, notes: list, out: dict):
-    """start()'s transform: choose the batch sizes that fit, truncate the rows."""
-    def transform(dataset):
+class Truncation:
+    """start()'s transform: choose the batch sizes that fit, truncate the rows; keeps its notes, the batch sizes
+    kept and the rows loaded (``notes``, ``out``) for the plan (read back as ``ctx.transform``)."""
+
+    def __init__(self, args):
+        self.args, self.notes, self.out = args, [], {}
+
+    def __call__(self, dataset):
+        args = self.args
         kept = select_batches(args.requested_batches, n=dataset.n, explicit=args.batch_size is not None,
-                              must_divide=False, notes=notes)
+                              must_divide=False, notes=self.notes)
         reference = REFERENCE_ROWS.get(args.dataset) if args.features is None and args.classes is None else None
         rows = rows_used(dataset.n, kept, reference_rows=reference)
         if rows < dataset.n:
-            notes.append(f"using the first {rows} of {dataset.n} training rows so that every batch size "
-                         f"({', '.join(map(str, kept))}) divides n")
-        out.update(batches=kept, n_loaded=dataset.n)
+            self.notes.append(f"using the first {rows} of {dataset.n} training rows so that every batch size "
+                              f"({', '.join(map(str, kept))}) divides n")
+        self.out.update(batches=kept, n_loaded=dataset.n)
         return experiments.truncate(dataset, rows)
-    return transform
 
 
-def setup(args):
-    """Data (unless --n), batch settings and constants; nothing written yet."""
-    notes, out = [], {}
-    # the most rows a D' of this mode replaces; retrain_noiseless drops default S not below n
+def start_keywords(args) -> dict:
+    """experiments.start's keywords: the truncation, and the most rows a D' of this mode replaces
+    (retrain_noiseless drops default S not below n)."""
     max_removed = {"compare_baseline_nonconvergent": 1,
                    "retrain_noiseless": lambda n: max([S for S in args.S or REMOVE_LIST if S < n], default=1)}\
         .get(args.mode, args.requests)
-    ctx = experiments.start(args, mode=args.mode, max_removed=max_removed, transform=prepare_data(args, notes, out))
+    return {"max_removed": max_removed, "transform": Truncation(args)}
+
+
+def setup(args):
+    """Data (unless --n), batch settings and constants; nothing written yet: (ctx, batches, truncation)."""
+    ctx = experiments.start(args, mode=args.mode, **start_keywords(args))
+    return (ctx,) + settings(ctx)
+
+
+def settings(ctx):
+    """(batch settings, truncation record) of a started run: the sizes that fit n, each with its burn-in."""
+    args = ctx.args
+    notes, out = ctx.transform.notes, ctx.transform.out
     n = ctx.consts.n
     if args.n is not None:
         out.update(batches=select_batches(args.requested_batches, n=n, explicit=args.batch_size is not None,
@@ -274,7 +290,7 @@ def setup(args):
                   "rule": "none (--n)" if args.n is not None else
                   "the reference's rows (MNIST 11264, CIFAR10 9728) when every batch size divides them, "
                   "else the largest multiple of the lcm of the batch sizes"}
-    return ctx, batches, truncation
+    return batches, truncation
 
 
 # ---------------------------------------------------------------- accounting
@@ -347,13 +363,11 @@ def wall(ctx) -> str:
     return f"{time.perf_counter() - ctx.t0:.1f} s"
 
 
-def open_plan(ctx, steps: int, metrics: dict, arrays: dict, saved: str):
-    """Log the plan's size and open the run folder; with --plan_only finish there and return the exit code."""
+def plan_of(ctx, steps: int, metrics: dict, arrays: dict, saved: str, tables) -> experiments.Plan:
+    """Log the plan's size; the Plan the protocol opens the folder with (and finishes with on --plan_only)."""
     ctx.log(f"plan: {steps:,} chain-steps (chains x gradient updates)")
-    ctx.open(chain_steps=steps)
-    if ctx.args.plan_only:
-        return ctx.finish(metrics, arrays, summary=f"plan only: {saved}; {wall(ctx)}")
-    return None
+    return experiments.Plan(metrics, arrays, chain_steps=steps, summary=f"plan only: {saved}; {wall(ctx)}",
+                            tables=tables)
 
 
 # ---------------------------------------------------------------- Fig 3a
@@ -524,7 +538,9 @@ def run_paper_a(ctx, plan, eps_list, task1):
     return curves, arrays
 
 
-def compare_baseline_nonconvergent(ctx, batches, truncation):
+def plan_compare_baseline_nonconvergent(ctx) -> experiments.Plan:
+    """Fig 3a's plan: sigma per (b, eps) from the finite-T bound, and paper A's curves (read or planned here)."""
+    batches, truncation = settings(ctx)
     plan, steps = plan_compare(ctx, batches)
     # rank 0 reads the folder for every rank (torchrun): the ranks must take the same branch
     metrics_a, source = (None, "plan only") if ctx.args.plan_only else distributed.on_main(lambda: paper_a_folder(ctx))
@@ -538,9 +554,13 @@ def compare_baseline_nonconvergent(ctx, batches, truncation):
     arrays = {f"sigma_b{bt.key}": np.array([plan["sigma"][bt.key][results.json_key(e)] for e in plan["eps_list"]])
               for bt in batches}
     arrays["eps_list"] = np.array(plan["eps_list"])
-    done = open_plan(ctx, metrics["total_chain_steps"], metrics, arrays, "sigma per (b, eps) saved")
-    if done is not None:
-        return done
+    return plan_of(ctx, metrics["total_chain_steps"], metrics, arrays, "sigma per (b, eps) saved",
+                   (batches, plan, reused, a_plan))
+
+
+def compare_baseline_nonconvergent(ctx, planned: experiments.Plan):
+    """Fig 3a's chains: per (b, eps) learn, retrain and unlearn one epoch; paper A's curves unless read."""
+    (batches, plan, reused, a_plan), metrics, arrays = planned.tables, planned.metrics, planned.arrays
     lab = ctx.lab()
     removal = lab.removal(1)  # D' of the one removal, shared by the comparison and paper A's curves
     task1 = lab.task(removal.X, removal.y)
@@ -556,7 +576,7 @@ def compare_baseline_nonconvergent(ctx, batches, truncation):
     lines = [f"b={bt.key}: unlearn " + ", ".join(f"eps {ek}: {v['unlearn']['mean']:.3f} (retrain "
                                                   f"{v['retrain']['mean']:.3f})" for ek, v in accuracy[bt.key].items())
              for bt in batches]
-    return ctx.finish(metrics, arrays, summary="Fig 3a (K = 1 epoch): " + "; ".join(lines) + f"; wall-clock {wall(ctx)}")
+    return metrics, arrays, "Fig 3a (K = 1 epoch): " + "; ".join(lines) + f"; wall-clock {wall(ctx)}"
 
 
 # ---------------------------------------------------------------- Fig 3b and Fig 3c,d
@@ -600,7 +620,9 @@ def common(ctx, batches, truncation) -> dict:
             "Z_B": z_b_table(ctx.consts, batches, ctx.args.projection), "projection_R": ctx.args.projection}
 
 
-def sequential(ctx, batches, truncation):
+def plan_sequential(ctx) -> experiments.Plan:
+    """Fig 3b's plan: the K list of every batch size, and Langevin's and D2D's for comparison."""
+    batches, truncation = settings(ctx)
     args, c = ctx.args, ctx.consts
     eps, sigma, N = target_eps(args), args.sigma, args.requests
     check_requests(N, c.n)
@@ -628,9 +650,12 @@ def sequential(ctx, batches, truncation):
     arrays["lmc_k_list"] = np.array(metrics["lmc_k_list"], dtype=np.int64)
     if metrics["d2d_k_list"] is not None:
         arrays["d2d_k_list"] = np.array(metrics["d2d_k_list"], dtype=np.int64)
-    done = open_plan(ctx, metrics["total_chain_steps"], metrics, arrays, "K lists saved")
-    if done is not None:
-        return done
+    return plan_of(ctx, metrics["total_chain_steps"], metrics, arrays, "K lists saved", (batches, k_lists))
+
+
+def sequential(ctx, planned: experiments.Plan):
+    """Fig 3b's chains: per batch size the request stream, resumable request by request."""
+    (batches, k_lists), metrics, arrays, sigma = planned.tables, planned.metrics, planned.arrays, ctx.args.sigma
     accuracy = {}
     for bt in batches:
         part = run_stream_setting(ctx, bt, sigma, k_lists[bt.key], tag="seq")
@@ -642,7 +667,7 @@ def sequential(ctx, batches, truncation):
     metrics["accuracy"] = accuracy
     lines = [f"b={k}: {metrics['accumulated_epochs'][k]} epochs in total, accuracy after the last removal "
              f"{v['unlearn']['mean']:.3f} (retrain {v['retrain']['mean']:.3f})" for k, v in accuracy.items()]
-    return ctx.finish(metrics, arrays, summary="Fig 3b: " + "; ".join(lines) + f"; wall-clock {wall(ctx)}")
+    return metrics, arrays, "Fig 3b: " + "; ".join(lines) + f"; wall-clock {wall(ctx)}"
 
 
 def target_eps(args) -> float:
@@ -654,7 +679,9 @@ def check_requests(N, n):
         raise cli.UsageError(f"--requests {N} replaces {N} rows but n = {n} (allowed: fewer than n)")
 
 
-def paint_unlearning_sigma(ctx, batches, truncation):
+def plan_paint_unlearning_sigma(ctx) -> experiments.Plan:
+    """Fig 3c,d's plan: per (batch size, sigma) the K list of the requests and the accumulated epochs."""
+    batches, truncation = settings(ctx)
     args, c = ctx.args, ctx.consts
     eps, N = target_eps(args), args.requests
     sigmas = args.sigma_list or PAPER_SIGMAS
@@ -679,9 +706,12 @@ def paint_unlearning_sigma(ctx, batches, truncation):
     arrays = {"sigma_list": np.array(sigmas)}
     for bt in batches:
         arrays[f"accumulated_epochs_b{bt.key}"] = np.array([acc_epochs[bt.key][results.json_key(s)] for s in sigmas])
-    done = open_plan(ctx, steps, metrics, arrays, "K lists saved")
-    if done is not None:
-        return done
+    return plan_of(ctx, steps, metrics, arrays, "K lists saved", (batches, sigmas, k_lists, acc_epochs))
+
+
+def paint_unlearning_sigma(ctx, planned: experiments.Plan):
+    """Fig 3c,d's chains: per (batch size, sigma) the request stream, resumable request by request."""
+    (batches, sigmas, k_lists, acc_epochs), metrics, arrays = planned.tables, planned.metrics, planned.arrays
     accuracy = {}
     for bt in batches:
         accuracy[bt.key], rows = {}, {"learn": [], "unlearn": [], "retrain": [], "unlearn_mean_per_request": []}
@@ -699,11 +729,13 @@ def paint_unlearning_sigma(ctx, batches, truncation):
     lines = [f"b={bk}: " + ", ".join(f"sigma {sk}: {v['unlearn']['mean']:.3f} (retrain {v['retrain']['mean']:.3f}, "
                                      f"{acc_epochs[bk][sk]} epochs)" for sk, v in per.items())
              for bk, per in accuracy.items()]
-    return ctx.finish(metrics, arrays, summary="Fig 3c,d: " + "; ".join(lines) + f"; wall-clock {wall(ctx)}")
+    return metrics, arrays, "Fig 3c,d: " + "; ".join(lines) + f"; wall-clock {wall(ctx)}"
 
 
 # ---------------------------------------------------------------- noiseless reference
-def retrain_noiseless(ctx, batches, truncation):
+def plan_retrain_noiseless(ctx) -> experiments.Plan:
+    """The noiseless reference's plan: the removal counts that fit n and the burn-in per batch size."""
+    batches, truncation = settings(ctx)
     args, c = ctx.args, ctx.consts
     notes, removes = [], args.S or REMOVE_LIST
     too_big = [S for S in removes if S >= c.n]
@@ -723,10 +755,14 @@ def retrain_noiseless(ctx, batches, truncation):
     for line in notes:
         ctx.log("note: " + line)
     ctx.log(f"plan: {steps:,} chain-steps (sigma = 0: one chain per setting)")
-    ctx.open(chain_steps=steps)
     arrays = {"remove_list": np.array(removes, dtype=np.int64)}
-    if args.plan_only:
-        return ctx.finish(metrics, arrays, summary=f"plan only; {wall(ctx)}")
+    return experiments.Plan(metrics, arrays, chain_steps=steps, summary=f"plan only; {wall(ctx)}",
+                            tables=(batches, removes, burn))
+
+
+def retrain_noiseless(ctx, planned: experiments.Plan):
+    """The noiseless reference's chains: one chain learns and retrains per batch size and removal count."""
+    (batches, removes, burn), metrics, arrays = planned.tables, planned.metrics, planned.arrays
     lab, accuracy = ctx.lab(), {}
     for bt in batches:
         T = burn[bt.key]
@@ -747,19 +783,21 @@ def retrain_noiseless(ctx, batches, truncation):
         arrays[f"acc_retrain_b{bt.key}"] = np.array([part[f"S{S}"][0] for S in removes])
     metrics["accuracy"] = accuracy
     lines = [f"b={k}: learn {v['learn']:.3f}" for k, v in accuracy.items()]
-    return ctx.finish(metrics, arrays, summary="noiseless: " + "; ".join(lines) + f"; wall-clock {wall(ctx)}")
+    return metrics, arrays, "noiseless: " + "; ".join(lines) + f"; wall-clock {wall(ctx)}"
 
 
-RUNNERS = {"compare_baseline_nonconvergent": compare_baseline_nonconvergent, "sequential": sequential,
-           "paint_unlearning_sigma": paint_unlearning_sigma, "retrain_noiseless": retrain_noiseless}
+SCRIPTS = {
+    "compare_baseline_nonconvergent": experiments.Script(plan_compare_baseline_nonconvergent,
+                                                         compare_baseline_nonconvergent, start_keywords),
+    "sequential": experiments.Script(plan_sequential, sequential, start_keywords),
+    "paint_unlearning_sigma": experiments.Script(plan_paint_unlearning_sigma, paint_unlearning_sigma, start_keywords),
+    "retrain_noiseless": experiments.Script(plan_retrain_noiseless, retrain_noiseless, start_keywords),
+}
 
 
 @cli.guarded
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    ctx, batches, truncation = setup(args)
-    RUNNERS[args.mode](ctx, batches, truncation)
-    return 0
+    return experiments.run_script(build_parser(), argv, check=check_args, scripts=SCRIPTS)
 
 
 if __name__ == "__main__":

@@ -124,6 +124,7 @@ class Context:
     def __init__(self, args, *, mode: str, dataset, consts, run: RunFolder):
         self.args, self.mode, self.dataset, self.consts, self.run = args, mode, dataset, consts, run
         self.extra: dict = {}
+        self.transform = None   # the data transform start() applied, if any
         self.world = distributed.world()   # under torchrun only rank 0 logs and writes
         self.t0 = time.perf_counter()
         self.warnings: list[str] = []
@@ -334,6 +335,7 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
                     run=results.run_name(results.to_jsonable(dict(vars(args), lam=lam, M=M)), mode=mode,
                                          given=given_flags(args)))
     ctx = Context(args, mode=mode, dataset=dataset, consts=consts, run=run)
+    ctx.transform = transform   # what it recorded about the data (main_sgd.Truncation) is the plan's to read
     ctx.log(f"{args.family} {mode} on {args.dataset}: " + describe_constants(consts))
     if consts.d is not None and consts.num_classes > 2:
         ctx.log(f"D2D dimension d={consts.d} (--d2d_dim {args.d2d_dim}: "
