@@ -78,27 +78,21 @@ def build_parser() -> cli.OneLineParser:
             help="with --eps: sigma = the smallest noise that unlearns a request of --request_size rows in K steps")
     cli.add(lp, "--request_size", type=cli.int_at_least(1), default=1,
             help="rows per request that --eps/--K plan for, and the size of the future-request table (default 1)")
-    cli.add(lp, "--lam", type=cli.LAM, default=None,
-            help="L2 regularisation lambda, m = lam*n (default: m = 0.01, the papers' strong convexity)")
-    cli.add(lp, "--M", type=cli.CLIP_M, default=None,
-            help="per-sample gradient clipping norm (default 1 binary, 2 softmax; softmax needs M >= sqrt(2))")
-    cli.add(lp, "--L", type=cli.SMOOTH_L, default=None,
-            help="smoothness constant (default the closed-form bound 1/4 + m binary, 1 + m multiclass)")
-    cli.add(lp, "--delta", type=cli.DELTA, default=None, help="delta of (eps, delta) (default 1/n)")
-    cli.add_bound(lp, default="best")
+    # the flags every script shares, with this command's defaults (utils.cli; the rest are its own: --seed is
+    # drawn from the system's entropy by default, --sigma is > 0, --batch_size takes one value)
+    cli.add_flags(lp, ["lam", "M", "L", "delta", "bound", "burn_in", "trials", "device", "dtype"],
+                  defaults={"bound": "best", "burn_in": "auto", "trials": 10},
+                  helps={"lam": "L2 regularisation lambda, m = lam*n (default: m = 0.01, the papers' strong convexity)",
+                         "L": "smoothness constant (default the closed-form bound 1/4 + m binary, 1 + m multiclass)",
+                         "burn_in": "learning steps T (epochs for mini-batches), or auto: W2 to the stationary law "
+                                    "<= 1%% of its radius (default %(default)s)",
+                         "trials": "independent chains (default %(default)s); export deploys one of them"})
     cli.add(lp, "--batch_size", type=cli.batch_size_value, default="full",
             help="full (PNGD, paper A) or a mini-batch size b dividing n (PNSGD, paper B; K counts epochs)")
-    cli.add(lp, "--burn_in", type=cli.burn_in_value, default="auto",
-            help="learning steps T (epochs for mini-batches), or auto: W2 to the stationary law <= 1%% of its radius")
-    cli.add(lp, "--trials", type=cli.TRIALS, default=10,
-            help="independent chains (default 10); export deploys one of them")
     cli.add(lp, "--seed", type=cli.int_at_least(0), default=None,
             help="seed of every noise draw (default: drawn from the operating system's entropy and kept only in "
                  "the private state folder; a known seed lets anyone who also knows the remaining rows recover "
                  "removed rows from a released model)")
-    cli.add(lp, "--device", type=cli.device_value, default="auto", help="auto, cpu, cuda or cuda:N")
-    cli.add(lp, "--dtype", choices=["float32", "float64"], default="float32",
-            help="tensor precision of the chains (default float32)")
     lp.set_defaults(run=cmd_learn)
 
     rp = sub.add_parser("remove", allow_abbrev=False, help="remove rows by id, unlearn, print the certificate",
@@ -111,7 +105,7 @@ def build_parser() -> cli.OneLineParser:
     cli.add(rp, "--eps", type=cli.EPS, default=None,
             help="target epsilon of this request (default: the state's, set at learn)")
     cli.add(rp, "--features", default=None, help="check that this features file is the one the state learned on")
-    cli.add(rp, "--device", type=cli.device_value, default="auto", help="auto, cpu, cuda or cuda:N")
+    cli.add_flags(rp, ["device"])
     rp.set_defaults(run=cmd_remove)
 
     sp = sub.add_parser("status", allow_abbrev=False, help="request log, current guarantee, held-out accuracy",
