@@ -1,7 +1,8 @@
 """One tidy table of many run folders:  ``python -m utils.summary RESULT_DIR [--csv FILE]``.
 
 One row per run x setting x method (every accuracy record ``{mean, std, se, trials}`` a run saved),
-with the run's family, dataset, mode and folder, every flag of its config.json (``flag_<name>``),
+with the run's family, dataset, mode and folder, every flag of its config.json (``flag_<name>``), the
+constants it derived (``const_<name>``: n, lam, m, L, M, eta, delta, ... as the run used them),
 the swept values that name the setting (K, eps, sigma, S, b, ...), the certificate's bound, the
 accuracy's mean / std / trials, the unlearning steps and the run's wall clock. Runs that did not
 finish are listed with ``complete = False`` and no accuracies. Redrawing a figure from it::
@@ -114,6 +115,9 @@ def run_rows(folder: str) -> list[dict]:
                     mode=metrics.get("mode", base["mode"]), plan_only=metrics.get("plan_only"))
         base["wall_clock_seconds"] = (metrics.get("wall_clock_seconds") or {}).get("total")
     base.update({f"flag_{k}": _flag_value(v) for k, v in flags.items() if k != "given_flags"})
+    # the constants the run derived (lam and M as used when their flags were not given, n, L, m, ...)
+    constants = (config.get("derived") or {}).get("constants") or {}
+    base.update({f"const_{k}": v for k, v in constants.items() if isinstance(v, (int, float, str)) or v is None})
     found = list(_records(metrics)) if metrics is not None else []
     if not found:
         return [base]
