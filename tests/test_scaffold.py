@@ -160,6 +160,12 @@ def test_config_has_the_flags_given_and_the_constants_derived(tmp_path):
     assert c["lam"] == pytest.approx(lam) and c["M"] == 1.0
     assert c["m"] == pytest.approx(lam * n) and c["L"] == pytest.approx(0.25 + lam * n)
     assert c["eta"] == pytest.approx(1 / (0.25 + lam * n)) and c["delta"] == pytest.approx(1 / n)
+    # the summary table shows both: the flag as given (none) and the constant as used
+    from utils import summary
+
+    row = summary.table(str(tmp_path)).iloc[0]
+    assert row["flag_lam"] is None and row["const_lam"] == pytest.approx(lam)
+    assert row["const_L"] == pytest.approx(0.25 + lam * n)
 
 
 def test_a_given_lam_is_a_flag_and_the_sigma_audit_chose_is_derived(tmp_path):

@@ -223,7 +223,7 @@ def main(argv=None) -> int:
                                             "RESULT_DIR, printed and optionally written as CSV.")
     p.add_argument("result_dir", help="a result folder (result/), a mode folder or a run folder")
     p.add_argument("--csv", default=None, help="also write the whole table (every flag a column) to this CSV file")
-    p.add_argument("--all_columns", action="store_true", help="print every column, flags included")
+    p.add_argument("--all_columns", action="store_true", help="print every column, flags and derived constants included")
     args = p.parse_args(argv)
     if not os.path.isdir(args.result_dir):
         print(f"summary: error: {args.result_dir!r} is not a folder (give result/ or a run folder)", file=sys.stderr)
@@ -234,7 +234,7 @@ def main(argv=None) -> int:
     if df.empty:
         print(f"summary: no run folders under {args.result_dir}", file=sys.stderr)
         return 1
-    shown = df if args.all_columns else df[[c for c in df if not c.startswith("flag_") and c != "folder"]]
+    shown = df if args.all_columns else df[[c for c in df if not c.startswith(("flag_", "const_")) and c != "folder"]]
     with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
         print(shown.to_string(index=False))
     if args.csv:
