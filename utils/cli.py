@@ -252,12 +252,12 @@ def _shared_flags(family: str) -> dict[str, tuple[str, dict]]:
 SHARED_FLAGS = tuple(_shared_flags("LMC"))   # every script's flags, in --help order
 
 
-def add_flags(parser, names, *, family: str = "LMC", defaults: dict | None = None, helps: dict | None = None,
-              groups: dict | None = None) -> None:
-    """Add the shared flags ``names`` (see SHARED_FLAGS) to ``parser``, each to its argument group (made on first
-    use; ``groups`` keeps them across calls), with ``defaults`` / ``helps`` replacing an entry's default / help."""
+def add_flags(parser, names, *, family: str = "LMC", defaults: dict | None = None,
+              helps: dict | None = None) -> None:
+    """Add the shared flags ``names`` (see SHARED_FLAGS) to ``parser``, each in its argument group (data,
+    constants, run), with ``defaults`` / ``helps`` replacing an entry's default / help on this parser only."""
     defaults, helps, table = defaults or {}, helps or {}, _shared_flags(family)
-    groups = {} if groups is None else groups
+    groups: dict = {}
     unknown = sorted((set(defaults) | set(helps)) - set(table))
     if unknown:
         raise KeyError(f"not a shared flag: {', '.join(unknown)} (allowed: {', '.join(table)})")
@@ -271,11 +271,6 @@ def add_flags(parser, names, *, family: str = "LMC", defaults: dict | None = Non
         if group_name not in groups:
             groups[group_name] = parser.add_argument_group(group_name)
         add(groups[group_name], "--" + name, **kw)
-
-
-def add_bound(group, *, default: str):
-    """--bound paper|best (utils.bounds; docs/METHOD.md §7)."""
-    add_flags(group, ["bound"], defaults={"bound": default}, groups={"constants": group})
 
 
 # ---------------------------------------------------------------- the shared parser

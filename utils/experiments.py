@@ -20,9 +20,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Callable
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import Any, Callable
 
 import numpy as np
 
