@@ -202,3 +202,19 @@ def test_a_command_line_keeps_the_folder_name_it_had_before_the_restructuring(sc
     monkeypatch.setenv("UNLEARN_NO_CALIBRATION", "1")
     assert script.main(["--dataset", "DIGITS", "--result_dir", str(tmp_path)] + argv) == 0
     assert run_folder(tmp_path, family, "DIGITS", mode).name == name
+
+
+def test_a_config_written_before_the_flags_were_frozen_resumes_with_the_same_content_key(tmp_path):
+    """Configs written before the scaffold held lam, M (and audit's chosen sigma) as flags: the resume key
+    compares the values used, so such an interrupted run resumes (parts included), and a different lam does not."""
+    assert audit.main(["--dataset", "DIGITS", "--target_eps", "2", "--K", "0", "--plan_only",
+                       "--result_dir", str(tmp_path)]) == 0
+    new = json.loads((run_folder(tmp_path, "LMC", "DIGITS", "audit") / "config.json").read_text())
+    c = new["derived"]["constants"]
+    old = json.loads(json.dumps(new))
+    old["flags"].update(lam=c["lam"], M=c["M"], sigma=old["derived"].pop("sigma"), given_flags=["target_eps"])
+    assert new["flags"]["lam"] is None and new["flags"]["sigma"] is None
+    assert results.resume_inputs(old) == results.resume_inputs(new)
+    other = json.loads(json.dumps(old))
+    other["flags"]["lam"] = 2 * c["lam"]
+    assert results.resume_inputs(other) != results.resume_inputs(new)

@@ -465,10 +465,31 @@ def run_dirs(mode_dir) -> list[str]:
     return sorted(found, key=lambda p: os.path.getmtime(p), reverse=True)
 
 
+# Flags whose default the run derives (experiments.model_defaults); configs written before the flags were
+# frozen held the derived value as the flag's.
+_DERIVED_DEFAULTS = ("lam", "M")
+
+
+def flags_as_used(config: dict) -> tuple[dict, dict]:
+    """(flags, derived) of a config, with a flag left open (None) replaced by the value the run derived for it
+    (``derived.<flag>``, e.g. audit.py's sigma, which then leaves ``derived``; ``derived.constants.<flag>`` for
+    lam and M): runs compare by the values they used, so a run interrupted before the flags were frozen (its
+    config holds them as flags) resumes, parts included."""
+    flags = dict(to_jsonable(config.get("flags", {}) or {}))
+    derived = dict(to_jsonable(config.get("derived", {}) or {}))
+    constants = derived.get("constants") if isinstance(derived.get("constants"), dict) else {}
+    for k in [k for k, v in flags.items() if v is None]:
+        if k in derived and k != "constants":
+            flags[k] = derived.pop(k)
+        elif k in _DERIVED_DEFAULTS and k in constants:
+            flags[k] = constants[k]
+    return flags, derived
+
+
 def _changed_flags(config_path: str, config: dict) -> str:
     """The flags (that change a result) in which ``config`` differs from the saved one, shown; "" if none."""
-    old = read_json(config_path).get("flags", {})
-    new = to_jsonable(config.get("flags", {}))
+    old = flags_as_used(read_json(config_path))[0]
+    new = flags_as_used(config)[0]
     diff = sorted(k for k in set(old) | set(new) if k not in _RESUME_IGNORED | _NOT_NAMING and old.get(k) != new.get(k))
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
 
@@ -483,9 +504,9 @@ def resume_inputs(config: dict) -> dict:
     """Everything a resumed run must share with the interrupted one, by content: the flags (but device and
     the resume flags), the derived inputs (dataset identity with the features file's sha256, constants, mode)
     and the versions of the libraries that compute the chains."""
-    flags = to_jsonable(config.get("flags", {}))
+    flags, derived = flags_as_used(config)
     out = {f"flag {k}": v for k, v in flags.items() if k not in _RESUME_IGNORED | _NOT_NAMING}
-    for k, v in to_jsonable(config.get("derived", {})).items():
+    for k, v in derived.items():
         if isinstance(v, dict):
             out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
         else:
