@@ -306,13 +306,13 @@ def cmd_learn(args) -> int:
         raise cli.UsageError(f"--request_size {args.request_size} is not allowed (allowed: 1 .. n-1 = {ds.n - 1})")
     b = _batch(args.batch_size, ds.n)
     lam = args.m / ds.n if args.m is not None else (ds.default_lam if args.lam is None else args.lam)
-    M = args.M if args.M is not None else models.default_M(ds.num_classes)
-    models.check_clipping_for_data(num_classes=ds.num_classes, M=M, X=ds.X_train)
+    model = models.model_for(ds.num_classes)
+    M = args.M if args.M is not None else model.default_M
+    model.check_clipping_for_data(M=M, X=ds.X_train)
     consts = accountant.make_constants(n=ds.n, lam=lam, M=M, num_classes=ds.num_classes, L=args.L,
                                        delta=args.delta, d=ds.d)
     sigma, sigma_rule = choose_sigma(args, consts, b)
-    width = 1 if ds.num_classes == 2 else ds.num_classes
-    T, T_rule = learning_steps(args.burn_in, sigma, consts, ds.d * width)
+    T, T_rule = learning_steps(args.burn_in, sigma, consts, model.params(ds.d))
     eps_default = DEFAULT_EPS if args.eps is None else args.eps
     S = args.request_size
     K_next = plan_request(consts=consts, sigma=sigma, b=b, Ks=[], sizes=[S], eps_target=eps_default,
@@ -333,8 +333,7 @@ def cmd_learn(args) -> int:
                 "bound": args.bound, "conversion": bounds.CONVERSION[args.bound]}
 
     out = Report()
-    kind = "binary logistic" if ds.num_classes == 2 else f"{ds.num_classes}-class softmax"
-    out(f"learn: {ds.name}: {ds.n} training rows, {len(ds.y_test)} held-out rows, d={ds.d}, {kind} "
+    out(f"learn: {ds.name}: {ds.n} training rows, {len(ds.y_test)} held-out rows, d={ds.d}, {model.kind} "
         f"(labels {ds.identity['classes']}); file sha256 {ds.identity['sha256'][:16]}")
     for note in loaded.notes:
         out(note)
@@ -631,8 +630,7 @@ def cmd_export(args) -> int:
         "chain": np.asarray(chains[0] if len(chains) == 1 else chains), "state_version": np.asarray(st.version),
         "dataset_sha256": np.asarray(ds["sha256"]), "accuracy": np.asarray(acc[0] if len(chains) == 1 else acc),
         "certificate": np.asarray(json.dumps(results.to_jsonable(cert))), **_export_preprocessing(st)})
-    rule = (f"x @ w > 0 -> label {ds['classes'][0]}, else {ds['classes'][1]}" if ds["num_classes"] == 2
-            else f"argmax(x @ w) indexes the labels {ds['classes']}")
+    rule = models.model_for(ds["num_classes"]).decision_rule(ds["classes"])
     if "preprocessing" in ds and (ds["preprocessing"]["bias"] or ds["preprocessing"]["standardize"] != "none"):
         rule = ("x = (x - standardize_mean) / standardize_scale, " if "prep_standardize_mean" in st.arrays else
                 "") + ("x = append(x, bias), " if ds["preprocessing"]["bias"] else "") + rule

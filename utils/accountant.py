@@ -28,6 +28,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from utils import models
+
 __all__ = [
     "InfeasibleTargetError", "AlphaRangeWarning", "Constants", "make_constants",
     "data_smoothness_lambda_max", "certificate", "burn_in_auto",
@@ -189,11 +191,15 @@ class Constants:
 
 
 def make_constants(*, n, lam, M, num_classes=2, L=None, smoothness="bound", lambda_max=None,
-                   delta=None, d=None) -> Constants:
-    """Constants of docs/METHOD.md §1.3: m = lam n, L (closed-form bound, data-dependent, or given), eta = 1/L, delta = 1/n."""
+                   delta=None, d=None, model=None) -> Constants:
+    """Constants of docs/METHOD.md §1.3: m = lam n, L (closed-form bound, data-dependent, or given), eta = 1/L, delta = 1/n.
+
+    The loss's smoothness comes from ``model`` (a utils.models.Model; default models.model_for(num_classes)):
+    L = model.smoothness_bound + m, or model.curvature * lambda_max + m from the data."""
     n = _n(n)
     lam, M = _positive("lam", lam), _positive("M", M)
     num_classes = _int("num_classes", num_classes, 2)
+    model = models.model_for(num_classes if model is None else model)
     smoothness = _choice("smoothness", smoothness, ("bound", "data"))
     m = lam * n
     if lambda_max is not None:
@@ -202,17 +208,13 @@ def make_constants(*, n, lam, M, num_classes=2, L=None, smoothness="bound", lamb
         L = _positive("L", L)
         source = "data" if smoothness == "data" else "given"
     elif smoothness == "bound":
-        # Unit-norm rows: logistic loss'' <= 1/4; softmax: the reference's 1 (loose, see below).
-        L = (0.25 if num_classes == 2 else 1.0) + m
+        L = model.smoothness_bound + m  # unit-norm rows: logistic 1/4; softmax the reference's (loose) 1
         source = "bound"
     else:
         if lambda_max is None:
             raise ValueError("lambda_max=None is not allowed with smoothness='data' "
                              "(allowed: lambda_max > 0 from data_smoothness_lambda_max, or pass L)")
-        # Binary: Hessian = (1/n) sum s_i(1-s_i) x_i x_i^T <= (1/4) X^T X / n.
-        # Softmax: Hessian = (1/n) sum (diag(p_i) - p_i p_i^T) (x) x_i x_i^T, and v^T(diag(p) - pp^T)v
-        # = Var_{I~p}(v_I) <= (max v - min v)^2 / 4 <= ||v||^2 / 2 (Popoviciu), so it is <= (1/2) I (x) X^T X / n.
-        L = lambda_max * (0.25 if num_classes == 2 else 0.5) + m
+        L = lambda_max * model.curvature + m  # Hessian <= curvature I (x) X^T X / n (utils/models.py)
         source = "data"
     if not L > m:
         raise ValueError(f"L={L!r} is not allowed (allowed: L > m = lam*n = {m!r})")

@@ -276,7 +276,7 @@ def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
     if args.lam is None and args.features is None:
         args.lam = data_mod.default_lam(args.dataset)  # a --features file's default comes with its data
     if args.M is None and args.features is None:  # a --features file's model is known once it is loaded
-        args.M = models.default_M(10 if data_mod.is_multiclass(args.dataset) else 2)
+        args.M = models.model_for(10 if data_mod.is_multiclass(args.dataset) else 2).default_M
     return args
 
 

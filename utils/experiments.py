@@ -46,9 +46,9 @@ def d2d_dimension(args, dataset, num_classes: int) -> int | None:
     softmax, d binary; ``--d2d_dim data`` keeps the reference's d (docs/METHOD.md §8). None without data or --dim."""
     d = args.dim if args.dim is not None else (dataset.d if dataset is not None else
                                                None if args.features is not None else data_mod.default_dim(args.dataset))
-    if d is None or getattr(args, "d2d_dim", "params") == "data" or num_classes == 2:
+    if d is None or getattr(args, "d2d_dim", "params") == "data":
         return d
-    return d * num_classes
+    return models.model_for(num_classes).params(d)
 
 
 def num_classes_of(args, dataset) -> int:
@@ -61,10 +61,10 @@ def num_classes_of(args, dataset) -> int:
 
 def check_model(args, dataset) -> None:
     """Fill the model-dependent --M default and refuse softmax clipping that can fire (utils.models)."""
-    num_classes = num_classes_of(args, dataset)
+    model = models.model_for(num_classes_of(args, dataset))
     if args.M is None:
-        args.M = models.default_M(num_classes)
-    models.check_clipping_for_data(num_classes=num_classes, M=args.M, X=None if dataset is None else dataset.X_train)
+        args.M = model.default_M
+    model.check_clipping_for_data(M=args.M, X=None if dataset is None else dataset.X_train)
 
 
 def describe_constants(c) -> str:
@@ -119,9 +119,8 @@ class Context:
         if T != "auto":
             return int(T)
         c = self.consts
-        k = num_classes_of(self.args, self.dataset)
-        k = 1 if k == 2 else k
-        dim = (self.dataset.d if self.dataset is not None else (self.args.dim or 1)) * k
+        model = models.model_for(num_classes_of(self.args, self.dataset))
+        dim = model.params(self.dataset.d if self.dataset is not None else (self.args.dim or 1))
         # sigma = 0: no stationary spread to compare with, so an absolute W2 tolerance of 1e-3
         T, bound = accountant.burn_in_auto(sigma=sigma, m=c.m, M=c.M, eta=c.eta, dim=dim,
                                            tol=1e-3 if sigma == 0 else None)
@@ -229,7 +228,7 @@ def check_plan(args, dataset, chain_steps: int) -> None:
     from utils import engine
 
     itemsize = 4 if args.dtype == "float32" else 8
-    width = 1 if dataset.num_classes == 2 else dataset.num_classes
+    width = models.model_for(dataset.num_classes).width
     per_chain = itemsize * (4 * dataset.d * width + engine.NOISE_BLOCK_ELEMS)   # state, copies, noise block
     need = args.trials * per_chain + min(args.trials * dataset.n * width * itemsize, engine.MAX_CHUNK_BYTES)
     device = engine.resolve_device(args.device)
@@ -307,6 +306,7 @@ class Lab:
         self.device = engine.resolve_device(distributed.device_spec(args.device))
         self.dtype = engine.resolve_dtype(args.dtype)
         self.k = ds.num_classes
+        self.model = models.model_for(self.k)
         self.trials = args.trials
         self.seed = args.seed
         self.batch_orders = getattr(args, "batch_orders", "per_chain")
@@ -357,8 +357,7 @@ class Lab:
         return self._mine(self.torch.as_tensor(w_all[a:b], device=self.device, dtype=self.dtype), a, self.trials)
 
     def _empty(self):
-        width = () if self.k == 2 else (self.k,)
-        return self.torch.empty((0, self.ctx.dataset.d, *width), device=self.device, dtype=self.dtype)
+        return self.torch.empty(self.model.weight_shape(0, self.ctx.dataset.d), device=self.device, dtype=self.dtype)
 
     def gather(self, w):
         """All C chains of ``w`` (on every rank); ``w`` itself when it is not split across ranks."""
@@ -425,9 +424,8 @@ class Lab:
         if batch_size not in (None, "full") and self.batch_orders != "per_chain":
             inputs["batch_orders"] = self.batch_orders  # per_chain keys stay as they were
         run_C = 1 if sigma == 0 else C
-        width = () if self.k == 2 else (self.k,)
         cached = distributed.broadcast(
-            self.cache.get(inputs, shape=(run_C, self.ctx.dataset.d, *width), dtype=self.ctx.args.dtype)
+            self.cache.get(inputs, shape=self.model.weight_shape(run_C, self.ctx.dataset.d), dtype=self.ctx.args.dtype)
             if self.world.main else None)   # rank 0 reads the cache for all
         a, b = self.share(run_C)
         if cached is not None:
