@@ -42,7 +42,7 @@ def constants(n: int, num_classes: int):
 
 def intermediate_bytes(C: int, n: int, num_classes: int, itemsize: int) -> int:
     """The C x n (x k) per-step intermediates of a full-batch step (docs/METHOD.md §2.5)."""
-    return C * n * (1 if num_classes == 2 else num_classes) * itemsize
+    return C * n * models.model_for(num_classes).width * itemsize
 
 
 def chunk_count(C: int, n: int, num_classes: int, itemsize: int, limit: int | None = None) -> int:
@@ -150,7 +150,7 @@ def measure(task, C: int, batch: int | None, consts, *, budget: float) -> dict:
 def flops_per_update(C: int, n: int, d: int, k: int, batch: int | None) -> float:
     """2 products x 2 flops per multiply-add x rows x d x C (x k)."""
     rows = n if batch is None else batch
-    return 4.0 * rows * d * C * (1 if k == 2 else k)
+    return 4.0 * rows * d * C * models.model_for(k).width
 
 
 def main(argv=None) -> int:

@@ -281,7 +281,7 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
                                          given=getattr(args, "given_flags", ())))
     ctx = Context(args, mode=mode, dataset=dataset, consts=consts, run=run)
     ctx.log(f"{args.family} {mode} on {args.dataset}: " + describe_constants(consts))
-    if consts.d is not None and consts.num_classes > 2:
+    if consts.d is not None and models.model_for(consts.num_classes).width > 1:
         ctx.log(f"D2D dimension d={consts.d} (--d2d_dim {args.d2d_dim}: "
                 + ("the model's parameter count, features x classes)" if args.d2d_dim == "params"
                    else "the feature dimension, as the reference; below the parameter count D2D's theorem needs)"))
