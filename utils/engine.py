@@ -312,14 +312,14 @@ def fresh_points(S, d, *, num_classes, generator) -> tuple[torch.Tensor, torch.T
 
 def replace_rows(X, y, rows, *, num_classes, generator):
     """Copies of (X, y) with `rows` replaced by fresh random points (docs/METHOD.md §2.3); numpy or torch."""
-    k = models.model_for(num_classes)
+    model = models.model_for(num_classes)
     if X.ndim != 2 or y.shape != (X.shape[0],):
         raise ValueError(f"X must be (n, d) and y (n,), got shapes {tuple(X.shape)} and {tuple(y.shape)}")
     n, d = X.shape
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     if rows.size == 0 or np.unique(rows).size != rows.size or rows.min() < 0 or rows.max() >= n:
         raise ValueError(f"rows must be distinct indices in 0..{n - 1}, at least one, got {rows[:10].tolist()}")
-    x_new, y_new = fresh_points(rows.size, d, num_classes=k, generator=generator)
+    x_new, y_new = fresh_points(rows.size, d, num_classes=model, generator=generator)
     return _with_rows(X, y, rows, x_new, y_new)
 
 
