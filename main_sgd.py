@@ -239,7 +239,8 @@ def prepare_data(args, notes: list, out: dict):
         kept = select_batches(args.requested_batches, n=dataset.n, explicit=args.batch_size is not None,
                               must_divide=False, notes=notes)
         # the reference keeps the first rows so that 32..512 divide n (docs/METHOD.md §1.1, PNSGD truncation)
-        reference = data_mod.spec(args.dataset).reference_rows if args.features is None and args.classes is None else None
+        named = args.features is None and args.classes is None
+        reference = data_mod.spec(args.dataset).reference_rows if named else None
         rows = rows_used(dataset.n, kept, reference_rows=reference)
         if rows < dataset.n:
             notes.append(f"using the first {rows} of {dataset.n} training rows so that every batch size "

@@ -107,9 +107,10 @@ def test_scripts_read_kind_classes_and_defaults_from_the_spec(registered):
     binary = cli.make_parser("t", family="LMC")
     with pytest.raises(cli.UsageError, match=f"--classes is for binary datasets, not {WINE}"):
         cli.parse(binary, ["--dataset", WINE, "--classes", "0", "1"])
-    with pytest.raises(cli.UsageError, match=r"--classes 0 5 do not exist \(allowed: two different class ids A, B in 0..2\)"):
+    with pytest.raises(cli.UsageError,
+                       match=r"--classes 0 5 do not exist \(allowed: two different class ids A, B in 0\.\.2"):
         cli.parse(binary, ["--dataset", "WINE_PAIR", "--classes", "0", "5"])
-    with pytest.raises(cli.UsageError, match=f"--classes 0 1 do not exist \\(allowed: none: {CANCER}'s labels are fixed"):
+    with pytest.raises(cli.UsageError, match=f"--classes 0 1 do not exist .allowed: none: {CANCER}'s labels are fixed"):
         cli.parse(binary, ["--dataset", CANCER, "--classes", "0", "1"])
     assert cli.parse(binary, ["--dataset", "WINE_PAIR", "--classes", "2", "1"]).classes == [2, 1]
     # the pair reaches the loader: class 2 -> +1, class 1 -> -1, every 4th row tests

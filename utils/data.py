@@ -1,6 +1,9 @@
 """Dataset registry: name -> Dataset with L2-normalised rows (docs/METHOD.md §1.1).
 
-No torch or torchvision at import time: the CLI validates names before anything heavy is imported.
+A dataset is one ``register(name, loader, num_classes=, default_lam=, ...)`` call; scripts read everything
+dataset-specific (kind, classes, lam, n, d, paper B's reference rows) from ``spec(name)``. No torch or
+torchvision at import time: the CLI validates names before anything heavy is imported; downloads live in
+utils/downloads.py and CIFAR-10's ResNet-18 features in utils/features.py.
 """
 from __future__ import annotations
 
@@ -89,23 +92,21 @@ class DatasetSpec:
                 and classes[0] != classes[1] and all(c in self.label_ids for c in classes))
 
     def classes_rule(self) -> str:
-        """What ``classes`` may be, for error messages."""
-        if self.num_classes > 2:
-            return f"none: {self.name} uses all {self.num_classes} classes"
+        """What ``classes`` may be for a binary dataset, for error messages."""
         if self.classes is None:
             return f"none: {self.name}'s labels are fixed"
         ids = list(self.label_ids)
-        span = (f"{ids[0]}..{ids[-1]}" if all(isinstance(c, int) for c in ids) and ids == list(range(ids[0], ids[-1] + 1))
-                else ", ".join(map(str, ids)))
+        contiguous = all(isinstance(c, int) for c in ids) and ids == list(range(ids[0], ids[-1] + 1))
+        span = f"{ids[0]}..{ids[-1]}" if contiguous else ", ".join(map(str, ids))
         return f"two different class ids A, B in {span}"
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
 
 
-def register(name: str, loader: Callable[..., dict], *, num_classes: int, default_lam: float, classes=None,
-             label_ids=(), n: int | None = None, d: int | None = None, reference_rows: int | None = None,
-             seeded: bool = False) -> DatasetSpec:
+def register(name: str, loader: Callable[..., dict], *, num_classes: int, default_lam: float,
+             classes: tuple | None = None, label_ids: tuple = (), n: int | None = None, d: int | None = None,
+             reference_rows: int | None = None, seeded: bool = False) -> DatasetSpec:
     """Make ``name`` a dataset every script accepts (``--dataset name``); returns its spec.
 
     Binary data with a choosable pair gives ``classes`` (the default (A, B)) and ``label_ids``; fixed
@@ -141,6 +142,20 @@ def spec(name: str) -> DatasetSpec:
     if not isinstance(name, str) or name not in _REGISTRY:
         raise DataError(f"unknown dataset {name!r} (allowed: {', '.join(_REGISTRY)}, or any name with features=FILE)")
     return _REGISTRY[name]
+
+
+def check_classes(s: DatasetSpec, classes) -> tuple | None:
+    """The (A, B) to load: ``classes``, checked against the spec, or its default pair; None when the
+    dataset's labels are not chosen (multiclass, fixed binary labels)."""
+    if classes is None:
+        return s.classes
+    if s.num_classes > 2:
+        binary = ", ".join(n for n, t in _REGISTRY.items() if t.classes is not None)
+        raise DataError(f"classes={classes!r} given for {s.name} (allowed only for binary datasets: {binary})")
+    if not s.classes_ok(classes):
+        verb = "given" if s.classes is None else "do not exist"
+        raise DataError(f"classes={classes!r} {verb} for {s.name} (allowed: {s.classes_rule()})")
+    return int(classes[0]), int(classes[1])
 
 
 # ---------------------------------------------------------------- pure array helpers
@@ -276,26 +291,12 @@ def _idx_folder(kind: str, data_dir: Path, download: bool) -> Path:
         if not why and _find_idx(folders[0]):
             return folders[0]
         why = why or f"torchvision's download left no IDX files in {folders[0]}/"
-    names = ", ".join(f + "[.gz]" for f in IDX_FILES)
+    files = ", ".join(f + "[.gz]" for f in IDX_FILES)
     where = " nor ".join(f"{f}/" for f in folders)
-    raise DataError(f"{kind} files not found in {where} ({names}) and {why}: copy them to {folders[0]}/")
+    raise DataError(f"{kind} files not found in {where} ({files}) and {why}: copy them to {folders[0]}/")
 
 
 # ---------------------------------------------------------------- the built-in datasets
-def check_classes(s: DatasetSpec, classes) -> tuple | None:
-    """The (A, B) to load: ``classes``, checked against the spec, or its default pair; None when the
-    dataset's labels are not chosen (multiclass, fixed binary labels)."""
-    if classes is None:
-        return s.classes
-    if s.num_classes > 2:
-        binary = ", ".join(n for n, t in _REGISTRY.items() if t.classes is not None)
-        raise DataError(f"classes={classes!r} given for {s.name} (allowed only for binary datasets: {binary})")
-    if not s.classes_ok(classes):
-        verb = "given" if s.classes is None else "do not exist"
-        raise DataError(f"classes={classes!r} {verb} for {s.name} (allowed: {s.classes_rule()})")
-    return int(classes[0]), int(classes[1])
-
-
 def _select(X, labels, Xt, labels_t, classes):
     """Binary pair (A -> +1, B -> -1) or, for classes None, all labels as int64 ids; arrays and classes list."""
     if classes is None:

@@ -62,7 +62,8 @@ def download(what: str, urls: Iterable[str], fetch: Callable[[], None]) -> str:
         try:
             fetch()
         except Exception as exc:  # torchvision raises many kinds (URLError, RuntimeError, checksum errors)
-            return f"the download of {what} failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            return f"the download of {what} failed ({type(exc).__name__}: {first})"
     return ""
 
 
