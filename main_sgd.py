@@ -32,8 +32,6 @@ SETTINGS = {
     "paint_unlearning_sigma": ((32, 50), (128, 100), (512, 200), ("full", 1000)),
     "retrain_noiseless": ((32, 50), (128, 100), (512, 200), ("full", 1000)),
 }
-# The reference keeps the first rows so that 32..512 divide n (docs/METHOD.md §1.1, PNSGD truncation).
-REFERENCE_ROWS = {"MNIST": 11264, "CIFAR10": 9728}
 PAPER_SIGMAS = [0.01, 0.05, 0.1, 0.2, 0.5, 1.0]
 TARGET_EPS = {"sequential": 1.0, "paint_unlearning_sigma": 0.01}
 REMOVE_LIST = [1, 10, 50, 100, 500, 1000]
@@ -156,7 +154,7 @@ def parse_args(argv):
     if args.features is None:
         from utils import data as data_mod
 
-        args.multiclass = data_mod.is_multiclass(args.dataset)
+        args.multiclass = data_mod.spec(args.dataset).num_classes > 2
     return args
 
 
@@ -210,11 +208,17 @@ def select_batches(requested, *, n: int, explicit: bool, must_divide: bool, note
     return kept
 
 
+def reference_rows_text() -> str:
+    """The registered reference row counts, e.g. 'MNIST 11264, CIFAR10 9728' (utils/data.py)."""
+    specs = (data_mod.spec(name) for name in data_mod.names())
+    return ", ".join(f"{s.name} {s.reference_rows}" for s in specs if s.reference_rows is not None)
+
+
 def rows_used(n: int, batches, *, reference_rows=None) -> int:
     """Training rows kept so that every batch size divides n (the engine needs n % b == 0).
 
-    The reference's count (MNIST 11264, CIFAR10 9728) when every batch size divides it, else the
-    largest multiple of the batch sizes' least common multiple that is <= n.
+    The reference's count (the dataset spec's ``reference_rows``: MNIST 11264, CIFAR10 9728) when every batch
+    size divides it, else the largest multiple of the batch sizes' least common multiple that is <= n.
     """
     sizes = [int(b) for b in batches if b != "full"]
     if not sizes:
@@ -234,7 +238,9 @@ def prepare_data(args, notes: list, out: dict):
     def transform(dataset):
         kept = select_batches(args.requested_batches, n=dataset.n, explicit=args.batch_size is not None,
                               must_divide=False, notes=notes)
-        reference = REFERENCE_ROWS.get(args.dataset) if args.features is None and args.classes is None else None
+        # the reference keeps the first rows so that 32..512 divide n (docs/METHOD.md §1.1, PNSGD truncation)
+        named = args.features is None and args.classes is None
+        reference = data_mod.spec(args.dataset).reference_rows if named else None
         rows = rows_used(dataset.n, kept, reference_rows=reference)
         if rows < dataset.n:
             notes.append(f"using the first {rows} of {dataset.n} training rows so that every batch size "
@@ -257,10 +263,10 @@ def setup(args):
         out.update(batches=select_batches(args.requested_batches, n=n, explicit=args.batch_size is not None,
                                           must_divide=True, notes=notes), n_loaded=n)
         if args.features is None and args.classes is None:  # which n a run on the real data would use
-            full = data_mod.default_n(args.dataset)
+            full = data_mod.spec(args.dataset).n
             kept = select_batches(args.requested_batches, n=full, explicit=args.batch_size is not None,
                                   must_divide=False, notes=[])
-            rows = rows_used(full, kept, reference_rows=REFERENCE_ROWS.get(args.dataset))
+            rows = rows_used(full, kept, reference_rows=data_mod.spec(args.dataset).reference_rows)
             if rows != n:
                 notes.append(f"--n {n}: a run on {args.dataset} uses the first {rows} of its {full} rows (so that "
                              f"every batch size divides n); plan with --n {rows} to match it")
@@ -272,7 +278,7 @@ def setup(args):
                for b in out["batches"]]
     truncation = {"n_loaded": out["n_loaded"], "n_used": n, "notes": notes,
                   "rule": "none (--n)" if args.n is not None else
-                  "the reference's rows (MNIST 11264, CIFAR10 9728) when every batch size divides them, "
+                  f"the reference's rows ({reference_rows_text()}) when every batch size divides them, "
                   "else the largest multiple of the lcm of the batch sizes"}
     return ctx, batches, truncation
 

@@ -352,5 +352,5 @@ def test_retrain_noiseless_data_smoothness_covers_the_largest_default_removal(tm
     n = X.shape[0]
     lam_max = np.linalg.eigvalsh(X.T @ X / n)[-1] + max(main_sgd.REMOVE_LIST) / n
     assert lam_max < 1  # the cap at 1 does not hide the difference
-    lam = data_mod.default_lam("FASHION")
+    lam = data_mod.spec("FASHION").default_lam
     assert metrics["constants"]["L"] == pytest.approx(lam_max / 4 + lam * n, rel=1e-9)

@@ -45,7 +45,7 @@ def d2d_dimension(args, dataset, num_classes: int) -> int | None:
     """The dimension D2D's I_min and term2 use (Neel et al. 2021: the number of parameters): d k for
     softmax, d binary; ``--d2d_dim data`` keeps the reference's d (docs/METHOD.md §8). None without data or --dim."""
     d = args.dim if args.dim is not None else (dataset.d if dataset is not None else
-                                               None if args.features is not None else data_mod.default_dim(args.dataset))
+                                               None if args.features is not None else data_mod.spec(args.dataset).d)
     if d is None or getattr(args, "d2d_dim", "params") == "data" or num_classes == 2:
         return d
     return d * num_classes
@@ -55,8 +55,9 @@ def num_classes_of(args, dataset) -> int:
     """The model's number of classes: the data's, or without data (--n) the dataset name's or the script's."""
     if dataset is not None:
         return dataset.num_classes
-    named_multi = args.features is None and data_mod.is_multiclass(args.dataset)
-    return 10 if (getattr(args, "multiclass", False) or named_multi) else 2
+    if args.features is None:
+        return data_mod.spec(args.dataset).num_classes
+    return data_mod.FEATURES_PLAN_CLASSES if getattr(args, "multiclass", False) else 2
 
 
 def check_model(args, dataset) -> None:
@@ -207,7 +208,7 @@ def _plan_report(ctx, record: dict) -> None:
     if os.environ.get("UNLEARN_NO_CALIBRATION") == "1":
         return
     c, ds = ctx.consts, ctx.dataset
-    k = ds.num_classes if ds is not None else (10 if ctx.args.multiclass else 2)
+    k = num_classes_of(ctx.args, ds)
     line = plan_report.estimate_line(record, n=c.n, d=ds.d if ds is not None else c.d,
                                      num_classes=k, device=ctx.args.device, dtype=ctx.args.dtype,
                                      family=ctx.args.family, chains=min(ctx.args.trials, 100))
