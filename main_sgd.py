@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from utils import accountant, bounds, cli, distributed, experiments, results
+from utils import accountant, bounds, cli, d2d, distributed, experiments, results
 from utils import data as data_mod
 
 MODES = ("compare_baseline_nonconvergent", "sequential", "paint_unlearning_sigma", "retrain_noiseless")
@@ -456,8 +456,7 @@ def plan_paper_a(ctx, eps_list, reuse):
     c, args = ctx.consts, ctx.args
     table = experiments.sigma_table(c, Ks=[1], eps_list=eps_list, S=1, bound=args.bound)
     lu = {results.json_key(r["epsilon"]): r["sigma"] for r in table}
-    d2d = {str(K): {results.json_key(e): experiments.d2d_output_sigma(c, K=K, eps=e) for e in eps_list}
-           for K in D2D_STEPS}
+    d2d_sigma = {str(K): {results.json_key(e): d2d.output_sigma(c, K=K, eps=e) for e in eps_list} for K in D2D_STEPS}
     certs = [accountant.certificate(consts=c, eps=r["eps_achieved"], alpha=r["alpha"], K=1, sigma=r["sigma"], b=None,
                                     setting=f"LU K=1 eps={results.json_key(r['epsilon'])}",
                                     bound="PNGD strongly convex (A, docs/METHOD.md §3.2)" if args.bound == "paper" else
@@ -467,7 +466,7 @@ def plan_paper_a(ctx, eps_list, reuse):
     T_lu = {k: (ctx.burn_in(s, given=args.lmc_burn_in)) for k, s in lu.items()}
     T_d2d = ctx.burn_in(0.0, given=args.lmc_burn_in)
     steps = 0 if reuse else (sum(args.trials * (T + 1) for T in T_lu.values()) + T_d2d + sum(D2D_STEPS))
-    return {"lmc_sigma": lu, "lmc_burn_in": T_lu, "d2d_sigma": d2d, "d2d_burn_in": T_d2d}, certs, steps
+    return {"lmc_sigma": lu, "lmc_burn_in": T_lu, "d2d_sigma": d2d_sigma, "d2d_burn_in": T_d2d}, certs, steps
 
 
 def run_compare(ctx, batches, plan, removal, task1):
@@ -510,17 +509,17 @@ def run_paper_a(ctx, plan, eps_list, task1):
 
     def d2d_part():
         noise = {K: plan["d2d_sigma"][str(K)] for K in D2D_STEPS}
-        return lab.d2d_one_shot(task1, T=plan["d2d_burn_in"], noise=noise)
+        return d2d.one_shot(lab, task1, T=plan["d2d_burn_in"], noise=noise)
 
     lu = {results.json_key(e): lab.stage(f"lmc_eps{results.json_key(e)}", lambda e=e: lu_part(results.json_key(e)))
           for e in eps_list}
-    d2d = lab.stage("d2d", d2d_part)
+    one_shot = lab.stage("d2d", d2d_part)
     curves = {"lmc": {ek: stats(v["unlearn"]) for ek, v in lu.items()},
-              "d2d": {str(K): {results.json_key(e): stats(d2d[f"K{K}_eps{results.json_key(e)}"]) for e in eps_list}
+              "d2d": {str(K): {results.json_key(e): stats(one_shot[f"K{K}_eps{results.json_key(e)}"]) for e in eps_list}
                       for K in D2D_STEPS}}
     arrays = {"lmc_acc": np.stack([lu[results.json_key(e)]["unlearn"] for e in eps_list])}
     for K in D2D_STEPS:
-        arrays[f"d2d_acc_K{K}"] = np.stack([d2d[f"K{K}_eps{results.json_key(e)}"] for e in eps_list])
+        arrays[f"d2d_acc_K{K}"] = np.stack([one_shot[f"K{K}_eps{results.json_key(e)}"] for e in eps_list])
     return curves, arrays
 
 
