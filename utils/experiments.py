@@ -1,5 +1,6 @@
-"""The pieces every script shares: set up data and constants, learn / unlearn / retrain / evaluate
-chains over trials (with the learned-chain cache and resumable parts), and write the run folder.
+"""The pieces every script shares: set up data and constants, the run folder, and ``Lab``: the run's chains
+(a utils/sampler.py ``Sampler``, which knows nothing of folders) with the learned-chain cache, resumable
+parts and the wall clock per phase.
 
 A script reads: ``args = parse(...)`` -> ``ctx = start(args, mode=...)`` -> plan (accountant) ->
 ``lab = ctx.lab()`` -> chains -> ``ctx.finish(metrics, arrays)``.
@@ -324,6 +325,7 @@ class Lab(Sampler):
 
     @contextmanager
     def timed(self, phase: str):
+        """Adds the wall clock of the chains' work in ``phase`` to ``timings`` (the device's queue drained first)."""
         t = time.perf_counter()
         try:
             yield
