@@ -14,7 +14,7 @@ import pytest
 import baseline
 import baseline_multiclass
 import main_sgd
-from utils import cli, experiments, results
+from utils import cli, d2d, experiments, results
 from utils import data as D
 
 pytest.importorskip("sklearn")
@@ -101,7 +101,7 @@ def test_scripts_read_kind_classes_and_defaults_from_the_spec(registered):
     args = cli.parse(cli.make_parser("t", family="LMC", multiclass=True), ["--dataset", WINE])
     assert args.lam == WINE_LAM and args.M == 2.0 and experiments.num_classes_of(args, None) == 3
     args.dim = None
-    assert experiments.d2d_dimension(args, None, 3) == 13 * 3            # D2D counts d k parameters
+    assert d2d.dimension(experiments.feature_dim(args, None), num_classes=3) == 13 * 3   # D2D counts d k parameters
     with pytest.raises(cli.UsageError, match=f"--dataset {WINE} is multiclass: use baseline_multiclass.py"):
         cli.check_dataset_kind(args, multiclass=False, scripts=("baseline.py", "baseline_multiclass.py"))
     binary = cli.make_parser("t", family="LMC")
