@@ -98,3 +98,10 @@ def test_minimal_K_of_a_toy_bound_never_below_one_and_independent_of_the_hint():
         A.minimal_K(lambda K: 2.0, eps_target=1.0, given="sigma=0.1")
     with pytest.raises(A.InfeasibleTargetError, match=r"the K -> inf limit is eps=1.5$"):
         A.minimal_K(lambda K: 1.5 + 1 / K, eps_target=1.0, given="toy", eps_limit=1.5)
+
+
+def test_the_accountant_imports_no_torch():
+    import subprocess
+    import sys
+    code = "import sys, utils.accountant; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=__file__.rsplit("/tests/", 1)[0])
