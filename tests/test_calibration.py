@@ -37,7 +37,8 @@ def test_smallest_sigma_paper_A_learning_matches_the_closed_form_inverse(eps, S)
 @pytest.mark.parametrize("K,b", [(1, 128), (3, 11264)])
 def test_smallest_sigma_paper_B_loose_matches_the_closed_form_inverse(eps, K, b):
     """B's loose bound (arXiv 2403.17105; docs/METHOD.md §4.2) is a alpha, a = Z^2 c^(2Kn/b) / (2 eta sigma^2),
-    Z = 2 eta M / (b (1 - c^(n/b))): with the basic conversion sigma* = Z c^(Kn/b) / (sqrt(2 eta) (sqrt(l+eps) - sqrt(l)))."""
+    Z = 2 eta M / (b (1 - c^(n/b))): with the basic conversion
+    sigma* = Z c^(Kn/b) / (sqrt(2 eta) (sqrt(l+eps) - sqrt(l)))."""
     n = 11264
     c = A.make_constants(n=n, lam=LAM, M=M_CLIP)
     eta, contr, l = 1.0 / (0.25 + LAM * n), 1 - (LAM * n) / (0.25 + LAM * n), math.log(n)

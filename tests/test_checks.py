@@ -68,7 +68,8 @@ def test_integer_bounds_and_whole_floats():
 
 def test_choice():
     assert checks.choice("x", "a", ("a", "b")) == "a"
-    assert rejects(lambda n, x: checks.choice(n, x, ("a", "b")), "c", "'a', 'b'") == "x='c' is not allowed (allowed: 'a', 'b')"
+    text = rejects(lambda n, x: checks.choice(n, x, ("a", "b")), "c", "'a', 'b'")
+    assert text == "x='c' is not allowed (allowed: 'a', 'b')"
 
 
 def test_the_engine_uses_these_checks():

@@ -78,7 +78,8 @@ def rdp_best(*, Ks, sizes, sigma, consts: Constants, b=None, R=0.0) -> Callable:
     return _smallest(_best_curves(Ks, sizes, sigma, consts, b, R))
 
 
-def dp_epsilon_best(*, Ks, sizes, sigma, consts: Constants, b=None, R=0.0, conversion="improved"):
+def dp_epsilon_best(*, Ks, sizes, sigma, consts: Constants, b=None, R=0.0,
+                    conversion="improved") -> tuple[float, float, str]:
     """(eps, alpha*, bound name) after requests of sizes[j] rows unlearned with Ks[j] steps (epochs for b < n):
     for every order alpha the smallest proven bound (A-LSI, B-loose, B-tight; docs/METHOD.md §7), then the
     conversion minimised over alpha (default the improved one of ``rdp_to_dp``). One request: Ks=[K], sizes=[S].
@@ -88,14 +89,16 @@ def dp_epsilon_best(*, Ks, sizes, sigma, consts: Constants, b=None, R=0.0, conve
 
 
 def next_K_best(*, Ks, sizes, sigma, eps_target, consts: Constants, b=None, R=0.0, conversion="improved") -> int:
-    """Minimal K_s >= 1 of request s = len(sizes) for the best bound, K_1..K_(s-1) = Ks frozen (docs/METHOD.md §7.5)."""
+    """Minimal K_s >= 1 of request s = len(sizes) for the best bound, K_1..K_(s-1) = Ks frozen
+    (docs/METHOD.md §7.5)."""
     Ks = v.step_list(Ks, allow_empty=True)
     eps_target = v.target(eps_target)
     _, sizes, sigma, b, R, conversion = _setup(list(Ks) + [1], sizes, sigma, consts, b, R, conversion)
     require_noise(sigma, eps_target)
     lid = consts.log_inv_delta
     return minimal_K(lambda k: _dp_best(_best_curves(Ks + [k], sizes, sigma, consts, b, R), lid, conversion)[0],
-                     eps_target=eps_target, given=f"sigma={sigma!r}, b={b}" + (f" at request {len(sizes)}" if Ks else ""),
+                     eps_target=eps_target,
+                     given=f"sigma={sigma!r}, b={b}" + (f" at request {len(sizes)}" if Ks else ""),
                      hint=max(1, math.ceil(Ks[-1])) if Ks else 1)
 
 

@@ -42,7 +42,8 @@ class Constants:
 
 def make_constants(*, n, lam, M, num_classes=2, L=None, smoothness="bound", lambda_max=None,
                    delta=None, d=None) -> Constants:
-    """Constants of docs/METHOD.md §1.3: m = lam n, L (closed-form bound, data-dependent, or given), eta = 1/L, delta = 1/n."""
+    """Constants of docs/METHOD.md §1.3: m = lam n, L (closed-form bound, data-dependent, or given), eta = 1/L,
+    delta = 1/n."""
     n = v.n_rows(n)
     lam, M = v.positive("lam", lam), v.positive("M", M)
     num_classes = v.integer("num_classes", num_classes, 2)
@@ -129,7 +130,7 @@ def certificate(*, consts: Constants, eps, alpha, K, sigma, R=0.0, b=None, bound
     return to_jsonable(record, strict=True)
 
 
-def burn_in_auto(*, sigma, m, M, eta, dim, tol=None, rel_tol=1e-2):
+def burn_in_auto(*, sigma, m, M, eta, dim, tol=None, rel_tol=1e-2) -> tuple[int, float]:
     """Steps T after which full-batch PNGD from N(0, 2 sigma^2/m I) is within W2 distance tol of its stationary law.
 
     Assumes the unconstrained strongly convex setting of docs/METHOD.md §2 (R = 0 or a ball containing w*,

@@ -38,7 +38,7 @@ def conversion_term(am1, log_inv_delta, conversion):
     return np.log(am1 / alpha) + (log_inv_delta - np.log(alpha)) / am1
 
 
-def rdp_to_dp(*, eps_rdp, alpha, delta, conversion="basic"):
+def rdp_to_dp(*, eps_rdp, alpha, delta, conversion="basic") -> float | np.ndarray:
     """(eps, delta)-DP from RDP at order alpha (docs/METHOD.md §5.1).
 
     basic (the papers'): eps_rdp + log(1/delta)/(alpha - 1)   [Mironov 2017, arXiv 1702.07476, Prop. 3]
@@ -55,7 +55,7 @@ def rdp_to_dp(*, eps_rdp, alpha, delta, conversion="basic"):
     return v.scalar(np.maximum(e + conversion_term(a - 1.0, -math.log(delta), conversion), 0.0))
 
 
-def optimal_alpha_linear(*, a, b):
+def optimal_alpha_linear(*, a, b) -> tuple[float, float]:
     """Minimiser 1 + sqrt(b/a) of a*alpha + b/(alpha - 1) over alpha > 1, with its value a + 2 sqrt(a b)
     (docs/METHOD.md §5.2: the basic conversion of a bound linear in alpha)."""
     a, b = v.nonneg("a", a, allow_inf=True), v.positive("b", b)
@@ -125,7 +125,7 @@ def minimize_log_alpha(objective):
     return float(best_v), alpha
 
 
-def minimize_over_alpha(rdp: Callable, *, delta, conversion="basic"):
+def minimize_over_alpha(rdp: Callable, *, delta, conversion="basic") -> tuple[float, float]:
     """(eps, alpha*) = min over alpha in (1, inf) of rdp(alpha) + conversion term (docs/METHOD.md §5.1, §5.2).
 
     ``rdp`` maps an array of orders to an array of RDP values. The result is the bound at alpha*, so it
@@ -137,7 +137,7 @@ def minimize_over_alpha(rdp: Callable, *, delta, conversion="basic"):
     return minimize_log_alpha(lambda a, am1: rdp(a) + conversion_term(am1, log_inv_delta, conversion))
 
 
-def dp_epsilon_chains(rdp: Callable, *, chains: int, delta, conversion="basic"):
+def dp_epsilon_chains(rdp: Callable, *, chains: int, delta, conversion="basic") -> tuple[float, float]:
     """(eps, alpha*) of releasing ``chains`` chains run with independent noise on the same data.
 
     Each chain is one run of the mechanism whose Renyi divergence at order alpha is ``rdp(alpha)``;

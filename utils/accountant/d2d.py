@@ -20,8 +20,9 @@ def _check_d2d(M, m, n, gamma, delta):
     return M, m, n, gamma, delta
 
 
-def d2d_sigma_1(*, I, eps, M, m, n, gamma, delta):
-    """One-shot D2D output noise sigma_1 (Neel, Roth, Sharifi-Malvajerdi, ALT 2021, arXiv 2007.02923; docs/METHOD.md §8), g = gamma, d = delta:
+def d2d_sigma_1(*, I, eps, M, m, n, gamma, delta) -> float:
+    """One-shot D2D output noise sigma_1 (D2D, arXiv 2007.02923;
+    docs/METHOD.md §8), g = gamma, d = delta:
 
     4 sqrt(2) M g^I / (m n (1 - g^I) (sqrt(log(1/d) + eps) - sqrt(log(1/d))))
     """
@@ -32,8 +33,9 @@ def d2d_sigma_1(*, I, eps, M, m, n, gamma, delta):
     return 4.0 * math.sqrt(2.0) * M * gi / (m * n * (1.0 - gi) * (math.sqrt(ld + eps) - math.sqrt(ld)))
 
 
-def d2d_sigma_2(*, I, eps, M, m, n, gamma, delta):
-    """Published-state D2D noise sigma_2 (Neel, Roth, Sharifi-Malvajerdi, ALT 2021, arXiv 2007.02923; docs/METHOD.md §8), g = gamma, d = delta:
+def d2d_sigma_2(*, I, eps, M, m, n, gamma, delta) -> float:
+    """Published-state D2D noise sigma_2 (D2D, arXiv 2007.02923;
+    docs/METHOD.md §8), g = gamma, d = delta:
 
     8 M g^I / (m n (1 - g^I) (sqrt(2 log(2/d) + 3 eps) - sqrt(2 log(2/d) + 2 eps)))
     """
@@ -45,7 +47,8 @@ def d2d_sigma_2(*, I, eps, M, m, n, gamma, delta):
 
 
 def d2d_I_min(*, eps, d, gamma, delta) -> int:
-    """I_min = ceil(log(sqrt(2d) / ((1-g)(sqrt(2 log(2/d) + eps) - sqrt(2 log(2/d))))) / log(1/g)) (docs/METHOD.md §8)."""
+    """I_min = ceil(log(sqrt(2d) / ((1-g)(sqrt(2 log(2/d) + eps) - sqrt(2 log(2/d))))) / log(1/g))
+    (D2D, arXiv 2007.02923; docs/METHOD.md §8)."""
     eps, d, delta = v.target(eps), v.integer("d", d, 1), v.delta(delta)
     _check_d2d(1.0, 1.0, 2, gamma, delta)
     l2 = 2.0 * math.log(2.0 / delta)

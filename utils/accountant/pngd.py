@@ -36,20 +36,23 @@ def _check_pngd(S, sigma, M, m, n):
     return v.S_rows(S, n), v.nonneg("sigma", sigma), v.positive("M", M), v.positive("m", m), n
 
 
-def epsilon0(*, alpha, S, sigma, M, m, n):
-    """Learning RDP eps_0(alpha; S, sigma) = 4 alpha S^2 M^2 / (m sigma^2 n^2) (A, arXiv 2401.10371; docs/METHOD.md §3.1, §3.2)."""
+def epsilon0(*, alpha, S, sigma, M, m, n) -> float | np.ndarray:
+    """Learning RDP eps_0(alpha; S, sigma) = 4 alpha S^2 M^2 / (m sigma^2 n^2)
+    (A, arXiv 2401.10371; docs/METHOD.md §3.1, §3.2)."""
     a = v.alpha(alpha)
     S, sigma, M, m, n = _check_pngd(S, sigma, M, m, n)
     return v.scalar(eps0_slope(S, sigma, M, m, n) * a)
 
 
-def lsi_constant(*, sigma, m):
-    """C_LSI = 2 sigma^2 / m: fixed point of C <- (1 - eta m)^2 C + 2 eta sigma^2 (A, arXiv 2401.10371; docs/METHOD.md §3.2)."""
+def lsi_constant(*, sigma, m) -> float:
+    """C_LSI = 2 sigma^2 / m: fixed point of C <- (1 - eta m)^2 C + 2 eta sigma^2
+    (A, arXiv 2401.10371; docs/METHOD.md §3.2)."""
     return 2.0 * v.nonneg("sigma", sigma) ** 2 / v.positive("m", m)
 
 
-def epsilon_unlearn_lsi(*, alpha, K, eps_init, sigma, eta, C_lsi):
-    """Unlearning RDP exp(-2 sigma^2 eta K / (alpha C_LSI)) * eps_init(alpha) (A, arXiv 2401.10371, RU theorem; docs/METHOD.md §3.2)."""
+def epsilon_unlearn_lsi(*, alpha, K, eps_init, sigma, eta, C_lsi) -> float | np.ndarray:
+    """Unlearning RDP exp(-2 sigma^2 eta K / (alpha C_LSI)) * eps_init(alpha)
+    (A, arXiv 2401.10371, RU theorem; docs/METHOD.md §3.2)."""
     a = v.alpha(alpha)
     K, sigma = v.steps("K", K), v.nonneg("sigma", sigma)
     eta, C_lsi = v.positive("eta", eta), v.positive("C_lsi", C_lsi)
@@ -67,8 +70,9 @@ def _eps_unlearn(a, K, slope, em):
     return np.exp(-em * K / a) * slope * a
 
 
-def epsilon_unlearn(*, alpha, K, S, sigma, M, m, n, eta):
-    """Strongly convex unlearning RDP exp(-K m eta / alpha) * eps_0(alpha) (A, arXiv 2401.10371; docs/METHOD.md §3.2); K = 0 is eps_0."""
+def epsilon_unlearn(*, alpha, K, S, sigma, M, m, n, eta) -> float | np.ndarray:
+    """Strongly convex unlearning RDP exp(-K m eta / alpha) * eps_0(alpha)
+    (A, arXiv 2401.10371; docs/METHOD.md §3.2); K = 0 is eps_0."""
     a = v.alpha(alpha)
     K = v.steps("K", K)
     S, sigma, M, m, n = _check_pngd(S, sigma, M, m, n)
@@ -108,8 +112,9 @@ def eps_sequential(a, Ks, slope, em, form):
     return np.exp(log_w + after).sum(axis=0)
 
 
-def epsilon_sequential(*, alpha, Ks, S, sigma, M, m, n, eta, form="paper"):
-    """Sequential RDP eps^(s)(alpha) after requests with steps Ks = [K_1..K_s] (A, arXiv 2401.10371, weak triangle; docs/METHOD.md §3.3).
+def epsilon_sequential(*, alpha, Ks, S, sigma, M, m, n, eta, form="paper") -> float | np.ndarray:
+    """Sequential RDP eps^(s)(alpha) after requests with steps Ks = [K_1..K_s]
+    (A, arXiv 2401.10371, weak triangle; docs/METHOD.md §3.3).
 
     paper:   eps^(s)(a) = e^(-eta m K_s/a) ((a-1/2)/(a-1)) (eps_0(2a) + eps^(s-1)(2a))
     mironov: eps^(s)(a) = e^(-eta m K_s/a) (eps_0(2a-1) + ((a-1/2)/(a-1)) eps^(s-1)(2a))
@@ -122,7 +127,7 @@ def epsilon_sequential(*, alpha, Ks, S, sigma, M, m, n, eta, form="paper"):
     return v.scalar(eps_sequential(a, Ks, eps0_slope(S, sigma, M, m, n), eta * m, form))
 
 
-def epsilon_sequential_sizes(*, alpha, Ks, sizes, sigma, M, m, n, eta, form="paper"):
+def epsilon_sequential_sizes(*, alpha, Ks, sizes, sigma, M, m, n, eta, form="paper") -> float | np.ndarray:
     """eps^(s)(alpha) of docs/METHOD.md §3.3 when request j replaced sizes[j] rows: level j uses eps_0(.; S_j)
     (A, arXiv 2401.10371, weak triangle).
 
@@ -154,7 +159,7 @@ def _pngd_eps_of_K(consts: Constants, Ks, sizes, sigma, form, conversion):
     return lambda K: _dp_pngd(list(Ks) + [K], slope, em, lid, conversion, form)[0]
 
 
-def dp_epsilon_learn(*, S, sigma, consts: Constants, conversion="basic"):
+def dp_epsilon_learn(*, S, sigma, consts: Constants, conversion="basic") -> tuple[float, float]:
     """(eps, alpha*): DP of learning, min_alpha eps_0(alpha) + conversion (A, arXiv 2401.10371; docs/METHOD.md §3.1;
     closed form for basic, docs/METHOD.md §5.2)."""
     S, sigma = v.S_rows(S, consts.n), v.nonneg("sigma", sigma)
@@ -162,7 +167,7 @@ def dp_epsilon_learn(*, S, sigma, consts: Constants, conversion="basic"):
     return dp_linear(eps0_slope(S, sigma, consts.M, consts.m, consts.n), consts.log_inv_delta, conversion)
 
 
-def dp_epsilon_unlearn(*, K, S, sigma, consts: Constants, conversion="basic"):
+def dp_epsilon_unlearn(*, K, S, sigma, consts: Constants, conversion="basic") -> tuple[float, float]:
     """(eps, alpha*): DP of unlearning S points with K PNGD steps (A, arXiv 2401.10371; docs/METHOD.md §3.2, §5.1)."""
     K, S, sigma = v.steps("K", K), v.S_rows(S, consts.n), v.nonneg("sigma", sigma)
     conversion = v.choice("conversion", conversion, v.CONVERSIONS)
@@ -170,8 +175,9 @@ def dp_epsilon_unlearn(*, K, S, sigma, consts: Constants, conversion="basic"):
     return _dp_pngd([K], slope, consts.eta * consts.m, consts.log_inv_delta, conversion)
 
 
-def dp_epsilon_sequential(*, Ks, S, sigma, consts: Constants, form="paper", conversion="basic"):
-    """(eps, alpha*): DP after the sequential requests with steps Ks (A, arXiv 2401.10371; docs/METHOD.md §3.3, §5.1)."""
+def dp_epsilon_sequential(*, Ks, S, sigma, consts: Constants, form="paper", conversion="basic") -> tuple[float, float]:
+    """(eps, alpha*): DP after the sequential requests with steps Ks
+    (A, arXiv 2401.10371; docs/METHOD.md §3.3, §5.1)."""
     Ks, S, sigma = v.step_list(Ks), v.S_rows(S, consts.n), v.nonneg("sigma", sigma)
     form = v.choice("form", form, v.SEQUENTIAL_FORMS)
     conversion = v.choice("conversion", conversion, v.CONVERSIONS)
@@ -179,7 +185,8 @@ def dp_epsilon_sequential(*, Ks, S, sigma, consts: Constants, form="paper", conv
     return _dp_pngd(Ks, slope, consts.eta * consts.m, consts.log_inv_delta, conversion, form)
 
 
-def dp_epsilon_sequential_sizes(*, Ks, sizes, sigma, consts: Constants, form="paper", conversion="basic"):
+def dp_epsilon_sequential_sizes(*, Ks, sizes, sigma, consts: Constants, form="paper",
+                                conversion="basic") -> tuple[float, float]:
     """(eps, alpha*) after sequential requests of sizes[j] rows with steps Ks (A, arXiv 2401.10371;
     docs/METHOD.md §3.3, §5.1, per-request S)."""
     Ks, sigma = v.step_list(Ks), v.nonneg("sigma", sigma)
@@ -192,7 +199,8 @@ def dp_epsilon_sequential_sizes(*, Ks, sizes, sigma, consts: Constants, form="pa
 
 # ---------------------------------------------------------------- calibration (the bounds above + calibration.py)
 def minimal_K_pngd(*, sigma, eps_target, S, consts: Constants, conversion="basic") -> int:
-    """Exact minimal K >= 1 with DP of unlearning S points <= eps_target (A, arXiv 2401.10371; docs/METHOD.md §3.2, §5.2)."""
+    """Exact minimal K >= 1 with DP of unlearning S points <= eps_target
+    (A, arXiv 2401.10371; docs/METHOD.md §3.2, §5.2)."""
     return next_K_sequential_pngd(Ks=[], sizes=[S], sigma=sigma, eps_target=eps_target, consts=consts,
                                   conversion=conversion)
 

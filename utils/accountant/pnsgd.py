@@ -28,7 +28,7 @@ def zb(eta, M, c, n, b, R):
     return _cap(2.0 * eta * M / (b * (1.0 - c ** (n // b))), R)
 
 
-def Z_B(*, eta, M, m, n, b, R=0.0):
+def Z_B(*, eta, M, m, n, b, R=0.0) -> float:
     """W_inf bound Z_B = min(2 eta M / (b (1 - c^(n/b))), 2R) of the two stationary laws
     (B, arXiv 2403.17105, Lemma 3.3; docs/METHOD.md §4.1). R = 0 means no projection and no cap.
     """
@@ -42,7 +42,7 @@ def z_next(z, K, c, steps, z_new, R):
     return _cap(c ** (K * steps) * z + z_new, R)
 
 
-def Z_sequential(*, Ks, Z_B, eta, m, n, b, R=0.0):
+def Z_sequential(*, Ks, Z_B, eta, m, n, b, R=0.0) -> list[float]:
     """[Z^(1), ..., Z^(s+1)]: Z^(1) = Z_B, Z^(s+1) = min(c^(K_s n/b) Z^(s) + Z_B, 2R) (B, arXiv 2403.17105;
     docs/METHOD.md §4.4)."""
     c = v.contraction(eta, m)
@@ -99,7 +99,7 @@ def _check_pnsgd(K, Z, sigma, eta, m, n, b):
     return v.steps("K", K), v.nonneg("Z", Z), v.nonneg("sigma", sigma), c, n // v.batch(b, n)
 
 
-def epsilon_pnsgd_loose(*, alpha, K, Z, sigma, eta, m, n, b):
+def epsilon_pnsgd_loose(*, alpha, K, Z, sigma, eta, m, n, b) -> float | np.ndarray:
     """Converged-learning unlearning RDP alpha Z^2 c^(2 K n/b) / (2 eta sigma^2) (B, arXiv 2403.17105, main
     theorem; docs/METHOD.md §4.2)."""
     a = v.alpha(alpha)
@@ -107,7 +107,7 @@ def epsilon_pnsgd_loose(*, alpha, K, Z, sigma, eta, m, n, b):
     return v.scalar(coef_loose(K, Z, sigma, eta, c, steps) * a)
 
 
-def epsilon_pnsgd_tight(*, alpha, K, Z, sigma, eta, m, n, b):
+def epsilon_pnsgd_tight(*, alpha, K, Z, sigma, eta, m, n, b) -> float | np.ndarray:
     """Shifted-Renyi RDP alpha Z^2 (1-c^2) c^(2Kn/b) / ((1 - c^(2Kn/b)) 2 eta sigma^2) (B, arXiv 2403.17105;
     docs/METHOD.md §4.3).
 
@@ -139,7 +139,8 @@ def _nonconvergent_parts(K, T, z1, R, sigma, eta, c, steps, reference_zero_R):
     return a1, a2
 
 
-def epsilon_pnsgd_nonconvergent(*, alpha, K, T, sigma, eta, M, m, n, b, R, q=2.0, reference_zero_R=False):
+def epsilon_pnsgd_nonconvergent(*, alpha, K, T, sigma, eta, M, m, n, b, R, q=2.0,
+                                reference_zero_R=False) -> float | np.ndarray:
     """Finite-T unlearning RDP ((a - 1/p)/(a - 1)) (eps1(q a) + eps2(p a)), p = q/(q-1) (B, arXiv 2403.17105;
     docs/METHOD.md §4.5).
 
@@ -199,7 +200,8 @@ def _eps_nonconvergent(K, T, z1, R, sigma, q, p, consts, steps, conversion, refe
     return _dp_nonconvergent(a1, a2, q, p, consts.log_inv_delta, conversion)[0]
 
 
-def dp_epsilon_pnsgd(*, K, sigma, consts: Constants, b=None, R=0.0, Z=None, form="loose", conversion="basic"):
+def dp_epsilon_pnsgd(*, K, sigma, consts: Constants, b=None, R=0.0, Z=None, form="loose",
+                     conversion="basic") -> tuple[float, float]:
     """(eps, alpha*) of PNSGD unlearning with K epochs (B, arXiv 2403.17105; docs/METHOD.md §4.2, §4.3).
 
     Paper B states it after converged learning; it holds after any T learning epochs as a comparison with
@@ -215,7 +217,7 @@ def dp_epsilon_pnsgd(*, K, sigma, consts: Constants, b=None, R=0.0, Z=None, form
 
 
 def dp_epsilon_pnsgd_nonconvergent(*, K, T, sigma, consts: Constants, R, b=None, q=2.0, conversion="basic",
-                                   reference_zero_R=False):
+                                   reference_zero_R=False) -> tuple[float, float]:
     """(eps, alpha*) of PNSGD unlearning with K epochs after T learning epochs (B, arXiv 2403.17105;
     docs/METHOD.md §4.5; closed form in alpha)."""
     K, T = v.steps("K", K), v.steps("T", T)
