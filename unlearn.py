@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from utils import accountant, bounds, cli, data, distributed, forecast, models, reference, results, tabular
+from utils import accountant, bounds, cli, data, distributed, forecast, jsonable, models, reference, results, tabular
 from utils import state as statefile
 from utils.experiments import describe_constants, progress_bar, summary_stats
 from utils.state import StateError
@@ -558,10 +558,10 @@ def cmd_status(args) -> int:
         print(f"requests ({len(requests)}):")
         print(f"  {'#':>3} {'S':>5} {'K':>7} {'eps':>10} {'alpha*':>10} {'total K':>8}  ids")
         for r in requests:
-            c = r["certificate"]
+            c = jsonable.numbers(r["certificate"])
             print(f"  {r['request']:>3} {r['S']:>5} {r['K']:>7} {c['eps']:>10.4g} {c['alpha']:>10.4g} "
                   f"{c['cumulative_steps']:>8}  {_ids_text(r['ids'], 6)}")
-        c = requests[-1]["certificate"]
+        c = jsonable.numbers(requests[-1]["certificate"])
         print(f"current guarantee: (eps, delta) = ({c['eps']:.6g}, {c['delta']:.6g}) at alpha*={c['alpha']:.6g}: "
               f"the chains are {_comparison(c)}, where the {sum(r['S'] for r in requests)} removed row(s) are "
               f"replaced; {c['cumulative_steps']} {unit} spent vs {c['retrain_steps']} for retraining at each "
@@ -611,7 +611,7 @@ def cmd_export(args) -> int:
     if len(set(chains)) != len(chains):
         raise cli.UsageError(f"--chain {' '.join(map(str, chains))} repeats a chain (allowed: distinct chains)")
     meta, ds = st.meta, st.meta["dataset"]
-    cert = meta["requests"][-1]["certificate"] if meta["requests"] else None
+    cert = jsonable.numbers(meta["requests"][-1]["certificate"]) if meta["requests"] else None
     if cert is not None:
         # A released model must not say who asked to be forgotten: the removed rows' ids stay in the state.
         cert = {k: v for k, v in cert.items() if k not in ("ids", "rows")}

@@ -742,33 +742,8 @@ def _check_generator(generator, device: torch.device) -> None:
                          f"create it with generator_for(..., device={str(device)!r})")
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
+# argument checks: the project's one module of them (utils/checks.py), under the names used above
+from utils import checks as _checks  # noqa: E402  (here, beside the names it defines)
 
-
-def _nonnegative_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    return int(value)
-
-
-def _positive(name: str, value, *, allow_inf: bool = False) -> float:
-    v = _number(name, value)
-    if not v > 0 or (math.isinf(v) and not allow_inf):
-        raise ValueError(f"{name} must be a {'' if allow_inf else 'finite '}number > 0, got {value!r}")
-    return v
-
-
-def _nonnegative(name: str, value) -> float:
-    v = _number(name, value)
-    if not (v >= 0 and math.isfinite(v)):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
-
-
-def _number(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    return float(value)
+_positive_int, _nonnegative_int = _checks.positive_int, _checks.nonnegative_int
+_positive, _nonnegative = _checks.positive, _checks.nonnegative

@@ -13,7 +13,6 @@ import errno
 import hashlib
 import io
 import json
-import math
 import os
 import platform
 import shutil
@@ -24,6 +23,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 
 import numpy as np
+
+from utils import jsonable
 
 SCHEMA_VERSION = 1
 # The random streams' layout (utils.engine: per-chain generators); part of every resume key and cache key,
@@ -46,28 +47,8 @@ class ResultError(RuntimeError):
 
 
 # ---------------------------------------------------------------- JSON and atomic writes
-def to_jsonable(obj):
-    """Plain-Python copy of ``obj`` (numpy scalars/arrays, tuples, paths) for strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        x = float(obj)
-        # strict JSON has no inf/nan: infinity (e.g. eps at sigma = 0) is written as a string
-        return x if math.isfinite(x) else ("inf" if x > 0 else "-inf" if x < 0 else "nan")
-    if obj is None or isinstance(obj, str):
-        return obj
-    if hasattr(obj, "__fspath__"):
-        return os.fspath(obj)
-    return str(obj)
-
+# one rule for every JSON file the project writes: non-finite numbers as "inf" / "-inf" / "nan"
+to_jsonable = jsonable.to_jsonable
 
 def json_key(value) -> str:
     """Map key of a swept value: ``format(float(v), 'g')``; full batch is ``"full"``."""
