@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from utils import accountant, bounds, cli, experiments
+from utils import accountant, bounds, checks, cli, experiments
 from utils import audit_stats as st
 
 MODE = "audit"
@@ -60,14 +60,15 @@ BOUNDS = {"paper": certified("paper"), "best": certified("best")}
 
 # ---------------------------------------------------------------- flags
 def level(text):
-    """A probability strictly between 0 and 1 (confidence level, fraction of chains)."""
+    """A probability strictly between 0 and 1 (confidence level, fraction of chains): checks.probability."""
     try:
         x = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number")
-    if not 0.0 < x < 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must lie strictly between 0 and 1")
-    return x
+    try:
+        return checks.probability("value", x)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser():

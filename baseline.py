@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from utils import accountant, bounds, cli, experiments
+from utils import accountant, bounds, cli, d2d, experiments
 from utils.experiments import sigma_table  # a name of this module: bench/fig3a_end_to_end.py times it here
 from utils.results import json_key
 
@@ -33,8 +33,6 @@ DEFAULT_SEQUENTIAL_EPS = 1.0
 DEFAULT_NUM_REMOVE = 100
 DEFAULT_IFAC = [1.0, 1.5, 2.0]
 # Flags that only some modes read: given elsewhere they are an error, not silently ignored.
-D2D_COMPARISON = ("indistinguishable from Descent-to-Delete run from scratch on the current data "
-                  "(Neel et al. 2021)")
 MODE_ONLY = {"K": ("baseline", "find_k"), "num_remove": ("sequential2",), "ifac": ("sequential2",),
              "mironov": ("sequential2",)}
 
@@ -112,12 +110,6 @@ def check_S(S: int, n: int) -> None:
 
 
 # ---------------------------------------------------------------- accounting (pure)
-def d2d_noise_2(consts, *, K: int, eps: float) -> float:
-    """D2D published-state noise sigma_2(I = K_i, eps) added to the carried state (docs/METHOD.md §8)."""
-    return accountant.d2d_sigma_2(I=K, eps=eps, M=consts.M, m=consts.m, n=consts.n, gamma=consts.gamma,
-                                  delta=consts.delta)
-
-
 def lmc_certificate(c, row, *, S: int, R: float, **extra) -> dict:
     """The certificate of one sigma_table row: K unlearning steps of S points at its sigma (docs/METHOD.md §3.2)."""
     bound = extra.pop("bound_mode", "paper")
@@ -136,12 +128,6 @@ def sequential_plan(consts, *, S: int, num_requests: int, sigma: float, eps: flo
             for s in range(len(Ks))]
     return {"K": Ks, "eps": [e for e, _, _ in done], "alpha": [a for _, a, _ in done],
             "bound_name": [name for _, _, name in done]}
-
-
-def d2d_sequential_plan(consts, *, f: float, num_requests: int, eps: float) -> dict:
-    """D2D steps K_i = int(f I_min) + term2(i) and noise sigma_2(K_i, eps) per single-point request (docs/METHOD.md §8)."""
-    Ks = accountant.d2d_sequential_K_list(num_requests=num_requests, f=f, consts=consts, eps=eps)
-    return {"K": Ks, "sigma_2": [d2d_noise_2(consts, K=K, eps=eps) for K in Ks]}
 
 
 def accumulated(Ks) -> list[int]:
@@ -172,7 +158,7 @@ def plan_baseline(ctx) -> experiments.Plan:
     args = ctx.args
     S, c, plan = one_removal_table(ctx)
     for row in plan:
-        row["d2d_sigma_1"] = experiments.d2d_output_sigma(c, K=row["K"], eps=row["epsilon"])
+        row["d2d_sigma_1"] = d2d.output_sigma(c, K=row["K"], eps=row["epsilon"])
         row["T"] = ctx.burn_in(row["sigma"])
     T0 = ctx.burn_in(0.0)
     log_table(ctx, f"plan (S={S}):    K      eps      sigma     alpha*        T   D2D sigma_1",
@@ -201,19 +187,19 @@ def run_baseline(ctx, p: experiments.Plan):
     removal = lab.removal(S)
     task = lab.task(removal.X, removal.y)
     lmc = {(r["K"], json_key(r["epsilon"])): lmc_setting(lab, r, S=S, removal=removal, task=task) for r in plan}
-    d2d = d2d_one_shot(lab, plan, task=task, T=T0)
+    one_shot = d2d_one_shot(lab, plan, task=task, T=T0)
     for r in plan:
         cell, key = metrics["settings"][json_key(r["K"])][json_key(r["epsilon"])], (r["K"], json_key(r["epsilon"]))
         for what in ("unlearn", "retrain", "learn"):
             cell["lmc_" + what] = stats(lmc[key][what])
-        cell["d2d"] = stats(d2d[f"K{r['K']}_eps{key[1]}"])
+        cell["d2d"] = stats(one_shot[f"K{r['K']}_eps{key[1]}"])
     for what in ("unlearn", "retrain", "learn"):
         arrays["lmc_" + what] = grid(args, plan, None, lambda r: lmc[(r["K"], json_key(r["epsilon"]))][what])
-    arrays["d2d"] = grid(args, plan, None, lambda r: d2d[f"K{r['K']}_eps{json_key(r['epsilon'])}"])
-    arrays["noiseless"], arrays["d2d_learn"] = d2d["noiseless"], d2d["learn"]
+    arrays["d2d"] = grid(args, plan, None, lambda r: one_shot[f"K{r['K']}_eps{json_key(r['epsilon'])}"])
+    arrays["noiseless"], arrays["d2d_learn"] = one_shot["noiseless"], one_shot["learn"]
     arrays["removed_rows"] = removal.rows
-    metrics["noiseless_accuracy"] = float(d2d["noiseless"][0])
-    metrics["d2d_learn_accuracy"] = float(d2d["learn"][0])
+    metrics["noiseless_accuracy"] = float(one_shot["noiseless"][0])
+    metrics["d2d_learn_accuracy"] = float(one_shot["learn"][0])
     return metrics, arrays, summary_3a(ctx, metrics)
 
 
@@ -227,10 +213,7 @@ def certificates_3a(c, plan, S, args) -> list[dict]:
     out = []
     for r in plan:
         out.append(lmc_certificate(c, r, S=S, R=args.projection, method="langevin", T=r["T"], bound_mode=args.bound))
-        out.append(accountant.certificate(consts=c, eps=r["epsilon"], alpha=None, K=r["K"], sigma=r["d2d_sigma_1"],
-                                          R=0.0, bound="D2D one-shot output noise sigma_1, docs/METHOD.md §8",
-                                          comparison=D2D_COMPARISON,
-                                          method="d2d", S=S, eps_target=r["epsilon"], step=c.d2d_step))
+        out.append(d2d.one_shot_certificate(c, eps=r["epsilon"], K=r["K"], sigma_1=r["d2d_sigma_1"], S=S))
     return out
 
 
@@ -256,7 +239,7 @@ def d2d_one_shot(lab, plan, *, task, T) -> dict:
         noise.setdefault(r["K"], {})[json_key(r["epsilon"])] = r["d2d_sigma_1"]
 
     def compute():
-        out = lab.d2d_one_shot(task, T=T, noise=noise)
+        out = d2d.one_shot(lab, task, T=T, noise=noise)
         out["noiseless"] = lab.accuracy(lab.learn(sigma=0.0, T=T, key=("noiseless",), C=1, phase="noiseless"))
         return out
 
@@ -307,26 +290,26 @@ def plan_sequential2(ctx) -> experiments.Plan:
     lmc = {S: sequential_plan(c, S=S, num_requests=args.num_remove // S, sigma=sigma, eps=eps, form=form,
                             bound=args.bound)
            for S in sizes}
-    d2d = {f: d2d_sequential_plan(c, f=f, num_requests=args.num_remove, eps=eps) for f in args.ifac}
+    streams = {f: d2d.sequential_plan(c, f=f, num_requests=args.num_remove, eps=eps) for f in args.ifac}
     T, T0 = ctx.burn_in(sigma), ctx.burn_in(0.0)
     how = f"{form} recursion" if args.bound == "paper" else "best bound"
     log_table(ctx, f"plan (sigma={sigma:g}, eps={eps:g} per request, {how}): steps per request",
               [f"Langevin S={S}: {p['K']} (sum {sum(p['K'])})" for S, p in lmc.items()]
-              + [f"D2D f={f:g}: {p['K'][:3]}...{p['K'][-1]} (sum {sum(p['K'])})" for f, p in d2d.items()])
-    total = (args.trials * (T + sum(sum(p["K"]) + T for p in lmc.values()) + sum(sum(p["K"]) for p in d2d.values()))
+              + [f"D2D f={f:g}: {p['K'][:3]}...{p['K'][-1]} (sum {sum(p['K'])})" for f, p in streams.items()])
+    total = (args.trials * (T + sum(sum(p["K"]) + T for p in lmc.values()) + sum(sum(p["K"]) for p in streams.values()))
              + T0)
     ctx.log(f"total chain-steps: {total:,} ({args.trials} trials; D2D learns one chain)")
-    metrics = plan_metrics_3b(args, lmc, d2d, sizes=sizes, T=T, T0=T0, form=form, total=total)
-    metrics["certificates"] = certificates_3b(c, args, lmc, d2d, form, T=T)
+    metrics = plan_metrics_3b(args, lmc, streams, sizes=sizes, T=T, T0=T0, form=form, total=total)
+    metrics["certificates"] = certificates_3b(c, args, lmc, streams, form, T=T)
     arrays = {f"lmc_k_list_S{S}": np.array(p["K"]) for S, p in lmc.items()}
-    arrays.update({f"d2d_k_list_f{json_key(f)}": np.array(p["K"]) for f, p in d2d.items()})
-    return experiments.Plan(metrics, arrays, chain_steps=total, tables=(lmc, d2d, T, T0),
+    arrays.update({f"d2d_k_list_f{json_key(f)}": np.array(p["K"]) for f, p in streams.items()})
+    return experiments.Plan(metrics, arrays, chain_steps=total, tables=(lmc, streams, T, T0),
                             summary=f"plan only: {total:,} chain-steps")
 
 
 def run_sequential2(ctx, planned: experiments.Plan):
     """Fig 3b's chains: each request stream, Langevin and D2D, resumable request by request."""
-    args, (lmc, d2d, T, T0) = ctx.args, planned.tables
+    args, (lmc, streams, T, T0) = ctx.args, planned.tables
     metrics, arrays, sigma = planned.metrics, planned.arrays, args.sigma
     lab = ctx.lab()
     w = lab.learn_on_D(sigma=sigma, T=T)
@@ -338,17 +321,17 @@ def run_sequential2(ctx, planned: experiments.Plan):
         metrics["lmc_accuracy_per_request"][json_key(S)] = out["accuracy"].mean(axis=1).tolist()
         metrics["lmc_final"][json_key(S)] = stats(out["accuracy"][-1])
         metrics["lmc_retrain"][json_key(S)] = stats(out["retrain"])
-    w_d = lab.d2d_learn(T0)
+    w_d = d2d.learn(lab, T0)
     metrics["d2d_learn_accuracy"] = float(lab.accuracy(w_d)[0])
-    for f, p in d2d.items():
-        out = lab.stage(f"d2d_f{json_key(f)}", lambda: d2d_stream(lab, w_d, f=f, plan=p))
+    for f, p in streams.items():
+        out = lab.stage(f"d2d_f{json_key(f)}", lambda: d2d.sequential_stream(lab, w_d, f=f, plan=p))
         arrays[f"d2d_acc_f{json_key(f)}"] = out["accuracy"]
         metrics["d2d_accuracy_per_request"][json_key(f)] = out["accuracy"].mean(axis=1).tolist()
         metrics["d2d_final"][json_key(f)] = stats(out["accuracy"][-1])
     return metrics, arrays, summary_3b(ctx, metrics)
 
 
-def plan_metrics_3b(args, lmc, d2d, *, sizes, T, T0, form, total) -> dict:
+def plan_metrics_3b(args, lmc, streams, *, sizes, T, T0, form, total) -> dict:
     return {
         "sigma": args.sigma, "epsilon": args.eps[0], "num_remove": args.num_remove, "S_values": sizes,
         "ifac_values": list(args.ifac), "form": form, "T": T, "T_d2d": T0, "total_chain_steps": total,
@@ -356,9 +339,9 @@ def plan_metrics_3b(args, lmc, d2d, *, sizes, T, T0, form, total) -> dict:
         "lmc_removed_points": {json_key(S): [S * (s + 1) for s in range(len(p["K"]))] for S, p in lmc.items()},
         "lmc_accumulated_steps": {json_key(S): accumulated(p["K"]) for S, p in lmc.items()},
         "lmc_eps_per_request": {json_key(S): p["eps"] for S, p in lmc.items()},
-        "d2d_k_lists": {json_key(f): p["K"] for f, p in d2d.items()},
-        "d2d_accumulated_steps": {json_key(f): accumulated(p["K"]) for f, p in d2d.items()},
-        "d2d_sigma_2": {json_key(f): p["sigma_2"] for f, p in d2d.items()},
+        "d2d_k_lists": {json_key(f): p["K"] for f, p in streams.items()},
+        "d2d_accumulated_steps": {json_key(f): accumulated(p["K"]) for f, p in streams.items()},
+        "d2d_sigma_2": {json_key(f): p["sigma_2"] for f, p in streams.items()},
         "lmc_accuracy_per_request": {}, "lmc_final": {}, "lmc_retrain": {},
         "d2d_accuracy_per_request": {}, "d2d_final": {},
     }
@@ -373,7 +356,7 @@ MIRONOV_ONE_SIDED = ("--mironov: the Mironov form of the sequential recursion bo
                      "are)")
 
 
-def certificates_3b(c, args, lmc, d2d, form, *, T) -> list[dict]:
+def certificates_3b(c, args, lmc, streams, form, *, T) -> list[dict]:
     what = ((f"PNGD sequential unlearning ({form} form), docs/METHOD.md §3.3"
              + (f" [one direction only, not a certificate: {MIRONOV_ONE_SIDED}]" if form == "mironov" else ""))
             if args.bound == "paper" else
@@ -383,11 +366,7 @@ def certificates_3b(c, args, lmc, d2d, form, *, T) -> list[dict]:
                                   R=args.projection, bound=what, method="langevin", S=S, eps_target=args.eps[0],
                                   T=T, **dict(bounds.fields(args.bound, ""), bound_name=p["bound_name"]))
            for S, p in lmc.items()]
-    out += [accountant.certificate(consts=c, eps=args.eps[0], alpha=None, K=p["K"], sigma=p["sigma_2"], R=0.0,
-                                   bound="D2D published-state noise sigma_2(K_i), docs/METHOD.md §8",
-                                   comparison=D2D_COMPARISON,
-                                   method="d2d", S=1, ifac=f, step=c.d2d_step, d=c.d)
-            for f, p in d2d.items()]
+    out += [d2d.sequential_certificate(c, eps=args.eps[0], plan=p, f=f) for f, p in streams.items()]
     return out
 
 
@@ -408,26 +387,6 @@ def lmc_stream(lab, w, *, S, Ks, sigma, T) -> dict:
         save(s + 1, {"w": lab.gather(w).cpu().numpy(), "accuracy": np.stack(accs)})
     w_r = lab.learn(sigma=sigma, T=T, data=(removal.X, removal.y), phase="retrain", key=("sigma", json_key(sigma)))
     return {"accuracy": np.stack(accs), "retrain": lab.accuracy(w_r), "replaced": removal.replaced}
-
-
-def d2d_stream(lab, w1, *, f, plan) -> dict:
-    """Single-point requests: K_i noiseless GD steps from the carried state, then sigma_2 noise is added to it.
-    Resumable request by request, like lmc_stream."""
-    step = lab.ctx.consts.d2d_step
-    done, saved, save = lab.stream_checkpoint(f"d2d_f{json_key(f)}_requests")
-    accs = list(saved["accuracy"]) if saved is not None else []
-    w = None if saved is None else lab.local(saved["w"])
-    stream = lab.removal_stream([1] * len(plan["K"]), key=("removal", "d2d"))
-    for i, (removal, K, s2) in enumerate(zip(stream, plan["K"], plan["sigma_2"])):
-        if i < done:
-            continue
-        w = lab.advance(w1 if w is None else w, lab.task(removal.X, removal.y), steps=K, sigma=0.0, eta=step,
-                        key=("d2d", json_key(f), i + 1), phase="d2d", desc=f"D2D f={f:g} request {i + 1}")
-        # the first request runs one chain: the trials only differ after their first noise
-        w = lab.noisy_copies(w, sigma=s2, C=lab.trials, key=("d2d_noise", json_key(f), i + 1))
-        accs.append(lab.accuracy(w))
-        save(i + 1, {"w": lab.gather(w).cpu().numpy(), "accuracy": np.stack(accs)})
-    return {"accuracy": np.stack(accs)}
 
 
 def summary_3b(ctx, metrics) -> str:

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from utils import accountant, bounds, cli, distributed, experiments, results
+from utils import accountant, bounds, cli, d2d, distributed, experiments, results
 from utils import data as data_mod
 
 MODES = ("compare_baseline_nonconvergent", "sequential", "paint_unlearning_sigma", "retrain_noiseless")
@@ -32,8 +32,6 @@ SETTINGS = {
     "paint_unlearning_sigma": ((32, 50), (128, 100), (512, 200), ("full", 1000)),
     "retrain_noiseless": ((32, 50), (128, 100), (512, 200), ("full", 1000)),
 }
-# The reference keeps the first rows so that 32..512 divide n (docs/METHOD.md §1.1, PNSGD truncation).
-REFERENCE_ROWS = {"MNIST": 11264, "CIFAR10": 9728}
 PAPER_SIGMAS = [0.01, 0.05, 0.1, 0.2, 0.5, 1.0]
 TARGET_EPS = {"sequential": 1.0, "paint_unlearning_sigma": 0.01}
 REMOVE_LIST = [1, 10, 50, 100, 500, 1000]
@@ -51,6 +49,7 @@ MODE_FLAGS = {
     "q": ("compare_baseline_nonconvergent",),
     "lmc_burn_in": ("compare_baseline_nonconvergent",),
     "sigma": ("sequential",),
+    "paper_a_run": ("compare_baseline_nonconvergent",),
 }
 
 
@@ -124,6 +123,10 @@ def build_parser():
     cli.add(o, "--lmc_burn_in", type=cli.burn_in_value, default=10000,
             help="compare_baseline_nonconvergent: learning steps of the computed LU and D2D curves "
                  "(default 10000 as paper A, or 'auto')")
+    cli.add(o, "--paper_a_run", default=None, metavar="DIR",
+            help="compare_baseline_nonconvergent: read paper A's curves (LU K = 1, D2D K = 1, 5) from this "
+                 "baseline.py run (its run folder, or result/LMC/<DATASET>/baseline for the latest), made with the "
+                 "same dataset, n, lam, L and seed (else refused, naming the value); default: computed here")
     return p
 
 
@@ -154,9 +157,8 @@ def check_args(args) -> str:
         raise cli.UsageError(f"--eps {' '.join(map(str, args.eps))}: --{args.mode} takes one eps per request "
                              "(allowed: a single value)")
     if args.features is None:
-        from utils import data as data_mod
 
-        args.multiclass = data_mod.is_multiclass(args.dataset)
+        args.multiclass = data_mod.spec(args.dataset).num_classes > 2
     return args.mode
 
 
@@ -210,11 +212,17 @@ def select_batches(requested, *, n: int, explicit: bool, must_divide: bool, note
     return kept
 
 
+def reference_rows_text() -> str:
+    """The registered reference row counts, e.g. 'MNIST 11264, CIFAR10 9728' (utils/data.py)."""
+    specs = (data_mod.spec(name) for name in data_mod.names())
+    return ", ".join(f"{s.name} {s.reference_rows}" for s in specs if s.reference_rows is not None)
+
+
 def rows_used(n: int, batches, *, reference_rows=None) -> int:
     """Training rows kept so that every batch size divides n (the engine needs n % b == 0).
 
-    The reference's count (MNIST 11264, CIFAR10 9728) when every batch size divides it, else the
-    largest multiple of the batch sizes' least common multiple that is <= n.
+    The reference's count (the dataset spec's ``reference_rows``: MNIST 11264, CIFAR10 9728) when every batch
+    size divides it, else the largest multiple of the batch sizes' least common multiple that is <= n.
     """
     sizes = [int(b) for b in batches if b != "full"]
     if not sizes:
@@ -240,7 +248,9 @@ class Truncation:
         args = self.args
         kept = select_batches(args.requested_batches, n=dataset.n, explicit=args.batch_size is not None,
                               must_divide=False, notes=self.notes)
-        reference = REFERENCE_ROWS.get(args.dataset) if args.features is None and args.classes is None else None
+        # the reference keeps the first rows so that 32..512 divide n (docs/METHOD.md §1.1, PNSGD truncation)
+        named = args.features is None and args.classes is None
+        reference = data_mod.spec(args.dataset).reference_rows if named else None
         rows = rows_used(dataset.n, kept, reference_rows=reference)
         if rows < dataset.n:
             self.notes.append(f"using the first {rows} of {dataset.n} training rows so that every batch size "
@@ -273,10 +283,10 @@ def settings(ctx):
         out.update(batches=select_batches(args.requested_batches, n=n, explicit=args.batch_size is not None,
                                           must_divide=True, notes=notes), n_loaded=n)
         if args.features is None and args.classes is None:  # which n a run on the real data would use
-            full = data_mod.default_n(args.dataset)
+            full = data_mod.spec(args.dataset).n
             kept = select_batches(args.requested_batches, n=full, explicit=args.batch_size is not None,
                                   must_divide=False, notes=[])
-            rows = rows_used(full, kept, reference_rows=REFERENCE_ROWS.get(args.dataset))
+            rows = rows_used(full, kept, reference_rows=data_mod.spec(args.dataset).reference_rows)
             if rows != n:
                 notes.append(f"--n {n}: a run on {args.dataset} uses the first {rows} of its {full} rows (so that "
                              f"every batch size divides n); plan with --n {rows} to match it")
@@ -288,7 +298,7 @@ def settings(ctx):
                for b in out["batches"]]
     truncation = {"n_loaded": out["n_loaded"], "n_used": n, "notes": notes,
                   "rule": "none (--n)" if args.n is not None else
-                  "the reference's rows (MNIST 11264, CIFAR10 9728) when every batch size divides them, "
+                  f"the reference's rows ({reference_rows_text()}) when every batch size divides them, "
                   "else the largest multiple of the lcm of the batch sizes"}
     return batches, truncation
 
@@ -371,36 +381,63 @@ def plan_of(ctx, steps: int, metrics: dict, arrays: dict, saved: str, tables) ->
 
 
 # ---------------------------------------------------------------- Fig 3a
-def paper_a_folder(ctx):
-    """The newest finished paper-A Fig 3a run made on the same data and constants (n, lam, L, seed), or
-    None and a reason naming the value that differed, in which folder."""
-    mode_dir = os.path.join(ctx.args.result_dir, "LMC", ctx.args.dataset, "baseline")
-    mine = ctx.consts
-    wanted = {"n": mine.n, "lam": mine.lam, "L": mine.L, "seed": ctx.args.seed}
-    reasons = []
-    for folder in results.run_dirs(mode_dir):
-        try:
-            config = results.read_json(os.path.join(folder, "config.json"))
-            metrics = results.read_json(os.path.join(folder, "metrics.json"))
-        except (OSError, ValueError):
-            continue  # an unfinished run
-        if metrics.get("plan_only", True):
-            continue
-        const = config.get("derived", {}).get("constants", {})
-        theirs = {"n": const.get("n"), "lam": const.get("lam"), "L": const.get("L"),
-                  "seed": config.get("flags", {}).get("seed")}
-        differ = [f"{k}={theirs[k]} (here {v})" for k, v in wanted.items() if theirs[k] != v]
-        if not differ:
-            return metrics, folder
-        reasons.append(f"{folder} has " + ", ".join(differ))
-    if not reasons:
-        return None, "no finished paper-A run under " + mode_dir
-    if " has n=" in reasons[0]:   # paper A learns on every row; no flag of baseline.py truncates them
-        hint = " (paper B uses the first n rows so that every batch size divides n)"
-    else:
-        hint = (f" (to reuse it, run this command with that run's --lam/--L/--seed, or baseline.py --dataset "
-                f"{ctx.args.dataset} with this run's)")
-    return None, reasons[0] + hint + "; the paper-A curves are computed here on this run's rows"
+PAPER_A_MATCH = ("dataset", "n", "lam", "L", "seed")   # what a --paper_a_run must share with this run
+
+
+def paper_a_run(ctx, eps_list):
+    """--paper_a_run DIR: paper A's Fig 3a curves (LU K = 1, D2D K in {1, 5}, S = 1) read from that baseline.py
+    run, which must have been made on the same data and constants (PAPER_A_MATCH), else a UsageError naming the
+    value that differs and how to match it. Without the flag: (None, "computed"), the curves are computed here
+    on this run's rows; no other folder is read."""
+    given = ctx.args.paper_a_run
+    if given is None:
+        return None, "computed"
+    flag = f"--paper_a_run {given}"
+    try:
+        folder = results.resolve_run_dir(given)
+        if os.path.exists(os.path.join(folder, results.INCOMPLETE)):
+            raise cli.UsageError(f"{flag}: {folder} is not finished (allowed: a finished run of baseline.py; "
+                                 "rerun it with --resume)")
+        config = results.read_json(os.path.join(folder, "config.json"))
+        metrics = results.read_json(os.path.join(folder, "metrics.json"))
+    except results.ResultError as exc:
+        raise cli.UsageError(f"{flag}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise cli.UsageError(f"{flag}: its config.json and metrics.json cannot be read ({exc}); allowed: a "
+                             "finished run folder of baseline.py, or its mode folder") from None
+    kind = (metrics.get("family"), metrics.get("mode"))
+    if kind != ("LMC", "baseline"):
+        raise cli.UsageError(f"{flag}: {folder} is a {kind[0]} {kind[1]} run (allowed: a paper-A Fig 3a run of "
+                             "baseline.py, result/LMC/<DATASET>/baseline/ or one of its run folders)")
+    if metrics.get("plan_only", True):
+        raise cli.UsageError(f"{flag}: {folder} is a --plan_only run without accuracies (allowed: a finished "
+                             "baseline.py run)")
+    const = config.get("derived", {}).get("constants", {})
+    theirs = {"dataset": metrics.get("dataset"), "n": const.get("n"), "lam": const.get("lam"), "L": const.get("L"),
+              "seed": config.get("flags", {}).get("seed")}
+    mine = {"dataset": ctx.args.dataset, "n": ctx.consts.n, "lam": ctx.consts.lam, "L": ctx.consts.L,
+            "seed": ctx.args.seed}
+    for key in PAPER_A_MATCH:
+        if theirs[key] != mine[key]:
+            raise cli.UsageError(f"{flag}: {folder} has {key}={theirs[key]} where this run has {key}={mine[key]} "
+                                 + _paper_a_hint(key, theirs[key], mine[key]))
+    curves = paper_a_curves(metrics, eps_list)
+    if curves is None:
+        raise cli.UsageError(f"{flag}: {folder} lacks S = 1 results for K in {list(D2D_STEPS)} at eps "
+                             f"{' '.join(map(results.json_key, eps_list))} (allowed: a baseline.py run with --S 1 "
+                             "and --K and --eps including these)")
+    return curves, folder
+
+
+def _paper_a_hint(key: str, theirs, mine) -> str:
+    """How to make the two runs agree on ``key`` (one of PAPER_A_MATCH)."""
+    if key == "dataset":
+        return f"(allowed: a baseline.py --dataset {mine} run)"
+    if key == "n":   # paper A learns on every row; no flag of baseline.py truncates them
+        return (f"(paper A learns on all {theirs} rows, this run keeps {mine} so that every batch size divides n: "
+                "give --batch_size full to keep every row, or drop --paper_a_run to compute the curves here)")
+    return (f"(to match, run this command with --{key} {theirs}, or baseline.py with --{key} {mine}; or drop "
+            "--paper_a_run to compute the curves here)")
 
 
 def paper_a_curves(metrics, eps_list):
@@ -470,8 +507,7 @@ def plan_paper_a(ctx, eps_list, reuse):
     c, args = ctx.consts, ctx.args
     table = experiments.sigma_table(c, Ks=[1], eps_list=eps_list, S=1, bound=args.bound)
     lu = {results.json_key(r["epsilon"]): r["sigma"] for r in table}
-    d2d = {str(K): {results.json_key(e): experiments.d2d_output_sigma(c, K=K, eps=e) for e in eps_list}
-           for K in D2D_STEPS}
+    d2d_sigma = {str(K): {results.json_key(e): d2d.output_sigma(c, K=K, eps=e) for e in eps_list} for K in D2D_STEPS}
     certs = [accountant.certificate(consts=c, eps=r["eps_achieved"], alpha=r["alpha"], K=1, sigma=r["sigma"], b=None,
                                     setting=f"LU K=1 eps={results.json_key(r['epsilon'])}",
                                     bound="PNGD strongly convex (A, docs/METHOD.md §3.2)" if args.bound == "paper" else
@@ -481,7 +517,7 @@ def plan_paper_a(ctx, eps_list, reuse):
     T_lu = {k: (ctx.burn_in(s, given=args.lmc_burn_in)) for k, s in lu.items()}
     T_d2d = ctx.burn_in(0.0, given=args.lmc_burn_in)
     steps = 0 if reuse else (sum(args.trials * (T + 1) for T in T_lu.values()) + T_d2d + sum(D2D_STEPS))
-    return {"lmc_sigma": lu, "lmc_burn_in": T_lu, "d2d_sigma": d2d, "d2d_burn_in": T_d2d}, certs, steps
+    return {"lmc_sigma": lu, "lmc_burn_in": T_lu, "d2d_sigma": d2d_sigma, "d2d_burn_in": T_d2d}, certs, steps
 
 
 def run_compare(ctx, batches, plan, removal, task1):
@@ -524,17 +560,17 @@ def run_paper_a(ctx, plan, eps_list, task1):
 
     def d2d_part():
         noise = {K: plan["d2d_sigma"][str(K)] for K in D2D_STEPS}
-        return lab.d2d_one_shot(task1, T=plan["d2d_burn_in"], noise=noise)
+        return d2d.one_shot(lab, task1, T=plan["d2d_burn_in"], noise=noise)
 
     lu = {results.json_key(e): lab.stage(f"lmc_eps{results.json_key(e)}", lambda e=e: lu_part(results.json_key(e)))
           for e in eps_list}
-    d2d = lab.stage("d2d", d2d_part)
+    one_shot = lab.stage("d2d", d2d_part)
     curves = {"lmc": {ek: stats(v["unlearn"]) for ek, v in lu.items()},
-              "d2d": {str(K): {results.json_key(e): stats(d2d[f"K{K}_eps{results.json_key(e)}"]) for e in eps_list}
+              "d2d": {str(K): {results.json_key(e): stats(one_shot[f"K{K}_eps{results.json_key(e)}"]) for e in eps_list}
                       for K in D2D_STEPS}}
     arrays = {"lmc_acc": np.stack([lu[results.json_key(e)]["unlearn"] for e in eps_list])}
     for K in D2D_STEPS:
-        arrays[f"d2d_acc_K{K}"] = np.stack([d2d[f"K{K}_eps{results.json_key(e)}"] for e in eps_list])
+        arrays[f"d2d_acc_K{K}"] = np.stack([one_shot[f"K{K}_eps{results.json_key(e)}"] for e in eps_list])
     return curves, arrays
 
 
@@ -542,14 +578,13 @@ def plan_compare_baseline_nonconvergent(ctx) -> experiments.Plan:
     """Fig 3a's plan: sigma per (b, eps) from the finite-T bound, and paper A's curves (read or planned here)."""
     batches, truncation = settings(ctx)
     plan, steps = plan_compare(ctx, batches)
-    # rank 0 reads the folder for every rank (torchrun): the ranks must take the same branch
-    metrics_a, source = (None, "plan only") if ctx.args.plan_only else distributed.on_main(lambda: paper_a_folder(ctx))
-    reused = paper_a_curves(metrics_a, plan["eps_list"]) if metrics_a is not None else None
+    # rank 0 reads the given run for every rank (torchrun): the ranks must take the same branch
+    reused, source = distributed.on_main(lambda: paper_a_run(ctx, plan["eps_list"]))
     a_plan, a_certs, a_steps = plan_paper_a(ctx, plan["eps_list"], reused is not None)
     ctx.log(f"paper-A curves (LU K=1, D2D K in {list(D2D_STEPS)}): "
-            + (f"read from {source}" if reused else f"computed on this data ({source})"))
+            + (f"read from {source} (--paper_a_run)" if reused else "computed on this run's rows"))
     plan["certificates"] += a_certs
-    metrics = dict(plan, comparison=dict(a_plan, source=source if reused else "computed"), **common(ctx, batches, truncation))
+    metrics = dict(plan, comparison=dict(a_plan, source=source), **common(ctx, batches, truncation))
     metrics["total_chain_steps"] = steps + a_steps
     arrays = {f"sigma_b{bt.key}": np.array([plan["sigma"][bt.key][results.json_key(e)] for e in plan["eps_list"]])
               for bt in batches}

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from utils import accountant, bounds, cli, data, distributed, forecast, models, reference, results, tabular
+from utils import accountant, bounds, cli, data, distributed, forecast, jsonable, models, reference, results, tabular
 from utils import state as statefile
 from utils.experiments import describe_constants, progress_bar, summary_stats
 from utils.state import StateError
@@ -300,13 +300,13 @@ def cmd_learn(args) -> int:
         raise cli.UsageError(f"--request_size {args.request_size} is not allowed (allowed: 1 .. n-1 = {ds.n - 1})")
     b = _batch(args.batch_size, ds.n)
     lam = args.m / ds.n if args.m is not None else (ds.default_lam if args.lam is None else args.lam)
-    M = args.M if args.M is not None else models.default_M(ds.num_classes)
-    models.check_clipping_for_data(num_classes=ds.num_classes, M=M, X=ds.X_train)
+    model = models.model_for(ds.num_classes)
+    M = args.M if args.M is not None else model.default_M
+    model.check_clipping_for_data(M=M, X=ds.X_train)
     consts = accountant.make_constants(n=ds.n, lam=lam, M=M, num_classes=ds.num_classes, L=args.L,
                                        delta=args.delta, d=ds.d)
     sigma, sigma_rule = choose_sigma(args, consts, b)
-    width = 1 if ds.num_classes == 2 else ds.num_classes
-    T, T_rule = learning_steps(args.burn_in, sigma, consts, ds.d * width)
+    T, T_rule = learning_steps(args.burn_in, sigma, consts, model.params(ds.d))
     eps_default = DEFAULT_EPS if args.eps is None else args.eps
     S = args.request_size
     K_next = plan_request(consts=consts, sigma=sigma, b=b, Ks=[], sizes=[S], eps_target=eps_default,
@@ -327,8 +327,7 @@ def cmd_learn(args) -> int:
                 "bound": args.bound, "conversion": bounds.CONVERSION[args.bound]}
 
     out = Report()
-    kind = "binary logistic" if ds.num_classes == 2 else f"{ds.num_classes}-class softmax"
-    out(f"learn: {ds.name}: {ds.n} training rows, {len(ds.y_test)} held-out rows, d={ds.d}, {kind} "
+    out(f"learn: {ds.name}: {ds.n} training rows, {len(ds.y_test)} held-out rows, d={ds.d}, {model.kind} "
         f"(labels {ds.identity['classes']}); file sha256 {ds.identity['sha256'][:16]}")
     for note in loaded.notes:
         out(note)
@@ -553,10 +552,10 @@ def cmd_status(args) -> int:
         print(f"requests ({len(requests)}):")
         print(f"  {'#':>3} {'S':>5} {'K':>7} {'eps':>10} {'alpha*':>10} {'total K':>8}  ids")
         for r in requests:
-            c = r["certificate"]
+            c = jsonable.numbers(r["certificate"])
             print(f"  {r['request']:>3} {r['S']:>5} {r['K']:>7} {c['eps']:>10.4g} {c['alpha']:>10.4g} "
                   f"{c['cumulative_steps']:>8}  {_ids_text(r['ids'], 6)}")
-        c = requests[-1]["certificate"]
+        c = jsonable.numbers(requests[-1]["certificate"])
         print(f"current guarantee: (eps, delta) = ({c['eps']:.6g}, {c['delta']:.6g}) at alpha*={c['alpha']:.6g}: "
               f"the chains are {_comparison(c)}, where the {sum(r['S'] for r in requests)} removed row(s) are "
               f"replaced; {c['cumulative_steps']} {unit} spent vs {c['retrain_steps']} for retraining at each "
@@ -606,7 +605,7 @@ def cmd_export(args) -> int:
     if len(set(chains)) != len(chains):
         raise cli.UsageError(f"--chain {' '.join(map(str, chains))} repeats a chain (allowed: distinct chains)")
     meta, ds = st.meta, st.meta["dataset"]
-    cert = meta["requests"][-1]["certificate"] if meta["requests"] else None
+    cert = jsonable.numbers(meta["requests"][-1]["certificate"]) if meta["requests"] else None
     if cert is not None:
         # A released model must not say who asked to be forgotten: the removed rows' ids stay in the state.
         cert = {k: v for k, v in cert.items() if k not in ("ids", "rows")}
@@ -625,8 +624,7 @@ def cmd_export(args) -> int:
         "chain": np.asarray(chains[0] if len(chains) == 1 else chains), "state_version": np.asarray(st.version),
         "dataset_sha256": np.asarray(ds["sha256"]), "accuracy": np.asarray(acc[0] if len(chains) == 1 else acc),
         "certificate": np.asarray(json.dumps(results.to_jsonable(cert))), **_export_preprocessing(st)})
-    rule = (f"x @ w > 0 -> label {ds['classes'][0]}, else {ds['classes'][1]}" if ds["num_classes"] == 2
-            else f"argmax(x @ w) indexes the labels {ds['classes']}")
+    rule = models.model_for(ds["num_classes"]).decision_rule(ds["classes"])
     if "preprocessing" in ds and (ds["preprocessing"]["bias"] or ds["preprocessing"]["standardize"] != "none"):
         rule = ("x = (x - standardize_mean) / standardize_scale, " if "prep_standardize_mean" in st.arrays else
                 "") + ("x = append(x, bias), " if ds["preprocessing"]["bias"] else "") + rule

@@ -37,12 +37,12 @@ TARGET_RATIO = 1.5
 
 def constants(n: int, num_classes: int):
     """The paper's constants for this n: eta = 1/L, m = lam n, M = 1 (binary) / 2 (softmax)."""
-    return accountant.make_constants(n=n, lam=LAM, M=models.default_M(num_classes), num_classes=num_classes)
+    return accountant.make_constants(n=n, lam=LAM, M=models.model_for(num_classes).default_M, num_classes=num_classes)
 
 
 def intermediate_bytes(C: int, n: int, num_classes: int, itemsize: int) -> int:
     """The C x n (x k) per-step intermediates of a full-batch step (docs/METHOD.md §2.5)."""
-    return C * n * (1 if num_classes == 2 else num_classes) * itemsize
+    return C * n * models.model_for(num_classes).width * itemsize
 
 
 def chunk_count(C: int, n: int, num_classes: int, itemsize: int, limit: int | None = None) -> int:
@@ -54,19 +54,19 @@ def products_full(task, C: int, backend: str = "engine"):
     """The two full-batch matrix products of one step in the engine's layout, Z = W X^T then Z X: as the
     engine does them ("engine": oneDNN's matmul where engine.MATMUL takes it) or through torch.mm ("torch.mm")."""
     linear = (engine._onednn_linear(task) if backend == "engine" else None) or engine._torch_linear
-    X = task.Xs if task.binary else task.X
+    X = task.data
     gen = torch.Generator().manual_seed(0)
-    W = torch.randn(C * (1 if task.binary else task.k), task.d, generator=gen, dtype=task.dtype) * 0.01
+    W = torch.randn(C * task.width, task.d, generator=gen, dtype=task.dtype) * 0.01
     return lambda: linear(linear(W, X), X.t())
 
 
 def products_batch(task, C: int, b: int):
     """The two mini-batch products of one update on pre-gathered (C, b, d) batches (one per chain)."""
-    d, k = task.d, task.k
+    d = task.d
     gen = torch.Generator().manual_seed(0)
     rows = torch.randint(0, task.n, (C * b,), generator=gen)
     xb = task.X[rows].view(C, b, d)
-    width = 1 if task.binary else k
+    width = task.width
     W = torch.randn(C, width, d, generator=gen, dtype=task.dtype) * 0.01
     Z, G = torch.empty(C, width, b, dtype=task.dtype), torch.empty(C, width, d, dtype=task.dtype)
     return lambda: (torch.bmm(W, xb.transpose(1, 2), out=Z), torch.bmm(Z, xb, out=G))
@@ -99,7 +99,7 @@ def minibatch_updates(task, w, perms, *, batch: int, eta: float, sigma: float, m
     std = math.sqrt(2.0 * eta) * sigma
     # each chain's own noise stream, as run_chains draws it for `updates` updates
     noise = engine.ChainNoise(generator, tuple(w.shape), updates, dtype=task.dtype) if std > 0 else None
-    work = batch * task.d * C * (1 if task.binary else task.k)
+    work = batch * task.d * C * task.width
 
     def call(j0: int = 0, count: int = 1):
         with engine._threads_for(task.device, work, engine.MINIBATCH_SINGLE_THREAD_WORK):  # run_chains' policy
@@ -150,7 +150,7 @@ def measure(task, C: int, batch: int | None, consts, *, budget: float) -> dict:
 def flops_per_update(C: int, n: int, d: int, k: int, batch: int | None) -> float:
     """2 products x 2 flops per multiply-add x rows x d x C (x k)."""
     rows = n if batch is None else batch
-    return 4.0 * rows * d * C * (1 if k == 2 else k)
+    return 4.0 * rows * d * C * models.model_for(k).width
 
 
 def main(argv=None) -> int:

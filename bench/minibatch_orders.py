@@ -48,10 +48,10 @@ def shared_products(task, C: int, b: int):
     """The two products of a shared-order update on a pre-gathered (b, d) batch, as the engine does them."""
     linear = (engine._onednn_linear(task) if engine.MINIBATCH_ONEDNN else None) or engine._torch_linear
     gen = torch.Generator().manual_seed(0)
-    data = task.Xs if task.binary else task.X
+    data = task.data
     xb = data[torch.randperm(task.n, generator=gen)[:b]].contiguous()
-    W = torch.randn(C * (1 if task.binary else task.k), task.d, generator=gen, dtype=task.dtype) * 0.01
-    work = b * task.d * C * (1 if task.binary else task.k)
+    W = torch.randn(C * task.width, task.d, generator=gen, dtype=task.dtype) * 0.01
+    work = b * task.d * C * task.width
 
     def call():
         with engine._threads_for(task.device, work, engine.MINIBATCH_SINGLE_THREAD_WORK):  # as the update

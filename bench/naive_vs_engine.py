@@ -99,7 +99,7 @@ def agreement(problem, *, dtype, M, C=4, steps=2, batch_size=None) -> tuple[floa
     w_engine = engine.run_chains(w0, task, generator=engine.generator_for(1, "noise"), **kw)
     y = task.y
     w_naive = naive_run(w0, task.X, y, generator=engine.generator_for(1, "noise"), **kw)
-    first = (per_sample_gradients_logistic(w0[0], task.X, y) if task.binary
+    first = (per_sample_gradients_logistic(w0[0], task.X, y) if task.width == 1
              else per_sample_gradients_softmax(w0[0], task.X, y))
     clipped = float((torch.linalg.vector_norm(first.reshape(task.n, -1), dim=1) > M).double().mean())
     return relative_difference(w_engine, w_naive), clipped

@@ -30,7 +30,7 @@ def worker(args) -> int:
     import torch
     import torch.distributed as dist
 
-    from utils import accountant, distributed, engine
+    from utils import accountant, distributed, engine, models
 
     world = distributed.setup(args.device)
     device = engine.resolve_device(distributed.device_spec(args.device))
@@ -41,7 +41,7 @@ def worker(args) -> int:
     if b is not None:
         problem = common.truncate_to_batches(problem, b)
     n, d, k = problem.X.shape[0], problem.X.shape[1], problem.num_classes
-    consts = accountant.make_constants(n=n, lam=1e-6, M=1.0 if k == 2 else 2.0, num_classes=k)
+    consts = accountant.make_constants(n=n, lam=1e-6, M=models.model_for(k).default_M, num_classes=k)
     task = engine.to_task(problem.X, problem.y, k, device=device, dtype="float32")
     a, z = distributed.chain_range(args.chains, world.rank, world.size)
     gen = lambda: engine.generator_for(0, "scaling", device=device)  # noqa: E731

@@ -166,7 +166,7 @@ def test_timed_products_are_the_engines_products(k):
     p = _problem(50, 6, k)
     task = engine.to_task(p.X, p.y, k, dtype="float32")
     C, width = 3, (1 if k == 2 else k)
-    X = (task.Xs if k == 2 else task.X).double()
+    X = task.data.double()   # binary: the rows -y_i x_i the engine multiplies with
     W = torch.randn(C * width, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float32).double() * 0.01
     want = (W @ X.t()) @ X
     for backend in ("engine", "torch.mm"):

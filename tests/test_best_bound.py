@@ -182,7 +182,7 @@ def test_no_certificate_below_the_exact_divergence_of_a_gaussian_model():
         Ks = [int(rng.integers(1, 12)) for _ in range(s)]
         d, v = gaussian_model(c, sigma, T, Ks, sizes)
         exact_rdp = alphas * d ** 2 / (2 * v)
-        curves = A._best_curves(Ks, sizes, sigma, c, c.n, 0.0)
+        curves = A.best._best_curves(Ks, sizes, sigma, c, c.n, 0.0)
         for name, curve in curves.items():                 # every bound, at every order
             assert (curve(alphas) >= exact_rdp * (1 - 1e-12)).all(), (name, trial)
         eps, alpha, name = A.dp_epsilon_best(Ks=Ks, sizes=sizes, sigma=sigma, consts=c)
@@ -204,7 +204,7 @@ def test_gaussian_model_check_catches_a_bound_that_is_too_small():
     d, v = gaussian_model(c, sigma, T, Ks, sizes)
     alphas = 1 + np.exp(np.linspace(-4, 8, 60))
     exact = alphas * d ** 2 / (2 * v)
-    tight = A._best_curves(Ks, sizes, sigma, c, c.n, 0.0)["B-tight"](alphas)
+    tight = A.best._best_curves(Ks, sizes, sigma, c, c.n, 0.0)["B-tight"](alphas)
     assert (tight >= exact).all()
     assert not (tight / 2.1 >= exact).all()
 
@@ -286,7 +286,7 @@ def test_no_minibatch_certificate_below_the_exact_divergence_given_the_batch_ord
         Ks = [int(rng.integers(1, 4)) for _ in range(s)]
         d, v = gaussian_model_minibatch(c, sigma, T, Ks, sizes, b, rng.permutation(n))
         exact = alphas * d ** 2 / (2 * v)
-        for name, curve in A._best_curves(Ks, sizes, sigma, c, b, 0.0).items():
+        for name, curve in A.best._best_curves(Ks, sizes, sigma, c, b, 0.0).items():
             assert (curve(alphas) >= exact * (1 - 1e-12)).all(), (name, trial)
         eps, _, _ = A.dp_epsilon_best(Ks=Ks, sizes=sizes, sigma=sigma, consts=c, b=b)
         assert eps >= gaussian_eps(c.delta, d / math.sqrt(v)) - 1e-9

@@ -97,15 +97,15 @@ def test_engine_refuses_softmax_clipping_that_can_fire(batch_size):
 
 
 def test_models_defaults_and_bound():
-    assert models.default_M(2) == 1.0 and models.default_M(10) == 2.0
-    assert models.smallest_softmax_M(1.0) == pytest.approx(math.sqrt(2))
+    assert models.model_for(2).default_M == 1.0 and models.model_for(10).default_M == 2.0
+    assert models.model_for(10).smallest_unclipped_M(1.0) == pytest.approx(math.sqrt(2))
     # ||p - e_y|| <= sqrt(2): reached in the limit of a confident wrong class
     z = torch.tensor([0.0, 40.0, 0.0], dtype=F64)
     r = torch.softmax(z, 0) - torch.tensor([1.0, 0.0, 0.0], dtype=F64)
     assert float(torch.linalg.norm(r)) == pytest.approx(math.sqrt(2), rel=1e-12)
-    models.check_clipping(num_classes=2, M=0.01)
+    models.model_for(2).check_clipping(M=0.01)
     with pytest.raises(ValueError, match="M=1.4 is not allowed"):
-        models.check_clipping(num_classes=10, M=1.4)
+        models.model_for(10).check_clipping(M=1.4)
 
 
 SCRIPTS = [
@@ -134,9 +134,9 @@ def test_audit_uses_the_model_dependent_M_default(tmp_path):
     from utils import experiments
 
     args = audit.parse(["--dataset", "DIGITS_MULTI", "--plan_only", "--result_dir", str(tmp_path)])
-    assert experiments.model_defaults(args, None)[1] == models.default_M(10) == 2.0
+    assert experiments.model_defaults(args, None)[1] == models.model_for(10).default_M == 2.0
     args = audit.parse(["--dataset", "DIGITS", "--plan_only", "--result_dir", str(tmp_path)])
-    assert experiments.model_defaults(args, None)[1] == models.default_M(2) == 1.0
+    assert experiments.model_defaults(args, None)[1] == models.model_for(2).default_M == 1.0
 
 
 def test_unlearn_learn_refuses_softmax_clipping_before_anything_runs(tmp_path, capsys, monkeypatch):

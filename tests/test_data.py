@@ -1,4 +1,4 @@
-"""utils/data.py: IDX reader, the dataset registry, features files and ResNet-18 feature extraction."""
+"""utils/data.py: IDX reader, the dataset registry, features files; utils/downloads.py and utils/features.py."""
 import gzip
 import hashlib
 import math
@@ -13,6 +13,8 @@ import pytest
 from conftest import FASHION_HOWTO
 
 from utils import data as D
+from utils import downloads
+from utils import features as F
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +54,7 @@ def unit(v):
 
 def no_network(monkeypatch):
     """Make every host unreachable, as on a machine without internet (no real connection is tried)."""
-    monkeypatch.setattr(D, "_reachable", lambda urls, timeout=0: False)
+    monkeypatch.setattr(downloads, "reachable", lambda urls, timeout=0: False)
 
 
 # ---------------------------------------------------------------- import and names
@@ -63,20 +65,18 @@ def test_import_loads_neither_torch_nor_sklearn():
 
 
 def test_names_multiclass_and_default_lam():
-    assert set(D.DATASETS) == {"MNIST", "FASHION", "FASHION_MULTI", "CIFAR10", "CIFAR10_MULTI", "DIGITS",
-                               "DIGITS_MULTI", "ADULT"}
-    assert [D.is_multiclass(n) for n in ("MNIST", "FASHION_MULTI", "CIFAR10_MULTI", "DIGITS")] == [
-        False, True, True, False]
-    for name in ("MNIST", "FASHION", "FASHION_MULTI", "CIFAR10", "CIFAR10_MULTI"):
-        assert D.default_lam(name) == 1e-6
+    assert set(D.names()) == {"MNIST", "FASHION", "FASHION_MULTI", "CIFAR10", "CIFAR10_MULTI", "DIGITS",
+                              "DIGITS_MULTI", "ADULT"}
+    assert [D.spec(n).num_classes for n in ("MNIST", "FASHION_MULTI", "CIFAR10_MULTI", "DIGITS", "ADULT")] == [
+        2, 10, 10, 2, 2]
+    for name in ("MNIST", "FASHION", "FASHION_MULTI", "CIFAR10", "CIFAR10_MULTI", "ADULT"):
+        assert D.spec(name).default_lam == 1e-6
     # docs/METHOD.md §1.1: m = lam * n about 0.01 .. 0.25 for DIGITS (267 binary / 1347 multiclass training rows)
-    assert 0.01 <= D.default_lam("DIGITS") * 267 <= 0.25
-    assert 0.01 <= D.default_lam("DIGITS_MULTI") * 1347 <= 0.25
+    assert 0.01 <= D.spec("DIGITS").default_lam * 267 <= 0.25
+    assert 0.01 <= D.spec("DIGITS_MULTI").default_lam * 1347 <= 0.25
     for bad in ("mnist", "SVHN", ""):
-        with pytest.raises(D.DataError, match="allowed: MNIST"):
-            D.default_lam(bad)
-        with pytest.raises(D.DataError):
-            D.is_multiclass(bad)
+        with pytest.raises(D.DataError, match="allowed: MNIST, FASHION, .*, ADULT, or any name with features=FILE"):
+            D.spec(bad)
 
 
 def test_normalize_rows_unit_norm_and_zero_row():
@@ -263,7 +263,7 @@ def test_digits_multi_and_classes():
     assert (ds.n, len(ds.X_test), ds.num_classes, ds.y_train.dtype) == (1347, 450, 10, np.int64)
     assert set(np.unique(ds.y_train)) == set(range(10))
     np.testing.assert_allclose(np.linalg.norm(ds.X_test, axis=1), 1.0)
-    assert ds.default_lam == D.default_lam("DIGITS_MULTI")
+    assert ds.default_lam == D.spec("DIGITS_MULTI").default_lam
     d17 = D.load_dataset("DIGITS", classes=[1, 7])
     assert d17.identity["classes"] == [1, 7] and d17.n == 361 - math.ceil(0.25 * 361)  # 182 ones, 179 sevens
 
@@ -419,7 +419,7 @@ def test_cifar_absent_offline_says_where_and_features_flag(tmp_path, monkeypatch
 
 def test_reachable_gives_up_quickly_on_a_closed_port():
     t0 = time.monotonic()
-    assert D._reachable(["http://127.0.0.1:9/"], timeout=2.0) is False  # discard port: nothing listens
+    assert downloads.reachable(["http://127.0.0.1:9/"], timeout=2.0) is False  # discard port: nothing listens
     assert time.monotonic() - t0 < 5
 
 
@@ -431,9 +431,9 @@ def test_resnet18_features_batched_equals_one_by_one_and_reference_pipeline():
 
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     torch.manual_seed(0)
-    batched = D.extract_resnet18_features(images, weights=None, batch_size=3)
+    batched = F.extract_resnet18_features(images, weights=None, batch_size=3)
     torch.manual_seed(0)
-    single = D.extract_resnet18_features(images, weights=None, batch_size=1)
+    single = F.extract_resnet18_features(images, weights=None, batch_size=1)
     assert batched.shape == (4, 512) and np.isfinite(batched).all()
     assert (batched >= 0).all() and batched.std(axis=0).max() > 0  # post-ReLU average pool, image-dependent
     np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-6)
@@ -458,4 +458,4 @@ def test_resnet18_features_batched_equals_one_by_one_and_reference_pipeline():
 def test_resnet18_features_bad_input(kwargs, match):
     kwargs = {"images": np.zeros((2, 8, 8, 3), np.uint8), "weights": None, **kwargs}
     with pytest.raises(D.DataError, match=match):
-        D.extract_resnet18_features(kwargs.pop("images"), **kwargs)
+        F.extract_resnet18_features(kwargs.pop("images"), **kwargs)

@@ -384,10 +384,11 @@ def test_to_task_precomputes_norms_one_hot_and_signed_rows():
     task = to_task(X, y, 3, dtype="float32")
     assert isinstance(task, Task) and (task.n, task.d, task.k) == (24, 5, 3) and task.dtype == torch.float32
     np.testing.assert_allclose(task.norms.numpy(), np.linalg.norm(X, axis=1), rtol=1e-6)
-    assert torch.equal(task.Y.argmax(1), torch.as_tensor(y)) and torch.equal(task.Y.sum(1), torch.ones(24))
+    assert torch.equal(task.targets.argmax(1), torch.as_tensor(y)) and torch.equal(task.targets.sum(1), torch.ones(24))
     Xb, yb = random_problem(2)
     tb = to_task(Xb, yb, 2, dtype="float64")
-    np.testing.assert_array_equal(tb.Xs.numpy(), -yb[:, None] * Xb)
+    np.testing.assert_array_equal(tb.data.numpy(), -yb[:, None] * Xb)
+    assert tb.targets is None
 
 
 # ----------------------------------------------------------------------------- evaluation and seeds

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -226,31 +227,92 @@ def test_compare_with_projection_0_uses_the_reference_arithmetic_which_still_cer
     assert eps == pytest.approx(1.0, rel=1e-5)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("baseline") is None, reason="baseline.py absent")
-def test_compare_reuses_a_matching_paper_a_folder(tmp_path):
+def paper_a_digits(tmp_path, *extra) -> Path:
+    """A finished paper-A Fig 3a run (baseline.py) on DIGITS: S = 1, K in {1, 5}, eps 1; its run folder."""
     import baseline
 
     assert baseline.main(["--dataset", "DIGITS", "--trials", "6", "--burn_in", "40", "--K", "1", "5", "--eps", "1",
-                          "--result_dir", str(tmp_path)]) == 0
-    a_metrics = json.loads((Path(results.resolve_run_dir(tmp_path / "LMC" / "DIGITS" / "baseline")) / "metrics.json").read_text())
-    # full batch only: no truncation, so n = 267 like paper A's run
-    run(tmp_path, "--dataset", "DIGITS", "--compare_baseline_nonconvergent", "1", "--trials", "6", "--eps", "1",
-        "--batch_size", "full", "--burn_in", "40")
-    metrics, arrays = run_folder(tmp_path, "compare_baseline_nonconvergent")
+                          "--result_dir", str(tmp_path), *extra]) == 0
+    return Path(results.resolve_run_dir(tmp_path / "LMC" / "DIGITS" / "baseline"))
+
+
+COMPARE_FULL = ("--dataset", "DIGITS", "--compare_baseline_nonconvergent", "1", "--trials", "6", "--eps", "1",
+                "--batch_size", "full", "--burn_in", "40")   # full batch only: no truncation, n = 267 as paper A
+
+
+@pytest.mark.skipif(importlib.util.find_spec("baseline") is None, reason="baseline.py absent")
+def test_compare_reads_the_paper_a_run_given_by_paper_a_run(tmp_path):
+    a_dir = paper_a_digits(tmp_path / "a")
+    a_metrics = json.loads((a_dir / "metrics.json").read_text())
+    # the mode folder names its latest run: both spellings are accepted
+    run(tmp_path / "b", *COMPARE_FULL, "--paper_a_run", str(tmp_path / "a" / "LMC" / "DIGITS" / "baseline"))
+    metrics, arrays = run_folder(tmp_path / "b", "compare_baseline_nonconvergent")
     comp = metrics["comparison"]
-    assert comp["source"] == results.resolve_run_dir(tmp_path / "LMC" / "DIGITS" / "baseline")
+    assert comp["source"] == str(a_dir)
+    # the curves are that run's values (its S = 1 cells at eps 1), nothing computed here
     assert comp["lmc"]["1"] == a_metrics["settings"]["1"]["1"]["lmc_unlearn"]
-    assert comp["d2d"]["5"]["1"] == a_metrics["settings"]["5"]["1"]["d2d"]
-    assert "lmc_acc" not in arrays
-    # another seed: paper A's folder does not match, the curves are computed here
-    run(tmp_path, "--dataset", "DIGITS", "--compare_baseline_nonconvergent", "1", "--trials", "6", "--eps", "1",
-        "--batch_size", "full", "--burn_in", "40", "--lmc_burn_in", "40", "--seed", "1")
+    for K in ("1", "5"):
+        assert comp["d2d"][K]["1"] == a_metrics["settings"][K]["1"]["d2d"]
+    with np.load(a_dir / "arrays.npz") as z:   # and those are the statistics of that run's per-trial arrays
+        assert_stats(comp["lmc"]["1"], z["lmc_unlearn"][0, 0])
+        assert_stats(comp["d2d"]["5"]["1"], z["d2d"][1, 0])
+    assert "lmc_acc" not in arrays and "d2d_acc_K1" not in arrays
+
+
+@pytest.mark.skipif(importlib.util.find_spec("baseline") is None, reason="baseline.py absent")
+def test_compare_without_paper_a_run_ignores_a_matching_paper_a_folder(tmp_path):
+    decoy = paper_a_digits(tmp_path)            # matches n, lam, L and seed, under the same --result_dir
+    touched = _AUDIT["paths"] = []              # every file opened or folder listed while main_sgd runs
+    try:
+        run(tmp_path, *COMPARE_FULL, "--lmc_burn_in", "40")
+    finally:
+        _AUDIT["paths"] = None
     metrics, arrays = run_folder(tmp_path, "compare_baseline_nonconvergent")
     assert metrics["comparison"]["source"] == "computed" and arrays["lmc_acc"].shape == (1, 6)
-    # the log says which value differed, in which paper-A run
-    log = (Path(results.resolve_run_dir(tmp_path / "SGD" / "DIGITS" / "compare_baseline_nonconvergent"))
-           / "log.txt").read_text()
-    assert "has seed=0 (here 1)" in log and "run this command with that run's --lam/--L/--seed" in log
+    mine = str(tmp_path / "SGD")
+    assert any(p.startswith(mine) for p in touched)                    # the audit sees this run's own files
+    assert not [p for p in touched if p.startswith(str(decoy.parent.parent))]   # and nothing of paper A's
+
+
+_AUDIT: dict = {"paths": None}
+
+
+def _audit(event, args):
+    """Records the paths of file opens and folder listings while _AUDIT["paths"] is a list (sys.addaudithook
+    sees every open, also io.open, os.open and numpy's, which a patched builtins.open does not)."""
+    paths = _AUDIT["paths"]
+    if paths is not None and event in ("open", "os.listdir", "os.scandir") and args and \
+            isinstance(args[0], (str, bytes, os.PathLike)):
+        paths.append(os.path.abspath(os.fsdecode(args[0])))
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("baseline") is None, reason="baseline.py absent")
+def test_paper_a_run_with_another_seed_or_n_is_refused_naming_the_value(tmp_path, capsys):
+    a_dir = paper_a_digits(tmp_path / "a")
+    out = tmp_path / "b"
+    argv = [*COMPARE_FULL, "--paper_a_run", str(a_dir), "--result_dir", str(out)]
+    assert main_sgd.main([*argv, "--seed", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{a_dir} has seed=0 where this run has seed=1" in err[0]
+    assert "--seed 0" in err[0]                                        # how to match
+    # the default batch sizes truncate DIGITS to 256 rows: paper A's 267 differ
+    argv = ["--dataset", "DIGITS", "--compare_baseline_nonconvergent", "1", "--trials", "6", "--eps", "1",
+            "--paper_a_run", str(a_dir), "--result_dir", str(out)]
+    assert main_sgd.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"has n={DIGITS_N} where this run has n={N_USED}" in err[0] and "--batch_size full" in err[0]
+    # a run of another mode is not a paper-A Fig 3a run; a folder that is no run is refused too
+    assert main_sgd.main([*COMPARE_FULL, "--paper_a_run", str(tmp_path), "--result_dir", str(out)]) == 2
+    assert "--paper_a_run" in capsys.readouterr().err
+    assert not any(p.is_file() for p in out.rglob("*"))                # refused before anything was written
+
+
+def test_paper_a_run_applies_to_the_comparison_only(capsys):
+    assert main_sgd.main(["--dataset", "DIGITS", "--sequential", "1", "--paper_a_run", "x"]) == 2
+    assert "--paper_a_run does not apply to --sequential" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- noiseless reference
@@ -269,7 +331,7 @@ def test_retrain_noiseless_matches_plain_gradient_descent(tmp_path):
     assert metrics["accuracy"]["full"]["learn"] == pytest.approx(expected, abs=1e-12)
     assert metrics["remove_list"] == [1, 10] and arrays["acc_retrain_b32"].shape == (2,)
     assert metrics["accuracy"]["32"]["retrain"]["10"] == arrays["acc_retrain_b32"][1]
-    assert metrics["certificates"][0]["eps"] is None and metrics["certificates"][0]["sigma"] == 0
+    assert metrics["certificates"][0]["eps"] == "inf" and metrics["certificates"][0]["sigma"] == 0
     assert metrics["total_chain_steps"] == 50 * 3 * (N_USED // 32) + 50 * 3
 
 
@@ -352,5 +414,5 @@ def test_retrain_noiseless_data_smoothness_covers_the_largest_default_removal(tm
     n = X.shape[0]
     lam_max = np.linalg.eigvalsh(X.T @ X / n)[-1] + max(main_sgd.REMOVE_LIST) / n
     assert lam_max < 1  # the cap at 1 does not hide the difference
-    lam = data_mod.default_lam("FASHION")
+    lam = data_mod.spec("FASHION").default_lam
     assert metrics["constants"]["L"] == pytest.approx(lam_max / 4 + lam * n, rel=1e-9)

@@ -317,12 +317,12 @@ def test_adult_from_files_in_the_original_format(tmp_path):
 
 
 def test_adult_errors_are_one_line_and_name_the_place(tmp_path, monkeypatch):
-    from utils import data
+    from utils import downloads
     from utils.data import load_dataset
 
     with pytest.raises(DataError, match=r"not found in .*adult/ and download=False: copy them from https://"):
         load_dataset("ADULT", data_dir=tmp_path, download=False)
-    monkeypatch.setattr(data, "_reachable", lambda urls, timeout=0: False)     # an offline machine, at once
+    monkeypatch.setattr(downloads, "reachable", lambda urls, timeout=0: False)     # an offline machine, at once
     with pytest.raises(DataError, match=r"the download of Adult failed \(no internet\?\): copy them"):
         load_dataset("ADULT", data_dir=tmp_path, download=True)
     bad = _adult_dir(tmp_path / "x", ADULT_TRAIN.replace("State-gov", "Space-agency"))
@@ -394,12 +394,12 @@ def test_text_labels_give_softmax_in_sorted_order(tmp_path):
 
 def test_adult_download_writes_both_files_then_loads(tmp_path, monkeypatch):
     """The download path, served from a local folder through a file:// URL (no network in tests)."""
-    from utils import adult, data
+    from utils import adult, downloads
     from utils.data import load_dataset
 
     source = _adult_dir(tmp_path / "server") / "adult"
     monkeypatch.setattr(adult, "URLS", (source.as_uri() + "/",))
-    monkeypatch.setattr(data, "_reachable", lambda urls, timeout=0: True)
+    monkeypatch.setattr(downloads, "reachable", lambda urls, timeout=0: True)
     target = tmp_path / "data"
     ds = load_dataset("ADULT", data_dir=target, download=True)
     assert sorted(os.listdir(target / "adult")) == ["adult.data", "adult.test"] and ds.n == 5

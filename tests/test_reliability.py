@@ -68,10 +68,10 @@ def bad_cases(tmp: Path):
 
 
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, monkeypatch):
-    from utils import data
+    from utils import downloads
 
     # the MNIST case must not try the network: no files and no download
-    monkeypatch.setattr(data, "_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(downloads, "reachable", lambda *a, **k: False)
     np.savez(tmp_path / "keys.npz", X=np.ones((3, 2)))
     (tmp_path / "garbage.npz").write_bytes(b"not an npz file")
     results = tmp_path / "result"

@@ -124,13 +124,13 @@ def _fetch(folder: Path) -> None:
 
 def load_parts(data_dir: Path, download: bool) -> dict:
     """Dataset parts (utils.data) from data_dir/adult/, downloading the two files when missing and allowed."""
-    from utils import data
+    from utils import data, downloads
 
     folder = Path(data_dir) / FOLDER
     if not all((folder / f).is_file() for f in FILES):
         why = "download=False"
         if download:
-            why = data._download("Adult", URLS, lambda: _fetch(folder))
+            why = downloads.download("Adult", URLS, lambda: _fetch(folder))
         if why or not all((folder / f).is_file() for f in FILES):
             raise data.DataError(f"Adult files {' and '.join(FILES)} not found in {folder}/ and "
                                  f"{why or 'the download left no files'}: copy them from {URLS[0]} to {folder}/")

@@ -28,6 +28,8 @@ import math
 import numpy as np
 from scipy import optimize, special, stats
 
+from utils import models
+
 __all__ = [
     "clopper_pearson", "eps_from_rates", "eps_interval", "ThresholdRule", "best_threshold", "rule_counts",
     "AuditResult", "membership_audit", "point_losses", "loss_gradient_direction", "mean_difference_direction",
@@ -229,28 +231,21 @@ def _points(W, X, y):
     return X, y
 
 
-def point_losses(W, X, y) -> np.ndarray:
-    """(C, r) loss of each chain on each point: logistic log(1 + e^{-y x.w}) or softmax cross-entropy (docs/METHOD.md §1.2)."""
+def _model(W, model) -> models.Model:
+    """The model of chains W (C, ...): ``model`` (a Model or a number of classes), or with None the papers'
+    model for W's shape, (C, d) binary logistic and (C, d, k) softmax."""
+    return models.model_for(model if model is not None else (W.shape[2] if W.ndim == 3 else 2))
+
+
+def point_losses(W, X, y, *, model=None) -> np.ndarray:
+    """(C, r) loss of each chain on each point (Model.loss: logistic log(1 + e^{-y x.w}) or softmax
+    cross-entropy, docs/METHOD.md §1.2)."""
     W = _weights(W)
     X, y = _points(W, X, y)
-    if W.ndim == 2:
-        return np.logaddexp(0.0, -(W @ X.T) * y.astype(np.float64)[None, :])
-    z = np.einsum("rd,cdk->crk", X, W)
-    picked = np.take_along_axis(z, y.astype(np.int64)[None, :, None].repeat(W.shape[0], 0), axis=2)[..., 0]
-    return special.logsumexp(z, axis=2) - picked
+    return _model(W, model).loss(W, X, y)
 
 
-def _loss_gradients(w, X, y) -> np.ndarray:
-    """(r, d) or (r, d*k) per-point loss gradients at one weight w (docs/METHOD.md §1.2)."""
-    if w.ndim == 1:
-        yf = y.astype(np.float64)
-        return (special.expit(yf * (X @ w)) - 1.0)[:, None] * yf[:, None] * X
-    p = special.softmax(X @ w, axis=1)
-    p[np.arange(X.shape[0]), y.astype(np.int64)] -= 1.0
-    return np.einsum("rd,rk->rdk", X, p).reshape(X.shape[0], -1)
-
-
-def loss_gradient_direction(w_ref, X_old, y_old, X_new, y_new) -> np.ndarray:
+def loss_gradient_direction(w_ref, X_old, y_old, X_new, y_new, *, model=None) -> np.ndarray:
     """sum_new grad l(w_ref) - sum_old grad l(w_ref), flattened: D and D' differ in the drift by this over n.
 
     Near a quadratic optimum the stationary laws are Gaussians with covariance ~ sigma^2 H^{-1} and means
@@ -260,7 +255,8 @@ def loss_gradient_direction(w_ref, X_old, y_old, X_new, y_new) -> np.ndarray:
     W = _weights(w[None])
     Xo, yo = _points(W, X_old, y_old)
     Xn, yn = _points(W, X_new, y_new)
-    return _loss_gradients(w, Xn, yn).sum(axis=0) - _loss_gradients(w, Xo, yo).sum(axis=0)
+    grads = _model(W, model).loss_gradients
+    return grads(w, Xn, yn).sum(axis=0) - grads(w, Xo, yo).sum(axis=0)
 
 
 def mean_difference_direction(W_pos, W_neg) -> np.ndarray:
@@ -378,7 +374,7 @@ def two_sample_distances(pos, neg, *, delta, alpha=2.0) -> dict:
 
 
 # ---------------------------------------------------------------- worst-case neighbours (canaries)
-def fit_reference(X, y, *, m: float, num_classes: int = 2) -> np.ndarray:
+def fit_reference(X, y, *, m: float, num_classes=2) -> np.ndarray:
     """The noiseless minimiser of (1/n) sum l(w; x_i, y_i) + (m/2) ||w||^2 (L-BFGS), flattened.
 
     Only used to aim the worst-case canaries; the certificate and the audit's validity do not depend on it.
@@ -386,15 +382,15 @@ def fit_reference(X, y, *, m: float, num_classes: int = 2) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
     n, d = X.shape
-    k = 1 if num_classes == 2 else int(num_classes)
-    shape = (d,) if k == 1 else (d, k)
+    model = models.model_for(num_classes)   # a number of classes or a Model
+    shape = model.weight_shape(1, d)[1:]
 
     def objective(v):
         w = v.reshape(shape)
-        loss = point_losses(w[None], X, y)[0].mean() + 0.5 * m * v @ v
-        return loss, _loss_gradients(w, X, y).sum(axis=0) / n + m * v
+        loss = point_losses(w[None], X, y, model=model)[0].mean() + 0.5 * m * v @ v
+        return loss, model.loss_gradients(w, X, y).sum(axis=0) / n + m * v
 
-    res = optimize.minimize(objective, np.zeros(d * k), jac=True, method="L-BFGS-B",
+    res = optimize.minimize(objective, np.zeros(model.params(d)), jac=True, method="L-BFGS-B",
                             options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 5000})
     return res.x
 
@@ -441,50 +437,67 @@ class CanaryPair:
     description: str
 
 
-def worst_case_canaries(X, y, *, m: float, M: float, num_classes: int = 2) -> CanaryPair:
+def worst_case_canaries(X, y, *, m: float, M: float, num_classes=2) -> CanaryPair:
     """A neighbouring pair (old row in D, new row in D') whose clipped gradients differ as much as a linear
     model allows, along the direction of least data mass (docs/METHOD.md §9.2).
 
-    Binary: x_old, x_new = -cos(phi) w*/|w*| +- sin(phi) u, both labelled +1 (see canary_angle).
-    Softmax: x = u with label 0 in D and label 1 in D' (logits along u stay near 0, so the gradients
-    u (p - e_0) and u (p - e_1) differ by u (e_1 - e_0), norm sqrt(2), clipped by M).
+    ``num_classes``: a number of classes or a models.Model; each model has its own construction
+    (CANARIES): binary logistic _logistic_canaries, softmax _softmax_canaries.
     """
-    X = np.asarray(X, dtype=np.float64)
+    model = models.model_for(num_classes)
+    build = CANARIES.get(type(model))
+    if build is None:
+        raise ValueError(f"no worst-case canaries for {model.title} (allowed: "
+                         f"{', '.join(cls.title for cls in CANARIES)})")
+    return build(np.asarray(X, dtype=np.float64), y, model=model, m=m, M=M)
+
+
+def _logistic_canaries(X, y, *, model, m: float, M: float) -> CanaryPair:
+    """Binary: x_old, x_new = -cos(phi) w*/|w*| +- sin(phi) u, both labelled +1 (see canary_angle)."""
     d = X.shape[1]
-    if num_classes == 2:
-        w = fit_reference(X, y, m=m)
-        wn = float(np.linalg.norm(w))
-        u = low_mass_direction(X, avoid=w)
-        phi = canary_angle(wn, M=M) if wn > 0 else math.pi / 2
-        along = -w / wn if wn > 0 else np.zeros(d)
-        x_old, x_new = math.cos(phi) * along + math.sin(phi) * u, math.cos(phi) * along - math.sin(phi) * u
-        y_old = y_new = 1.0
-        grads = [min(special.expit(-float(x @ w)), M) * x for x in (x_old, x_new)]   # norms: ||x|| = 1
-        gap = float(np.linalg.norm(grads[0] - grads[1]))
-        direction = u     # the new row pulls w along -u, the old one along +u
-        text = (f"worst-case canaries at angle {math.degrees(phi):.1f} deg from -w* (|w*| = {wn:.3g}) "
-                f"+- the least-data direction, label +1; clipped gradient gap {gap:.3g} (bound 2M = {2 * M:g})")
-    else:
-        # the weights' component along u is only the regulariser's and the noise's, so the logits u.W are
-        # near 0 and p is near uniform: no fit needed to aim this pair
-        k = int(num_classes)
-        u = low_mass_direction(X)
-        x_old = x_new = u
-        y_old, y_new = 0, 1
-        grads = []
-        for label in (y_old, y_new):
-            r = np.full(k, 1.0 / k)
-            r[label] -= 1.0
-            r *= min(1.0, M / max(float(np.linalg.norm(r)), 1e-300))
-            grads.append(np.outer(u, r).reshape(-1))
-        gap = float(np.linalg.norm(grads[0] - grads[1]))
-        e = np.zeros(k)
-        e[0], e[1] = 1.0, -1.0
-        direction = np.outer(u, e).reshape(-1) / math.sqrt(2.0)
-        text = (f"worst-case canary: the least-data direction with label 0 (D) / 1 (D'); clipped gradient gap "
-                f"{gap:.3g} at uniform p (bound 2M = {2 * M:g})")
+    w = fit_reference(X, y, m=m, num_classes=model)
+    wn = float(np.linalg.norm(w))
+    u = low_mass_direction(X, avoid=w)
+    phi = canary_angle(wn, M=M) if wn > 0 else math.pi / 2
+    along = -w / wn if wn > 0 else np.zeros(d)
+    x_old, x_new = math.cos(phi) * along + math.sin(phi) * u, math.cos(phi) * along - math.sin(phi) * u
+    y_old = y_new = 1.0
+    grads = [min(special.expit(-float(x @ w)), M) * x for x in (x_old, x_new)]   # norms: ||x|| = 1
+    gap = float(np.linalg.norm(grads[0] - grads[1]))
+    direction = u     # the new row pulls w along -u, the old one along +u
+    text = (f"worst-case canaries at angle {math.degrees(phi):.1f} deg from -w* (|w*| = {wn:.3g}) "
+            f"+- the least-data direction, label +1; clipped gradient gap {gap:.3g} (bound 2M = {2 * M:g})")
     return CanaryPair(x_old=x_old, y_old=y_old, x_new=x_new, y_new=y_new, direction=direction,
                       gradient_gap=gap, description=text)
+
+
+def _softmax_canaries(X, y, *, model, m: float, M: float) -> CanaryPair:
+    """Softmax: x = u with label 0 in D and label 1 in D' (logits along u stay near 0, so the gradients
+    u (p - e_0) and u (p - e_1) differ by u (e_1 - e_0), norm sqrt(2), clipped by M)."""
+    # the weights' component along u is only the regulariser's and the noise's, so the logits u.W are
+    # near 0 and p is near uniform: no fit needed to aim this pair
+    k = model.num_classes
+    u = low_mass_direction(X)
+    x_old = x_new = u
+    y_old, y_new = 0, 1
+    grads = []
+    for label in (y_old, y_new):
+        r = np.full(k, 1.0 / k)
+        r[label] -= 1.0
+        r *= min(1.0, M / max(float(np.linalg.norm(r)), 1e-300))
+        grads.append(np.outer(u, r).reshape(-1))
+    gap = float(np.linalg.norm(grads[0] - grads[1]))
+    e = np.zeros(k)
+    e[0], e[1] = 1.0, -1.0
+    direction = np.outer(u, e).reshape(-1) / math.sqrt(2.0)
+    text = (f"worst-case canary: the least-data direction with label 0 (D) / 1 (D'); clipped gradient gap "
+            f"{gap:.3g} at uniform p (bound 2M = {2 * M:g})")
+    return CanaryPair(x_old=x_old, y_old=y_old, x_new=x_new, y_new=y_new, direction=direction,
+                      gradient_gap=gap, description=text)
+
+
+# The worst-case construction of each model (docs/METHOD.md §9.2); a new model adds its own here.
+CANARIES = {models.BinaryLogistic: _logistic_canaries, models.Softmax: _softmax_canaries}
 
 
 # ---------------------------------------------------------------- white-box likelihood ratio

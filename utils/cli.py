@@ -349,15 +349,17 @@ def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
     from utils import data as data_mod  # no torch
 
     check_safe_name("--dataset", args.dataset)
-    if args.features is None and args.dataset not in data_mod.DATASETS:
-        raise UsageError(f"unknown --dataset {args.dataset!r} (allowed: {', '.join(sorted(data_mod.DATASETS))}, "
+    if args.features is None and args.dataset not in data_mod.names():
+        raise UsageError(f"unknown --dataset {args.dataset!r} (allowed: {', '.join(sorted(data_mod.names()))}, "
                          "or any name together with --features FILE)")
+    named = data_mod.spec(args.dataset) if args.features is None else None  # a file's labels are known once read
     if args.classes is not None:
         a, b = args.classes
-        if a == b or (args.features is None and not (0 <= a <= 9 and 0 <= b <= 9)):
-            raise UsageError(f"--classes {a} {b} do not exist (allowed: two different classes in 0..9)")
-        if args.features is None and data_mod.is_multiclass(args.dataset):
+        if named is not None and named.num_classes > 2:
             raise UsageError(f"--classes is for binary datasets, not {args.dataset}")
+        if a == b or (named is not None and not named.classes_ok((a, b))):
+            rule = named.classes_rule() if named is not None else "two different classes"
+            raise UsageError(f"--classes {a} {b} do not exist (allowed: {rule})")
     if args.n is not None:
         wanted = [m for m in accounting_modes if getattr(args, m, False)]
         if not (args.plan_only or wanted):
@@ -476,7 +478,7 @@ def check_dataset_kind(args, *, multiclass: bool, scripts: tuple[str, str]) -> N
     """Refuse a named dataset of the other kind: scripts = (the binary script, the multiclass script)."""
     from utils import data as data_mod  # no torch
 
-    if args.features is not None or data_mod.is_multiclass(args.dataset) == multiclass:
+    if args.features is not None or (data_mod.spec(args.dataset).num_classes > 2) == multiclass:
         return
     kind, other = ("binary", scripts[0]) if multiclass else ("multiclass", scripts[1])
     raise UsageError(f"--dataset {args.dataset} is {kind}: use {other} for it")

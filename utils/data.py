@@ -1,24 +1,24 @@
 """Dataset registry: name -> Dataset with L2-normalised rows (docs/METHOD.md §1.1).
 
-No torch or torchvision at import time: the CLI validates names before anything heavy is imported.
+A dataset is one ``register(name, loader, num_classes=, default_lam=, ...)`` call; scripts read everything
+dataset-specific (kind, classes, lam, n, d, paper B's reference rows) from ``spec(name)``. No torch or
+torchvision at import time: the CLI validates names before anything heavy is imported; downloads live in
+utils/downloads.py and CIFAR-10's ResNet-18 features in utils/features.py.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
-import os
-import socket
 import struct
-import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Callable
 
 import numpy as np
 
-__all__ = ["DATASETS", "DataError", "Dataset", "default_lam", "extract_resnet18_features", "is_multiclass",
-           "load_dataset", "normalize_rows", "read_idx"]
+__all__ = ["DataError", "Dataset", "DatasetSpec", "load_dataset", "names", "normalize_rows", "read_idx", "register",
+           "spec", "unregister"]
 
 PAPER_LAM = 1e-6
 # DIGITS has n = 267 (3 vs 8) / 1347 (10 classes) training rows. lam = 1e-4 gives m = lam*n = 0.027 / 0.135,
@@ -27,28 +27,16 @@ PAPER_LAM = 1e-6
 DIGITS_LAM = 1e-4
 # A user's own data: m = lam*n = 0.01, the paper's strong convexity (CIFAR10 0.01, MNIST 0.012) whatever n is.
 FEATURES_M = 0.01
-
-# ADULT (UCI census income, utils/adult.py): n = 32,561, so the paper's lam gives m = 0.033.
-_DEFAULT_LAM = {"MNIST": PAPER_LAM, "FASHION": PAPER_LAM, "FASHION_MULTI": PAPER_LAM, "CIFAR10": PAPER_LAM,
-                "CIFAR10_MULTI": PAPER_LAM, "DIGITS": DIGITS_LAM, "DIGITS_MULTI": DIGITS_LAM, "ADULT": PAPER_LAM}
-DATASETS = tuple(_DEFAULT_LAM)
-_DEFAULT_CLASSES = {"MNIST": (3, 8), "FASHION": (3, 8), "CIFAR10": (3, 8), "DIGITS": (3, 8)}
-_NUM_RAW_CLASSES = 10  # every built-in source has classes 0..9
+# A multiclass script planning a --features file with --n reads no file, so it plans a softmax over this many
+# classes (the built-in sources'); with the data loaded the file's own count is used.
+FEATURES_PLAN_CLASSES = 10
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 _IDX_MAGIC = {0x00000803: 3, 0x00000801: 1}  # unsigned bytes; images (N, rows, cols) / labels (N,)
 SYSTEM_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 CIFAR_FEATURES_FILE = "features_cifar10_resnet18.npz"
-CIFAR_DIR = "cifar-10-batches-py"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 FEATURE_KEYS = ("X_train", "y_train", "X_test", "y_test")
-NETWORK_TIMEOUT = 10.0  # seconds per connection attempt; an offline machine fails well inside 30 s
-
-_MNIST_URLS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
-_FASHION_URLS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
-_CIFAR_URLS = ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",)
-_WEIGHTS_URLS = ("https://download.pytorch.org/models/resnet18-f37072fd.pth",)
+_TEN = tuple(range(10))  # the label ids of the built-in image sources (MNIST, Fashion-MNIST, CIFAR-10, digits)
 
 _CACHE: dict = {}  # in-process: decoded raw files keyed by (path, mtime, size)
 
@@ -77,41 +65,97 @@ class Dataset:
         return fingerprint(self.X_train, self.y_train)
 
 
-# ---------------------------------------------------------------- names
-def _check_name(name) -> str:
-    if name not in _DEFAULT_LAM:
-        raise DataError(f"unknown dataset {name!r} (allowed: {', '.join(DATASETS)}, or any name with features=FILE)")
-    return name
+# ---------------------------------------------------------------- the registry
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset name stands for: how to load it, and what scripts need to know before (or without) it.
+
+    ``loader(*, data_dir, classes, seed, download) -> dict`` returns the parts ``X_train, y_train, X_test,
+    y_test`` (raw features; targets +1/-1 float binary, int 0..k-1 multiclass), ``classes`` (the label
+    values in target order) and ``source``, optionally ``sha256``; ``classes`` it receives is the checked
+    (A, B) of a binary dataset whose pair can be chosen, else None."""
+    name: str
+    loader: Callable[..., dict] = field(repr=False)
+    num_classes: int                     # 2: binary logistic, > 2: softmax (utils/models.py)
+    default_lam: float                   # L2 regularisation lambda, m = lambda n (docs/METHOD.md §1.1)
+    classes: tuple | None = None         # default (A, B) of a binary pair chosen from ``label_ids``
+    label_ids: tuple = ()                # the source's label ids that --classes may pair (empty: fixed labels)
+    n: int | None = None                 # training rows with the default classes (what --n stands for)
+    d: int | None = None                 # the feature dimension
+    reference_rows: int | None = None    # paper B's reference keeps these first rows (docs/METHOD.md §1.1)
+    seeded: bool = False                 # the seed draws the train/test split (recorded in the identity)
+
+    def classes_ok(self, classes) -> bool:
+        """Whether ``classes`` is a pair this dataset can load: two different ids of ``label_ids``."""
+        return (isinstance(classes, (tuple, list)) and len(classes) == 2 and self.classes is not None
+                and all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in classes)
+                and classes[0] != classes[1] and all(c in self.label_ids for c in classes))
+
+    def classes_rule(self) -> str:
+        """What ``classes`` may be for a binary dataset, for error messages."""
+        if self.classes is None:
+            return f"none: {self.name}'s labels are fixed"
+        ids = list(self.label_ids)
+        contiguous = all(isinstance(c, int) for c in ids) and ids == list(range(ids[0], ids[-1] + 1))
+        span = f"{ids[0]}..{ids[-1]}" if contiguous else ", ".join(map(str, ids))
+        return f"two different class ids A, B in {span}"
 
 
-def is_multiclass(name: str) -> bool:
-    """True for the 10-class (softmax) datasets, False for the binary (logistic) ones."""
-    return _check_name(name).endswith("_MULTI")
+_REGISTRY: dict[str, DatasetSpec] = {}
 
 
-# the feature dimension d of each named dataset (planning with --n loads no data)
-_DIMENSIONS = {"MNIST": 784, "FASHION": 784, "FASHION_MULTI": 784, "CIFAR10": 512, "CIFAR10_MULTI": 512,
-               "DIGITS": 64, "DIGITS_MULTI": 64}
+def register(name: str, loader: Callable[..., dict], *, num_classes: int, default_lam: float,
+             classes: tuple | None = None, label_ids: tuple = (), n: int | None = None, d: int | None = None,
+             reference_rows: int | None = None, seeded: bool = False) -> DatasetSpec:
+    """Make ``name`` a dataset every script accepts (``--dataset name``); returns its spec.
+
+    Binary data with a choosable pair gives ``classes`` (the default (A, B)) and ``label_ids``; fixed
+    binary labels and multiclass data give neither."""
+    if not isinstance(name, str) or not name or name in _REGISTRY:
+        raise ValueError(f"dataset name {name!r} (allowed: a new non-empty name; registered: {', '.join(_REGISTRY)})")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes={num_classes!r} for {name} (allowed: an integer >= 2)")
+    if not (isinstance(default_lam, (int, float)) and 0 < default_lam < float("inf")):
+        raise ValueError(f"default_lam={default_lam!r} for {name} (allowed: a finite number > 0)")
+    s = DatasetSpec(name=name, loader=loader, num_classes=num_classes, default_lam=float(default_lam),
+                    classes=None if classes is None else tuple(classes), label_ids=tuple(label_ids), n=n, d=d,
+                    reference_rows=reference_rows, seeded=seeded)
+    if classes is not None and (num_classes != 2 or not s.classes_ok(s.classes)):
+        raise ValueError(f"classes={classes!r} for {name} (allowed: binary data only, two different ids of "
+                         f"label_ids={list(s.label_ids)})")
+    _REGISTRY[name] = s
+    return s
 
 
-# training rows of each named dataset with its default classes (what --n stands for when planning)
-_TRAIN_ROWS = {"MNIST": 11982, "FASHION": 12000, "FASHION_MULTI": 60000, "CIFAR10": 10000, "CIFAR10_MULTI": 50000,
-               "DIGITS": 267, "DIGITS_MULTI": 1347}
+def unregister(name: str) -> None:
+    """Forget ``name`` (tests that register a dataset of their own)."""
+    _REGISTRY.pop(name, None)
 
 
-def default_n(name: str) -> int:
-    """Training rows that loading dataset ``name`` with its default classes gives."""
-    return _TRAIN_ROWS[_check_name(name)]
+def names() -> tuple:
+    """The registered dataset names, in registration order."""
+    return tuple(_REGISTRY)
 
 
-def default_dim(name: str) -> int:
-    """The feature dimension d that loading dataset ``name`` gives (784 pixels, 512 ResNet-18 features, 64)."""
-    return _DIMENSIONS[_check_name(name)]
+def spec(name: str) -> DatasetSpec:
+    """The registered dataset ``name``; DataError listing the registered names otherwise."""
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise DataError(f"unknown dataset {name!r} (allowed: {', '.join(_REGISTRY)}, or any name with features=FILE)")
+    return _REGISTRY[name]
 
 
-def default_lam(name: str) -> float:
-    """Default L2 regularisation lambda (m = lambda n): the paper's 1e-6, larger for the small DIGITS data."""
-    return _DEFAULT_LAM[_check_name(name)]
+def check_classes(s: DatasetSpec, classes) -> tuple | None:
+    """The (A, B) to load: ``classes``, checked against the spec, or its default pair; None when the
+    dataset's labels are not chosen (multiclass, fixed binary labels)."""
+    if classes is None:
+        return s.classes
+    if s.num_classes > 2:
+        binary = ", ".join(n for n, t in _REGISTRY.items() if t.classes is not None)
+        raise DataError(f"classes={classes!r} given for {s.name} (allowed only for binary datasets: {binary})")
+    if not s.classes_ok(classes):
+        verb = "given" if s.classes is None else "do not exist"
+        raise DataError(f"classes={classes!r} {verb} for {s.name} (allowed: {s.classes_rule()})")
+    return int(classes[0]), int(classes[1])
 
 
 # ---------------------------------------------------------------- pure array helpers
@@ -228,45 +272,9 @@ def _read_idx_set(folder: Path):
         raise DataError(f"IDX files in {folder}: train images {imgs.shape[1:]} and test images "
                         f"{timgs.shape[1:]} differ in size")
     for lab, p in ((labs, paths[1]), (tlabs, paths[3])):
-        if lab.size and lab.max() >= _NUM_RAW_CLASSES:
+        if lab.size and lab.max() >= len(_TEN):
             raise DataError(f"IDX label file {p} has label {int(lab.max())} (allowed: 0..9)")
     return imgs, labs, timgs, tlabs
-
-
-# ---------------------------------------------------------------- downloads (torchvision, bounded wait)
-def _reachable(urls, timeout: float = NETWORK_TIMEOUT) -> bool:
-    """True when a TCP connection to one of the urls' hosts opens within timeout (DNS included)."""
-    def probe(url, out):
-        u = urlparse(url)
-        try:
-            socket.create_connection((u.hostname, u.port or (443 if u.scheme == "https" else 80)), timeout).close()
-            out.append(True)
-        except OSError:
-            pass
-
-    for url in urls:
-        out: list = []
-        t = threading.Thread(target=probe, args=(url, out), daemon=True)  # getaddrinfo ignores timeouts
-        t.start()
-        t.join(timeout)
-        if out:
-            return True
-    return False
-
-
-def _download(what: str, urls, fetch) -> str:
-    """Run fetch() when the hosts answer, with a socket timeout; '' on success, else the reason it failed."""
-    if not _reachable(urls):
-        return f"the download of {what} failed (no internet?)"
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(NETWORK_TIMEOUT)
-    try:
-        fetch()
-    except Exception as exc:  # torchvision raises many kinds (URLError, RuntimeError, checksum errors)
-        return f"the download of {what} failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-    finally:
-        socket.setdefaulttimeout(old)
-    return ""
 
 
 def _idx_folder(kind: str, data_dir: Path, download: bool) -> Path:
@@ -277,167 +285,96 @@ def _idx_folder(kind: str, data_dir: Path, download: bool) -> Path:
             return folder
     why = "download=False"
     if download:
-        def fetch():
-            import torchvision
-            getattr(torchvision.datasets, kind)(root=str(data_dir), train=True, download=True)
-        why = _download(kind, _MNIST_URLS if kind == "MNIST" else _FASHION_URLS, fetch)
+        from utils import downloads
+
+        why = downloads.torchvision_dataset(kind, data_dir)
         if not why and _find_idx(folders[0]):
             return folders[0]
         why = why or f"torchvision's download left no IDX files in {folders[0]}/"
-    names = ", ".join(f + "[.gz]" for f in IDX_FILES)
+    files = ", ".join(f + "[.gz]" for f in IDX_FILES)
     where = " nor ".join(f"{f}/" for f in folders)
-    raise DataError(f"{kind} files not found in {where} ({names}) and {why}: copy them to {folders[0]}/")
+    raise DataError(f"{kind} files not found in {where} ({files}) and {why}: copy them to {folders[0]}/")
 
 
-# ---------------------------------------------------------------- the datasets
-def _check_classes(name: str, classes):
-    """(A, B) for a binary dataset: two different class ids in 0..9."""
+# ---------------------------------------------------------------- the built-in datasets
+def _select(X, labels, Xt, labels_t, classes):
+    """Binary pair (A -> +1, B -> -1) or, for classes None, all labels as int64 ids; arrays and classes list."""
     if classes is None:
-        return _DEFAULT_CLASSES[name]
-    ok = (isinstance(classes, (tuple, list)) and len(classes) == 2
-          and all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in classes))
-    if not ok or not all(0 <= c < _NUM_RAW_CLASSES for c in classes) or classes[0] == classes[1]:
-        raise DataError(f"classes={classes!r} do not exist for {name} "
-                        f"(allowed: two different class ids A, B in 0..{_NUM_RAW_CLASSES - 1})")
-    return int(classes[0]), int(classes[1])
-
-
-def _select(name, X, labels, Xt, labels_t, classes):
-    """Binary pair (A -> +1, B -> -1) or all classes as int64 ids; returns arrays and the classes list."""
-    if is_multiclass(name):
-        return X, labels.astype(np.int64), Xt, labels_t.astype(np.int64), list(range(_NUM_RAW_CLASSES))
+        return X, labels.astype(np.int64), Xt, labels_t.astype(np.int64), list(_TEN)
     a, b = classes
     X, y = _binary_pair(X, labels, a, b)
     Xt, yt = _binary_pair(Xt, labels_t, a, b)
     return X, y, Xt, yt, [a, b]
 
 
-def _load_idx_dataset(name, data_dir: Path, classes, download):
-    kind = "MNIST" if name == "MNIST" else "FashionMNIST"
-    folder = _idx_folder(kind, data_dir, download)
-    imgs, labs, timgs, tlabs = _read_idx_set(folder)
-    # the classes first, then float64 (row by row, so the same values): a binary pair converts only its images
-    imgs, y, timgs, yt, cls = _select(name, imgs, labs, timgs, tlabs, classes)
-    return dict(X_train=_pixels(imgs, 255.0), y_train=y, X_test=_pixels(timgs, 255.0), y_test=yt, classes=cls,
-                source=str(folder))
+def _idx_loader(kind: str):
+    """Loader of MNIST-format files (torchvision's folder name ``kind``): pixels / 255 - 0.5."""
+    def load(*, data_dir: Path, classes, seed, download):
+        folder = _idx_folder(kind, data_dir, download)
+        imgs, labs, timgs, tlabs = _read_idx_set(folder)
+        # the classes first, then float64 (row by row, so the same values): a binary pair converts only its images
+        imgs, y, timgs, yt, cls = _select(imgs, labs, timgs, tlabs, classes)
+        return dict(X_train=_pixels(imgs, 255.0), y_train=y, X_test=_pixels(timgs, 255.0), y_test=yt, classes=cls,
+                    source=str(folder))
+    return load
 
 
-def _load_digits_dataset(name, classes, seed):
+def _load_digits(*, data_dir, classes, seed, download):
+    """scikit-learn's 8x8 digits (pixels / 16 - 0.5), a seeded stratified 75/25 split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     images, labels = load_digits(return_X_y=True)
-    keep = np.arange(len(labels)) if is_multiclass(name) else np.flatnonzero(np.isin(labels, classes))
+    keep = np.arange(len(labels)) if classes is None else np.flatnonzero(np.isin(labels, classes))
     # seeded stratified 75/25 split; each part then in file order, so the split is all the seed changes
     tr, te = train_test_split(keep, test_size=0.25, random_state=seed, stratify=labels[keep])
     tr, te = np.sort(tr), np.sort(te)
-    Xa, y, Xt, yt, cls = _select(name, images[tr], labels[tr], images[te], labels[te], classes)
+    Xa, y, Xt, yt, cls = _select(images[tr], labels[tr], images[te], labels[te], classes)
     return dict(X_train=_pixels(Xa, 16.0), y_train=y, X_test=_pixels(Xt, 16.0), y_test=yt, classes=cls,
                 source="sklearn")
 
 
-def _load_cifar_dataset(name, data_dir: Path, classes, download):
+def _load_cifar(*, data_dir: Path, classes, seed, download):
+    """ResNet-18 features of CIFAR-10 from data_dir's cache file, built by utils/features.py when missing."""
     path = data_dir / CIFAR_FEATURES_FILE
     if not path.is_file():
-        _extract_cifar_features(data_dir, path, download)
+        from utils import features
+
+        features.build_cifar10_features(data_dir, path, download)
     X, y, Xt, yt = _cached(path, _read_features_file)
     for lab in (y, yt):
-        if not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0 or lab.max() >= _NUM_RAW_CLASSES:
+        if not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0 or lab.max() >= len(_TEN):
             raise DataError(f"cached CIFAR-10 features {path} have labels outside 0..9: delete the file to rebuild it")
-    X, y, Xt, yt, cls = _select(name, X, y, Xt, yt, classes)
+    X, y, Xt, yt, cls = _select(X, y, Xt, yt, classes)
     return dict(X_train=X, y_train=y, X_test=Xt, y_test=yt, classes=cls, source=str(path),
                 sha256=_cached(path, _file_sha256))
 
 
-# ---------------------------------------------------------------- CIFAR-10 ResNet-18 features
-def extract_resnet18_features(images, *, weights="IMAGENET1K_V1", batch_size=64, device="cpu",
-                              model_dir=None, progress=False) -> np.ndarray:
-    """ResNet-18 avgpool features (fc removed, eval, no grad) of uint8 NHWC RGB images after
-    Resize(224), ToTensor, Normalize(ImageNet mean/std) (docs/METHOD.md §1.1); float32 (N, 512)."""
-    images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise DataError(f"images of dtype {images.dtype} and shape {images.shape} "
-                        f"(allowed: uint8 array (N, H, W, 3))")
-    if weights not in ("IMAGENET1K_V1", None):
-        raise DataError(f"weights={weights!r} (allowed: 'IMAGENET1K_V1' or None for a random initialisation)")
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
-        raise DataError(f"batch_size={batch_size!r} (allowed: an integer >= 1)")
-    import torch
-    import torchvision
-    from torchvision.transforms import functional as TF
+def _load_adult(*, data_dir: Path, classes, seed, download):
+    """UCI Adult, income > 50K or not (utils/adult.py)."""
+    from utils import adult
 
-    model = torchvision.models.resnet18(weights=None)
-    if weights is not None:
-        w = torchvision.models.ResNet18_Weights[weights]
-        model.load_state_dict(w.get_state_dict(progress=progress, model_dir=model_dir))
-    model.fc = torch.nn.Identity()
-    model.eval().to(device)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    starts = range(0, len(images), batch_size)
-    if progress:
-        from tqdm import tqdm
-        starts = tqdm(starts, desc="ResNet-18 features", unit="batch",  # on a terminal only
-                      disable=True if os.environ.get("UNLEARN_NO_PROGRESS") == "1" else None)
-    out = []
-    with torch.inference_mode():
-        for s in starts:
-            x = torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size])).to(device).permute(0, 3, 1, 2)
-            # resize in uint8 like Resize(224) on a PIL image (rounds to bytes), then ToTensor's / 255
-            x = TF.resize(x, 224, interpolation=TF.InterpolationMode.BILINEAR, antialias=True).float() / 255.0
-            out.append(model((x - mean) / std).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 512), dtype=np.float32)
+    return adult.load_parts(data_dir, download)
 
 
-def _weights_dir(data_dir: Path) -> Path:
-    """torch hub's checkpoint folder when the weights are already there, else data_dir/models."""
-    import torch
+def _register_builtins() -> None:
+    """The paper's datasets (docs/METHOD.md §1.1) and the small ones for CPU runs; n is the training rows
+    with the default classes, the reference rows are paper B's PNSGD truncation."""
+    pair = dict(classes=(3, 8), label_ids=_TEN)
+    mnist, fashion = _idx_loader("MNIST"), _idx_loader("FashionMNIST")
+    register("MNIST", mnist, num_classes=2, default_lam=PAPER_LAM, n=11982, d=784, reference_rows=11264, **pair)
+    register("FASHION", fashion, num_classes=2, default_lam=PAPER_LAM, n=12000, d=784, **pair)
+    register("FASHION_MULTI", fashion, num_classes=10, default_lam=PAPER_LAM, n=60000, d=784)
+    register("CIFAR10", _load_cifar, num_classes=2, default_lam=PAPER_LAM, n=10000, d=512, reference_rows=9728,
+             **pair)
+    register("CIFAR10_MULTI", _load_cifar, num_classes=10, default_lam=PAPER_LAM, n=50000, d=512)
+    register("DIGITS", _load_digits, num_classes=2, default_lam=DIGITS_LAM, n=267, d=64, seeded=True, **pair)
+    register("DIGITS_MULTI", _load_digits, num_classes=10, default_lam=DIGITS_LAM, n=1347, d=64, seeded=True)
+    # ADULT: n = 32,561, so the paper's lam gives m = 0.033; fixed labels; its d depends on adult.names' lists
+    register("ADULT", _load_adult, num_classes=2, default_lam=PAPER_LAM)
 
-    hub = Path(torch.hub.get_dir()) / "checkpoints"
-    name = Path(urlparse(_WEIGHTS_URLS[0]).path).name
-    return hub if (hub / name).is_file() else data_dir / "models"
 
-
-def _extract_cifar_features(data_dir: Path, path: Path, download: bool):
-    """Build data_dir/features_cifar10_resnet18.npz (all 10 classes, raw features) from CIFAR-10 images."""
-    hint = (f"copy {CIFAR_DIR}/ into {data_dir}/ and the ResNet-18 weights resnet18-f37072fd.pth into "
-            f"{data_dir / 'models'}/, or pass --features FILE (.npz with {', '.join(FEATURE_KEYS)})")
-    cifar = data_dir / CIFAR_DIR
-    if not cifar.is_dir():
-        why = "download=False"
-        if download:
-            def fetch():
-                import torchvision
-                torchvision.datasets.CIFAR10(root=str(data_dir), train=True, download=True)
-            why = _download("CIFAR-10", _CIFAR_URLS, fetch)
-        if why or not cifar.is_dir():
-            raise DataError(f"CIFAR-10 features {path} and images {cifar}/ not found and "
-                            f"{why or 'the download left no images'}: {hint}")
-    model_dir = _weights_dir(data_dir)
-    if not (model_dir / Path(urlparse(_WEIGHTS_URLS[0]).path).name).is_file():
-        why = "download=False" if not download else _download("ResNet-18 weights", _WEIGHTS_URLS, lambda: None)
-        if why:
-            raise DataError(f"ResNet-18 ImageNet weights not found in {model_dir}/ and {why}: {hint}")
-    import torchvision
-
-    try:
-        train = torchvision.datasets.CIFAR10(root=str(data_dir), train=True, download=False)
-        test = torchvision.datasets.CIFAR10(root=str(data_dir), train=False, download=False)
-    except RuntimeError as exc:
-        raise DataError(f"CIFAR-10 images in {cifar}/ are incomplete or corrupt ({exc}): {hint}") from None
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(NETWORK_TIMEOUT)
-    try:
-        feats = [extract_resnet18_features(part.data, model_dir=str(model_dir), progress=True)
-                 for part in (train, test)]
-    except OSError as exc:  # the weights download (URLError is an OSError)
-        raise DataError(f"ResNet-18 weights download failed ({exc}): {hint}") from None
-    finally:
-        socket.setdefaulttimeout(old)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-    np.savez(tmp, X_train=feats[0], y_train=np.asarray(train.targets, dtype=np.int64),
-             X_test=feats[1], y_test=np.asarray(test.targets, dtype=np.int64))
-    os.replace(tmp, path)  # atomic: an interrupted extraction never leaves a truncated cache
+_register_builtins()
 
 
 # ---------------------------------------------------------------- a user's own features
@@ -544,12 +481,12 @@ def label_targets(y: np.ndarray, yt: np.ndarray, *, where: str) -> dict:
 # ---------------------------------------------------------------- the entry point
 def load_dataset(name: str, *, data_dir="data", features=None, classes=None, seed=0, download=True,
                  preprocess=None) -> Dataset:
-    """The named dataset (docs/METHOD.md §1.1), or a user's features file under any name.
+    """The registered dataset ``name`` (docs/METHOD.md §1.1), or a user's features file under any name.
 
     ``preprocess(X_train, X_test) -> (X_train, X_test)`` (features files only) runs on the raw features
     before rows are L2-normalised: utils.tabular's bias column and public standardisation."""
     if not isinstance(name, str) or not name:
-        raise DataError(f"dataset name {name!r} (allowed: {', '.join(DATASETS)}, or any name with features=FILE)")
+        raise DataError(f"dataset name {name!r} (allowed: {', '.join(_REGISTRY)}, or any name with features=FILE)")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise DataError(f"seed={seed!r} (allowed: an integer >= 0)")
     data_dir = Path(data_dir)
@@ -561,25 +498,23 @@ def load_dataset(name: str, *, data_dir="data", features=None, classes=None, see
             parts["X_train"], parts["X_test"] = preprocess(parts["X_train"], parts["X_test"])
         lam = FEATURES_M / len(parts["X_train"])
         return _make_dataset(name, parts, lam=lam, seed=None)
-    _check_name(name)
-    if name == "ADULT":   # fixed labels (income > 50K), encoded by public constants
-        if classes is not None:
-            raise DataError(f"classes={classes!r} given for ADULT (allowed: none: its labels are income > 50K or not)")
-        from utils import adult
-        return _make_dataset(name, adult.load_parts(data_dir, download), lam=default_lam(name), seed=None)
-    if is_multiclass(name):
-        if classes is not None:
-            raise DataError(f"classes={classes!r} given for {name} (allowed only for binary datasets: "
-                            f"{', '.join(_DEFAULT_CLASSES)})")
-    else:
-        classes = _check_classes(name, classes)
-    if name in ("MNIST", "FASHION", "FASHION_MULTI"):
-        parts = _load_idx_dataset(name, data_dir, classes, download)
-    elif name in ("CIFAR10", "CIFAR10_MULTI"):
-        parts = _load_cifar_dataset(name, data_dir, classes, download)
-    else:
-        parts = _load_digits_dataset(name, classes, int(seed))
-    return _make_dataset(name, parts, lam=default_lam(name), seed=int(seed) if name.startswith("DIGITS") else None)
+    s = spec(name)
+    parts = s.loader(data_dir=data_dir, classes=check_classes(s, classes), seed=int(seed), download=download)
+    parts.setdefault("num_classes", s.num_classes)
+    _check_parts(s, parts)
+    return _make_dataset(name, parts, lam=s.default_lam, seed=int(seed) if s.seeded else None)
+
+
+def _check_parts(s: DatasetSpec, parts: dict) -> None:
+    """A loader's targets agree with its registration: +1/-1 binary, ids 0..k-1 multiclass."""
+    for key in ("y_train", "y_test"):
+        y = np.asarray(parts[key])
+        ok = (np.isin(y, (-1.0, 1.0)).all() if s.num_classes == 2 else
+              y.dtype.kind in "iu" and (y.size == 0 or (y.min() >= 0 and y.max() < s.num_classes)))
+        if parts["num_classes"] != s.num_classes or not ok:
+            raise DataError(f"the loader of {s.name} returned {key} with values {np.unique(y)[:5].tolist()} "
+                            f"(allowed for num_classes={s.num_classes}: "
+                            f"{'+1/-1' if s.num_classes == 2 else f'ids 0..{s.num_classes - 1}'})")
 
 
 def dataset_from_parts(name: str, parts: dict, *, lam: float, seed=None) -> Dataset:

@@ -9,10 +9,11 @@ For linear models the clipped per-sample gradients never need to exist: the grad
 x_i times a scalar (binary) or a k-vector (softmax), so clipping rescales those C x n (x k) numbers and
 a step is two matrix products with the data.
 
-Layouts: weights are (C, d) for binary logistic regression and (C, d, k) for softmax regression.
-Full batch: (C, n) / (C*k, n) intermediates, the softmax state kept as (C*k, d) per chunk; on CPU in
-float32 both products go through oneDNN's matmul (see MATMUL), otherwise through torch.mm. Mini-batch:
-see _mini_batch_chains.
+The model (utils/models.py) says how the products become residuals and how they are clipped
+(``Model.residual_``); the engine owns the matrix products. Layouts: weights are model.weight_shape(C, d),
+(C, d) for one output per sample (binary logistic) and (C, d, k) for k (softmax). Full batch: (C*width, n)
+intermediates, a width-k state kept as (C*k, d) per chunk; on CPU in float32 both products go through
+oneDNN's matmul (see MATMUL), otherwise through torch.mm. Mini-batch: see _mini_batch_chains.
 """
 from __future__ import annotations
 
@@ -184,14 +185,14 @@ class Task:
     """A training set on the device, with what every step needs precomputed once."""
 
     X: torch.Tensor  # (n, d) features
-    y: torch.Tensor  # (n,) labels: +1/-1 in X's dtype (binary) or int64 class ids (softmax)
-    Y: torch.Tensor | None  # (n, k) one-hot labels (softmax only)
-    Xs: torch.Tensor | None  # (n, d) rows -y_i x_i (binary only): folds the label into the data
+    y: torch.Tensor  # (n,) labels as the model checked them (binary: +1/-1 in X's dtype; softmax: int64 ids)
+    data: torch.Tensor  # (n, d) the matrix both products of a step use (binary: rows -y_i x_i, the label folded in)
+    targets: torch.Tensor | None  # (n, width) what the residual subtracts (softmax: one-hot labels), or None
     norms: torch.Tensor  # (n,) ||x_i||
     max_norm: float  # max_i ||x_i||: decides whether clipping can fire at all
     n: int
     d: int
-    k: int  # number of classes (2 = binary logistic, weights (C, d); > 2 = softmax, weights (C, d, k))
+    model: models.Model  # the loss: residuals, clipping, weight shape (utils/models.py)
     # Data parallel (utils/distributed.shard_task): these are some rows of n_total; reduce(t) sums t over the
     # ranks in place, so a full-batch step's gradient sum covers every row. None: the rows are all the data.
     n_total: int | None = None
@@ -206,22 +207,23 @@ class Task:
         return self.X.dtype
 
     @property
-    def binary(self) -> bool:
-        return self.k == 2
+    def k(self) -> int:
+        """The model's number of classes (2 = binary logistic)."""
+        return self.model.num_classes
+
+    @property
+    def width(self) -> int:
+        """Residual numbers per sample: 1 (weights (C, d)) or k (weights (C, d, k))."""
+        return self.model.width
 
     def weight_shape(self, C: int) -> tuple[int, ...]:
-        return (C, self.d) if self.binary else (C, self.d, self.k)
-
-
-def _check_num_classes(num_classes) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2 (2 = binary logistic), got {num_classes!r}")
-    return int(num_classes)
+        return self.model.weight_shape(C, self.d)
 
 
 def to_task(X, y, num_classes, *, device="cpu", dtype="float32") -> Task:
-    """Copy (X, y) to the device once: binary labels +1/-1, softmax labels class ids 0..k-1."""
-    k = _check_num_classes(num_classes)
+    """Copy (X, y) to the device once; the model (``num_classes``: an int for models.model_for, or a
+    models.Model) checks the labels: binary +1/-1, softmax class ids 0..k-1."""
+    model = models.model_for(num_classes)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     X = torch.as_tensor(X)
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
@@ -234,23 +236,9 @@ def to_task(X, y, num_classes, *, device="cpu", dtype="float32") -> Task:
     if y.shape != (n,):
         raise ValueError(f"y must have shape ({n},) to match X, got {tuple(y.shape)}")
     norms = torch.linalg.vector_norm(X, dim=1)
-    if k == 2:
-        if not ((y == 1) | (y == -1)).all():
-            raise ValueError(f"binary labels must be +1 or -1, got values {_some_values(y)}")
-        y = y.to(dt)
-        return Task(X=X, y=y, Y=None, Xs=X * (-y)[:, None], norms=norms, max_norm=float(norms.max()),
-                    n=n, d=d, k=k)
-    if y.is_floating_point() and not (y == y.round()).all():
-        raise ValueError(f"class labels must be integers 0..{k - 1}, got values {_some_values(y)}")
-    y = y.to(torch.int64)
-    if ((y < 0) | (y >= k)).any():
-        raise ValueError(f"class labels must lie in 0..{k - 1} (num_classes={k}), got values {_some_values(y)}")
-    Y = torch.nn.functional.one_hot(y, k).to(dt)
-    return Task(X=X, y=y, Y=Y, Xs=None, norms=norms, max_norm=float(norms.max()), n=n, d=d, k=k)
-
-
-def _some_values(t: torch.Tensor) -> list:
-    return torch.unique(t.detach().cpu())[:5].tolist()
+    y, data, targets = model.prepare(X, y)
+    return Task(X=X, y=y, data=data, targets=targets, norms=norms, max_norm=float(norms.max()), n=n, d=d,
+                model=model)
 
 
 # ----------------------------------------------------------------------------- initial law, permutations
@@ -258,10 +246,10 @@ def init_chains(*, C, d, num_classes, sigma, m, generator, device="cpu", dtype="
                 first_chain: int = 0) -> torch.Tensor:
     """w0 ~ N(0, (2 sigma^2 / m) I) for C chains, zeros when sigma = 0 (docs/METHOD.md §2.2).
 
-    ``first_chain``: the chains are first_chain .. first_chain + C - 1 of a larger run (one rank's share)."""
+    ``first_chain``: the chains are first_chain .. first_chain + C - 1 of a larger run (one rank's share);
+    ``num_classes``: an int for models.model_for, or a models.Model (it decides the weight shape)."""
     C, d = _positive_int("C", C), _positive_int("d", d)
-    k = _check_num_classes(num_classes)
-    shape = (C, d) if k == 2 else (C, d, k)
+    shape = models.model_for(num_classes).weight_shape(C, d)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     sigma = _nonnegative("sigma", sigma)
     if sigma == 0:
@@ -312,25 +300,26 @@ def choose_rows(n, S, *, generator=None, exclude=(), mode="random") -> np.ndarra
 
 
 def fresh_points(S, d, *, num_classes, generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """S replacement points: x ~ N(0, I_d) scaled to unit norm, labels uniform (+1/-1 or a class id)."""
+    """S replacement points: x ~ N(0, I_d) scaled to unit norm, labels uniform (+1/-1 or a class id:
+    Model.encode_labels of uniform class ids)."""
     S, d = _positive_int("S", S), _positive_int("d", d)
-    k = _check_num_classes(num_classes)
+    model = models.model_for(num_classes)
     x = torch.randn((S, d), generator=generator, device=generator.device, dtype=torch.float64)
     x /= torch.linalg.vector_norm(x, dim=1, keepdim=True)
-    labels = torch.randint(0, k, (S,), generator=generator, device=generator.device)
-    return x, (2 * labels - 1 if k == 2 else labels)
+    labels = torch.randint(0, model.num_classes, (S,), generator=generator, device=generator.device)
+    return x, model.encode_labels(labels)
 
 
 def replace_rows(X, y, rows, *, num_classes, generator):
     """Copies of (X, y) with `rows` replaced by fresh random points (docs/METHOD.md §2.3); numpy or torch."""
-    k = _check_num_classes(num_classes)
+    model = models.model_for(num_classes)
     if X.ndim != 2 or y.shape != (X.shape[0],):
         raise ValueError(f"X must be (n, d) and y (n,), got shapes {tuple(X.shape)} and {tuple(y.shape)}")
     n, d = X.shape
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     if rows.size == 0 or np.unique(rows).size != rows.size or rows.min() < 0 or rows.max() >= n:
         raise ValueError(f"rows must be distinct indices in 0..{n - 1}, at least one, got {rows[:10].tolist()}")
-    x_new, y_new = fresh_points(rows.size, d, num_classes=k, generator=generator)
+    x_new, y_new = fresh_points(rows.size, d, num_classes=model, generator=generator)
     return _with_rows(X, y, rows, x_new, y_new)
 
 
@@ -379,11 +368,14 @@ def _with_rows(X, y, rows, x_new, y_new):
 
 
 # ----------------------------------------------------------------------------- evaluation
-def accuracy(w, X_test, y_test) -> torch.Tensor:
-    """(C,) test accuracy per chain: binary 1[x.w > 0] == 1[y > 0], softmax argmax (docs/METHOD.md §1.2); float64 on CPU."""
+def accuracy(w, X_test, y_test, *, model=None) -> torch.Tensor:
+    """(C,) test accuracy per chain by the model's decision rule (Model.hits: binary 1[x.w > 0] == 1[y > 0],
+    softmax argmax; docs/METHOD.md §1.2); float64 on CPU. ``model`` None: the papers' model for w's shape,
+    (C, d) binary logistic, (C, d, k) softmax."""
     if not isinstance(w, torch.Tensor) or w.ndim not in (2, 3):
         raise ValueError(f"w must be a (C, d) or (C, d, k) tensor, got {type(w).__name__} "
                          f"of shape {tuple(getattr(w, 'shape', ()))}")
+    model = models.model_for(w.shape[2] if w.ndim == 3 else 2) if model is None else models.model_for(model)
     X = torch.as_tensor(X_test).to(device=w.device, dtype=w.dtype)
     y = torch.as_tensor(y_test).to(device=w.device)
     if X.ndim != 2 or X.shape[1] != w.shape[1] or y.shape != (X.shape[0],):
@@ -391,11 +383,7 @@ def accuracy(w, X_test, y_test) -> torch.Tensor:
     C, per_chain = w.shape[0], X.shape[0] * (w.shape[2] if w.ndim == 3 else 1) * X.element_size()
     correct = []
     for a, b in _chunks(C, per_chain):
-        if w.ndim == 2:
-            hit = (X @ w[a:b].t() > 0) == (y > 0)[:, None]
-        else:
-            hit = torch.einsum("nd,cdk->nck", X, w[a:b]).argmax(dim=2) == y[:, None]
-        correct.append(hit.sum(dim=0))
+        correct.append(model.hits(X, w[a:b], y).sum(dim=0))
     return torch.cat(correct).to(device="cpu", dtype=torch.float64) / X.shape[0]
 
 
@@ -436,7 +424,7 @@ def run_chains(w, task: Task, *, steps, eta, sigma, m, M, R=0.0, batch_size=None
     noise = ChainNoise(generator, shape, steps * updates_per_epoch, dtype=task.dtype,
                        first_chain=first_chain) if std > 0 and steps else None
     limit = SINGLE_THREAD_WORK if b == task.n else MINIBATCH_SINGLE_THREAD_WORK
-    with _threads_for(task.device, b * task.d * C * (1 if task.binary else task.k), limit):
+    with _threads_for(task.device, b * task.d * C * task.width, limit):
         _loop(chains, steps, updates_per_epoch, noise, std, R, progress, eta, m)
     return _assemble(chains)
 
@@ -493,20 +481,12 @@ def _project_(w: torch.Tensor, R: float) -> None:
 
 
 def _clip_bound(task: Task, M: float) -> torch.Tensor | None:
-    """M / ||x_i||, or None when no sample gradient can exceed M (models.clipping_can_fire). Softmax with
-    clipping that can fire is refused (models.check_clipping): that update is not a contraction."""
-    models.check_clipping(num_classes=task.k, M=M, max_norm=task.max_norm)
-    if not models.clipping_can_fire(task.k, M, task.max_norm):
+    """M / ||x_i||, or None when no sample gradient can exceed M (Model.clipping_can_fire). Clipping under
+    which the update is not a contraction (softmax) is refused (Model.check_clipping)."""
+    task.model.check_clipping(M=M, max_norm=task.max_norm)
+    if not task.model.clipping_can_fire(M, task.max_norm):
         return None
     return torch.div(M, task.norms)  # ||x_i|| = 0 gives inf: that gradient is 0 and never clips
-
-
-def _softmax_residual_(z: torch.Tensor, Y: torch.Tensor, dim: int) -> None:
-    """Logits -> softmax(z) - onehot(y) along the class axis `dim`, in place (max subtracted for stability)."""
-    z.sub_(z.amax(dim=dim, keepdim=True))
-    z.exp_()
-    z.div_(z.sum(dim=dim, keepdim=True))
-    z.sub_(Y)
 
 
 @functools.cache
@@ -544,45 +524,35 @@ def _torch_linear(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _full_batch_chains(state, task: Task, *, eta, m, M) -> list[_Chunk]:
     """Per chunk of chains, the full-batch clipped gradient step: two matrix products with the data,
-    z = W X^T with (Cc, n) / (Cc*k, n) intermediates, then W <- decay W + lr z X."""
-    C, n, d, k = state.shape[0], task.n, task.d, task.k
-    chunks = _chunks(C, n * (1 if task.binary else k) * task.X.element_size())
+    z = W data^T with (Cc*width, n) intermediates, the model's residual in place, then W <- decay W + lr z data.
+    A width-k state is kept as a contiguous (Cc, k, d) copy per chunk, so both products are plain ones."""
+    C, n, d, width = state.shape[0], task.n, task.d, task.width
+    chunks = _chunks(C, n * width * task.X.element_size())
     linear = _onednn_linear(task) or _torch_linear
     decay, lr = 1.0 - eta * m, -eta / (task.n_total or n)
     bound = _clip_bound(task, M)
+    bound = None if bound is None else bound.view(1, 1, n)
     reduce = task.reduce or (lambda g: None)
-    out = []
-    if task.binary:
-        bound = None if bound is None else bound[None, :]
-        Xs = task.Xs
+    data, residual_ = task.data, task.model.residual_
+    targets = None if task.targets is None else task.targets.t()[None]  # (1, width, n)
 
-        def binary_step(w, _j):
-            z = linear(w, Xs)  # (Cc, n): -y_i x_i.w_c
-            z.sigmoid_()  # |s_ic| = sigmoid(-y_i x_i.w_c); the gradient is x_i s_ic = (-y_i x_i) |s_ic|
-            if bound is not None:
-                torch.minimum(z, bound, out=z)  # clip: |s| ||x_i|| <= M
-            g = linear(z, Xs.t())  # sum over (this rank's) rows of the clipped gradients
-            reduce(g)
-            w.mul_(decay).add_(g, alpha=lr)
-
-        for a, b in chunks:
-            w = state[a:b]
-            out.append(_Chunk(a, b, w, lambda j, w=w: binary_step(w, j)))
-        return out
-    X, Yt = task.X, task.Y.t()[None]  # Yt: (1, k, n); softmax never clips (_clip_bound refuses it)
-
-    def softmax_step(WT, _j):
+    def step(WT, _j):
         cc = WT.shape[0]
-        flat = WT.view(cc * k, d)
-        r = linear(flat, X).view(cc, k, n)  # logits
-        _softmax_residual_(r, Yt, dim=1)
-        g = linear(r.view(cc * k, n), X.t())
+        flat = WT.view(cc * width, d)
+        z = linear(flat, data)  # (cc*width, n): binary -y_i x_i.w_c, softmax logits
+        residual_(z.view(cc, width, n), targets, bound)
+        g = linear(z, data.t())  # sum over (this rank's) rows of the clipped gradients
         reduce(g)
         flat.mul_(decay).add_(g, alpha=lr)
 
+    out = []
     for a, b in chunks:
-        WT = state[a:b].transpose(1, 2).contiguous()  # (Cc, k, d): a contiguous copy
-        out.append(_Chunk(a, b, WT.transpose(1, 2), lambda j, WT=WT: softmax_step(WT, j)))
+        if state.ndim == 2:  # one output per sample: the chunk's rows of the state are the weights
+            WT = state[a:b]
+            out.append(_Chunk(a, b, WT, lambda j, WT=WT: step(WT, j)))
+        else:
+            WT = state[a:b].transpose(1, 2).contiguous()  # (Cc, k, d): a contiguous copy
+            out.append(_Chunk(a, b, WT.transpose(1, 2), lambda j, WT=WT: step(WT, j)))
     return out
 
 
@@ -598,12 +568,11 @@ def _mini_batch_chains(state, task: Task, orders: "_BatchOrders", *, eta, m, M) 
     Orientation measured on CPU: (G, 1|k, d) x (G, d, b) is 2-3x faster than (G, b, d) x (G, d, 1|k), so
     softmax weights are kept as (C, k, d) here.
     """
-    C, b, d, k = state.shape[0], orders.blocks.shape[2], task.d, task.k
+    C, b, d, width = state.shape[0], orders.blocks.shape[2], task.d, task.width
     cache = MINIBATCH_GROUP_BYTES if task.device.type == "cpu" else MAX_CHUNK_BYTES  # GPUs want few launches
     decay, lr = 1.0 - eta * m, -eta / b
     bound = _clip_bound(task, M)
-    data = task.Xs if task.binary else task.X
-    width = 1 if task.binary else k
+    data, targets, residual_ = task.data, task.targets, task.model.residual_
     # pieces: (first chain, chains per group, group rows of blocks [ga, gc)) of at most `cache` gathered bytes
     pieces = []
     for c0, G, g0, g1 in _bands(orders.sizes):
@@ -613,7 +582,7 @@ def _mini_batch_chains(state, task: Task, orders: "_BatchOrders", *, eta, m, M) 
     x_flat = torch.empty(most * b * d, device=task.device, dtype=task.dtype)
     # idx[p][j]: the flat batch j of piece p's groups
     idx = [orders.blocks[:, ga:gc].reshape(orders.blocks.shape[0], -1) for _, _, ga, gc in pieces]
-    WT = state if task.binary else state.transpose(1, 2).contiguous()  # softmax: a (C, k, d) copy
+    WT = state if state.ndim == 2 else state.transpose(1, 2).contiguous()  # width k: a (C, k, d) copy
     linear = _onednn_linear(task) if MINIBATCH_ONEDNN else None
 
     def step(j):
@@ -621,24 +590,19 @@ def _mini_batch_chains(state, task: Task, orders: "_BatchOrders", *, eta, m, M) 
             groups, jj = gc - ga, ii[j]
             W = WT[c0:c0 + groups * G].view(groups, G * width, d)
             xb = torch.index_select(data, 0, jj, out=x_flat[: groups * b * d].view(groups * b, d)).view(groups, b, d)
-            bb = None if bound is None else bound[jj].view(groups, 1, b)
+            bb = None if bound is None else bound[jj].view(groups, 1, 1, b)
             if linear is not None and groups == 1:  # one order for the piece: plain products (oneDNN on CPU)
                 z = linear(W[0], xb[0]).unsqueeze(0)
             else:
                 z = torch.bmm(W, xb.transpose(1, 2))  # (groups, G, b): -y_i x_i.w_c; softmax (groups, G k, b) logits
-            if task.binary:
-                z.sigmoid_()
-                if bb is not None:
-                    torch.minimum(z, bb, out=z)
-            else:
-                r = z.view(groups, G, k, b)
-                _softmax_residual_(r, task.Y[jj].view(groups, 1, b, k).transpose(2, 3), dim=2)  # never clipped
+            tt = None if targets is None else targets[jj].view(groups, 1, b, width).transpose(2, 3)
+            residual_(z.view(groups, G, width, b), tt, bb)
             if linear is not None and groups == 1:
                 W[0].mul_(decay).add_(linear(z[0], xb[0].t()), alpha=lr)
             else:
                 W.baddbmm_(z, xb, beta=decay, alpha=lr)
 
-    return [_Chunk(0, C, WT if task.binary else WT.transpose(1, 2), step)]
+    return [_Chunk(0, C, WT if state.ndim == 2 else WT.transpose(1, 2), step)]
 
 
 def _bands(sizes: Sequence[int]) -> list[tuple[int, int, int, int]]:
@@ -754,7 +718,7 @@ def _check_weights(w, task: Task) -> tuple[int, ...]:
         raise ValueError(f"w must be a torch tensor, got {type(w).__name__}")
     C = w.shape[0] if w.ndim else 0
     if C < 1 or tuple(w.shape) != task.weight_shape(C):
-        expected = f"(C, {task.d})" if task.binary else f"(C, {task.d}, {task.k})"
+        expected = "(C, " + ", ".join(map(str, task.weight_shape(1)[1:])) + ")"
         raise ValueError(f"w must have shape {expected} with C >= 1 for this task, got {tuple(w.shape)}")
     return tuple(w.shape)
 
@@ -778,33 +742,8 @@ def _check_generator(generator, device: torch.device) -> None:
                          f"create it with generator_for(..., device={str(device)!r})")
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
+# argument checks: the project's one module of them (utils/checks.py), under the names used above
+from utils import checks as _checks  # noqa: E402  (here, beside the names it defines)
 
-
-def _nonnegative_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    return int(value)
-
-
-def _positive(name: str, value, *, allow_inf: bool = False) -> float:
-    v = _number(name, value)
-    if not v > 0 or (math.isinf(v) and not allow_inf):
-        raise ValueError(f"{name} must be a {'' if allow_inf else 'finite '}number > 0, got {value!r}")
-    return v
-
-
-def _nonnegative(name: str, value) -> float:
-    v = _number(name, value)
-    if not (v >= 0 and math.isfinite(v)):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
-
-
-def _number(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    return float(value)
+_positive_int, _nonnegative_int = _checks.positive_int, _checks.nonnegative_int
+_positive, _nonnegative = _checks.positive, _checks.nonnegative

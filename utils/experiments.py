@@ -1,6 +1,6 @@
-"""The pieces every script shares: the script protocol (``run_script``), data and constants, learn /
-unlearn / retrain / evaluate chains over trials (with the learned-chain cache and resumable parts), and
-the run folder.
+"""The pieces every script shares: the script protocol (``run_script``), data and constants, the run folder,
+and ``Lab``: the run's chains (a utils/sampler.py ``Sampler``, which knows nothing of folders) with the
+learned-chain cache, resumable parts and the wall clock per phase.
 
 The protocol, written once in ``run_script``; a script declares its parser, its checks and per mode a
 ``Script`` (plan, stages), and calls it:
@@ -26,28 +26,28 @@ from typing import Any, Callable
 
 import numpy as np
 
-from utils import accountant, distributed, models, results
+from utils import accountant, d2d, distributed, models, results
 from utils import data as data_mod
 from utils.results import RunFolder
+from utils.sampler import Sampler, progress_bar  # noqa: F401  (progress_bar: the scripts' bars, named here too)
 
 
 # ---------------------------------------------------------------- constants
 def model_defaults(args, dataset) -> tuple[float, float]:
     """(lam, M) of this run: the flags, else lam from the dataset (a named one's, or a --features file's once
-    loaded) and M from the model (utils.models.default_M). Derived values, kept on the run context."""
+    loaded) and M from the model (utils.models: Model.default_M). Derived values, kept on the run context."""
     named = args.features is None
     lam = args.lam
     if lam is None:
         if named:
-            lam = data_mod.default_lam(args.dataset)
+            lam = data_mod.spec(args.dataset).default_lam
         elif dataset is not None:
             lam = dataset.default_lam
         else:
             raise ValueError("--lam is needed with --n and --features (no data is loaded to choose it)")
     M = args.M
     if M is None:
-        M = models.default_M((10 if data_mod.is_multiclass(args.dataset) else 2) if named
-                             else num_classes_of(args, dataset))
+        M = models.model_for(num_classes_of(args, dataset)).default_M
     return lam, M
 
 
@@ -60,7 +60,7 @@ def constants_for(args, dataset, *, max_removed: int = 1, lam: float | None = No
     """
     n = args.n if args.n is not None else dataset.n
     num_classes = num_classes_of(args, dataset)
-    d = d2d_dimension(args, dataset, num_classes)
+    d = d2d.dimension(feature_dim(args, dataset), num_classes=num_classes, rule=getattr(args, "d2d_dim", "params"))
     lambda_max = None
     if args.L is None and args.smoothness == "data":
         if dataset is None:
@@ -74,28 +74,28 @@ def constants_for(args, dataset, *, max_removed: int = 1, lam: float | None = No
                                      lambda_max=lambda_max, delta=args.delta, d=d)
 
 
-def d2d_dimension(args, dataset, num_classes: int) -> int | None:
-    """The dimension D2D's I_min and term2 use (Neel et al. 2021: the number of parameters): d k for
-    softmax, d binary; ``--d2d_dim data`` keeps the reference's d (docs/METHOD.md §8). None without data or --dim."""
-    d = args.dim if args.dim is not None else (dataset.d if dataset is not None else
-                                               None if args.features is not None else data_mod.default_dim(args.dataset))
-    if d is None or getattr(args, "d2d_dim", "params") == "data" or num_classes == 2:
-        return d
-    return d * num_classes
+def feature_dim(args, dataset) -> int | None:
+    """The feature dimension d: --dim, else the data's, else the dataset spec's (None with --features and --n)."""
+    if args.dim is not None:
+        return args.dim
+    if dataset is not None:
+        return dataset.d
+    return None if args.features is not None else data_mod.spec(args.dataset).d
 
 
 def num_classes_of(args, dataset) -> int:
     """The model's number of classes: the data's, or without data (--n) the dataset name's or the script's."""
     if dataset is not None:
         return dataset.num_classes
-    named_multi = args.features is None and data_mod.is_multiclass(args.dataset)
-    return 10 if (getattr(args, "multiclass", False) or named_multi) else 2
+    if args.features is None:
+        return data_mod.spec(args.dataset).num_classes
+    return data_mod.FEATURES_PLAN_CLASSES if getattr(args, "multiclass", False) else 2
 
 
 def check_model(args, dataset, M: float) -> None:
     """Refuse softmax clipping that can fire (utils.models) for the run's M."""
-    models.check_clipping_for_data(num_classes=num_classes_of(args, dataset), M=M,
-                                   X=None if dataset is None else dataset.X_train)
+    models.model_for(num_classes_of(args, dataset)).check_clipping_for_data(
+        M=M, X=None if dataset is None else dataset.X_train)
 
 
 def describe_constants(c) -> str:
@@ -155,9 +155,8 @@ class Context:
         if T != "auto":
             return int(T)
         c = self.consts
-        k = num_classes_of(self.args, self.dataset)
-        k = 1 if k == 2 else k
-        dim = (self.dataset.d if self.dataset is not None else (self.args.dim or 1)) * k
+        model = models.model_for(num_classes_of(self.args, self.dataset))
+        dim = model.params(self.dataset.d if self.dataset is not None else (self.args.dim or 1))
         # sigma = 0: no stationary spread to compare with, so an absolute W2 tolerance of 1e-3
         T, bound = accountant.burn_in_auto(sigma=sigma, m=c.m, M=c.M, eta=c.eta, dim=dim,
                                            tol=1e-3 if sigma == 0 else None)
@@ -254,7 +253,7 @@ def _plan_report(ctx, record: dict) -> None:
     if os.environ.get("UNLEARN_NO_CALIBRATION") == "1":
         return
     c, ds = ctx.consts, ctx.dataset
-    k = ds.num_classes if ds is not None else (10 if ctx.args.multiclass else 2)
+    k = num_classes_of(ctx.args, ds)
     line = plan_report.estimate_line(record, n=c.n, d=ds.d if ds is not None else c.d,
                                      num_classes=k, device=ctx.args.device, dtype=ctx.args.dtype,
                                      family=ctx.args.family, chains=min(ctx.args.trials, 100))
@@ -276,7 +275,7 @@ def check_plan(args, dataset, chain_steps: int) -> None:
     from utils import engine
 
     itemsize = 4 if args.dtype == "float32" else 8
-    width = 1 if dataset.num_classes == 2 else dataset.num_classes
+    width = models.model_for(dataset.num_classes).width
     per_chain = itemsize * (4 * dataset.d * width + engine.NOISE_BLOCK_ELEMS)   # state, copies, noise block
     need = args.trials * per_chain + min(args.trials * dataset.n * width * itemsize, engine.MAX_CHUNK_BYTES)
     device = engine.resolve_device(args.device)
@@ -337,7 +336,7 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
     ctx = Context(args, mode=mode, dataset=dataset, consts=consts, run=run)
     ctx.transform = transform   # what it recorded about the data (main_sgd.Truncation) is the plan's to read
     ctx.log(f"{args.family} {mode} on {args.dataset}: " + describe_constants(consts))
-    if consts.d is not None and consts.num_classes > 2:
+    if consts.d is not None and models.model_for(consts.num_classes).width > 1:
         ctx.log(f"D2D dimension d={consts.d} (--d2d_dim {args.d2d_dim}: "
                 + ("the model's parameter count, features x classes)" if args.d2d_dim == "params"
                    else "the feature dimension, as the reference; below the parameter count D2D's theorem needs)"))
@@ -391,208 +390,63 @@ def run_script(parser, argv, *, check, scripts, accounting_modes=()) -> int:
 
 
 # ---------------------------------------------------------------- chains
-class Lab:
-    """Runs chains on the device: learn on D, continue (unlearn) on D', retrain on D' from scratch."""
+class _CachedChains:
+    """One learning run's entry of the learned-chain cache (results.ChainCache), as a sampler.ChainStore."""
+
+    def __init__(self, cache, inputs: dict, dtype: str):
+        self.cache, self.inputs, self.dtype = cache, inputs, dtype
+
+    def load(self, shape):
+        got = self.cache.get(self.inputs, shape=shape, dtype=self.dtype)
+        return None if got is None else got["w"]
+
+    def save(self, w) -> None:
+        self.cache.put(self.inputs, {"w": w})
+
+
+class Lab(Sampler):
+    """The run's sampler (utils/sampler.py) bound to its run folder: learned chains reused from the cache,
+    resumable stages and streams, and the wall clock of each phase (metrics.json's wall_clock_seconds)."""
 
     def __init__(self, ctx: Context):
-        import torch
-
-        from utils import engine
-
-        self.torch, self.engine, self.ctx = torch, engine, ctx
         args, ds = ctx.args, ctx.dataset
-        self.world = distributed.world()
-        self.device = engine.resolve_device(distributed.device_spec(args.device))
-        self.dtype = engine.resolve_dtype(args.dtype)
-        self.k = ds.num_classes
-        self.trials = args.trials
-        self.seed = args.seed
-        self.batch_orders = getattr(args, "batch_orders", "per_chain")
-        self.R = float(getattr(args, "projection", 0.0) or 0.0)
+        super().__init__(X=ds.X_train, y=ds.y_train, X_test=ds.X_test, y_test=ds.y_test,
+                         num_classes=ds.num_classes, consts=ctx.consts, seed=args.seed, trials=args.trials,
+                         device=args.device, dtype=args.dtype, R=getattr(args, "projection", 0.0),
+                         batch_orders=getattr(args, "batch_orders", "per_chain"), removal=args.removal)
+        self.ctx = ctx
         self.cache = results.ChainCache(args.result_dir, enabled=not args.no_cache and self.world.main, note=ctx.log)
         self.timings: dict[str, float] = {}
-        self.X, self.y = ds.X_train, ds.y_train
-        self.task_D = self.task(self.X, self.y)
-        self.X_test = torch.as_tensor(ds.X_test, device=self.device, dtype=self.dtype)
-        self.y_test = torch.as_tensor(ds.y_test, device=self.device)
         self.base_identity = dict(ds.identity, fingerprint=ds.fingerprint)
-
-    # -- helpers
-    def task(self, X, y):
-        return self.engine.to_task(X, y, self.k, device=self.device, dtype=self.dtype)
-
-    def gen(self, *keys):
-        return self.engine.generator_for(self.seed, *keys, device=self.device)
 
     @contextmanager
     def timed(self, phase: str):
+        """Adds the wall clock of the chains' work in ``phase`` to ``timings`` (the device's queue drained first)."""
         t = time.perf_counter()
         try:
             yield
         finally:
-            if self.device.type == "cuda":
-                self.torch.cuda.synchronize(self.device)
+            self.synchronize()
             self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - t
-
-    def steps_per_unit(self, batch_size) -> int:
-        b = self.ctx.dataset.n if batch_size in (None, "full") else int(batch_size)
-        return self.ctx.dataset.n // b
-
-    # -- chains split across ranks (torchrun): the trials' chains are shared out, any other count is replicated
-    def share(self, C: int) -> tuple[int, int]:
-        """The chains [start, stop) of C this process runs: its rank's share of the trials, else all C."""
-        return self.world.chain_range(C) if C == self.trials else (0, C)
-
-    def _mine(self, w, start: int, C: int):
-        """Mark ``w`` as this rank's share (chains start.. of C): what accuracy() gathers, advance() continues."""
-        if self.world.active and C == self.trials:
-            w.chain_share = (start, C)
-        return w
-
-    def local(self, w_all):
-        """This rank's share of all the trials' chains ``w_all`` (array or tensor), on the device."""
-        a, b = self.share(self.trials)
-        return self._mine(self.torch.as_tensor(w_all[a:b], device=self.device, dtype=self.dtype), a, self.trials)
-
-    def _empty(self):
-        width = () if self.k == 2 else (self.k,)
-        return self.torch.empty((0, self.ctx.dataset.d, *width), device=self.device, dtype=self.dtype)
-
-    def gather(self, w):
-        """All C chains of ``w`` (on every rank); ``w`` itself when it is not split across ranks."""
-        share = getattr(w, "chain_share", None)
-        if share is None or not self.world.active:
-            return w
-        return distributed.gather_chains(w, share[1])
-
-    def perms(self, batch_size, C):
-        """This process's share of C chains' batch orders: one per chain, or one per group of consecutive chains
-        (--batch_orders, main_sgd.py); group g takes the order that chain g has with one order per chain, so
-        a chain's order depends neither on C nor on how the chains are split across ranks."""
-        if batch_size in (None, "full"):
-            return None
-        a, b = self.share(C)
-        if a == b:
-            return self.torch.empty((0, self.ctx.dataset.n), device=self.device, dtype=self.torch.int64)
-        group = self.engine.batch_order_group(self.batch_orders, C)
-        g0 = a // group
-        orders = self.engine.make_perms((b - 1) // group - g0 + 1, self.ctx.dataset.n, generator=self.gen("perms"),
-                                        device=self.device, first_chain=g0)
-        return self.engine.share_orders(orders, b - a, group, first_chain=a)
-
-    # -- the three operations
-    def init(self, *, sigma: float, C: int, key):
-        a, b = self.share(C)
-        if a == b:
-            return self._mine(self._empty(), a, C)
-        return self._mine(self.engine.init_chains(C=b - a, d=self.ctx.dataset.d, num_classes=self.k, sigma=sigma,
-                                                  m=self.ctx.consts.m, generator=self.gen("init", *key),
-                                                  device=self.device, dtype=self.dtype, first_chain=a), a, C)
-
-    def advance(self, w, task, *, steps: int, sigma: float, key, batch_size=None, perms=None,
-                eta=None, desc="run", phase="run"):
-        """``steps`` noisy steps (epochs for mini-batches) from ``w`` on ``task``."""
-        c = self.ctx.consts
-        b = None if batch_size in (None, "full") else int(batch_size)
-        C = w.shape[0]
-        share = getattr(w, "chain_share", None)
-        if C == 0:
-            return w
-        total = steps * (self.steps_per_unit(b))
-        with self.timed(phase), progress_bar(desc, total, C) as bar:
-            out = self.engine.run_chains(w, task, steps=steps, eta=c.eta if eta is None else eta,
-                                         sigma=sigma, m=c.m, M=c.M, R=self.R, batch_size=b, perms=perms,
-                                         generator=self.gen(phase, *key), progress=bar.update,
-                                         first_chain=share[0] if share else 0)
-        return out if share is None else self._mine(out, *share)
 
     def learn(self, *, sigma: float, T: int, batch_size=None, data=None, phase="learn", key=(),
               C=None, eta=None):
-        """T steps from the initial law on D (or on ``data`` = (X, y)): cached, identical when reused.
-
-        With sigma = 0 every chain is the same, so one chain runs and is repeated.
-        """
+        """Sampler.learn, reusing the chains of an identical earlier run from the cache (the same values)."""
         C = C or self.trials
-        X, y = data if data is not None else (self.X, self.y)
-        c = self.ctx.consts
-        inputs = {"data": self.base_identity if data is None else data_mod.fingerprint(X, y),
+        c = self.consts
+        inputs = {"data": self.base_identity if data is None else data_mod.fingerprint(*data),
                   "lam": c.lam, "L": c.L, "M": c.M, "m": c.m, "eta": c.eta if eta is None else eta,
                   "sigma": sigma, "T": T, "R": self.R, "b": batch_size, "dtype": self.ctx.args.dtype,
                   "trials": C, "seed": self.seed, "key": list(map(str, (phase,) + tuple(key))),
                   "streams": self.engine.STREAMS_VERSION}
         if batch_size not in (None, "full") and self.batch_orders != "per_chain":
             inputs["batch_orders"] = self.batch_orders  # per_chain keys stay as they were
-        run_C = 1 if sigma == 0 else C
-        width = () if self.k == 2 else (self.k,)
-        cached = distributed.broadcast(
-            self.cache.get(inputs, shape=(run_C, self.ctx.dataset.d, *width), dtype=self.ctx.args.dtype)
-            if self.world.main else None)   # rank 0 reads the cache for all
-        a, b = self.share(run_C)
-        if cached is not None:
-            w = self.torch.as_tensor(cached["w"][a:b], device=self.device, dtype=self.dtype)
-        else:
-            task = self.task_D if data is None else self.task(X, y)
-            w0 = self.init(sigma=sigma, C=run_C, key=(phase,) + tuple(key))
-            w = self.advance(w0, task, steps=T, sigma=sigma, key=tuple(key), batch_size=batch_size,
-                             perms=self.perms(batch_size, run_C), eta=eta, desc=phase, phase=phase)
-            full = self.gather(self._mine(w, a, run_C))
-            if self.world.main:
-                self.cache.put(inputs, {"w": full.cpu().numpy()})
-        if run_C != C:   # sigma = 0: the one chain is the same in every trial
-            a, b = self.share(C)
-            return self._mine(w.expand(b - a, *w.shape[1:]).clone(), a, C)
-        return self._mine(w, a, C)
+        return super().learn(sigma=sigma, T=T, batch_size=batch_size, data=data, phase=phase, key=key, C=C,
+                             eta=eta, store=_CachedChains(self.cache, inputs, self.ctx.args.dtype))
 
     def learn_on_D(self, *, sigma: float, T: int):
         """The chains learned on D at sigma, under the one key every script uses, so they share the cache."""
         return self.learn(sigma=sigma, T=T, key=("sigma", results.json_key(sigma)))
-
-    def d2d_learn(self, T: int):
-        """D2D's learning: one noiseless chain, T steps of 2/(L+m) on D (the same in every trial)."""
-        return self.learn(sigma=0.0, T=T, eta=self.ctx.consts.d2d_step, key=("d2d",), C=1, phase="d2d")
-
-    def accuracy(self, w) -> np.ndarray:
-        """Per-chain test accuracy of all chains of ``w`` (gathered from every rank first, so it is one process's)."""
-        return self.engine.accuracy(self.gather(w), self.X_test, self.y_test).numpy()  # float64 on the CPU
-
-    # -- Descent-to-Delete (Neel et al. 2021), the baseline of both papers
-    def noisy_copies(self, w, *, sigma: float, C: int, key):
-        """C copies of one chain w, each plus N(0, sigma^2 I): D2D's published outputs."""
-        a, b = self.share(C)
-        if a == b:
-            return self._mine(self._empty(), a, C)
-        noise = self.engine.chain_randn(b - a, tuple(w.shape[1:]), generator=self.gen(*key), dtype=self.dtype,
-                                        first_chain=a)
-        return self._mine(w.expand((b - a,) + tuple(w.shape[1:])) + sigma * noise, a, C)
-
-    def d2d_one_shot(self, task, *, T: int, noise: dict) -> dict:
-        """One-shot D2D (docs/METHOD.md §8): noiseless GD with step 2/(L+m) is the same in every trial,
-        so one chain learns T steps on D and runs K steps on D' (``task``); each trial publishes
-        w_K + N(0, sigma_1^2 I). ``noise`` maps K -> {eps key: sigma_1}. Returns per-trial accuracies keyed
-        ``"K{K}_eps{ek}"``, and ``"learn"`` (the one learned chain)."""
-        step = self.ctx.consts.d2d_step
-        w = self.d2d_learn(T)
-        out = {"learn": self.accuracy(w)}
-        for K in sorted(noise):
-            w_K = self.advance(w, task, steps=K, sigma=0.0, eta=step, key=("d2d", K), phase="d2d",
-                               desc=f"D2D K={K}")
-            for ek, s in noise[K].items():
-                out[f"K{K}_eps{ek}"] = self.accuracy(self.noisy_copies(w_K, sigma=s, C=self.trials,
-                                                                       key=("d2d_noise", K, ek)))
-        return out
-
-    # -- removal requests
-    def removal_stream(self, sizes, *, key=("removal",)):
-        """Cumulative replacement: request s replaces sizes[s] NEW rows, earlier replacements stay.
-
-        Yields engine.Removal(rows, replaced, X', y') lazily (numpy), one dataset copy at a time.
-        """
-        return self.engine.removal_stream(self.X, self.y, list(sizes), num_classes=self.k,
-                                          generator=self.gen(*key), mode=self.ctx.args.removal)
-
-    def removal(self, S: int, *, key=("removal",)):
-        """The neighbouring dataset D' of a single request of S rows."""
-        return next(iter(self.removal_stream([S], key=key)))
 
     def stage(self, key: str, compute):
         """A resumable piece of a run: reuse the part an interrupted run saved (saying so), else compute
@@ -646,21 +500,6 @@ def sigma_table(consts, *, Ks, eps_list, S: int, bound: str = "paper") -> list[d
             rows.append({"K": int(K), "epsilon": float(eps), "sigma": sigma, "alpha": alpha,
                          "eps_achieved": achieved, "bound_name": name})
     return rows
-
-
-def d2d_output_sigma(consts, *, K: int, eps: float) -> float:
-    """D2D one-shot output noise sigma_1(I = K, eps) for these constants (docs/METHOD.md §8)."""
-    return accountant.d2d_sigma_1(I=K, eps=eps, M=consts.M, m=consts.m, n=consts.n, gamma=consts.gamma,
-                                  delta=consts.delta)
-
-
-def progress_bar(desc: str, total: int, C: int):
-    """A tqdm bar of `total` steps of C chains, on a terminal only (tqdm's disable=None: a log file
-    gets no bars); off for nothing to do, with --quiet or with UNLEARN_NO_PROGRESS=1."""
-    from tqdm.auto import tqdm
-
-    off = total == 0 or os.environ.get("UNLEARN_NO_PROGRESS") == "1" or not distributed.world().main
-    return tqdm(total=total, desc=f"{desc} [{C} chains]", unit="step", leave=False, disable=True if off else None)
 
 
 def summary_block(text: str) -> str:

@@ -9,10 +9,11 @@ would reach without noise.
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
+
+from utils import models
 
 # Held-out accuracy this close to the majority-class rate means the model predicts hardly better than a constant.
 MAJORITY_MARGIN = 0.03
@@ -28,7 +29,7 @@ def sklearn_C(*, m: float, n: int) -> float:
 def clip_never_fires(*, M: float, num_classes: int, max_row_norm: float = 1.0) -> bool:
     """True when every per-sample loss gradient has norm <= M: ||x|| |sigmoid - 1| <= ||x|| (binary),
     ||x|| ||softmax - e_y|| <= sqrt(2) ||x|| (softmax)."""
-    bound = max_row_norm * (1.0 if num_classes == 2 else math.sqrt(2.0))
+    bound = models.model_for(num_classes).smallest_unclipped_M(max_row_norm)   # G max ||x_i||
     return M >= bound * (1.0 - 1e-9)   # unit rows carry rounding error of a few ulp
 
 

@@ -13,7 +13,6 @@ import errno
 import hashlib
 import io
 import json
-import math
 import os
 import platform
 import shutil
@@ -24,6 +23,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 
 import numpy as np
+
+from utils import jsonable
 
 SCHEMA_VERSION = 1
 # The random streams' layout (utils.engine: per-chain generators); part of every resume key and cache key,
@@ -36,6 +37,8 @@ _RESUME_IGNORED = {"resume", "plan_only", "device", "gpu", "yes"}
 # Flags that change neither what a run computes nor which run it is: they do not name its folder.
 _NOT_NAMING = {"resume", "device", "gpu", "result_dir", "data_dir", "no_cache", "quiet", "name", "yes",
                "family", "multiclass", "given_flags", "S_given"}
+# Flags added after run folders were named: hashed only when set, so an older command line keeps its folder.
+_HASHED_WHEN_SET = {"paper_a_run"}
 LATEST = "latest"              # <mode>/latest: a relative symlink to the run, or a file naming it
 INCOMPLETE = "INCOMPLETE"      # present while a run folder's results are not (all) written yet
 RESULT_FILES = ("config.json", "metrics.json", "arrays.npz", "log.txt", "figure.png", "figure.pdf")
@@ -46,28 +49,8 @@ class ResultError(RuntimeError):
 
 
 # ---------------------------------------------------------------- JSON and atomic writes
-def to_jsonable(obj):
-    """Plain-Python copy of ``obj`` (numpy scalars/arrays, tuples, paths) for strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        x = float(obj)
-        # strict JSON has no inf/nan: infinity (e.g. eps at sigma = 0) is written as a string
-        return x if math.isfinite(x) else ("inf" if x > 0 else "-inf" if x < 0 else "nan")
-    if obj is None or isinstance(obj, str):
-        return obj
-    if hasattr(obj, "__fspath__"):
-        return os.fspath(obj)
-    return str(obj)
-
+# one rule for every JSON file the project writes: non-finite numbers as "inf" / "-inf" / "nan"
+to_jsonable = jsonable.to_jsonable
 
 def json_key(value) -> str:
     """Map key of a swept value: ``format(float(v), 'g')``; full batch is ``"full"``."""
@@ -391,7 +374,8 @@ def _name_value(value) -> str:
 
 def flags_hash(flags: dict) -> str:
     """8 hex digits of a hash of every flag that changes what a run computes."""
-    return cache_key({k: v for k, v in flags.items() if k not in _NOT_NAMING})[:8]
+    return cache_key({k: v for k, v in flags.items()
+                      if k not in _NOT_NAMING and not (k in _HASHED_WHEN_SET and v is None)})[:8]
 
 
 def run_name(flags: dict, *, mode: str, given=()) -> str:

@@ -22,7 +22,7 @@ import argparse
 import os
 import sys
 
-from utils import results
+from utils import jsonable, results
 
 # What the keys along an accuracy record's path in metrics.json mean, per (family, mode) and top-level
 # key, by path depth below that key; "method" defaults to the top-level key.
@@ -72,13 +72,20 @@ def _lookup(table, keys):
         if not isinstance(table, dict) or k not in table:
             return None
         table = table[k]
-    return table if isinstance(table, (int, float)) and not isinstance(table, bool) else None
+    return _as_number(table)
+
+
+def _as_number(v):
+    """A metrics value as a number: JSON numbers, and "inf" / "-inf" / "nan" (utils/jsonable.py); else None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        return None
+    return jsonable.NONFINITE.get(v) if isinstance(v, str) else v
 
 
 def _scalar(metrics, *names):
     for name in names:
-        v = metrics.get(name)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        v = _as_number(metrics.get(name))
+        if v is not None:
             return v
     return None
 
