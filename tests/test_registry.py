@@ -99,7 +99,8 @@ def test_baseline_multiclass_runs_on_a_registered_softmax_dataset(registered, tm
 
 def test_scripts_read_kind_classes_and_defaults_from_the_spec(registered):
     args = cli.parse(cli.make_parser("t", family="LMC", multiclass=True), ["--dataset", WINE])
-    assert args.lam == WINE_LAM and args.M == 2.0 and experiments.num_classes_of(args, None) == 3
+    assert args.lam is None and args.M is None                        # defaults are derived, not flags
+    assert experiments.model_defaults(args, None) == (WINE_LAM, 2.0) and experiments.num_classes_of(args, None) == 3
     args.dim = None
     assert d2d.dimension(experiments.feature_dim(args, None), num_classes=3) == 13 * 3   # D2D counts d k parameters
     with pytest.raises(cli.UsageError, match=f"--dataset {WINE} is multiclass: use baseline_multiclass.py"):
