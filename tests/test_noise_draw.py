@@ -174,3 +174,33 @@ def test_threaded_draw_under_inference_mode():
     with torch.inference_mode():
         got = drawn(5, 3, (784,), 12, F32, threads=2)
     assert torch.equal(got, reference(5, 3, (784,), 12, F32))
+
+
+class _IdlePool:
+    """A pool whose threads never start: the caller must draw every chain of the prefetched fill itself."""
+    def submit(self, fn, *args):
+        import concurrent.futures
+        done = concurrent.futures.Future()
+        done.set_result(None)
+        return done
+
+    def shutdown(self, **kwargs):
+        pass
+
+
+def test_a_caller_that_finds_the_next_fill_not_begun_draws_it_itself():
+    noise = ChainNoise(generator_for(6, "noise"), (5, 784), 43, dtype=F32, threads=2)
+    noise.pool.shutdown()
+    noise.pool = _IdlePool()
+    got = torch.stack([noise.next().clone() for _ in range(43)], dim=1)
+    assert torch.equal(got, reference(6, 5, (784,), 43, F32))
+
+
+def test_bench_times_whole_fills():
+    """bench/minibatch_orders: a timed call holds whole fills of the noise buffer (else its minimum favours calls
+    that draw nothing)."""
+    from bench.minibatch_orders import whole_fills
+    with ChainNoise(generator_for(0, "n"), (3, 784), 100, dtype=F32) as noise:
+        assert noise.unit == 20
+        assert [whole_fills(k, noise) for k in (1, 20, 21, 50)] == [20, 20, 40, 60]
+    assert whole_fills(7, None) == 7

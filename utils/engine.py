@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -169,9 +170,12 @@ class ChainNoise:
     for every C, and the same however it is drawn:
       - on CPU, k consecutive blocks of a chain may go in one randn call (NOISE_DRAW_ELEMS), which torch's
         CPU kernel makes the same numbers when a block is a multiple of 16 numbers (_randn_concatenates);
-      - ``threads`` > 0 (CPU): that many background threads draw the next blocks into a second buffer while
-        the caller uses the current one, the chains split into contiguous slices, one thread per slice; each
-        generator is used by one thread at a time and in order (a draw starts after the previous one ended).
+      - ``threads`` > 0 (CPU): that many background threads draw the next blocks of every chain into a second
+        buffer while the caller uses the current one (torch releases the GIL in randn). They take chains one
+        at a time from a shared counter; a caller that reaches the next blocks before they are done draws the
+        chains left itself, so it never sleeps while there is drawing to do (on a machine whose cores are
+        busy, the threads may get no core for milliseconds). Each generator is used by one thread per fill,
+        and a fill starts after the previous one ended, so every chain's draws keep their order.
     Threads are released by ``close()`` (or ``with ChainNoise(...) as noise:``).
     """
 
@@ -194,8 +198,7 @@ class ChainNoise:
         self.min_tail = -(-16 // per)  # a shorter last block is a call of its own (randn's small-size path)
         size = (C, min(self.unit, max(self.left, 1)), *self.shape[1:])
         self.bufs = [torch.empty(size, device=generator.device, dtype=dtype) for _ in range(buffers)]
-        self.slices = [(C * i // threads, C * (i + 1) // threads) for i in range(threads)]
-        self.pool = None
+        self.threads, self.pool = threads, None
         if threads:
             import concurrent.futures
             self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="ChainNoise")
@@ -204,36 +207,44 @@ class ChainNoise:
 
     def next(self) -> torch.Tensor:
         if self.t == self.filled:
-            if self.ahead is not None:  # the prefetched fill of the other buffer
-                futures, u = self.ahead
+            if self.ahead is not None:  # the fill of the other buffer, begun by the threads
+                fill, futures = self.ahead
                 self.ahead = None
+                self._draw(fill)  # the chains no thread has taken yet
                 for f in futures:
                     f.result()
                 self.cur = 1 - self.cur
             else:
                 if self.left <= 0:
                     raise ValueError("ChainNoise: every update's noise was already drawn")
-                u = min(self.unit, self.left)
-                self.left -= u
-                self._fill(self.bufs[self.cur], u, 0, len(self.gens))
-            self.t, self.filled = 0, u
+                fill = self._fill(self.bufs[self.cur])
+                self._draw(fill)
+            self.t, self.filled = 0, fill.u
             if self.pool is not None and self.left > 0:
-                u = min(self.unit, self.left)
-                self.left -= u
-                buf = self.bufs[1 - self.cur]
-                self.ahead = ([self.pool.submit(self._fill, buf, u, a, z) for a, z in self.slices], u)
+                fill = self._fill(self.bufs[1 - self.cur])
+                self.ahead = (fill, [self.pool.submit(self._draw, fill) for _ in range(self.threads)])
         self.t += 1
         return self.bufs[self.cur][:, self.t - 1]
 
-    def _fill(self, buf: torch.Tensor, u: int, a: int, z: int) -> None:
-        """Updates 0..u-1 of buf for chains a..z-1: whole blocks (and a tail of >= 16 numbers) in one call."""
-        tail = u % self.block if self.unit > self.block else 0
-        head = u - tail if 0 < tail < self.min_tail and u > tail else u
+    def _fill(self, buf: torch.Tensor) -> "_Fill":
+        """The next min(unit, left) updates of every chain, to be drawn into buf."""
+        u = min(self.unit, self.left)
+        self.left -= u
+        return _Fill(buf, u, itertools.count(), len(self.gens))
+
+    def _draw(self, fill: "_Fill") -> None:
+        """Draw the chains of `fill` not yet taken, one at a time (next() on itertools.count is atomic in
+        CPython). Per chain: whole blocks, and a last block of >= 16 numbers, in one call."""
+        tail = fill.u % self.block if self.unit > self.block else 0
+        head = fill.u - tail if 0 < tail < self.min_tail and fill.u > tail else fill.u
+        rest = self.shape[1:]
         with torch.inference_mode(self.inference):
-            for c in range(a, z):
-                torch.randn((head, *self.shape[1:]), generator=self.gens[c], out=buf[c, :head])
-                if head < u:
-                    torch.randn((u - head, *self.shape[1:]), generator=self.gens[c], out=buf[c, head:u])
+            for c in fill.chains:
+                if c >= fill.C:
+                    return
+                torch.randn((head, *rest), generator=self.gens[c], out=fill.buf[c, :head])
+                if head < fill.u:
+                    torch.randn((fill.u - head, *rest), generator=self.gens[c], out=fill.buf[c, head:fill.u])
 
     def close(self) -> None:
         """Wait for a draw in progress and release the threads (the stream cannot go on after this)."""
@@ -246,6 +257,13 @@ class ChainNoise:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _Fill(NamedTuple):
+    buf: torch.Tensor  # (C, >= u, ...) buffer drawn into
+    u: int  # updates of every chain
+    chains: Iterator[int]  # the next chain to draw, shared by the threads drawing this fill
+    C: int
 
 
 @functools.lru_cache(maxsize=None)
