@@ -135,6 +135,11 @@ def step_ratio(r: dict) -> float:
     return common.ratio(r["per_chain plain"] - r["noise plain"], r["shared plain"] - r["noise plain"])
 
 
+CLOCKS = {"wall": (time.perf_counter, "wall clock"),
+          "cpu": (time.process_time, "CPU time of this process, all threads (--clock cpu)"),
+          "thread": (time.thread_time, "CPU time of the calling thread alone (--clock thread)")}
+
+
 def _sizes(text: str, name: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(v) for v in text.split(","))
@@ -157,9 +162,12 @@ def main(argv=None) -> int:
                         help="torch threads (default torch's own); 1 gives steadier figures on a machine shared "
                              "with other jobs, where waiting OpenMP threads dominate, but leaves the noise draw "
                              "in the calling thread (engine.NOISE_THREADS needs torch threads > 1)")
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="wall (default) or cpu: this process's CPU time (all its threads), the work done, "
-                             "which a machine shared with other jobs does not inflate (meaningful with --threads 1)")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="wall (default); cpu: this process's CPU time (all its threads), the work done, "
+                             "which a machine shared with other jobs does not inflate (meaningful with --threads 1); "
+                             "thread: the CPU time of the calling thread alone, what an update takes in wall "
+                             "clock when its noise threads have cores of their own and keep up (the noise "
+                             "columns say whether they can)")
     parser.add_argument("--stat", choices=("min", "median"), default="min",
                         help="summary of the interleaved repeats: min (default, the least disturbed) or median")
     args = parser.parse_args(argv)
@@ -169,7 +177,7 @@ def main(argv=None) -> int:
         if args.threads < 1:
             parser.error(f"--threads must be an integer >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    clock = CLOCKS[args.clock][0]
     stat = min if args.stat == "min" else statistics.median
     chains = args.chains or (CHAINS_FULL if args.full else CHAINS_QUICK)
     report = common.Report("minibatch_orders: per-chain vs grouped vs shared batch orders")
@@ -184,7 +192,7 @@ def main(argv=None) -> int:
                 f"when engine.MINIBATCH_ONEDNN finds it: {'yes' if engine._onednn_linear_op() is not None else 'no'})"
                 f"; 'noise' / 'noise plain' = one update's noise drawn alone in the calling thread, merged / plain. "
                 f"{args.stat.capitalize()} over interleaved repeats of the "
-                f"{'wall clock' if args.clock == 'wall' else 'CPU time of this process (--clock cpu)'}; "
+                f"{CLOCKS[args.clock][1]}; "
                 f"load average at the start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.")
     report.line()
     rows, headline = [], {}
