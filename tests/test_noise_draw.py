@@ -204,3 +204,17 @@ def test_bench_times_whole_fills():
         assert noise.unit == 20
         assert [whole_fills(k, noise) for k in (1, 20, 21, 50)] == [20, 20, 40, 60]
     assert whole_fills(7, None) == 7
+
+
+def test_bad_thread_counts_are_refused_in_one_line():
+    for bad in (-1, 1.5, "2"):
+        with pytest.raises(ValueError, match="threads"):
+            ChainNoise(generator_for(0, "n"), (2, 3), 5, dtype=F32, threads=bad)
+
+
+def test_bench_size_lists_are_checked():
+    from bench import minibatch_orders as mb
+    assert mb._sizes("32,128", "--batches") == (32, 128)
+    for bad in ("", "0", "12,x", "-3"):
+        with pytest.raises(Exception, match="--batches must be comma-separated integers >= 1"):
+            mb._sizes(bad, "--batches")
