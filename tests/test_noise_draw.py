@@ -116,20 +116,23 @@ def test_a_run_with_noise_threads_equals_one_without_bit_for_bit(monkeypatch, k,
     real = engine.ChainNoise
 
     def spy(*args, **kwargs):
-        made.append(kwargs.get("threads", 0))
-        return real(*args, **kwargs)
+        made.append(real(*args, **kwargs))
+        return made[-1]
     monkeypatch.setattr(engine, "ChainNoise", spy)
-    kw = dict(steps=9, eta=0.5, sigma=0.1, m=0.2, M=0.5 if k == 2 else 2.0, batch_size=batch_size, perms=perms)
+    # 300 updates: several blocks of 64 (this chain size), so the threads do draw ahead
+    steps = 300 // (task.n // (batch_size or task.n))
+    kw = dict(steps=steps, eta=0.5, sigma=0.1, m=0.2, M=0.5 if k == 2 else 2.0, batch_size=batch_size, perms=perms)
     runs = {}
-    for threads, torch_threads, elems in ((0, 1, 0), (2, 2, engine.NOISE_DRAW_ELEMS), (2, 3, 1 << 16)):
+    for threads, torch_threads, elems in ((0, 1, 0), (2, 2, 0), (2, 3, 0), (2, 2, engine.NOISE_DRAW_ELEMS)):
         monkeypatch.setattr(engine, "NOISE_THREADS", threads)
         monkeypatch.setattr(engine, "NOISE_DRAW_ELEMS", elems)
         torch.set_num_threads(torch_threads)
-        runs[threads, torch_threads] = run_chains(w0, task, generator=generator_for(4, "n"), **kw)
+        runs[threads, torch_threads, elems] = run_chains(w0, task, generator=generator_for(4, "n"), **kw)
     torch.set_num_threads(1)
-    assert made == [0, 1, 2]          # no threads, then torch's threads - 1 of them (the update runs on one)
+    # no threads, then torch's threads - 1 of them (the update runs on one), drawing ahead
+    assert [n.threads for n in made] == [0, 1, 2, 1] and [n.fills_ahead > 0 for n in made] == [False, True, True, False]
     for key, w in runs.items():
-        assert torch.equal(w, runs[0, 1]), key
+        assert torch.equal(w, runs[0, 1, 0]), key
 
 
 def test_noise_threads_never_exceed_what_torch_allows(monkeypatch):
@@ -218,3 +221,24 @@ def test_bench_size_lists_are_checked():
     for bad in ("", "0", "12,x", "-3"):
         with pytest.raises(Exception, match="--batches must be comma-separated integers >= 1"):
             mb._sizes(bad, "--batches")
+
+
+@pytest.mark.parametrize("name", ["main_sgd_sigma"])  # the golden case whose runs are longer than one block
+def test_scripts_with_noise_threads_reproduce_their_golden_arrays(monkeypatch, tmp_path, name):
+    """tests/test_golden's fixed-seed script run, but with torch at 2 threads, so that the (small, one-thread)
+    updates have their noise drawn ahead by a background thread: the same arrays and metrics as kept before."""
+    from tests import golden_runs
+    from tests.test_golden import _compare
+    made = []
+    real_noise, real_set = engine.ChainNoise, torch.set_num_threads
+    monkeypatch.setattr(engine, "ChainNoise", lambda *a, **kw: (made.append(real_noise(*a, **kw)), made[-1])[1])
+    monkeypatch.setattr(engine, "NOISE_DRAW_ELEMS", 0)  # DIGITS' runs are short: unmerged blocks, so fills ahead
+    real_set(2)
+    monkeypatch.setattr(torch, "set_num_threads", lambda k: real_set(max(k, 2)))  # golden_runs asks for 1
+    try:
+        got = golden_runs.run(name, str(tmp_path))
+    finally:
+        monkeypatch.undo()
+        torch.set_num_threads(1)
+    assert made and {n.threads for n in made} <= {0, 1} and sum(n.fills_ahead for n in made) > 0
+    _compare(name, got)

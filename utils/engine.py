@@ -204,6 +204,7 @@ class ChainNoise:
             self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="ChainNoise")
         self.inference = torch.is_inference_mode_enabled()  # thread-local: the workers write the same buffers
         self.cur, self.ahead, self.t, self.filled = 0, None, 0, 0
+        self.fills_ahead = 0  # fills begun by the threads (a count for tests and benchmarks)
 
     def next(self) -> torch.Tensor:
         if self.t == self.filled:
@@ -223,6 +224,7 @@ class ChainNoise:
             if self.pool is not None and self.left > 0:
                 fill = self._fill(self.bufs[1 - self.cur])
                 self.ahead = (fill, [self.pool.submit(self._draw, fill) for _ in range(self.threads)])
+                self.fills_ahead += 1
         self.t += 1
         return self.bufs[self.cur][:, self.t - 1]
 
