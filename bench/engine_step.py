@@ -107,12 +107,8 @@ def minibatch_updates(task, w, perms, *, batch: int, eta: float, sigma: float, m
     if std > 0:
         with engine._threads_for(task.device, work, engine.MINIBATCH_SINGLE_THREAD_WORK) as spare:
             threads = min(engine.NOISE_THREADS, spare) if noise_draw == "engine" else 0
-        merge = engine.NOISE_DRAW_ELEMS
-        engine.NOISE_DRAW_ELEMS = merge if noise_draw == "engine" else 0
-        try:
-            noise = engine.ChainNoise(generator, tuple(w.shape), updates, dtype=task.dtype, threads=threads)
-        finally:
-            engine.NOISE_DRAW_ELEMS = merge
+        noise = engine.ChainNoise(generator, tuple(w.shape), updates, dtype=task.dtype, threads=threads,
+                                  merge=noise_draw == "engine")
 
     def call(j0: int = 0, count: int = 1):
         with engine._threads_for(task.device, work, engine.MINIBATCH_SINGLE_THREAD_WORK):  # run_chains' policy

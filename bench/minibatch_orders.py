@@ -66,16 +66,10 @@ def shared_products(task, C: int, b: int):
 
 
 def noise_draws(task, C: int, *, plain: bool):
-    """One update's noise for C chains as run_chains draws it in the calling thread (merged calls), or plainly
-    (one block a call, the draw before issue 21's noise change): call() draws the next update's."""
-    merge = engine.NOISE_DRAW_ELEMS
-    engine.NOISE_DRAW_ELEMS = 0 if plain else merge
-    try:
-        noise = engine.ChainNoise(engine.generator_for(0, "noise-alone"), task.weight_shape(C), 1 << 20,
-                                  dtype=task.dtype)
-    finally:
-        engine.NOISE_DRAW_ELEMS = merge
-    return noise
+    """The noise of C chains as run_chains draws it in the calling thread (merged calls), or plainly (one
+    block a call, the draw before issue 21's noise change): its next() draws the next update's."""
+    return engine.ChainNoise(engine.generator_for(0, "noise-alone"), task.weight_shape(C), 1 << 20,
+                             dtype=task.dtype, merge=not plain)
 
 
 def whole_fills(k: int, noise) -> int:

@@ -62,6 +62,13 @@ def test_merge_sizes_and_memory_caps_change_no_number(monkeypatch, elems, cap):
         assert torch.equal(drawn(2, 4, per_shape, updates, F32, threads=2), reference(2, 4, per_shape, updates, F32))
 
 
+def test_merge_false_is_the_plain_draw():
+    with ChainNoise(generator_for(2, "noise"), (4, 784), 23, dtype=F32, merge=False, threads=1) as noise:
+        assert noise.unit == 5
+        got = torch.stack([noise.next().clone() for _ in range(23)], dim=1)
+    assert torch.equal(got, reference(2, 4, (784,), 23, F32))
+
+
 def test_merging_and_prefetch_are_actually_on_where_allowed(monkeypatch):
     """The cases above exercise merged calls and two buffers (else they would test nothing new)."""
     with ChainNoise(generator_for(0, "n"), (5, 784), 100, dtype=F32, threads=2) as noise:

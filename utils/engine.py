@@ -168,8 +168,9 @@ class ChainNoise:
     noise_block(one chain's size) (the last block shorter); ``next()`` returns the (C, ...) noise of the
     next update, a view of a buffer, valid until the following ``next()``. The stream of chain c is the same
     for every C, and the same however it is drawn:
-      - on CPU, k consecutive blocks of a chain may go in one randn call (NOISE_DRAW_ELEMS), which torch's
-        CPU kernel makes the same numbers when a block is a multiple of 16 numbers (_randn_concatenates);
+      - on CPU, k consecutive blocks of a chain may go in one randn call (NOISE_DRAW_ELEMS; ``merge=False``:
+        one block a call), which torch's CPU kernel makes the same numbers when a block is a multiple of 16
+        numbers (_randn_concatenates);
       - ``threads`` > 0 (CPU): that many background threads draw the next blocks of every chain into a second
         buffer while the caller uses the current one (torch releases the GIL in randn). They take chains one
         at a time from a shared counter; a caller that reaches the next blocks before they are done draws the
@@ -180,7 +181,7 @@ class ChainNoise:
     """
 
     def __init__(self, generator: torch.Generator, shape: tuple[int, ...], updates: int, *, dtype,
-                 first_chain: int = 0, threads: int = 0):
+                 first_chain: int = 0, threads: int = 0, merge: bool = True):
         self.shape, self.left = tuple(shape), _nonnegative_int("updates", updates)
         threads = _nonnegative_int("threads", threads)
         dtype = resolve_dtype(dtype)
@@ -191,7 +192,7 @@ class ChainNoise:
         block_bytes = C * self.block * per * dtype.itemsize  # one block of every chain: the buffer without both
         threads = min(threads, C) if cpu and self.left > self.block and block_bytes <= NOISE_BUFFER_BYTES else 0
         buffers = 2 if threads else 1
-        merge = cpu and (self.block * per) % 16 == 0 and _randn_concatenates(dtype)
+        merge = merge and cpu and (self.block * per) % 16 == 0 and _randn_concatenates(dtype)
         k = max(1, min(NOISE_DRAW_ELEMS // (self.block * per),
                        (NOISE_BUFFER_BYTES // block_bytes + 1) // buffers)) if merge else 1
         self.unit = k * self.block  # updates per fill of a buffer
