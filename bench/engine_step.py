@@ -85,27 +85,37 @@ def engine_call(task, C: int, consts):
 
 
 def minibatch_updates(task, w, perms, *, batch: int, eta: float, sigma: float, m: float, M: float, generator,
-                      updates: int = 1 << 20):
+                      updates: int = 1 << 20, noise_draw: str = "engine"):
     """run_chains' mini-batch loop, one update at a time: call(j0, count) runs updates j0..j0+count-1.
 
     An epoch of C = 1000 chains is n/b = 93 updates (tens of seconds), so the benchmark reaches into the
     engine's per-update step to time a few of them; tests check that a whole epoch of this loop equals
-    run_chains. Returns (call, weights) with weights() the current (C, ...) weights.
+    run_chains. Returns (call, weights) with weights() the current (C, ...) weights. noise_draw: "engine"
+    (run_chains' draw: merged calls, background threads as its policy allows) or "plain" (one block per call
+    in the calling thread, as before issue 21's noise change): the same numbers either way.
     """
+    if noise_draw not in ("engine", "plain"):
+        raise ValueError(f"noise_draw must be 'engine' or 'plain', got {noise_draw!r}")
     C, n = w.shape[0], task.n
     state = w.detach().clone().contiguous()
     blocks = engine._perm_blocks(perms, C, n, batch, task.device)
     chains = engine._mini_batch_chains(state, task, blocks, eta=eta, m=m, M=M)
     std = math.sqrt(2.0 * eta) * sigma
-    # each chain's own noise stream, as run_chains draws it for `updates` updates
-    noise = engine.ChainNoise(generator, tuple(w.shape), updates, dtype=task.dtype) if std > 0 else None
     work = batch * task.d * C * task.width
+    # each chain's own noise stream, as run_chains draws it for `updates` updates
+    noise = None
+    if std > 0:
+        with engine._threads_for(task.device, work, engine.MINIBATCH_SINGLE_THREAD_WORK) as spare:
+            threads = min(engine.NOISE_THREADS, spare) if noise_draw == "engine" else 0
+        noise = engine.ChainNoise(generator, tuple(w.shape), updates, dtype=task.dtype, threads=threads,
+                                  merge=noise_draw == "engine")
 
     def call(j0: int = 0, count: int = 1):
         with engine._threads_for(task.device, work, engine.MINIBATCH_SINGLE_THREAD_WORK):  # run_chains' policy
             for j in range(j0, j0 + count):
                 engine._update(chains, j % (n // batch), noise, std, 0.0)
 
+    call.noise = noise  # its draw: a benchmark times whole fills (noise.unit updates)
     return call, lambda: engine._assemble(chains)
 
 

@@ -203,8 +203,9 @@ def test_bench_orders_and_measure_run_on_a_small_problem():
     p = common.random_problem(N, D, 3, seed=1, n_test=5)
     task = engine.to_task(p.X, p.y, 3)
     r = mb.measure(task, 20, 8, mb.constants(task.n, task.k), budget=0.01)
-    assert set(r) == {"per_chain", "G=10", "shared", "products", "noise", "repeats"}
-    assert all(r[k] > 0 for k in r)
+    assert set(r) == {"per_chain", "G=10", "shared", "per_chain plain", "shared plain", "products", "noise",
+                      "noise plain", "noise threads", "repeats"}
+    assert all(r[k] > 0 for k in r if k != "noise threads") and r["noise threads"] == 0   # tests: one torch thread
 
 
 def test_mini_batch_updates_below_the_limit_run_on_one_thread(monkeypatch):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -58,6 +59,17 @@ MATMUL = "auto"
 # fit in NOISE_BLOCK_ELEMS numbers; both depend only on one chain's size, never on the number of chains C.
 NOISE_BLOCK_ELEMS = 1 << 12
 MAX_NOISE_BLOCK = 64
+# How ChainNoise draws those blocks on CPU; neither setting changes any chain's numbers (see ChainNoise).
+# Consecutive blocks of a chain go in one randn call of up to NOISE_DRAW_ELEMS numbers when torch's CPU kernel
+# makes that the same draw (_randn_concatenates): the per-call overhead is then paid less often (one FASHION
+# chain, 100 chains in turn: 3.0 ns per number at 3920 numbers a call, 2.65 at 15680). 0: one block a call.
+NOISE_DRAW_ELEMS = 1 << 14
+# Background threads drawing the next blocks while the update computes (CPU, and only while the update runs on
+# one thread: at most torch.get_num_threads() - 1 of them, so a run never uses more threads than torch is
+# allowed; with torch at one thread, as in the tests, the noise is drawn in the calling thread). 0: never.
+NOISE_THREADS = 2
+# Bytes the noise buffers of one run may take beyond one block of every chain (merged draws, prefetch buffer).
+NOISE_BUFFER_BYTES = 64 << 20
 # Part of every learned-chain cache key and resume key (kept torch-free in utils.results).
 STREAMS_VERSION = results.STREAMS_VERSION
 
@@ -155,28 +167,122 @@ class ChainNoise:
 
     Chain c draws blocks ``torch.randn((B, *shape[1:]))`` from chain_generators(generator, C)[c], B =
     noise_block(one chain's size) (the last block shorter); ``next()`` returns the (C, ...) noise of the
-    next update, a view of the block buffer. The stream of chain c is the same for every C.
+    next update, a view of a buffer, valid until the following ``next()``. The stream of chain c is the same
+    for every C, and the same however it is drawn:
+      - on CPU, k consecutive blocks of a chain may go in one randn call (NOISE_DRAW_ELEMS; ``merge=False``:
+        one block a call), which torch's CPU kernel makes the same numbers when a block is a multiple of 16
+        numbers (_randn_concatenates);
+      - ``threads`` > 0 (CPU): that many background threads draw the next blocks of every chain into a second
+        buffer while the caller uses the current one (torch releases the GIL in randn). They take chains one
+        at a time from a shared counter; a caller that reaches the next blocks before they are done draws the
+        chains left itself, so it never sleeps while there is drawing to do (on a machine whose cores are
+        busy, the threads may get no core for milliseconds). Each generator is used by one thread per fill,
+        and a fill starts after the previous one ended, so every chain's draws keep their order.
+    Threads are released by ``close()`` (or ``with ChainNoise(...) as noise:``).
     """
 
     def __init__(self, generator: torch.Generator, shape: tuple[int, ...], updates: int, *, dtype,
-                 first_chain: int = 0):
+                 first_chain: int = 0, threads: int = 0, merge: bool = True):
         self.shape, self.left = tuple(shape), _nonnegative_int("updates", updates)
-        self.gens = chain_generators(generator, self.shape[0], first_chain=first_chain)
-        self.block = noise_block(math.prod(self.shape[1:]))
-        self.buf = torch.empty((self.shape[0], min(self.block, max(self.left, 1)), *self.shape[1:]),
-                               device=generator.device, dtype=resolve_dtype(dtype))
-        self.t = self.filled = 0
+        threads = _nonnegative_int("threads", threads)
+        dtype = resolve_dtype(dtype)
+        C, per = self.shape[0], math.prod(self.shape[1:])
+        self.gens = chain_generators(generator, C, first_chain=first_chain)
+        self.block = noise_block(per)
+        cpu = generator.device.type == "cpu"
+        block_bytes = C * self.block * per * dtype.itemsize  # one block of every chain: the buffer without both
+        threads = min(threads, C) if cpu and self.left > self.block and block_bytes <= NOISE_BUFFER_BYTES else 0
+        buffers = 2 if threads else 1
+        merge = merge and cpu and (self.block * per) % 16 == 0 and _randn_concatenates(dtype)
+        k = max(1, min(NOISE_DRAW_ELEMS // (self.block * per),
+                       (NOISE_BUFFER_BYTES // block_bytes + 1) // buffers)) if merge else 1
+        self.unit = k * self.block  # updates per fill of a buffer
+        self.min_tail = -(-16 // per)  # a shorter last block is a call of its own (randn's small-size path)
+        size = (C, min(self.unit, max(self.left, 1)), *self.shape[1:])
+        self.bufs = [torch.empty(size, device=generator.device, dtype=dtype) for _ in range(buffers)]
+        self.threads, self.pool = threads, None
+        if threads:
+            import concurrent.futures
+            self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="ChainNoise")
+        self.inference = torch.is_inference_mode_enabled()  # thread-local: the workers write the same buffers
+        self.cur, self.ahead, self.t, self.filled = 0, None, 0, 0
+        self.fills_ahead = 0  # fills begun by the threads (a count for tests and benchmarks)
 
     def next(self) -> torch.Tensor:
         if self.t == self.filled:
-            if self.left <= 0:
-                raise ValueError("ChainNoise: every update's noise was already drawn")
-            B = min(self.block, self.left)
-            for c, g in enumerate(self.gens):
-                torch.randn((B, *self.shape[1:]), generator=g, out=self.buf[c, :B])
-            self.t, self.filled, self.left = 0, B, self.left - B
+            if self.ahead is not None:  # the fill of the other buffer, begun by the threads
+                fill, futures = self.ahead
+                self.ahead = None
+                self._draw(fill)  # the chains no thread has taken yet
+                for f in futures:
+                    f.result()
+                self.cur = 1 - self.cur
+            else:
+                if self.left <= 0:
+                    raise ValueError("ChainNoise: every update's noise was already drawn")
+                fill = self._fill(self.bufs[self.cur])
+                self._draw(fill)
+            self.t, self.filled = 0, fill.u
+            if self.pool is not None and self.left > 0:
+                fill = self._fill(self.bufs[1 - self.cur])
+                self.ahead = (fill, [self.pool.submit(self._draw, fill) for _ in range(self.threads)])
+                self.fills_ahead += 1
         self.t += 1
-        return self.buf[:, self.t - 1]
+        return self.bufs[self.cur][:, self.t - 1]
+
+    def _fill(self, buf: torch.Tensor) -> "_Fill":
+        """The next min(unit, left) updates of every chain, to be drawn into buf."""
+        u = min(self.unit, self.left)
+        self.left -= u
+        return _Fill(buf, u, itertools.count(), len(self.gens))
+
+    def _draw(self, fill: "_Fill") -> None:
+        """Draw the chains of `fill` not yet taken, one at a time (next() on itertools.count is atomic in
+        CPython). Per chain: whole blocks, and a last block of >= 16 numbers, in one call."""
+        tail = fill.u % self.block if self.unit > self.block else 0
+        head = fill.u - tail if 0 < tail < self.min_tail and fill.u > tail else fill.u
+        rest = self.shape[1:]
+        with torch.inference_mode(self.inference):
+            for c in fill.chains:
+                if c >= fill.C:
+                    return
+                torch.randn((head, *rest), generator=self.gens[c], out=fill.buf[c, :head])
+                if head < fill.u:
+                    torch.randn((fill.u - head, *rest), generator=self.gens[c], out=fill.buf[c, head:fill.u])
+
+    def close(self) -> None:
+        """Wait for a draw in progress and release the threads (the stream cannot go on after this)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool, self.ahead, self.left = None, None, 0
+
+    def __enter__(self) -> "ChainNoise":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _Fill(NamedTuple):
+    buf: torch.Tensor  # (C, >= u, ...) buffer drawn into
+    u: int  # updates of every chain
+    chains: Iterator[int]  # the next chain to draw, shared by the threads drawing this fill
+    C: int
+
+
+@functools.lru_cache(maxsize=None)
+def _randn_concatenates(dtype: torch.dtype) -> bool:
+    """Whether CPU randn of a (a multiple of 16) numbers then of s >= 16 from one generator gives exactly randn
+    of a + s. True of torch's CPU kernel (uniforms drawn in order, Box-Muller on groups of 16, a size not a
+    multiple of 16 redraws its last 16); checked once per dtype, as ChainNoise's merged draws rely on it."""
+    for a, s in ((16, 16), (48, 23), (3920, 3920), (32, 785)):
+        one, two = torch.Generator().manual_seed(a + s), torch.Generator().manual_seed(a + s)
+        parts = torch.cat([torch.randn(a, generator=one, dtype=dtype), torch.randn(s, generator=one, dtype=dtype)])
+        if not torch.equal(parts, torch.randn(a + s, generator=two, dtype=dtype)):
+            return False
+        if not torch.equal(torch.randn(5, generator=one, dtype=dtype), torch.randn(5, generator=two, dtype=dtype)):
+            return False
+    return True
 
 
 # ----------------------------------------------------------------------------- data on the device
@@ -421,24 +527,27 @@ def run_chains(w, task: Task, *, steps, eta, sigma, m, M, R=0.0, batch_size=None
         chains = _mini_batch_chains(state, task, orders, eta=eta, m=m, M=M)
     updates_per_epoch = task.n // b
     std = math.sqrt(2.0 * eta) * sigma
-    noise = ChainNoise(generator, shape, steps * updates_per_epoch, dtype=task.dtype,
-                       first_chain=first_chain) if std > 0 and steps else None
     limit = SINGLE_THREAD_WORK if b == task.n else MINIBATCH_SINGLE_THREAD_WORK
-    with _threads_for(task.device, b * task.d * C * task.width, limit):
-        _loop(chains, steps, updates_per_epoch, noise, std, R, progress, eta, m)
+    with _threads_for(task.device, b * task.d * C * task.width, limit) as spare:
+        noise = ChainNoise(generator, shape, steps * updates_per_epoch, dtype=task.dtype, first_chain=first_chain,
+                           threads=min(NOISE_THREADS, spare)) if std > 0 and steps else None
+        with noise or contextlib.nullcontext():
+            _loop(chains, steps, updates_per_epoch, noise, std, R, progress, eta, m)
     return _assemble(chains)
 
 
 @contextlib.contextmanager
 def _threads_for(device: torch.device, work: int, limit: int | None = None):
     """One torch thread for CPU updates below `limit` multiply-adds (SINGLE_THREAD_WORK by default; mini-batch
-    steps: MINIBATCH_SINGLE_THREAD_WORK); the thread count is restored after."""
+    steps: MINIBATCH_SINGLE_THREAD_WORK); the thread count is restored after. Yields the threads torch allows
+    beyond the update's (torch.get_num_threads() - 1 for a one-thread update, else 0): ChainNoise's."""
     before = torch.get_num_threads()
-    small = device.type == "cpu" and work < (SINGLE_THREAD_WORK if limit is None else limit) and before > 1
+    single = device.type == "cpu" and work < (SINGLE_THREAD_WORK if limit is None else limit)
+    small = single and before > 1
     if small:
         torch.set_num_threads(1)
     try:
-        yield
+        yield before - 1 if single else 0
     finally:
         if small:
             torch.set_num_threads(before)
