@@ -30,7 +30,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from utils import accountant, bounds, cli, data, distributed, forecast, jsonable, models, reference, results, tabular
+from utils import accountant, bounds, checks, cli, data, distributed, forecast, jsonable, models, reference, results
+from utils import tabular
 from utils import state as statefile
 from utils.experiments import describe_constants, progress_bar, summary_stats
 from utils.state import StateError
@@ -204,10 +205,7 @@ def _batch(batch_size, n: int):
     """None for full batch, else b (which must divide n: PNSGD epochs)."""
     if batch_size == "full" or batch_size == n:
         return None
-    if batch_size > n or n % batch_size:
-        raise cli.UsageError(f"--batch_size {batch_size} does not divide n={n} "
-                             "(allowed: full, or a mini-batch size dividing n)")
-    return int(batch_size)
+    return checks.divisor("--batch_size", batch_size, n=n)   # or "full"
 
 
 def constants_of(meta) -> accountant.Constants:
@@ -296,8 +294,7 @@ def cmd_learn(args) -> int:
                           test_fraction=args.test_fraction, split_seed=args.split_seed, bias=args.bias,
                           standardize=args.standardize)
     ds, ids, prep = loaded.dataset, loaded.ids, loaded.preprocessing
-    if args.request_size >= ds.n:
-        raise cli.UsageError(f"--request_size {args.request_size} is not allowed (allowed: 1 .. n-1 = {ds.n - 1})")
+    checks.integer("--request_size", args.request_size, lo=1, hi=ds.n - 1)   # S < n (docs/METHOD.md §1.1)
     b = _batch(args.batch_size, ds.n)
     lam = args.m / ds.n if args.m is not None else (ds.default_lam if args.lam is None else args.lam)
     model = models.model_for(ds.num_classes)
@@ -600,10 +597,8 @@ def cmd_export(args) -> int:
     C = st.arrays["w"].shape[0]
     chains = [int(i) for i in args.chain]
     for i in chains:
-        if i >= C:
-            raise StateError(f"--chain {i} does not exist (allowed: 0..{C - 1})")
-    if len(set(chains)) != len(chains):
-        raise cli.UsageError(f"--chain {' '.join(map(str, chains))} repeats a chain (allowed: distinct chains)")
+        checks.integer("--chain", i, lo=0, hi=C - 1)   # the state's chains 0 .. C-1
+    checks.distinct("--chain", chains)
     meta, ds = st.meta, st.meta["dataset"]
     cert = jsonable.numbers(meta["requests"][-1]["certificate"]) if meta["requests"] else None
     if cert is not None:

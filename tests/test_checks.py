@@ -76,3 +76,18 @@ def test_the_engine_uses_these_checks():
     engine = pytest.importorskip("utils.engine")
     with pytest.raises(ValueError, match=r"^C=0 is not allowed \(allowed: an integer >= 1\)$"):
         engine.share_orders(np.zeros((1, 4), dtype=np.int64), 0, 1)
+
+
+def test_integer_range_divisor_and_distinct_name_the_value_and_what_is_allowed():
+    from utils import checks
+
+    assert checks.integer("--chain", 7, lo=0, hi=7) == 7 and checks.integer("k", 0, lo=0, hi=0) == 0
+    with pytest.raises(ValueError, match=r"^--chain=8 is not allowed \(allowed: an integer 0 \.\. 7\)$"):
+        checks.integer("--chain", 8, lo=0, hi=7)
+    assert [checks.divisor("b", b, n=12) for b in (1, 2, 3, 4, 6, 12)] == [1, 2, 3, 4, 6, 12]
+    for bad in (5, 7, 24, 0):
+        with pytest.raises(ValueError, match=rf"^b={bad} is not allowed"):
+            checks.divisor("b", bad, n=12)
+    assert checks.distinct("--eps", [1, 2.5]) == [1, 2.5]
+    with pytest.raises(ValueError, match=r"^--eps 0.1 0.10 repeats a value \(allowed: distinct values\)$"):
+        checks.distinct("--eps", ["0.1", "0.10"], key=float)

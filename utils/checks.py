@@ -65,16 +65,16 @@ def probability(name: str, value) -> float:
     return x
 
 
-def integer(name: str, value, *, lo: int) -> int:
-    """An integer >= lo; a whole float (3.0) counts as its integer, 2.5 does not."""
-    allowed = f"an integer >= {lo}"
+def integer(name: str, value, *, lo: int, hi: int | None = None) -> int:
+    """An integer >= lo (and <= hi when given); a whole float (3.0) counts as its integer, 2.5 does not."""
+    allowed = f"an integer >= {lo}" if hi is None else f"an integer {lo} .. {hi}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise refuse(name, value, allowed)
     if not isinstance(value, numbers.Integral):
         if not (math.isfinite(float(value)) and float(value).is_integer()):
             raise refuse(name, value, allowed)
         value = int(value)
-    if value < lo:
+    if value < lo or (hi is not None and value > hi):
         raise refuse(name, value, allowed)
     return int(value)
 
@@ -95,3 +95,20 @@ def choice(name: str, value, allowed: Iterable):
     if value not in allowed:
         raise refuse(name, value, ", ".join(map(repr, allowed)))
     return value
+
+
+def divisor(name: str, value, *, n: int, what: str = "n") -> int:
+    """An integer 1 .. n dividing n (a mini-batch size: PNSGD epochs are n / b whole updates)."""
+    b = integer(name, value, lo=1)
+    if b > n or n % b:
+        raise refuse(name, b, f"an integer dividing {what}={n}")
+    return b
+
+
+def distinct(name: str, values, *, key=None) -> list:
+    """A list naming each value once; ``key`` says when two values are the same (default: ==)."""
+    values = list(values)
+    keys = [v if key is None else key(v) for v in values]
+    if len(set(keys)) != len(keys):   # a list is named by its items, as typed: "--eps 1 1.0 repeats a value"
+        raise ValueError(f"{name} {' '.join(map(str, values))} repeats a value (allowed: distinct values)")
+    return values

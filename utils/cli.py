@@ -487,11 +487,13 @@ def check_dataset_kind(args, *, multiclass: bool, scripts: tuple[str, str]) -> N
 def check_distinct(flag: str, values) -> None:
     """Refuse a list flag naming one swept value twice: values are compared as the run folder keys them
     (results.json_key), so 0.1 and 0.10 are the same value."""
+    from utils import checks
     from utils.results import json_key
 
-    keys = [json_key(v) for v in values]
-    if len(set(keys)) != len(keys):
-        raise UsageError(f"--{flag} {' '.join(map(str, values))} repeats a value (allowed: distinct values)")
+    try:
+        checks.distinct(f"--{flag}", values, key=json_key)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 # Named errors of the library that mean "bad input or an impossible request", not a bug.
