@@ -136,8 +136,9 @@ def parse_args(argv):
 
 
 def check_args(args) -> str:
-    """The mode and every check that needs no data. Fills ``mode``, ``requested_batches`` (the mode's batch
-    sizes unless --batch_size) and ``multiclass`` (a named dataset's kind) before the flags are frozen."""
+    """The mode and every check that needs no data. Fills ``mode`` and ``requested_batches`` (the mode's batch
+    sizes unless --batch_size: the mode's default of --batch_size) before the flags are frozen; both have
+    always named the run folder, so they stay flags. The model's kind comes from the dataset spec."""
     chosen = [m for m in MODES if getattr(args, m)]
     if len(chosen) != 1:
         raise cli.UsageError(f"{'no experiment' if not chosen else ' and '.join('--' + m for m in chosen)} "
@@ -156,9 +157,6 @@ def check_args(args) -> str:
     if args.eps is not None and len(args.eps) > 1 and args.mode in TARGET_EPS:
         raise cli.UsageError(f"--eps {' '.join(map(str, args.eps))}: --{args.mode} takes one eps per request "
                              "(allowed: a single value)")
-    if args.features is None:
-
-        args.multiclass = data_mod.spec(args.dataset).num_classes > 2
     return args.mode
 
 
