@@ -360,7 +360,7 @@ def certificates_3b(c, args, lmc, streams, form, *, T) -> list[dict]:
     what = ((f"PNGD sequential unlearning ({form} form), docs/METHOD.md §3.3"
              + (f" [one direction only, not a certificate: {MIRONOV_ONE_SIDED}]" if form == "mironov" else ""))
             if args.bound == "paper" else
-            "PNGD sequential unlearning: per request and Renyi order the smallest of A-LSI (paper form), "
+            "PNGD sequential unlearning: per request and Renyi order the smallest of A-LSI (two-sided Mironov form), "
             "B-loose, B-tight at b = n, each over its own recursion, improved conversion (docs/METHOD.md §7)")
     out = [accountant.certificate(consts=c, eps=p["eps"], alpha=p["alpha"], K=p["K"], sigma=args.sigma,
                                   R=args.projection, bound=what, method="langevin", S=S, eps_target=args.eps[0],

@@ -415,3 +415,66 @@ def test_conversion_never_reports_a_negative_eps():
     assert raw < 0
     assert acc.rdp_to_dp(eps_rdp=0.0, alpha=2.0, delta=0.5, conversion="improved") == 0.0
     assert acc.rdp_to_dp(eps_rdp=1.0, alpha=2.0, delta=0.5, conversion="improved") == pytest.approx(1.0 + raw)
+
+
+# ---------------------------------------------------------------- the two-sided Mironov recursion (METHOD §3.3)
+def _two_sided_naive(alpha, Ks, sizes, sigma, c):
+    """The recursion of docs/METHOD.md §3.3 written out level by level with scalars (no logarithms)."""
+    def eps0(x, S):
+        return 4 * x * S ** 2 * c.M ** 2 / (c.m * sigma ** 2 * c.n ** 2)
+
+    def e(s, x):
+        decay = math.exp(-c.eta * c.m * Ks[s - 1] / x)
+        if s == 1:
+            return decay * eps0(x, sizes[0])
+        r = (x - 0.5) / (x - 1)
+        prev = e(s - 1, 2 * x)
+        return decay * max(eps0(2 * x - 1, sizes[s - 1]) + r * prev, r * eps0(2 * x, sizes[s - 1]) + prev)
+
+    return e(len(Ks), alpha)
+
+
+def test_two_sided_form_matches_its_recursion_and_lies_between_mironov_and_paper():
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        n = int(rng.choice([50, 200, 1000]))
+        m = float(rng.uniform(0.02, 0.5))
+        c = A.make_constants(n=n, lam=m / n, M=float(rng.uniform(0.3, 2.0)), L=m / float(rng.uniform(0.05, 0.9)),
+                             delta=1e-3)
+        sigma = float(math.exp(rng.uniform(math.log(0.01), math.log(0.5))))
+        s = int(rng.integers(1, 6))
+        Ks = [int(rng.integers(0, 15)) for _ in range(s)]
+        sizes = [int(rng.integers(1, 4)) for _ in range(s)]
+        kw = dict(Ks=Ks, sizes=sizes, sigma=sigma, M=c.M, m=c.m, n=c.n, eta=c.eta)
+        for alpha in (1.01, 1.5, 2.0, 7.3, 40.0):
+            two = A.epsilon_sequential_sizes(alpha=alpha, form="two_sided", **kw)
+            assert two == pytest.approx(_two_sided_naive(alpha, Ks, sizes, sigma, c), rel=1e-10)
+            assert two <= A.epsilon_sequential_sizes(alpha=alpha, form="paper", **kw) * (1 + 1e-12)
+            assert two >= A.epsilon_sequential_sizes(alpha=alpha, form="mironov", **kw) * (1 - 1e-12)
+    # strictly tighter than the papers' form once there is a second request
+    kw = dict(Ks=[5, 3], sizes=[1, 1], sigma=0.05, M=1.0, m=0.1, n=100, eta=1.0)
+    assert (A.epsilon_sequential_sizes(alpha=1.5, form="two_sided", **kw)
+            < 0.8 * A.epsilon_sequential_sizes(alpha=1.5, form="paper", **kw))
+
+
+def test_best_uses_the_two_sided_form_for_a_lsi_and_stays_above_the_exact_divergence():
+    """A-LSI in best is the two-sided form; on the Gaussian model of this file (exact divergence, either
+    direction: equal variances make it symmetric) it is never below the exact RDP for streams."""
+    rng = np.random.default_rng(11)
+    alphas = 1 + np.exp(np.linspace(-4, 8, 60))
+    for trial in range(40):
+        n = int(rng.choice([20, 50, 200]))
+        m = float(rng.uniform(0.02, 0.5))
+        c = A.make_constants(n=n, lam=m / n, M=float(rng.uniform(0.3, 2.0)), L=m / float(rng.uniform(0.05, 0.9)),
+                             delta=1e-3)
+        sigma = float(math.exp(rng.uniform(math.log(0.01), math.log(0.5))))
+        s = int(rng.integers(2, 6))
+        sizes = [int(rng.integers(1, 4)) for _ in range(s)]
+        Ks = [int(rng.integers(1, 12)) for _ in range(s)]
+        T = int(rng.integers(1, 60))
+        lsi = A.best._best_curves(Ks, sizes, sigma, c, c.n, 0.0)["A-LSI"](alphas)
+        two = A.epsilon_sequential_sizes(alpha=alphas, Ks=Ks, sizes=sizes, sigma=sigma, M=c.M, m=c.m, n=c.n,
+                                         eta=c.eta, form="two_sided")
+        np.testing.assert_array_equal(lsi, two)
+        d, v = gaussian_model(c, sigma, T, Ks, sizes)
+        assert (two >= alphas * d ** 2 / (2 * v) * (1 - 1e-12)).all(), trial

@@ -182,7 +182,8 @@ def test_composition_under_the_best_bound_uses_its_per_order_minimum(tmp_path, c
     z = A.Z_stream(Ks=Ks[:-1], sizes=sizes, consts=c, b=c.n)[-1]
 
     def rdp(a):
-        lsi = A.epsilon_sequential_sizes(alpha=a, Ks=Ks, sizes=sizes, sigma=sigma, M=c.M, m=c.m, n=c.n, eta=c.eta)
+        lsi = A.epsilon_sequential_sizes(alpha=a, Ks=Ks, sizes=sizes, sigma=sigma, M=c.M, m=c.m, n=c.n, eta=c.eta,
+                                         form="two_sided")   # A-LSI in best: both directions (METHOD §3.3)
         loose = a * z ** 2 * c.c ** (2 * Ks[-1]) / (2 * c.eta * sigma ** 2)
         tight = loose * (1 - c.c ** 2) / (1 - c.c ** (2 * Ks[-1]))
         return np.minimum(np.minimum(lsi, loose), tight)

@@ -24,8 +24,8 @@ def _best_curves(Ks, sizes, sigma, consts, b, R):
     """{name: rdp(alpha)} of every proven bound on D_alpha(unlearned after request s || retrained on D_s),
     s = len(Ks) = len(sizes), evaluated on the same K history (docs/METHOD.md §7).
 
-    Full batch (b = n): paper A's LSI bound (the papers' symmetric form of the sequential recursion: it bounds
-    both directions of the divergence, which Mironov's one-sided form does not) and paper B's loose and tight
+    Full batch (b = n): paper A's LSI bound over the two-sided Mironov recursion (it bounds both directions of
+    the divergence and is never above the papers' form; docs/METHOD.md §3.3) and paper B's loose and tight
     bounds with the Z recursion; mini-batch: B's two. B needs K_s >= 1 noisy steps.
     """
     n, steps = consts.n, consts.n // b
@@ -34,7 +34,7 @@ def _best_curves(Ks, sizes, sigma, consts, b, R):
         return {"none": lambda a: np.full_like(np.asarray(a, dtype=np.float64), np.inf)}
     if b == n:
         slope, em = slopes(sizes, sigma, consts.M, consts.m, n), consts.eta * consts.m
-        curves["A-LSI"] = lambda a: eps_sequential(a, Ks, slope, em, "paper")
+        curves["A-LSI"] = lambda a: eps_sequential(a, Ks, slope, em, "two_sided")
     if Ks[-1] >= 1:
         z = Z_stream(Ks=Ks[:-1], sizes=sizes, consts=consts, b=b, R=R)[-1]
         for name, coef in (("B-loose", coef_loose), ("B-tight", coef_tight)):

@@ -91,6 +91,8 @@ def eps_sequential(a, Ks, slope, em, form):
     """
     if np.isinf(slope).any():
         return np.full_like(a, np.inf)
+    if form == "two_sided":
+        return _eps_sequential_two_sided(a, Ks, slope, em)
     s = len(Ks)
     a = np.asarray(a, dtype=np.float64)
     scale = 2.0 ** np.arange(s - 1, -1, -1, dtype=np.float64).reshape((s,) + (1,) * a.ndim)
@@ -112,12 +114,38 @@ def eps_sequential(a, Ks, slope, em, form):
     return np.exp(log_w + after).sum(axis=0)
 
 
+def _eps_sequential_two_sided(a, Ks, slope, em):
+    """The two-sided Mironov recursion (docs/METHOD.md §3.3), level by level in logarithms:
+
+    e_1(x) = e^(-eta m K_1/x) eps_0(x; S_1),
+    e_j(x) = e^(-eta m K_j/x) max(eps_0(2x-1; S_j) + r(x) e_(j-1)(2x), r(x) eps_0(2x; S_j) + e_(j-1)(2x)),
+
+    r(x) = (x - 1/2)/(x - 1): Mironov's weak triangle inequality (arXiv 1702.07476, Prop. 11) once in each
+    direction, with D_(2x-1) <= D_(2x) for the divergence the previous level bounds. Never above the paper form.
+    """
+    s = len(Ks)
+    a = np.asarray(a, dtype=np.float64)
+    slopes = np.broadcast_to(np.asarray(slope, dtype=np.float64), (s,)) if np.ndim(slope) else np.full(s, float(slope))
+    Ks = np.asarray(Ks, dtype=np.float64)
+    beta = a * 2.0 ** (s - 1)                                   # level 1's order
+    with np.errstate(divide="ignore"):
+        log_e = -em * Ks[0] / beta + np.log(slopes[0] * beta)
+        for j in range(1, s):
+            prev, beta = log_e, beta / 2.0                      # e_(j-1) was evaluated at 2 beta_j
+            log_r = np.log((beta - 0.5) / (beta - 1.0))
+            forward = np.logaddexp(np.log(slopes[j] * (2.0 * beta - 1.0)), log_r + prev)
+            backward = np.logaddexp(log_r + np.log(2.0 * slopes[j] * beta), prev)
+            log_e = -em * Ks[j] / beta + np.maximum(forward, backward)
+    return np.exp(log_e)
+
+
 def epsilon_sequential(*, alpha, Ks, S, sigma, M, m, n, eta, form="paper") -> float | np.ndarray:
     """Sequential RDP eps^(s)(alpha) after requests with steps Ks = [K_1..K_s]
     (A, arXiv 2401.10371, weak triangle; docs/METHOD.md §3.3).
 
-    paper:   eps^(s)(a) = e^(-eta m K_s/a) ((a-1/2)/(a-1)) (eps_0(2a) + eps^(s-1)(2a))
-    mironov: eps^(s)(a) = e^(-eta m K_s/a) (eps_0(2a-1) + ((a-1/2)/(a-1)) eps^(s-1)(2a))
+    paper:     eps^(s)(a) = e^(-eta m K_s/a) ((a-1/2)/(a-1)) (eps_0(2a) + eps^(s-1)(2a))
+    mironov:   eps^(s)(a) = e^(-eta m K_s/a) (eps_0(2a-1) + ((a-1/2)/(a-1)) eps^(s-1)(2a))  (one direction)
+    two_sided: e^(-eta m K_s/a) max(the mironov bracket, ((a-1/2)/(a-1)) eps_0(2a) + eps^(s-1)(2a))
     """
     a = v.alpha(alpha)
     Ks = v.step_list(Ks)

@@ -14,7 +14,7 @@ from utils import checks
 # the shared generic rules, under the short names the accountant's modules use
 real, positive, nonneg, choice = checks.real, checks.positive, checks.nonnegative, checks.choice
 
-SEQUENTIAL_FORMS = ("paper", "mironov")
+SEQUENTIAL_FORMS = ("paper", "mironov", "two_sided")
 CONVERSIONS = ("basic", "improved")
 PNSGD_FORMS = ("loose", "tight")
 
