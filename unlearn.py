@@ -402,7 +402,9 @@ def _check_features(st, features) -> None:
 
 
 def cmd_remove(args) -> int:
-    with statefile.locked(args.state):
+    # under torchrun the other ranks wait in receive_job while this rank waits for the lock: the heartbeat
+    # keeps them from the collective timeout (30 min by default) however long another remove holds it
+    with statefile.locked(args.state, on_wait=distributed.heartbeat()):
         st = statefile.load(args.state)
         _check_features(st, args.features)
         meta, arrays, settings = st.meta, st.arrays, st.meta["settings"]
@@ -484,7 +486,7 @@ def _settle(path) -> None:
 
 def _remove_rank(args) -> int:
     """A rank other than 0 under torchrun: run rank 0's request on this rank's rows (rank 0 writes)."""
-    job = distributed.broadcast(None)
+    job = distributed.receive_job()
     _unlearn(job.pop("arrays"), job.pop("rows"), device=args.device, **job)
     return 0
 

@@ -253,3 +253,42 @@ def test_unlearn_learn_with_rows_split_matches_one_process_and_removes_as_usual(
     refused = torchrun("unlearn.py", "status", "--state", str(tmp_path / "two"))
     lines = [line for line in refused.stderr.splitlines() if line.startswith("unlearn.py")]
     assert refused.returncode != 0 and len(lines) == 1 and "torchrun" in lines[0], refused.stderr[-3000:]
+
+
+@needs_gloo
+def test_torchrun_remove_waiting_for_the_state_lock_outlasts_the_collective_timeout(tmp_path):
+    """rank 0 waits for a state lock another process holds; the other ranks wait in a collective. With the
+    collective timeout at 3 s and the lock held 14 s, the request still goes through (rank 0's heartbeat keeps
+    the ranks in touch) and is committed once; without it the other rank times out after 3 s and the run fails."""
+    import time
+
+    import unlearn
+    from sklearn.datasets import load_digits
+
+    from utils import results
+    from utils import state as statefile
+
+    X, y = load_digits(return_X_y=True)
+    keep = np.isin(y, (3, 8))
+    features = tmp_path / "digits.npz"
+    np.savez(features, X_train=X[keep][:270], y_train=y[keep][:270], X_test=X[keep][270:], y_test=y[keep][270:])
+    st = str(tmp_path / "st")
+    assert unlearn.main(["learn", "--features", str(features), "--state", st, "--eps", "1", "--K", "5",
+                         "--burn_in", "10", "--trials", "4", "--M", "0.5", "--device", "cpu", "--seed", "0"]) == 0
+    env = dict(os.environ, UNLEARN_NO_PROGRESS="1", OMP_NUM_THREADS="1", PYTHONPATH=ROOT, UNLEARN_DIST_TIMEOUT_S="3")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", HELPER,
+           "unlearn.py", "remove", "--state", st, "--ids", "5", "--device", "cpu"]
+    lock = results.FolderLock(os.path.abspath(st))
+    lock.acquire()
+    try:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(14)           # the ranks start within a few seconds, then wait: several collective timeouts
+        assert proc.poll() is None, proc.communicate()[1][-3000:]   # still waiting, not failed
+    finally:
+        lock.release()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "waiting for" in err                      # rank 0 did wait for the lock
+    assert out.count("certificate of request 1") == 1
+    meta = statefile.load(st).meta
+    assert [r["ids"] for r in meta["requests"]] == [[5]]

@@ -105,6 +105,46 @@ def device_spec(device: str) -> str:
     return f"cuda:{w.local_rank}"
 
 
+def _timeout() -> dict:
+    """init_process_group's collective timeout: torch's default, or UNLEARN_DIST_TIMEOUT_S seconds (tests set a
+    short one to show that a waiting rank keeps its peers in touch; see heartbeat)."""
+    value = os.environ.get("UNLEARN_DIST_TIMEOUT_S")
+    if not value:
+        return {}
+    import datetime
+
+    return {"timeout": datetime.timedelta(seconds=float(value))}
+
+
+HEARTBEAT_S = 1.0    # well below any collective timeout: torch's default is 30 min, the tests' a few seconds
+WAITING = "waiting"  # what a heartbeat broadcasts; the job that follows is anything else
+
+
+def heartbeat():
+    """For rank 0 while it waits (e.g. for a state lock another process holds): a function that broadcasts
+    WAITING at most every HEARTBEAT_S, so the other ranks, blocked in ``receive_job``, never reach the
+    collective timeout however long the wait. None outside torchrun."""
+    import time
+
+    if not world().active:
+        return None
+    last = [time.monotonic()]
+
+    def beat() -> None:
+        if time.monotonic() - last[0] >= HEARTBEAT_S:
+            broadcast(WAITING)
+            last[0] = time.monotonic()
+    return beat
+
+
+def receive_job():
+    """The other ranks' side of heartbeat: rank 0's next broadcast that is not WAITING."""
+    job = broadcast(None)
+    while isinstance(job, str) and job == WAITING:
+        job = broadcast(None)
+    return job
+
+
 def setup(device: str = "auto") -> World:
     """Join the process group torchrun started (gloo on the CPU, nccl on CUDA); the one-process world otherwise."""
     global _WORLD
@@ -129,7 +169,7 @@ def setup(device: str = "auto") -> World:
             if not dist.is_gloo_available():
                 raise ValueError("this torch build has no gloo backend for CPU ranks (allowed: --device cuda)")
             backend = "gloo"
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, **_timeout())
     except BaseException:
         _WORLD = World()
         raise

@@ -274,9 +274,10 @@ class FolderLock:
     so two processes never both hold the lock of one path.
     """
 
-    def __init__(self, folder: str, *, wait: float = 0.0):
+    def __init__(self, folder: str, *, wait: float = 0.0, on_wait=None):
         self.path = os.path.join(folder, ".lock")
         self.wait = wait          # seconds to wait for a live holder (0: refuse at once)
+        self.on_wait = on_wait    # called between polls while waiting (torchrun: keeps the other ranks in touch)
         self.held = False
         self._fd: int | None = None
 
@@ -317,6 +318,8 @@ class FolderLock:
                 if not told:
                     print(f"waiting for {self.path} ({self._owner()})", file=sys.stderr, flush=True)
                     told = True
+                if self.on_wait is not None:
+                    self.on_wait()
                 time.sleep(0.05)
                 continue
             except BaseException:

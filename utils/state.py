@@ -280,12 +280,13 @@ LOCK_WAIT_SECONDS = 3600.0
 
 
 @contextlib.contextmanager
-def locked(path, *, wait: float = LOCK_WAIT_SECONDS):
+def locked(path, *, wait: float = LOCK_WAIT_SECONDS, on_wait=None):
     """Hold the state folder's lock (one ``remove`` at a time, the others wait their turn), after
-    completing any pending deletion of old versions (they hold rows that a committed request removed)."""
+    completing any pending deletion of old versions (they hold rows that a committed request removed).
+    ``on_wait()`` is called between polls while another process holds it."""
     path = os.path.abspath(path)
     _current_version(path)            # a clear error for a missing folder first
-    with results.FolderLock(path, wait=wait):
+    with results.FolderLock(path, wait=wait, on_wait=on_wait):
         _remove_stale(path, keep=_current_version(path))
         yield
 
