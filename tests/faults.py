@@ -83,3 +83,18 @@ def the_run(mode_dir):
         if mode_dir.is_dir() else []
     assert len(runs) <= 1, runs
     return runs[0] if runs else mode_dir / "no-run-started"
+
+
+def interrupt_at_call(monkeypatch, owner, name: str, n: int):
+    """Patch ``owner.name`` (a function or a class's method) so that its n-th call raises KeyboardInterrupt, as
+    Ctrl-C there would; the calls before run the real one. Returns the real one, to put back for a resume."""
+    real, calls = getattr(owner, name), [0]
+
+    def interrupted(*a, **kw):
+        calls[0] += 1
+        if calls[0] == n:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(owner, name, interrupted)
+    return real

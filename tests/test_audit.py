@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
+from faults import interrupt_at_call
 from utils import accountant
 from utils import audit_stats as st
 from utils import results
@@ -362,15 +363,8 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, quiet, monkeypatch
     assert audit.main(flags + ["--result_dir", str(tmp_path / "whole")]) == 0
     whole = _read(_folder(tmp_path / "whole"))[1]
 
-    real, calls = experiments.Lab.accuracy, []
-
-    def interrupt_at_second_K(self, w):
-        calls.append(1)
-        if len(calls) == 3:      # two calls per K: stop during K = 3, after its chains were saved
-            raise KeyboardInterrupt
-        return real(self, w)
-
-    monkeypatch.setattr(experiments.Lab, "accuracy", interrupt_at_second_K)
+    # two accuracy calls per K: the 3rd stops during K = 3, after its chains were saved
+    real = interrupt_at_call(monkeypatch, experiments.Lab, "accuracy", 3)
     assert audit.main(flags + ["--result_dir", str(tmp_path / "cut")]) == 130
     parts = os.listdir(os.path.join(results.run_dirs(os.path.join(str(tmp_path / "cut"), *RUN))[0], "parts"))
     assert sorted(parts) == ["K0.npz", "K3.npz"]

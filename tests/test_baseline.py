@@ -14,6 +14,7 @@ import pytest
 
 import baseline
 import baseline_multiclass
+from faults import interrupt_at_call
 from utils import accountant as A
 from utils import data as data_mod
 from utils import plots
@@ -390,15 +391,8 @@ def test_interrupted_run_resumes_to_the_same_arrays(tmp_path, monkeypatch, capsy
     assert baseline.main(argv + ["--result_dir", str(tmp_path / "clean")]) == 0
     clean = run_folder(tmp_path / "clean", "baseline")[2]
 
-    real, calls = experiments.Lab.accuracy, []
-
-    def interrupted(self, w):
-        calls.append(1)
-        if len(calls) == 5:    # inside the second setting: the first one is saved as a finished part
-            raise KeyboardInterrupt
-        return real(self, w)
-
-    monkeypatch.setattr(experiments.Lab, "accuracy", interrupted)
+    # the 5th accuracy call is inside the second setting: the first one is saved as a finished part
+    real = interrupt_at_call(monkeypatch, experiments.Lab, "accuracy", 5)
     assert baseline.main(argv + ["--result_dir", str(tmp_path / "run")]) == 130
     assert "--resume" in capsys.readouterr().err
     parts = Path(results.run_dirs(tmp_path / "run" / "LMC" / "DIGITS" / "baseline")[0]) / "parts"

@@ -11,6 +11,7 @@ import pytest
 
 import main_lmc
 import main_lmc_multiclass
+from faults import interrupt_at_call
 from utils import accountant, plots, results
 
 DIGITS_LAM = 1e-4          # the DIGITS default (utils.data)
@@ -245,20 +246,12 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path, monkeypatch):
 
     from utils import experiments
 
-    advance, calls = experiments.Lab.advance, []
-
-    def interrupted(self, *a, **kw):
-        calls.append(1)
-        if len(calls) == 4:                              # learn, retrain, unlearn of sigma 0.5 are done
-            raise KeyboardInterrupt
-        return advance(self, *a, **kw)
-
-    monkeypatch.setattr(experiments.Lab, "advance", interrupted)
+    # at the 4th advance, learn, retrain, unlearn of sigma 0.5 are done
+    advance = interrupt_at_call(monkeypatch, experiments.Lab, "advance", 4)
     assert main_lmc.main([*argv, "--result_dir", str(tmp_path / "b")]) == 130
     parts = Path(results.run_dirs(tmp_path / "b" / "LMC" / "DIGITS" / "paint_unlearning_sigma")[0]) / "parts"
     assert sorted(p.name for p in parts.iterdir()) == ["sigma=0.5.npz"]
     monkeypatch.setattr(experiments.Lab, "advance", advance)
-    calls.clear()
     _, _, _, resumed = run(tmp_path / "b", *argv, "--resume")
     for name in ("acc_learn", "acc_retrain", "acc_unlearn"):
         np.testing.assert_array_equal(resumed[name], reference[name])

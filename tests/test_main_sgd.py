@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import main_sgd
+from faults import interrupt_at_call
 from utils import accountant as A
 from utils import data as data_mod
 from utils import results
@@ -120,15 +121,7 @@ def test_interrupted_run_resumes_bit_identically(tmp_path, monkeypatch):
             "--batch_size", "32", "full", "--no_cache"]
     run(tmp_path / "whole", *argv)
     _, whole = run_folder(tmp_path / "whole", "sequential")
-    real, calls = main_sgd.run_stream_setting, []
-
-    def interrupted(*a, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
-
-    monkeypatch.setattr(main_sgd, "run_stream_setting", interrupted)
+    real = interrupt_at_call(monkeypatch, main_sgd, "run_stream_setting", 2)
     assert main_sgd.main([*argv, "--result_dir", str(tmp_path / "cut")]) == 130
     parts = Path(results.run_dirs(tmp_path / "cut" / "SGD" / "DIGITS" / "sequential")[0]) / "parts"
     assert sorted(p.name for p in parts.iterdir()) == ["seq_b32_sigma0.03.npz", "seq_b32_sigma0.03_requests.npz"]  # the first setting was saved (and its last request)

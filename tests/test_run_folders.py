@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import baseline
+from faults import interrupt_at_call
 from utils import experiments, results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,16 +87,7 @@ def test_interrupted_run_says_so_and_holds_no_stale_files(tmp_path, monkeypatch,
     folder = Path(results.resolve_run_dir(mode_dir))
     assert json.loads((folder / "config.json").read_text())["complete"] is True
     assert not (folder / results.INCOMPLETE).exists()
-    real = experiments.Lab.accuracy
-    calls = []
-
-    def interrupted(self, w):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return real(self, w)
-
-    monkeypatch.setattr(experiments.Lab, "accuracy", interrupted)
+    real = interrupt_at_call(monkeypatch, experiments.Lab, "accuracy", 5)
     assert baseline.main(argv) == 130       # the same flags again: the same folder, replaced
     capsys.readouterr()
     names = {p.name for p in folder.iterdir()}
@@ -240,16 +232,8 @@ def interrupted_then_resumed(main, argv, tmp_path, monkeypatch, capsys, mode):
     folder, the unlearning stages the resume ran, its stdout)."""
     assert main(argv + ["--result_dir", str(tmp_path / "whole")]) == 0
     whole = Path(results.resolve_run_dir(tmp_path / "whole" / mode))
-    real_advance, real_accuracy = experiments.Lab.advance, experiments.Lab.accuracy
-    calls = []
-
-    def interrupted(self, w):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real_accuracy(self, w)
-
-    monkeypatch.setattr(experiments.Lab, "accuracy", interrupted)
+    real_advance = experiments.Lab.advance
+    real_accuracy = interrupt_at_call(monkeypatch, experiments.Lab, "accuracy", 4)
     cut = tmp_path / "cut"
     assert main(argv + ["--result_dir", str(cut)]) == 130
     monkeypatch.setattr(experiments.Lab, "accuracy", real_accuracy)
