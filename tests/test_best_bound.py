@@ -166,16 +166,22 @@ def gaussian_model(c, sigma, T, Ks, sizes):
     return abs(mu_u - mu_r), v
 
 
+def contracting_setting(rng, ns):
+    """Constants and sigma for the Gaussian-model and two-sided checks (small n, a strong contraction): n from
+    ``ns``, m in (0.02, 0.5), eta m in (0.05, 0.9), M in (0.3, 2), delta 1e-3, sigma log-uniform in (0.01, 0.5)."""
+    n = int(rng.choice(ns))
+    m = float(rng.uniform(0.02, 0.5))
+    L = m / float(rng.uniform(0.05, 0.9))            # eta m = m / L in (0.05, 0.9)
+    c = A.make_constants(n=n, lam=m / n, M=float(rng.uniform(0.3, 2.0)), L=L, delta=1e-3)
+    return c, float(math.exp(rng.uniform(math.log(0.01), math.log(0.5))))
+
+
 def test_no_certificate_below_the_exact_divergence_of_a_gaussian_model():
     rng = np.random.default_rng(2)
     alphas = 1 + np.exp(np.linspace(-4, 8, 60))
     checked = 0
     for trial in range(60):
-        n = int(rng.choice([20, 50, 200]))
-        m = float(rng.uniform(0.02, 0.5))
-        L = m / float(rng.uniform(0.05, 0.9))            # eta m = m / L in (0.05, 0.9)
-        c = A.make_constants(n=n, lam=m / n, M=float(rng.uniform(0.3, 2.0)), L=L, delta=1e-3)
-        sigma = float(math.exp(rng.uniform(math.log(0.01), math.log(0.5))))
+        c, sigma = contracting_setting(rng, [20, 50, 200])
         T = int(rng.integers(1, 60))
         s = 1 if trial < 30 else int(rng.integers(2, 5))      # single requests, then streams
         sizes = [int(rng.integers(1, 4)) for _ in range(s)]
@@ -437,11 +443,7 @@ def _two_sided_naive(alpha, Ks, sizes, sigma, c):
 def test_two_sided_form_matches_its_recursion_and_lies_between_mironov_and_paper():
     rng = np.random.default_rng(7)
     for _ in range(40):
-        n = int(rng.choice([50, 200, 1000]))
-        m = float(rng.uniform(0.02, 0.5))
-        c = A.make_constants(n=n, lam=m / n, M=float(rng.uniform(0.3, 2.0)), L=m / float(rng.uniform(0.05, 0.9)),
-                             delta=1e-3)
-        sigma = float(math.exp(rng.uniform(math.log(0.01), math.log(0.5))))
+        c, sigma = contracting_setting(rng, [50, 200, 1000])
         s = int(rng.integers(1, 6))
         Ks = [int(rng.integers(0, 15)) for _ in range(s)]
         sizes = [int(rng.integers(1, 4)) for _ in range(s)]
@@ -463,11 +465,7 @@ def test_best_uses_the_two_sided_form_for_a_lsi_and_stays_above_the_exact_diverg
     rng = np.random.default_rng(11)
     alphas = 1 + np.exp(np.linspace(-4, 8, 60))
     for trial in range(40):
-        n = int(rng.choice([20, 50, 200]))
-        m = float(rng.uniform(0.02, 0.5))
-        c = A.make_constants(n=n, lam=m / n, M=float(rng.uniform(0.3, 2.0)), L=m / float(rng.uniform(0.05, 0.9)),
-                             delta=1e-3)
-        sigma = float(math.exp(rng.uniform(math.log(0.01), math.log(0.5))))
+        c, sigma = contracting_setting(rng, [20, 50, 200])
         s = int(rng.integers(2, 6))
         sizes = [int(rng.integers(1, 4)) for _ in range(s)]
         Ks = [int(rng.integers(1, 12)) for _ in range(s)]
