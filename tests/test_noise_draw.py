@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from toy import unit_rows
 from utils import engine
 from utils.engine import ChainNoise, chain_generators, generator_for, init_chains, make_perms, run_chains, to_task
 
@@ -103,18 +104,10 @@ def test_randn_concatenation_is_what_merging_relies_on():
         assert not torch.equal(split([32, 8], dtype), split([40], dtype))
 
 
-def toy(k: int, n: int = 48, d: int = 6, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    y = rng.integers(0, k, n)
-    return X, (2.0 * y - 1 if k == 2 else y)
-
-
 @pytest.mark.parametrize("k,batch_size,dtype", [(2, 8, "float32"), (3, 6, "float64"), (2, None, "float32"),
                                                 (3, None, "float64")])
 def test_a_run_with_noise_threads_equals_one_without_bit_for_bit(monkeypatch, k, batch_size, dtype):
-    X, y = toy(k)
+    X, y = unit_rows(k, 48, 6)
     task = to_task(X, y, k, dtype=dtype)
     C = 11
     w0 = init_chains(C=C, d=task.d, num_classes=k, sigma=0.1, m=0.2, generator=generator_for(4, "i"), dtype=dtype)
@@ -144,7 +137,7 @@ def test_a_run_with_noise_threads_equals_one_without_bit_for_bit(monkeypatch, k,
 
 def test_noise_threads_never_exceed_what_torch_allows(monkeypatch):
     """min(NOISE_THREADS, torch threads - 1) while the update runs on one thread; none when it uses them all."""
-    X, y = toy(2)
+    X, y = unit_rows(2, 48, 6)
     task = to_task(X, y, 2)
     w0 = torch.zeros(4, task.d)
     perms = make_perms(4, task.n, generator=generator_for(0, "p"))
@@ -163,7 +156,7 @@ def test_noise_threads_never_exceed_what_torch_allows(monkeypatch):
 
 
 def test_threads_are_released_after_a_run_and_after_divergence(monkeypatch):
-    X, y = toy(2)
+    X, y = unit_rows(2, 48, 6)
     task = to_task(X, y, 2)
     perms = make_perms(3, task.n, generator=generator_for(0, "p"))
     monkeypatch.setattr(engine, "DIVERGENCE_CHECK_EVERY", 1)

@@ -8,18 +8,11 @@ import torch
 
 import baseline
 from faults import the_run
+from toy import unit_rows
 from utils import engine
 from utils.engine import ChainNoise, chain_generators, generator_for, init_chains, make_perms, run_chains, to_task
 
 F64 = torch.float64
-
-
-def problem(k: int, n: int = 24, d: int = 5, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    y = rng.integers(0, k, n)
-    return X, (2.0 * y - 1 if k == 2 else y)
 
 
 def test_chain_noise_is_each_chains_own_randn_blocks():
@@ -63,7 +56,7 @@ def test_init_and_perms_of_chain_c_do_not_depend_on_C(k):
 @pytest.mark.parametrize("k,batch_size,dtype", [(2, None, "float32"), (3, None, "float64"), (2, 6, "float32"),
                                                 (3, 4, "float64")])
 def test_first_chains_of_a_larger_run_are_the_smaller_run(k, batch_size, dtype):
-    X, y = problem(k)
+    X, y = unit_rows(k, 24, 5)
     task = to_task(X, y, k, dtype=dtype)
     out = {}
     for C in (4, 9):
