@@ -125,7 +125,7 @@ def _eps_sequential_two_sided(a, Ks, slope, em):
     """
     s = len(Ks)
     a = np.asarray(a, dtype=np.float64)
-    slopes = np.broadcast_to(np.asarray(slope, dtype=np.float64), (s,)) if np.ndim(slope) else np.full(s, float(slope))
+    slopes = np.broadcast_to(np.asarray(slope, dtype=np.float64), (s,))   # one slope, or one per level
     Ks = np.asarray(Ks, dtype=np.float64)
     beta = a * 2.0 ** (s - 1)                                   # level 1's order
     with np.errstate(divide="ignore"):
