@@ -8,6 +8,7 @@ The runs use float64 on the CPU with one torch thread, so the values do not depe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -70,26 +71,34 @@ def _numbers(tree, prefix="") -> dict[str, float]:
     return out
 
 
+@contextlib.contextmanager
+def _quiet_one_thread():
+    """What every golden run shares: the repository importable, one torch thread (values independent of BLAS
+    threading), no progress bars or speed calibration; all put back after."""
+    import torch
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    threads, env = torch.get_num_threads(), dict(os.environ)
+    torch.set_num_threads(1)
+    os.environ.update(UNLEARN_NO_PROGRESS="1", UNLEARN_NO_CALIBRATION="1")
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        os.environ.clear()
+        os.environ.update(env)
+
+
 def run(name: str, result_dir: str) -> dict[str, np.ndarray]:
     """Run one golden case in this process; its arrays.npz and its metrics' numbers ("m:<path>")."""
     import importlib
 
-    import torch
-
-    from utils import results
-
     module, argv, family, dataset, mode = RUNS[name]
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    script = importlib.import_module(module)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    os.environ["UNLEARN_NO_PROGRESS"] = "1"
-    os.environ["UNLEARN_NO_CALIBRATION"] = "1"
-    try:
-        code = script.main([*argv, *COMMON, "--result_dir", result_dir])
-    finally:
-        torch.set_num_threads(threads)
+    with _quiet_one_thread():
+        from utils import results
+
+        code = importlib.import_module(module).main([*argv, *COMMON, "--result_dir", result_dir])
     assert code == 0, f"{module} {argv} exited {code}"
     folder = Path(results.resolve_run_dir(Path(result_dir) / family / dataset / mode))
     with np.load(folder / "arrays.npz") as z:
@@ -123,26 +132,17 @@ UNLEARN_LEARN = ["--eps", "1", "--K", "20", "--request_size", "2", "--burn_in", 
 
 def run_unlearn(work: str) -> dict[str, np.ndarray]:
     """unlearn.py learn, then two removals: every version's arrays and state.json numbers."""
-    import torch
-
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    import unlearn
-
     features = digits_file(os.path.join(work, "digits.npz"))
     state = os.path.join(work, "state")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    os.environ["UNLEARN_NO_PROGRESS"] = "1"
-    try:
+    with _quiet_one_thread():
+        import unlearn
+
         steps = [["learn", "--features", features, "--state", state, *UNLEARN_LEARN],
                  ["remove", "--state", state, "--ids", "1000", "1001"],
                  ["remove", "--state", state, "--ids", "1005"]]
         for argv in steps:
             code = unlearn.main(argv)
             assert code == 0, f"unlearn.py {argv} exited {code}"
-    finally:
-        torch.set_num_threads(threads)
     out: dict[str, np.ndarray] = {}
     for version in sorted(p for p in os.listdir(state) if p.startswith("v")):
         folder = os.path.join(state, version)
