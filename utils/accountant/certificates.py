@@ -35,6 +35,11 @@ class Constants:
     c: float                    # 1 - eta m: contraction of one noisy step
     gamma: float                # D2D contraction (L - m) / (L + m)
     d2d_step: float             # D2D step 2 / (L + m)
+    # min(M, the model's gradient bound G max ||x||): no per-sample gradient the update uses is longer. The
+    # Gaussian-DP and best certificates use it; paper bounds keep M (docs/METHOD.md §12.6). None: M (states
+    # saved before it was recorded).
+    grad_bound: float | None = None
+    tight: bool = False         # L from the model's tight curvature (best / gdp runs, docs/METHOD.md §12.6)
 
     @property
     def log_inv_delta(self) -> float:
@@ -42,14 +47,18 @@ class Constants:
 
 
 def make_constants(*, n, lam, M, num_classes=2, L=None, smoothness="bound", lambda_max=None,
-                   delta=None, d=None, model=None) -> Constants:
+                   delta=None, d=None, model=None, tight=False, max_norm=1.0) -> Constants:
     """Constants of docs/METHOD.md §1.3: m = lam n, L (closed-form bound, data-dependent, or given), eta = 1/L,
     delta = 1/n.
 
     The loss's smoothness comes from ``model`` (a utils.models.Model; default models.model_for(num_classes)):
-    L = model.smoothness_bound + m, or model.curvature * lambda_max + m from the data."""
+    L = model.smoothness_bound + m (the papers' closed form), or with ``tight`` (``--bound best|gdp``)
+    model.curvature * max_norm^2 + m, or model.curvature * lambda_max + m from the data. ``grad_bound`` =
+    min(M, model.G * max_norm), max_norm = max ||x_i|| over D and every D' (1 for the tool's unit rows;
+    docs/METHOD.md §12.6)."""
     n = v.n_rows(n)
     lam, M = v.positive("lam", lam), v.positive("M", M)
+    max_norm = v.positive("max_norm", max_norm)
     num_classes = v.integer("num_classes", num_classes, 2)
     model = models.model_for(num_classes if model is None else model)
     smoothness = v.choice("smoothness", smoothness, ("bound", "data"))
@@ -60,7 +69,8 @@ def make_constants(*, n, lam, M, num_classes=2, L=None, smoothness="bound", lamb
         L = v.positive("L", L)
         source = "data" if smoothness == "data" else "given"
     elif smoothness == "bound":
-        L = model.smoothness_bound + m  # unit-norm rows: logistic 1/4; softmax the reference's (loose) 1
+        # unit-norm rows: logistic 1/4; softmax the reference's (loose) 1, or with tight its curvature 1/2
+        L = (model.curvature * max_norm ** 2 if tight else model.smoothness_bound) + m
         source = "bound"
     else:
         if lambda_max is None:
@@ -76,7 +86,8 @@ def make_constants(*, n, lam, M, num_classes=2, L=None, smoothness="bound", lamb
     eta = 1.0 / L
     return Constants(n=n, lam=lam, m=m, L=L, M=M, eta=eta, delta=delta, num_classes=num_classes, d=d,
                      smoothness=source, data_dependent=(smoothness == "data"), lambda_max=lambda_max,
-                     c=1.0 - eta * m, gamma=(L - m) / (L + m), d2d_step=2.0 / (L + m))
+                     c=1.0 - eta * m, gamma=(L - m) / (L + m), d2d_step=2.0 / (L + m),
+                     grad_bound=min(M, model.G * max_norm), tight=bool(tight))
 
 
 def data_smoothness_lambda_max(X, *, replaced_rows=0) -> float:
