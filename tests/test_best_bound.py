@@ -260,8 +260,12 @@ def test_unlearn_defaults_to_best_and_records_the_bound(tmp_path, capsys):
     last = meta["requests"][-1]["certificate"]
     eps, alpha, name = A.dp_epsilon_best(Ks=Ks, sizes=[1, 2], sigma=sigma, consts=c)
     assert last["eps"] == pytest.approx(eps, rel=1e-12) and last["eps"] <= 1.0
-    assert last["bound_mode"] == "best" and last["bound_name"] == name and last["conversion"] == "improved"
+    assert last["bound_mode"] == "best" and last["bound_name"] == name == "GDP" and last["conversion"] == "exact"
     assert f"bound: {name} (best)" in out
+    # best certifies Gaussian DP too: mu and its reading are saved and printed
+    mu = A.gdp_mu(Ks=Ks, sizes=[1, 2], sigma=sigma, consts=c)
+    assert last["mu"] == pytest.approx(mu, rel=1e-12) and last["reading"] in out
+    assert last["power_at_5pct"] == pytest.approx(float(stats.norm.cdf(stats.norm.ppf(0.05) + mu)), rel=1e-12)
 
 
 def gaussian_model_minibatch(c, sigma, T, Ks, sizes, b, order):
@@ -338,13 +342,17 @@ def test_main_lmc_bound_flag(tmp_path):
     assert main_lmc.main(argv + ["--result_dir", str(tmp_path / "paper")]) == 0
     assert main_lmc.main(argv + ["--bound", "best", "--result_dir", str(tmp_path / "best")]) == 0
     paper, best = _metrics(tmp_path / "paper"), _metrics(tmp_path / "best")
-    assert paper["K"]["100"]["1"] == 1997 and best["K"]["100"]["1"] == 69     # the table
-    assert paper["K"]["1"]["0.1"] == 7053 and best["K"]["1"]["0.1"] == 18
+    assert paper["K"]["100"]["1"] == 1997 and best["K"]["100"]["1"] == 60     # the table
+    assert paper["K"]["1"]["0.1"] == 7053 and best["K"]["1"]["0.1"] == 5
     assert {c["bound_mode"] for c in paper["certificates"]} == {"paper"}
     assert {c["bound_name"] for c in paper["certificates"]} == {"A-LSI"}
-    assert {c["conversion"] for c in best["certificates"]} == {"improved"}
+    assert not any("mu" in c for c in paper["certificates"])
+    assert {c["conversion"] for c in best["certificates"]} == {"exact"}
     cert = next(c for c in best["certificates"] if c["S"] == 100 and c["eps_target"] == 1.0)
-    assert cert["K"] == 69 and cert["bound_name"] == "B-tight" and cert["eps"] <= 1.0
+    assert cert["K"] == 60 and cert["bound_name"] == "GDP" and cert["eps"] <= 1.0
+    assert cert["mu"] == pytest.approx(A.gdp_mu(Ks=[60], sizes=[100], sigma=0.03, consts=mnist()), rel=1e-12)
+    assert main_lmc.main(argv + ["--bound", "gdp", "--result_dir", str(tmp_path / "gdp")]) == 0
+    assert _metrics(tmp_path / "gdp")["K"] == best["K"]           # GDP gives best's K here
 
 
 def test_baseline_sequential_bound_flag(tmp_path):
@@ -391,7 +399,7 @@ def test_paper_vs_best_figure_from_plan_only_runs(tmp_path):
     fig = figures_bounds.paper_vs_best(paper, best)
     (ax,) = fig.axes
     drawn = {line.get_label(): list(line.get_ydata()) for line in ax.lines}
-    assert drawn["paper, S=100"] == [28626, 1997] and drawn["best, S=100"] == [114, 69]
+    assert drawn["paper, S=100"] == [28626, 1997] and drawn["best, S=100"] == [104, 60]
     out = tmp_path / "fig.png"
     assert figures_bounds.main(["--paper", str(tmp_path / "paper"), "--best", str(tmp_path / "best"),
                                 "--out", str(out)]) == 0 and out.stat().st_size > 0
@@ -417,7 +425,11 @@ def test_audit_never_finds_a_lower_bound_above_a_best_certificate(tmp_path, monk
         assert cert < A.dp_epsilon_unlearn(K=K, S=10, sigma=0.01, consts=c)[0]
         assert m["empirical_eps_lower"][str(K)] <= cert
     assert m["empirical_eps_lower"]["1"] > 1.0
-    assert m["violations"] == [] and {x["bound_mode"] for x in m["certificates"]} == {"paper", "best"}
+    assert m["violations"] == [] and {x["bound_mode"] for x in m["certificates"]} == {"paper", "best", "gdp"}
+    for K in Ks:
+        gdp = m["certified_eps_by_bound"]["gdp"][str(K)]
+        assert gdp == pytest.approx(A.dp_epsilon_gdp(Ks=[K], sizes=[10], sigma=0.01, consts=c)[0])
+        assert m["empirical_eps_lower"][str(K)] <= gdp
 
 
 @pytest.mark.parametrize("script", ["main_lmc", "baseline", "main_sgd", "audit"])

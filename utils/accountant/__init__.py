@@ -19,8 +19,8 @@ Bound functions take raw numbers (pure formulas); searches take a ``Constants``.
 from utils.accountant.best import (dp_epsilon_best, minimal_K_best, next_K_best, rdp_best,
                                    sequential_K_list_best, smallest_sigma_best)
 from utils.accountant.calibration import InfeasibleTargetError, minimal_K, smallest_sigma
-from utils.accountant.certificates import (Constants, burn_in_auto, certificate, data_smoothness_lambda_max,
-                                           make_constants, retraining_comparison)
+from utils.accountant.certificates import (Constants, burn_in_auto, certificate, check_given_L,
+                                           data_smoothness_lambda_max, gdp_fields, make_constants, retraining_comparison)
 from utils.accountant.conversion import (AlphaRangeWarning, dp_epsilon_chains, minimize_over_alpha,
                                          optimal_alpha_linear, rdp_to_dp)
 from utils.accountant.gdp import (dp_epsilon_gdp, gdp_chains, gdp_delta, gdp_epsilon, gdp_mu, gdp_power, gdp_rdp,
@@ -39,7 +39,7 @@ from utils.accountant.validation import CONVERSIONS, PNSGD_FORMS, SEQUENTIAL_FOR
 
 __all__ = [
     "InfeasibleTargetError", "AlphaRangeWarning", "Constants", "make_constants",
-    "data_smoothness_lambda_max", "certificate", "retraining_comparison", "burn_in_auto",
+    "data_smoothness_lambda_max", "check_given_L", "certificate", "gdp_fields", "retraining_comparison", "burn_in_auto",
     "minimal_K", "smallest_sigma",
     "epsilon0", "lsi_constant", "epsilon_unlearn_lsi", "epsilon_unlearn", "epsilon_sequential",
     "rdp_to_dp", "optimal_alpha_linear", "minimize_over_alpha", "dp_epsilon_chains",

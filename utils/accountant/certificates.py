@@ -107,6 +107,25 @@ def data_smoothness_lambda_max(X, *, replaced_rows=0) -> float:
     return lam_max + replaced_rows / n
 
 
+# A given L may sit this far below the data's own bound: published values are rounded (MNIST's lambda_max
+# 0.7308744 has 7 digits), and any L >= (L_data + m) / 2 keeps every step a (1 - eta m)-contraction
+# (docs/METHOD.md §1.3), far wider than this margin.
+L_ROUNDING = 1e-6
+
+
+def check_given_L(L, *, X, m, model=None, num_classes=2) -> float:
+    """The data's smoothness bound L_data = model.curvature * lambda_max(X^T X / n) + m (docs/METHOD.md §1.3);
+    ValueError naming it when the given L lies below it (more than L_ROUNDING relative). An L below the data's
+    curvature makes eta = 1/L too long: the step need not contract and no certificate holds."""
+    model = models.model_for(num_classes if model is None else model)
+    L = v.positive("L", L)
+    bound = model.curvature * data_smoothness_lambda_max(X) + v.positive("m", m)
+    if L < bound * (1.0 - L_ROUNDING):
+        raise v.checks.refuse("L", L, f"L >= {bound:.10g}, the data's smoothness bound {model.curvature:g} "
+                                      f"lambda_max(X^T X / n) + m; a smaller L voids every certificate")
+    return bound
+
+
 def retraining_comparison(*, T=None, K=None, unit="steps") -> str:
     """What an unlearning certificate compares with, in words (docs/METHOD.md §6.1).
 
@@ -128,6 +147,9 @@ def certificate(*, consts: Constants, eps, alpha, K, sigma, R=0.0, b=None, bound
     ``eps``, ``alpha``, ``K`` may be lists (one per sequential request); ``b=None`` = full batch (b = n).
     ``comparison`` says what the chains are indistinguishable from; by default retraining from scratch
     for T + sum K updates (retraining_comparison, with ``T`` or ``learn_T`` from ``extra`` when given).
+    ``mu`` (in ``extra``; best and gdp certify Gaussian DP): the record gains ``mu``, ``power_at_5pct`` (the
+    largest detection probability of a test wrong 5% of the time on retrained models) and ``reading``, the
+    sentence saying so (docs/METHOD.md §12.5): printers show the record, they compute nothing.
     Non-finite values follow the project's JSON rule (utils/jsonable.py: "inf", "-inf", "nan").
     """
     if comparison is None:
@@ -138,8 +160,22 @@ def certificate(*, consts: Constants, eps, alpha, K, sigma, R=0.0, b=None, bound
               "lam": consts.lam, "R": R, "b": consts.n if b is None else b,
               "data_dependent_L": consts.data_dependent, "smoothness": consts.smoothness, "bound": bound,
               "comparison": comparison}
+    mu = extra.pop("mu", None)
     record.update(extra)
+    if mu is not None:
+        record.update(gdp_fields(mu))
     return to_jsonable(record, strict=True)
+
+
+def gdp_fields(mu) -> dict:
+    """A Gaussian-DP certificate's keys: ``mu``, ``power_at_5pct`` = Phi(Phi^-1(0.05) + mu) and ``reading``, the
+    sentence saying what mu means (docs/METHOD.md §12.5); mu may be one per request of a stream (a list)."""
+    from utils.accountant import gdp
+
+    if isinstance(mu, (list, tuple)):
+        return {"mu": list(mu), "power_at_5pct": [gdp.gdp_power(mu=x, fpr=0.05) for x in mu],
+                "reading": [gdp.reading(x, 0.05) for x in mu]}
+    return {"mu": mu, "power_at_5pct": gdp.gdp_power(mu=mu, fpr=0.05), "reading": gdp.reading(mu, 0.05)}
 
 
 def burn_in_auto(*, sigma, m, M, eta, dim, tol=None, rel_tol=1e-2) -> tuple[int, float]:
