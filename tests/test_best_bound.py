@@ -393,16 +393,17 @@ def test_paper_vs_best_figure_from_plan_only_runs(tmp_path):
     from utils import figures_bounds
 
     argv = MNIST_PLAN + ["--paint_utility_epsilon", "1", "--S", "1", "100", "--eps", "0.1", "1"]
-    for bound in ("paper", "best"):
+    for bound in ("paper", "best", "gdp"):
         assert main_lmc.main(argv + ["--bound", bound, "--result_dir", str(tmp_path / bound)]) == 0
-    paper, best = (figures_bounds.find_runs(str(tmp_path / b)) for b in ("paper", "best"))
-    fig = figures_bounds.paper_vs_best(paper, best)
+    paper, best, gdp = (figures_bounds.find_runs(str(tmp_path / b)) for b in ("paper", "best", "gdp"))
+    fig = figures_bounds.paper_vs_best(paper, best, gdp)
     (ax,) = fig.axes
     drawn = {line.get_label(): list(line.get_ydata()) for line in ax.lines}
     assert drawn["paper, S=100"] == [28626, 1997] and drawn["best, S=100"] == [104, 60]
+    assert drawn["gdp, S=100"] == [104, 60]                      # the Gaussian-DP curve: best equals it
     out = tmp_path / "fig.png"
     assert figures_bounds.main(["--paper", str(tmp_path / "paper"), "--best", str(tmp_path / "best"),
-                                "--out", str(out)]) == 0 and out.stat().st_size > 0
+                                "--gdp", str(tmp_path / "gdp"), "--out", str(out)]) == 0 and out.stat().st_size > 0
     assert figures_bounds.main(["--paper", str(tmp_path / "paper"), "--best", str(tmp_path / "nothing"),
                                 "--out", str(tmp_path / "no.png")]) == 2
     assert not (tmp_path / "no.png").exists()
