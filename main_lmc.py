@@ -342,11 +342,51 @@ def run_chains(ctx, mode: str, plan: dict) -> tuple[dict, dict]:
     return run_noiseless(ctx, lab, plan)
 
 
+def mode_work(ctx, mode: str, plan: dict):
+    """What run_chains will run for this plan, counted by kind (utils/workload.py)."""
+    work, C = ctx.workload(), ctx.args.trials
+    if mode == "paint_unlearning_sigma":
+        work.dataset()   # D'_S, shared by every sigma
+        for sigma in plan["sigma_list"]:
+            s = key(sigma)
+            work.learn(C, plan["burn_in"][s], sigma=sigma, key=("D", s))
+            work.learn(C, plan["burn_in"][s], sigma=sigma, new_data=True)
+            work.advance(C, plan["K"][s], sigma=sigma)
+            work.evaluate(C, 3)
+            work.save(0)
+    elif mode == "retrain_noiseless":
+        work.learn(1, plan["burn_in"], sigma=0.0)
+        work.evaluate(1)
+        work.save(0)
+        for _ in plan["S_list"]:
+            work.learn(1, plan["burn_in"], sigma=0.0, new_data=True)
+            work.evaluate(1)
+            work.save(0)
+    else:   # Fig 4 / Fig 5: learn once; per S a D' (and its retraining), per (S, eps) K steps from the learned chains
+        sigma, T, retrain = plan["sigma"], plan["burn_in"], mode == "paint_utility_s"
+        work.learn(C, T, sigma=sigma, key=("D", key(sigma)))
+        work.evaluate(C)
+        work.save(0)
+        for _ in plan["S_list"]:
+            work.dataset()
+            if retrain:
+                work.learn(C, T, sigma=sigma, new_data=True)
+                work.evaluate(C)
+            work.save(0)
+        for inner in plan["K"].values():
+            for K in inner.values():
+                work.advance(C, K, sigma=sigma)
+                work.evaluate(C)
+    return work
+
+
 def plan_step(ctx) -> experiments.Plan:
     """The protocol's plan (experiments.run_script): the accountant's tables; an infeasible target fails here."""
     plan = make_plan(ctx, ctx.mode)
+    work = mode_work(ctx, ctx.mode, plan)
+    plan["chain_steps"] = work.chain_steps
     ctx.log(f"plan: {plan['chain_steps']:,} chain-steps in total")
-    return experiments.Plan(plan, plan_arrays(ctx.mode, plan), chain_steps=plan["chain_steps"],
+    return experiments.Plan(plan, plan_arrays(ctx.mode, plan), work=work,
                             summary=f"{ctx.mode}: plan only ({plan['chain_steps']:,} chain-steps), no chains run.")
 
 

@@ -26,10 +26,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from utils import accountant, d2d, distributed, models, results
+from utils import accountant, d2d, distributed, models, results, workload
 from utils import data as data_mod
 from utils.results import RunFolder
 from utils.sampler import Sampler, progress_bar  # noqa: F401  (progress_bar: the scripts' bars, named here too)
+
+_T_START = time.perf_counter()   # about when the script started: a run's start-up repeats what came before its plan
 
 
 # ---------------------------------------------------------------- constants
@@ -129,6 +131,8 @@ class Context:
         self.t0 = time.perf_counter()
         self.warnings: list[str] = []
         self._lab = None
+        self.work: workload.Workload | None = None       # the plan's counts of work (open())
+        self.estimate: workload.Estimate | None = None   # its measured time, when measured
         self._auto_logged: set[str] = set()
         self.reused_seconds = 0.0  # wall clock of the parts reused from interrupted attempts of this run
 
@@ -166,6 +170,21 @@ class Context:
             self.log(f"burn-in auto (sigma={key}): T={T} steps, W2(law after T, stationary) <= {bound:.3g}")
         return T
 
+    def workload(self) -> workload.Workload:
+        """An empty count of this run's work (utils/workload.py): the plan fills it as its stages will run."""
+        ds, args = self.dataset, self.args
+        return workload.Workload(n=self.consts.n, d=feature_dim(args, ds), num_classes=num_classes_of(args, ds),
+                                 n_test=None if ds is None else len(ds.y_test), cache=not args.no_cache,
+                                 batch_orders=getattr(args, "batch_orders", "per_chain"))
+
+    def time_estimate(self, work: workload.Workload) -> workload.Estimate:
+        """The run's time here: every kind of its work timed on its data (random rows of its shape with --n)."""
+        ds, c = self.dataset, self.consts
+        data = {} if ds is None else dict(X=ds.X_train, y=ds.y_train, X_test=ds.X_test, y_test=ds.y_test)
+        return workload.estimate(work, startup=time.perf_counter() - _T_START, consts=c, device=self.args.device,
+                                 dtype=self.args.dtype, R=getattr(self.args, "projection", 0.0) or 0.0,
+                                 scratch_dir=self.args.result_dir, **data)
+
     def derived(self) -> dict:
         """The constants (metrics.json's ``constants``)."""
         return dataclasses.asdict(self.consts)
@@ -182,16 +201,17 @@ class Context:
         return dict({"mode": self.mode, "constants": self.derived(),
                      "dataset": None if self.dataset is None else self.dataset.identity}, **self.extra)
 
-    def open(self, chain_steps: int | None = None) -> "Context":
-        """Check the plan's size (``chain_steps``: chains x steps it will run) and memory, then lock the
-        folder and write config.json: a refused plan leaves nothing behind."""
+    def open(self, chain_steps: int | None = None, work: workload.Workload | None = None) -> "Context":
+        """Check the plan's size (``work``: what it will run, or ``chain_steps``: chains x steps) and memory,
+        then lock the folder and write config.json: a refused plan leaves nothing behind."""
         config = results.config_record(self.args, self.config_derived())
         config["complete"] = False  # until finish() writes it again beside the results it describes
         distributed.check_same("flags and data", results.cache_key(results.resume_inputs(config)))
+        self.work = work
 
         def check_and_write():   # under torchrun rank 0 alone: one error line, one folder
             if chain_steps is not None and not self.args.plan_only:
-                check_plan(self.args, self.dataset, chain_steps)
+                self.estimate = check_plan(self.args, self.dataset, chain_steps, work=work, ctx=self)
             self.run.open(config, resume=self.args.resume, plan_only=self.args.plan_only)
             self.run.write_config(config)
 
@@ -218,6 +238,8 @@ class Context:
         record["d2d_dim"] = {"rule": getattr(self.args, "d2d_dim", "params"), "d": self.consts.d}
         if self.args.plan_only:
             _plan_report(self, record)
+        elif self.estimate is not None:   # measured before the run (a long one): beside its wall clock
+            record["estimated_seconds"], record["estimate"] = self.estimate.seconds, self.estimate.record()
         self.run.write_arrays(arrays)
         figure_paths = plots.draw(self.run.path, results.metrics_record(record, plan_only=self.args.plan_only),
                                   arrays)
@@ -242,7 +264,8 @@ class Context:
 
 
 def _plan_report(ctx, record: dict) -> None:
-    """--plan_only: the tables the plan saved, and the time the run would take here (calibrated)."""
+    """--plan_only: the tables the plan saved, and the time the run would take here (each kind of its work
+    timed on this machine: metrics.json's ``estimated_seconds`` and ``estimate``)."""
     from utils import plan_report
 
     lines = plan_report.plan_lines(record)
@@ -250,35 +273,62 @@ def _plan_report(ctx, record: dict) -> None:
         ctx.log("plan saved in metrics.json:")
         for line in lines:
             ctx.log("  " + line)
+    record["estimated_seconds"] = None
     if os.environ.get("UNLEARN_NO_CALIBRATION") == "1":
         return
-    c, ds = ctx.consts, ctx.dataset
-    k = num_classes_of(ctx.args, ds)
-    line = plan_report.estimate_line(record, n=c.n, d=ds.d if ds is not None else c.d,
-                                     num_classes=k, device=ctx.args.device, dtype=ctx.args.dtype,
-                                     family=ctx.args.family, chains=min(ctx.args.trials, 100))
-    if line:
+    work = ctx.work
+    if work is None or not work.counts:
+        return
+    if not work.d:
+        ctx.log("no time estimate: each step's cost depends on the feature dimension d (give --dim)")
+        return
+    ctx.log(f"timing each of the {len(work.counts)} kinds of work of this plan here (about "
+            f"{len(work.counts) * 0.2:.0f} s on an idle machine, longer on a busy one) ...")
+    try:
+        est = ctx.time_estimate(work)
+    except (RuntimeError, ValueError) as exc:   # e.g. no such device here: the plan stands without its time
+        ctx.log(f"no time estimate: {str(exc).splitlines()[0]}")
+        return
+    for line in est.lines():
         ctx.log(line)
+    record["estimated_seconds"], record["estimate"] = est.seconds, est.record()
 
-# Plans above this many chain-steps (chains x updates) need --yes: at a few thousand chain-steps per second
-# on a CPU that is days of work, and it is what a mistyped flag (a tiny lam or eps, a huge factor) produces.
+
+# Plans above this many chain-steps (chains x updates) that give no count of their work need --yes: at a few
+# thousand chain-steps per second on a CPU that is days of work (a plan's Workload is priced instead).
 PLAN_CONFIRM_CHAIN_STEPS = 10 ** 9
 
 
-def check_plan(args, dataset, chain_steps: int) -> None:
-    """UsageError for a plan that needs --yes (PLAN_CONFIRM_CHAIN_STEPS) or more memory than the device has."""
-    if chain_steps > PLAN_CONFIRM_CHAIN_STEPS and not getattr(args, "yes", False):
-        raise ValueError(f"the plan runs {chain_steps:.3g} chain-steps (more than {PLAN_CONFIRM_CHAIN_STEPS:.0e}: "
-                         "days of work); add --yes to run it, or check --lam, --eps, --sigma, --trials")
-    if dataset is None:
-        return
+def check_plan(args, dataset, chain_steps: int, *, work: workload.Workload | None = None, ctx=None):
+    """UsageError for a plan that needs --yes or more memory than the device has. With ``work`` (and the run
+    context ``ctx``) the plan's time is what needs --yes (workload.CONFIRM_SECONDS): a run whose slowest
+    conceivable time is below it is let through unmeasured, any other is timed here; returns that
+    workload.Estimate, or None when nothing was measured."""
+    yes = getattr(args, "yes", False)
+    if work is None or ctx is None:
+        if chain_steps > PLAN_CONFIRM_CHAIN_STEPS and not yes:
+            raise ValueError(f"the plan runs {chain_steps:.3g} chain-steps (more than {PLAN_CONFIRM_CHAIN_STEPS:.0e}: "
+                             "days of work); add --yes to run it, or check --lam, --eps, --sigma, --trials")
+    if dataset is not None:
+        check_memory(trials=args.trials, n=dataset.n, d=dataset.d, num_classes=dataset.num_classes,
+                     device=args.device, dtype=args.dtype)
+    if work is None or ctx is None or yes or not work.d or workload.slowest_seconds(work) <= workload.CONFIRM_SECONDS:
+        return None
+    estimate = ctx.time_estimate(work)
+    ctx.log(f"estimated time: {workload.duration(estimate.seconds)} on {estimate.device} (measured here just now)")
+    workload.confirm(estimate.seconds, yes=yes)
+    return estimate
+
+
+def check_memory(*, trials: int, n: int, d: int, num_classes: int, device, dtype: str) -> None:
+    """ValueError when ``trials`` chains on n x d data need more memory than the device has."""
     from utils import engine
 
-    itemsize = 4 if args.dtype == "float32" else 8
-    width = models.model_for(dataset.num_classes).width
-    per_chain = itemsize * (4 * dataset.d * width + engine.NOISE_BLOCK_ELEMS)   # state, copies, noise block
-    need = args.trials * per_chain + min(args.trials * dataset.n * width * itemsize, engine.MAX_CHUNK_BYTES)
-    device = engine.resolve_device(args.device)
+    itemsize = 4 if dtype == "float32" else 8
+    width = models.model_for(num_classes).width
+    per_chain = itemsize * (4 * d * width + engine.NOISE_BLOCK_ELEMS)   # state, copies, noise block
+    need = trials * per_chain + min(trials * n * width * itemsize, engine.MAX_CHUNK_BYTES)
+    device = engine.resolve_device(device)
     if device.type == "cuda":
         import torch
 
@@ -289,7 +339,7 @@ def check_plan(args, dataset, chain_steps: int) -> None:
         except (ValueError, OSError, AttributeError):
             return
     if need > have:
-        raise ValueError(f"--trials {args.trials} needs about {need / 2 ** 30:.1f} GiB for the chains but {where} "
+        raise ValueError(f"--trials {trials} needs about {need / 2 ** 30:.1f} GiB for the chains but {where} "
                          f"has {have / 2 ** 30:.1f} GiB (allowed: fewer --trials)")
 
 
@@ -349,15 +399,20 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
 # ---------------------------------------------------------------- the script protocol
 @dataclasses.dataclass
 class Plan:
-    """What a script's plan step gives: the metrics and arrays known before any chain runs, the chain-steps
-    the stages will run (ctx.open checks them; None: no check), the summary of a --plan_only run, and
-    ``tables``, whatever the stages need from the plan."""
+    """What a script's plan step gives: the metrics and arrays known before any chain runs, the work the stages
+    will run (``work``, a utils/workload.py count, or only its ``chain_steps``; ctx.open checks it, None: no
+    check), the summary of a --plan_only run, and ``tables``, whatever the stages need from the plan."""
 
     metrics: dict
     arrays: dict
     chain_steps: int | None = None
     summary: str = "plan only"
     tables: Any = None
+    work: workload.Workload | None = None   # what the stages will run, counted by kind (its chain-steps)
+
+    def __post_init__(self):
+        if self.work is not None and self.chain_steps is None:
+            self.chain_steps = self.work.chain_steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,7 +435,7 @@ def run_script(parser, argv, *, check, scripts, accounting_modes=()) -> int:
     script = scripts[mode]
     ctx = start(args, mode=mode, **script.start(args))
     plan = script.plan(ctx)
-    ctx.open(chain_steps=plan.chain_steps)
+    ctx.open(chain_steps=plan.chain_steps, work=plan.work)
     if args.plan_only or script.stages is None:
         ctx.finish(plan.metrics, plan.arrays, summary=plan.summary)
         return 0
