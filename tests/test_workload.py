@@ -2,6 +2,7 @@
 counts its full-batch steps, mini-batch updates (per batch size and order grouping, noisy or not), test
 evaluations, new datasets and saves, and each run is instrumented at the engine to count what it does.
 No timing is asserted here (speed lives in bench/); the estimate's own arithmetic is checked on counts."""
+import os
 from collections import Counter
 
 import pytest
@@ -168,3 +169,36 @@ def test_softmax_plans_are_timed_with_the_runs_own_constants(script, argv, tmp_p
     assert metrics["estimated_seconds"] > 0 and "estimated time:" in out
     kinds = {(w["what"], w["C"]) for w in metrics["estimate"]["work"]}
     assert ("update", int(argv[argv.index("--trials") + 1])) in kinds
+
+
+def _digits_state_args(tmp_path):
+    from tests import golden_runs
+
+    features = golden_runs.digits_file(str(tmp_path / "digits.npz"))
+    return ["learn", "--features", features, "--state", str(tmp_path / "st"), "--device", "cpu"]
+
+
+def test_unlearn_learn_of_a_million_chains_is_stopped_by_its_memory(tmp_path, monkeypatch, capsys):
+    """--trials 1000000 needs ~21 GiB (a noise block and a generator per chain): refused in one line where
+    less is free (here: 20 GiB, a 24 GiB machine in use), before any chain or state folder exists."""
+    import unlearn
+
+    monkeypatch.setattr(experiments, "_available_bytes", lambda: 20 * 2 ** 30)
+    assert unlearn.main(_digits_state_args(tmp_path) + ["--trials", "1000000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--trials 1000000 needs about" in err and "GiB" in err, err
+    assert not (tmp_path / "st").exists()
+
+
+def test_unlearn_learn_is_stopped_by_its_estimated_time_without_yes(tmp_path, monkeypatch, capsys):
+    """The guard prices the chains' cost (C chains x n x d per step), not their count: with memory to spare and
+    the confirmation threshold at 10 s, a million chains' learning is timed here and refused without --yes."""
+    import unlearn
+
+    monkeypatch.setattr(experiments, "_available_bytes", lambda: 1 << 50)
+    monkeypatch.setattr(os, "sysconf", lambda name, real=os.sysconf: 1 << 40 if name == "SC_PHYS_PAGES" else real(name))
+    monkeypatch.setattr(workload, "CONFIRM_SECONDS", 10)
+    assert unlearn.main(_digits_state_args(tmp_path) + ["--trials", "1000000"]) == 2
+    out, err = capsys.readouterr()
+    assert len(err.strip().splitlines()) == 1 and "the plan is estimated at" in err and "--yes" in err, err
+    assert "learned in" not in out and not (tmp_path / "st").exists()

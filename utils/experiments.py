@@ -320,13 +320,35 @@ def check_plan(args, dataset, chain_steps: int, *, work: workload.Workload | Non
     return estimate
 
 
+def check_learning(*, C: int, T: int, b, dataset, consts, device, dtype: str, yes: bool) -> None:
+    """unlearn.py learn's guard: the memory of C chains on the data, then the time of learning (T steps, or epochs
+    of batch b, and one evaluation), timed here only when it could exceed workload.CONFIRM_SECONDS; ValueError
+    (one line) unless --yes."""
+    check_memory(trials=C, n=dataset.n, d=dataset.d, num_classes=dataset.num_classes, device=device, dtype=dtype)
+    work = workload.Workload(n=dataset.n, d=dataset.d, num_classes=dataset.num_classes, n_test=len(dataset.y_test),
+                             cache=False)
+    work.learn(C, T, b=b, sigma=1.0)
+    work.evaluate(C)
+    if yes or workload.slowest_seconds(work) <= workload.CONFIRM_SECONDS:
+        return
+    est = workload.estimate(work, consts=consts, X=dataset.X_train, y=dataset.y_train, X_test=dataset.X_test,
+                            y_test=dataset.y_test, device=device, dtype=dtype)
+    workload.confirm(est.seconds, yes=yes, what="--trials, --burn_in, --m, --sigma")
+
+
+# Each chain's noise stream is a torch.Generator of its own (engine.chain_generators): about 2.6 KB measured
+# (CPU, torch 2.x) with the Python object; counted as 4 KiB.
+GENERATOR_BYTES = 4096
+
+
 def check_memory(*, trials: int, n: int, d: int, num_classes: int, device, dtype: str) -> None:
-    """ValueError when ``trials`` chains on n x d data need more memory than the device has."""
+    """ValueError when ``trials`` chains on n x d data need more memory than the device has free: per chain the
+    state and its copies, one block of noise and its generator; the chunked products' intermediates once."""
     from utils import engine
 
     itemsize = 4 if dtype == "float32" else 8
     width = models.model_for(num_classes).width
-    per_chain = itemsize * (4 * d * width + engine.NOISE_BLOCK_ELEMS)   # state, copies, noise block
+    per_chain = itemsize * (4 * d * width + engine.NOISE_BLOCK_ELEMS) + GENERATOR_BYTES
     need = trials * per_chain + min(trials * n * width * itemsize, engine.MAX_CHUNK_BYTES)
     device = engine.resolve_device(device)
     if device.type == "cuda":
@@ -338,9 +360,24 @@ def check_memory(*, trials: int, n: int, d: int, num_classes: int, device, dtype
             have, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine"
         except (ValueError, OSError, AttributeError):
             return
+        free = _available_bytes()
+        if free is not None and free < have:
+            have, where = free, "this machine (free now)"
     if need > have:
         raise ValueError(f"--trials {trials} needs about {need / 2 ** 30:.1f} GiB for the chains but {where} "
                          f"has {have / 2 ** 30:.1f} GiB (allowed: fewer --trials)")
+
+
+def _available_bytes() -> int | None:
+    """The memory the kernel can give a new process now (Linux MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def given_flags(args) -> tuple:

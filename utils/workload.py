@@ -242,20 +242,15 @@ class _Bench:
 
             torch.cuda.synchronize(self.device)
 
-    def clock(self, fn, repeat: int = 1) -> float:
-        """The median of ``repeat`` timings of fn() (one stall of a busy machine does not make the estimate)."""
-        times = []
-        for _ in range(repeat):
-            self.sync()
-            t = time.perf_counter()
-            fn()
-            self.sync()
-            times.append(time.perf_counter() - t)
-        return float(np.median(times))
+    def clock(self, fn) -> float:
+        self.sync()
+        t = time.perf_counter()
+        fn()
+        self.sync()
+        return time.perf_counter() - t
 
-    # -- one function per kind: seconds per unit (and per call) for the run's sizes; ``rounds``: measurements
-    # whose median is kept (the kinds that make most of the estimate are measured again)
-    def update(self, kind: Kind, rounds: int = 1) -> Rate:
+    # -- one function per kind: a measurer whose calls each give one sample (a Rate) for the run's sizes
+    def update(self, kind: Kind):
         e, c = self.engine, self.consts
         C = min(kind.C, MEASURE_CHAINS)
         scale = kind.C / C
@@ -271,54 +266,58 @@ class _Bench:
                 return self.clock(lambda: e.run_chains(w, task, steps=steps, eta=c.eta, sigma=sigma, m=c.m, M=c.M,
                                                        R=self.R, generator=gen))
         else:            # an update costs ~ b rows whatever n is: epochs of few updates over the first rows
-            b = kind.b
-            group = min(kind.group, C)
-            per = max(1, min(self.work.n // b, 8, len(self.X) // b))
+            b, group = kind.b, min(kind.group, C)
+            most = max(1, min(self.work.n // b, len(self.X) // b))
+            per = min(most, 4)
+            prepared = {}
 
             def run(steps):
-                task = self.task(per * b)
-                orders = e.make_perms(-(-C // group), per * b, generator=gen, device=self.device)
-                perms = e.share_orders(orders, C, group)
+                if per not in prepared:
+                    orders = e.make_perms(-(-C // group), per * b, generator=gen, device=self.device)
+                    prepared[per] = (self.task(per * b), e.share_orders(orders, C, group))
+                task, perms = prepared[per]
                 return self.clock(lambda: e.run_chains(w, task, steps=steps, eta=c.eta, sigma=sigma, m=c.m, M=c.M,
                                                        R=self.R, batch_size=b, perms=perms, generator=gen))
-            first = run(1)   # warm-up, and the size of the measurement: about MEASURE_SECONDS of updates
-            wanted = int(MEASURE_SECONDS / max(first / per, 1e-7))
-            per = max(per, min(self.work.n // b, len(self.X) // b, wanted, 256))
-        run(1)                       # warm-up (allocations, kernels, the noise threads)
-        units, calls = [], []
-        for _ in range(rounds):
+            first = run(1)   # the size of the measurement: about MEASURE_SECONDS of updates per epoch
+            per = max(per, min(most, int(MEASURE_SECONDS / max(first / per, 1e-7)), 256))
+        run(1)           # warm-up (allocations, kernels, the noise threads)
+
+        def sample() -> Rate:
             t1 = run(1)
             more = max(1, min(64, int(MEASURE_SECONDS / max(t1, 1e-7))))
             t2 = run(1 + more)
             unit = (t2 - t1) / (more * per)
-            if unit <= 0:            # a noisy clock on a busy machine: the plain average
+            if unit <= 0:    # a noisy clock on a busy machine: the plain average
                 unit = t2 / ((1 + more) * per)
-            units.append(unit)
-            calls.append(max(0.0, t1 - per * unit))
-        return Rate(float(np.median(units)) * scale, float(np.median(calls)) * kind.C / C)
+            return Rate(unit * scale, max(0.0, t1 - per * unit) * kind.C / C)
+        return sample
 
-    def evaluate(self, kind: Kind, rounds: int = 1) -> Rate:
+    def evaluate(self, kind: Kind):
         C = min(kind.C, MEASURE_CHAINS)
         w = self.chains(C, 0.01)
         self.engine.accuracy(w, self.X_test, self.y_test)
-        return Rate(self.clock(lambda: self.engine.accuracy(w, self.X_test, self.y_test), 2 + rounds)
-                    * kind.C / C * self.test_scale)
+        return lambda: Rate(self.clock(lambda: self.engine.accuracy(w, self.X_test, self.y_test))
+                            * kind.C / C * self.test_scale)
 
-    def dataset(self, kind: Kind, rounds: int = 1) -> Rate:
+    def dataset(self, kind: Kind):
         def build():
             self.engine.to_task(self.X.copy(), self.y.copy(), self.model, device=self.device, dtype=self.dtype)
         build()
-        return Rate(self.clock(build, 2 + rounds) * self.work.n / len(self.X))
+        return lambda: Rate(self.clock(build) * self.work.n / len(self.X))
 
-    def save(self, kind: Kind, rounds: int = 1) -> Rate:
+    def save(self, kind: Kind):
         from utils import results
 
         C = min(kind.C, MEASURE_CHAINS)   # C = 0: a part of a few accuracies, the cost of any write
         w = np.zeros((C, self.work.d * self.model.width), dtype=np.float32 if self.dtype == "float32" else np.float64)
         path = os.path.join(self.scratch, "chains.npz")
         results.write_checked_npz(path, {"w": w}, key="workload")
-        return Rate(self.clock(lambda: results.write_checked_npz(path, {"w": w}, key="workload"), 2 + rounds)
-                    * (kind.C / C if C else 1.0))
+        return lambda: Rate(self.clock(lambda: results.write_checked_npz(path, {"w": w}, key="workload"))
+                            * (kind.C / C if C else 1.0))
+
+
+def _median(samples: list) -> Rate:
+    return Rate(float(np.median([r.unit for r in samples])), float(np.median([r.call for r in samples])))
 
 
 def _unit_rows(rng, rows: int, d: int) -> np.ndarray:
@@ -338,13 +337,15 @@ def measure(work: Workload, *, consts, X=None, y=None, X_test=None, y_test=None,
     with tempfile.TemporaryDirectory(prefix=".tmp-workload-", dir=scratch_dir) as scratch:
         bench = _Bench(work, X=X, y=y, X_test=X_test, y_test=y_test, consts=consts, device=device, dtype=dtype,
                        R=R, scratch=scratch)
-        rates = {kind: getattr(bench, kind.what)(kind) for kind in sorted(work.counts)}
-        # the kinds that make most of the time are measured twice more: the median of three is kept
-        cost = {k: work.counts[k] * r.unit + work.calls.get(k, 0) * r.call for k, r in rates.items()}
+        samplers = {kind: getattr(bench, kind.what)(kind) for kind in sorted(work.counts)}
+        samples = {kind: [sample()] for kind, sample in samplers.items()}
+        # the kinds that make most of the time are measured twice more and keep the median of three: one
+        # stall of a busy machine does not make the estimate
+        cost = {k: work.counts[k] * r[0].unit + work.calls.get(k, 0) * r[0].call for k, r in samples.items()}
         total = sum(cost.values())
         for kind in [k for k, v in cost.items() if v >= 0.1 * total]:
-            rates[kind] = getattr(bench, kind.what)(kind, rounds=3)
-        return rates, str(bench.device)
+            samples[kind] += [samplers[kind](), samplers[kind]()]
+        return {kind: _median(r) for kind, r in samples.items()}, str(bench.device)
 
 
 def estimate(work: Workload, *, startup: float = 0.0, **measure_keywords) -> Estimate:
