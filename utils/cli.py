@@ -239,8 +239,9 @@ def _shared_flags(family: str) -> dict[str, tuple[str, dict]]:
         "plan_only": ("run", dict(action="store_true",
                                   help="compute and save the accounting (sigmas, K) without running chains")),
         "no_cache": ("run", dict(action="store_true", help="do not reuse or store learned chains in result/cache/")),
-        "quiet": ("run", dict(action="store_true", help="no progress bars (they are drawn on a terminal only: a "
-                                                        "redirected stderr never gets them)")),
+        "quiet": ("run", dict(action="store_true", help="no progress: neither the bars drawn on a terminal nor the "
+                                                        "line every 30 s (stage, share done, time left) a redirected "
+                                                        "stderr gets")),
         "name": ("run", dict(type=run_name_value, default=None,
                              help="the run folder's name under <mode>/ (default: the flags given and a hash of all "
                                   "flags)")),

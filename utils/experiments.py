@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from utils import accountant, d2d, distributed, models, results, workload
+from utils import accountant, d2d, distributed, models, progress, results, workload
 from utils import data as data_mod
 from utils.results import RunFolder
 from utils.sampler import Sampler, progress_bar  # noqa: F401  (progress_bar: the scripts' bars, named here too)
@@ -476,7 +476,8 @@ def run_script(parser, argv, *, check, scripts, accounting_modes=()) -> int:
     if args.plan_only or script.stages is None:
         ctx.finish(plan.metrics, plan.arrays, summary=plan.summary)
         return 0
-    metrics, arrays, summary = script.stages(ctx, plan)
+    with progress.run(plan.work.progress_weight() if plan.work is not None else None):
+        metrics, arrays, summary = script.stages(ctx, plan)
     ctx.finish(metrics, arrays, summary=summary)
     return 0
 

@@ -122,6 +122,14 @@ class Workload:
         """Chains x updates over every update (a full-batch step or one mini-batch update is one)."""
         return int(sum(k.C * v for k, v in self.counts.items() if k.what == UPDATE))
 
+    def progress_weight(self) -> float:
+        """The updates' total weight in utils/progress.py's units (what a run's progress lines count)."""
+        from utils import models, progress
+
+        width = models.model_for(self.num_classes).width
+        return float(sum(v * progress.update_weight(k.C, k.b or self.n, self.d or 1, width)
+                         for k, v in self.counts.items() if k.what == UPDATE))
+
     def record(self) -> list[dict]:
         """The counts as JSON (metrics.json's ``estimate.work``)."""
         return [dict(dataclasses.asdict(k), count=int(v), calls=int(self.calls.get(k, 0)))
