@@ -42,8 +42,6 @@ def build_parser(multiclass: bool):
     desc = ("Paper A " + ("(multiclass) " if multiclass else "") + "Fig 3a: Langevin unlearning vs retraining "
             "vs D2D; --sequential2 1: Fig 3b; --find_k 1: smallest sigma per (eps, K).")
     p = cli.make_parser(desc, family="LMC", multiclass=multiclass)
-    if multiclass:
-        p.set_defaults(dataset="CIFAR10_MULTI")
     g = p.add_argument_group("baseline.py")
     cli.add(g, "--sequential2", type=cli.switch_or_one, default=False, metavar="{0,1}",
             help="1: sequential unlearning of --num_remove points in requests of --S (paper A Fig 3b)")
@@ -440,7 +438,7 @@ def plan_find_k(ctx) -> experiments.Plan:
     arrays = {"K": np.array(args.K), "eps": np.array(args.eps, dtype=float),
               "sigma": grid(args, table, "sigma"), "alpha": grid(args, table, "alpha")}
     return experiments.Plan(metrics, arrays, summary=f"smallest sigma for {len(table)} (K, eps) pairs on "
-                                                     f"{args.dataset} (n={c.n}, L={c.L:.6g}, m={c.m:.6g}, "
+                                                     f"{experiments.describe_data(args, c)} (n={c.n}, L={c.L:.6g}, m={c.m:.6g}, "
                                                      f"M={c.M:g}, delta={c.delta:.4g})")
 
 

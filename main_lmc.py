@@ -36,8 +36,6 @@ def build_parser(*, multiclass: bool = False):
     what = "multiclass (softmax) datasets" if multiclass else "binary datasets"
     p = cli.make_parser(f"Langevin unlearning (paper A) sweeps on {what}: Fig 3c, Fig 4, Fig 5 and "
                         "noiseless retraining. Choose one mode.", family="LMC", multiclass=multiclass)
-    if multiclass:
-        p.set_defaults(dataset="CIFAR10_MULTI")
     g = p.add_argument_group("experiment (exactly one mode)")
     cli.add(g, "--paint_unlearning_sigma", type=cli.switch_or_one, default=False,
             help="Fig 3c: sweep --sigma_list, S (default 100) removed at once, one --eps (default 1); "
@@ -113,15 +111,15 @@ def sweep_S(args, mode: str, n: int, log) -> list[int]:
         values = _distinct("--S", args.S)
         bad = [S for S in values if S >= n]
         if bad:
-            raise cli.UsageError(f"--S {bad[0]} is not allowed on {args.dataset} (allowed: 1 <= S < n = {n})")
+            raise cli.UsageError(f"--S {bad[0]} is not allowed on {experiments.dataset_label(args)} (allowed: 1 <= S < n = {n})")
         return values
     values = list(DEFAULT_S[mode])
     kept = [S for S in values if S < n]
     if len(kept) < len(values):
         dropped = " ".join(str(S) for S in values if S >= n)
-        log(f"note: default S {dropped} dropped: {args.dataset} has n = {n} training rows (S < n needed)")
+        log(f"note: default S {dropped} dropped: {experiments.dataset_label(args)} has n = {n} training rows (S < n needed)")
     if not kept:
-        raise cli.UsageError(f"no default S fits {args.dataset} (n = {n}): give --S values below n")
+        raise cli.UsageError(f"no default S fits {experiments.dataset_label(args)} (n = {n}): give --S values below n")
     return kept
 
 

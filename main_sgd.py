@@ -280,7 +280,7 @@ def settings(ctx):
     if args.n is not None:
         out.update(batches=select_batches(args.requested_batches, n=n, explicit=args.batch_size is not None,
                                           must_divide=True, notes=notes), n_loaded=n)
-        if args.features is None and args.classes is None:  # which n a run on the real data would use
+        if args.features is None and args.classes is None and args.dataset is not None:  # the real data's n
             full = data_mod.spec(args.dataset).n
             kept = select_batches(args.requested_batches, n=full, explicit=args.batch_size is not None,
                                   must_divide=False, notes=[])

@@ -38,15 +38,15 @@ _T_START = time.perf_counter()   # about when the script started: a run's start-
 def model_defaults(args, dataset) -> tuple[float, float]:
     """(lam, M) of this run: the flags, else lam from the dataset (a named one's, or a --features file's once
     loaded) and M from the model (utils.models: Model.default_M). Derived values, kept on the run context."""
-    named = args.features is None
+    named = args.features is None and args.dataset is not None
     lam = args.lam
     if lam is None:
         if named:
             lam = data_mod.spec(args.dataset).default_lam
         elif dataset is not None:
             lam = dataset.default_lam
-        else:
-            raise ValueError("--lam is needed with --n and --features (no data is loaded to choose it)")
+        else:   # own data planned from --n alone: the rule a loaded features file gets (m = lam n = 0.01)
+            lam = data_mod.FEATURES_M / args.n
     M = args.M
     if M is None:
         M = models.model_for(num_classes_of(args, dataset)).default_M
@@ -82,15 +82,17 @@ def feature_dim(args, dataset) -> int | None:
         return args.dim
     if dataset is not None:
         return dataset.d
-    return None if args.features is not None else data_mod.spec(args.dataset).d
+    return None if args.features is not None or args.dataset is None else data_mod.spec(args.dataset).d
 
 
 def num_classes_of(args, dataset) -> int:
     """The model's number of classes: the data's, or without data (--n) the dataset name's or the script's."""
     if dataset is not None:
         return dataset.num_classes
-    if args.features is None:
+    if args.features is None and args.dataset is not None:
         return data_mod.spec(args.dataset).num_classes
+    if getattr(args, "num_classes", None) is not None:
+        return args.num_classes
     return data_mod.FEATURES_PLAN_CLASSES if getattr(args, "multiclass", False) else 2
 
 
@@ -224,7 +226,7 @@ class Context:
         from utils import plots
 
         lab_timings = self._lab.timings if self._lab is not None else {}
-        record = {"mode": self.mode, "dataset": self.args.dataset, "family": self.args.family}
+        record = {"mode": self.mode, "dataset": dataset_label(self.args), "family": self.args.family}
         record.update(metrics)
         record.setdefault("constants", self.derived())
         # total: this attempt plus the parts it reused from interrupted ones (their own compute time)
@@ -258,7 +260,7 @@ class Context:
         # metrics.json marks the run finished, so it is written last: a failure before it (a full disk)
         # leaves a run that resumes, never one that looks finished without its log
         self.run.write_metrics(record, plan_only=self.args.plan_only)
-        self.run.finish()
+        self.run.finish(latest=not self.args.plan_only)   # `latest` names runs with results, never a plan
         self.run.close()
         return self.run.path
 
@@ -380,6 +382,22 @@ def _available_bytes() -> int | None:
     return None
 
 
+def dataset_label(args) -> str:
+    """The dataset's name, or for a problem planned from --n alone (no --dataset) the folder that says so."""
+    from utils import cli
+
+    return args.dataset if args.dataset is not None else cli.NO_DATASET
+
+
+def describe_data(args, consts) -> str:
+    """What the run is on, for its first log line: the dataset, or the problem's shape when there is none."""
+    if args.dataset is not None:
+        return args.dataset
+    d = feature_dim(args, None)
+    return (f"no dataset (a problem of n={consts.n} rows" + (f", d={d}" if d else "")
+            + f", {num_classes_of(args, None)} classes)")
+
+
 def given_flags(args) -> tuple:
     """The flags given with a non-default value (FrozenArgs.given; a plain namespace's given_flags)."""
     return tuple(getattr(args, "given", None) or getattr(args, "given_flags", ()) or ())
@@ -417,12 +435,12 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
         engine.resolve_device(args.device)  # "--device cuda" without CUDA fails before any file exists
     # the folder's hash covers lam and M as used (a default and the same value given are the same run's
     # inputs), as it did when they were written into the flags: a command line keeps its folder
-    run = RunFolder(args.result_dir, args.family, args.dataset, mode,
+    run = RunFolder(args.result_dir, args.family, dataset_label(args), mode,
                     run=results.run_name(results.to_jsonable(dict(vars(args), lam=lam, M=M)), mode=mode,
                                          given=given_flags(args)))
     ctx = Context(args, mode=mode, dataset=dataset, consts=consts, run=run)
     ctx.transform = transform   # what it recorded about the data (main_sgd.Truncation) is the plan's to read
-    ctx.log(f"{args.family} {mode} on {args.dataset}: " + describe_constants(consts))
+    ctx.log(f"{args.family} {mode} on {describe_data(args, consts)}: " + describe_constants(consts))
     if consts.d is not None and models.model_for(consts.num_classes).width > 1:
         ctx.log(f"D2D dimension d={consts.d} (--d2d_dim {args.d2d_dim}: "
                 + ("the model's parameter count, features x classes)" if args.d2d_dim == "params"
