@@ -34,7 +34,7 @@ DEFAULT_NUM_REMOVE = 100
 DEFAULT_IFAC = [1.0, 1.5, 2.0]
 # Flags that only some modes read: given elsewhere they are an error, not silently ignored.
 MODE_ONLY = {"K": ("baseline", "find_k"), "num_remove": ("sequential2",), "ifac": ("sequential2",),
-             "mironov": ("sequential2",)}
+             "mironov": ("sequential2",), "sigma": ("sequential2",)}   # the other modes choose sigma per (K, eps)
 
 
 # ---------------------------------------------------------------- flags

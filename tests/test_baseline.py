@@ -369,6 +369,8 @@ def test_d2d_dimension_for_cifar10_multi_is_the_parameter_count(tmp_path):
     (baseline, ["--sequential2", "1", "--S", "7"], "--S 7: S=7 does not divide --num_remove 100"),
     (baseline, ["--sequential2", "1", "--num_remove", "300"], "--num_remove 300 is not below n=267"),
     (baseline, ["--sequential2", "1", "--sigma", "0"], "--sigma 0"),
+    (baseline, ["--sigma", "1e-320"], "--sigma does not apply to the default mode"),   # it named the folder only
+    (baseline, ["--find_k", "1", "--sigma", "0.1"], "--sigma does not apply to --find_k 1"),
     (baseline, ["--eps", "1", "1.0"], "repeats a value"),
     (baseline, ["--eps", "0"], "'0'"),
     (baseline, ["--S", "1", "2"], "single value"),

@@ -429,6 +429,31 @@ def _latest_target(mode_dir: str) -> str | None:
     return None
 
 
+def unfinished(folder: str) -> str | None:
+    """Why a run folder's results must not be read as a finished run's (a few words), or None when it
+    finished: the finished mark is config.json's ``complete: true``, metrics.json written after it, and no
+    INCOMPLETE left (utils.summary and utils.plots read nothing else as results)."""
+    if os.path.exists(os.path.join(folder, INCOMPLETE)):
+        return f"{INCOMPLETE} is present (rerun the same command with --resume)"
+    try:
+        config = read_json(os.path.join(folder, "config.json"))
+    except FileNotFoundError:
+        return "no config.json"
+    except (OSError, ValueError, RecursionError):
+        return "config.json is unreadable"
+    if not isinstance(config, dict) or config.get("complete") is not True:
+        return "config.json does not say complete: true"
+    try:
+        metrics = read_json(os.path.join(folder, "metrics.json"))
+    except FileNotFoundError:
+        return "no metrics.json"
+    except (OSError, ValueError, RecursionError):
+        return "metrics.json is unreadable"
+    if not isinstance(metrics, dict) or "schema_version" not in metrics:
+        return "metrics.json is not a run's record"
+    return None
+
+
 def _is_plan(folder: str) -> bool:
     try:
         return read_json(os.path.join(folder, "metrics.json")).get("plan_only") is True
