@@ -31,7 +31,11 @@ from utils import data as data_mod
 from utils.results import RunFolder
 from utils.sampler import Sampler, progress_bar  # noqa: F401  (progress_bar: the scripts' bars, named here too)
 
-_T_START = time.perf_counter()   # about when the script started: a run's start-up repeats what came before its plan
+# A run's start-up, which its time estimate includes: the interpreter and the imports before this module (this
+# process's age now, when it is a script that just started) and what run_script does before the plan.
+_STARTED_AGO = workload.process_seconds() or 0.0
+_STARTED_AGO = _STARTED_AGO if _STARTED_AGO < 30 else 0.0   # imported late by a long-lived process: not a script's
+_T_MAIN = time.perf_counter()   # run_script's start (set again by each call)
 
 
 # ---------------------------------------------------------------- constants
@@ -183,9 +187,10 @@ class Context:
         """The run's time here: every kind of its work timed on its data (random rows of its shape with --n)."""
         ds, c = self.dataset, self.consts
         data = {} if ds is None else dict(X=ds.X_train, y=ds.y_train, X_test=ds.X_test, y_test=ds.y_test)
-        return workload.estimate(work, startup=time.perf_counter() - _T_START, consts=c, device=self.args.device,
-                                 dtype=self.args.dtype, R=getattr(self.args, "projection", 0.0) or 0.0,
-                                 scratch_dir=self.args.result_dir, **data)
+        return workload.estimate(work, startup=_STARTED_AGO + time.perf_counter() - _T_MAIN, consts=c,
+                                 device=self.args.device, dtype=self.args.dtype,
+                                 R=getattr(self.args, "projection", 0.0) or 0.0, scratch_dir=self.args.result_dir,
+                                 **data)
 
     def derived(self) -> dict:
         """The constants (metrics.json's ``constants``)."""
@@ -486,6 +491,8 @@ def run_script(parser, argv, *, check, scripts, accounting_modes=()) -> int:
     plan-only finish -> stages -> finish. ``check(args) -> mode``; ``scripts``: mode -> Script. Returns 0."""
     from utils import cli
 
+    global _T_MAIN
+    _T_MAIN = time.perf_counter()
     args, mode = cli.parse_checked(parser, argv, check=check, accounting_modes=accounting_modes)
     script = scripts[mode]
     ctx = start(args, mode=mode, **script.start(args))

@@ -181,7 +181,8 @@ class Estimate:
         for kind, count, seconds in self.parts():
             unit = self.rates[kind].unit
             out.append(f"  {count:>12,} {kind.describe():<58} x {_unit(unit):>9} = {duration(seconds)}")
-        out.append(f"  {'':>12} {'start-up (imports, data, plan)':<58}   {'':>9}   {duration(self.startup)}")
+        out.append(f"  {'':>12} {'start-up and end (imports, data, plan; figure, files)':<58}   {'':>9}   "
+                   f"{duration(self.startup)}")
         return out
 
 
@@ -356,12 +357,35 @@ def measure(work: Workload, *, consts, X=None, y=None, X_test=None, y_test=None,
         return {kind: _median(r) for kind, r in samples.items()}, str(bench.device)
 
 
+FINISH_SECONDS = 1.0   # a run's end: the figure (PNG and PDF), arrays, log and metrics written (about 1 s measured)
+
+
+def process_seconds() -> float | None:
+    """How long this process has run (Linux /proc), or None where unknown."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            start = int(fh.read().rsplit(")", 1)[1].split()[19])   # field 22: start time in clock ticks
+        with open("/proc/uptime", encoding="ascii") as fh:
+            up = float(fh.read().split()[0])
+        return max(0.0, up - start / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def estimate(work: Workload, *, startup: float = 0.0, **measure_keywords) -> Estimate:
-    """The run's time here: ``startup`` (what it spends before its plan: imports, data) plus every kind of
-    work's count times its measured time (``measure``'s keywords)."""
+    """The run's time here: its start-up (``startup``: what it spends before its plan, imports and data; plus
+    torch's import when it is still to come), every kind of work's count times its measured time (``measure``'s
+    keywords), and FINISH_SECONDS."""
+    import sys
+
     t = time.perf_counter()
+    if "torch" not in sys.modules:   # the run imports it too: part of its start-up
+        import torch  # noqa: F401
+
+        startup += time.perf_counter() - t
     load = load_average()
     rates, device = measure(work, **measure_keywords)
+    startup += FINISH_SECONDS
     seconds = startup + sum(work.counts[k] * r.unit + work.calls.get(k, 0) * r.call for k, r in rates.items())
     return Estimate(seconds=seconds, device=device, rates=rates, work=work, startup=startup,
                     measured_in=time.perf_counter() - t, load=load)
