@@ -51,24 +51,22 @@ PAPER = ["main_sgd.py --lam 1e-6 --dataset FASHION --projection 0 --sequential 1
 
 def plan_and_run(command: str, work: str) -> dict:
     """The plan's estimate, then the run's wall clock (both as subprocesses: imports included)."""
-    argv = command.split()
     env = dict(os.environ, UNLEARN_NO_PROGRESS="1")
     env.pop("UNLEARN_NO_CALIBRATION", None)
+
+    def timed(*extra) -> float:
+        t = time.perf_counter()
+        done = subprocess.run([sys.executable, *command.split(), *extra], cwd=common.ROOT, env=env,
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{command} {' '.join(extra)} exited {done.returncode}: {done.stderr.strip()[-300:]}")
+        return time.perf_counter() - t
+
     load0 = os.getloadavg()[0]
-    t = time.perf_counter()
-    plan = subprocess.run([sys.executable, *argv, "--plan_only", "--result_dir", f"{work}/plan"], cwd=common.ROOT,
-                          env=env, capture_output=True, text=True)
-    plan_seconds = time.perf_counter() - t
-    if plan.returncode:
-        raise RuntimeError(f"{command} --plan_only exited {plan.returncode}: {plan.stderr.strip()[-300:]}")
+    plan_seconds = timed("--plan_only", "--result_dir", f"{work}/plan")
     (metrics,) = [p for p in Path(work, "plan").glob("*/*/*/*/metrics.json") if p.parent.name != "latest"]
     estimated = json.loads(metrics.read_text())["estimated_seconds"]
-    t = time.perf_counter()
-    run = subprocess.run([sys.executable, *argv, "--no_cache", "--result_dir", f"{work}/run"], cwd=common.ROOT,
-                         env=env, capture_output=True, text=True)
-    real = time.perf_counter() - t
-    if run.returncode:
-        raise RuntimeError(f"{command} exited {run.returncode}: {run.stderr.strip()[-300:]}")
+    real = timed("--no_cache", "--result_dir", f"{work}/run")
     return {"estimated": estimated, "real": real, "plan": plan_seconds, "load_start": load0,
             "load_end": os.getloadavg()[0]}
 

@@ -435,22 +435,16 @@ def unfinished(folder: str) -> str | None:
     INCOMPLETE left (utils.summary and utils.plots read nothing else as results)."""
     if os.path.exists(os.path.join(folder, INCOMPLETE)):
         return f"{INCOMPLETE} is present (rerun the same command with --resume)"
-    try:
-        config = read_json(os.path.join(folder, "config.json"))
-    except FileNotFoundError:
-        return "no config.json"
-    except (OSError, ValueError, RecursionError):
-        return "config.json is unreadable"
-    if not isinstance(config, dict) or config.get("complete") is not True:
-        return "config.json does not say complete: true"
-    try:
-        metrics = read_json(os.path.join(folder, "metrics.json"))
-    except FileNotFoundError:
-        return "no metrics.json"
-    except (OSError, ValueError, RecursionError):
-        return "metrics.json is unreadable"
-    if not isinstance(metrics, dict) or "schema_version" not in metrics:
-        return "metrics.json is not a run's record"
+    for name, finished, what in (("config.json", lambda r: r.get("complete") is True, "does not say complete: true"),
+                                 ("metrics.json", lambda r: "schema_version" in r, "is not a run's record")):
+        try:
+            record = read_json(os.path.join(folder, name))
+        except FileNotFoundError:
+            return f"no {name}"
+        except (OSError, ValueError, RecursionError):
+            return f"{name} is unreadable"
+        if not isinstance(record, dict) or not finished(record):
+            return f"{name} {what}"
     return None
 
 
