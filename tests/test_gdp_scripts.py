@@ -133,6 +133,9 @@ def test_unlearn_gdp_state_removes_and_exports_k_chains_as_sqrt_k_mu(tmp_path, c
     mu = A.gdp_mu(Ks=[cert["K"]], sizes=[1], sigma=sigma, consts=c)
     assert cert["bound_mode"] == "gdp" and cert["mu"] == pytest.approx(mu, rel=1e-12) and cert["reading"] in out
     assert "exact conversion of mu=" in out
+    assert unlearn.main(["status", "--state", st]) == 0       # the request table shows mu, not an order of nan
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.split()[:1] == ["1"])
+    assert f"mu={mu:.4g}" in row.split() and "nan" not in row
     target = tmp_path / "w.npz"
     assert unlearn.main(["export", "--state", st, "--chain", "0", "1", "2", "--out", str(target)]) == 0
     with np.load(target) as z:
