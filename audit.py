@@ -346,7 +346,9 @@ def plan_step(ctx) -> experiments.Plan:
             f"{args.neighbour} neighbour; {the_plan['chain_steps']} chain-steps")
     for K in Ks:
         certs = ", ".join(f"{name} {the_plan['certified_eps_by_bound'][name][str(K)]:.6g}" for name in BOUNDS)
-        ctx.log(f"  K={K}: certified eps {certs} ({args.bound} alpha*={the_plan['certified_alpha'][str(K)]:.4g})")
+        mine = next(c for c in the_plan["certificates"] if c["K"] == K and c["bound_mode"] == args.bound)
+        how = bounds.order_or_mu(the_plan["certified_alpha"][str(K)], mine.get("mu"), named=True)
+        ctx.log(f"  K={K}: certified eps {certs} ({args.bound} {how})")
     metrics = dict(settings=settings, **the_plan)
     arrays = {"K": np.asarray(Ks, dtype=np.int64),
               "certified_eps": np.asarray([the_plan["certified_eps"][str(K)] for K in Ks])}

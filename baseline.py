@@ -165,9 +165,10 @@ def plan_baseline(ctx) -> experiments.Plan:
         row["d2d_sigma_1"] = d2d.output_sigma(c, K=row["K"], eps=row["epsilon"])
         row["T"] = ctx.burn_in(row["sigma"])
     T0 = ctx.burn_in(0.0)
-    log_table(ctx, f"plan (S={S}):    K      eps      sigma     alpha*        T   D2D sigma_1",
-              [f"{r['K']:>19} {r['epsilon']:>8g} {r['sigma']:>10.6g} {r['alpha']:>9.4g} {r['T']:>8} "
-               f"{r['d2d_sigma_1']:>13.6g}" for r in plan])
+    order = bounds.order_header(args.bound)     # alpha* (paper), or mu where Gaussian DP gave eps
+    log_table(ctx, f"plan (S={S}):    K      eps      sigma {order:>10}        T   D2D sigma_1",
+              [f"{r['K']:>19} {r['epsilon']:>8g} {r['sigma']:>10.6g} {bounds.order_or_mu(r['alpha'], r.get('mu')):>9} "
+               f"{r['T']:>8} {r['d2d_sigma_1']:>13.6g}" for r in plan])
     work = ctx.workload()   # run_baseline: one D'; per (K, eps) learn (shared by equal sigmas), unlearn, retrain
     work.dataset()
     for r in plan:
@@ -439,8 +440,10 @@ def plan_find_k(ctx) -> experiments.Plan:
     """--find_k: the smallest-sigma table is the result (no chains)."""
     args = ctx.args
     S, c, table = one_removal_table(ctx)
-    log_table(ctx, f"smallest sigma (S={S}):   K      eps         sigma     alpha*",
-              [f"{r['K']:>24} {r['epsilon']:>8g} {r['sigma']:>13.8g} {r['alpha']:>10.6g}" for r in table])
+    order = bounds.order_header(args.bound)
+    log_table(ctx, f"smallest sigma (S={S}):   K      eps         sigma {order:>10}",
+              [f"{r['K']:>24} {r['epsilon']:>8g} {r['sigma']:>13.8g} "
+               f"{bounds.order_or_mu(r['alpha'], r.get('mu'), '.6g'):>10}" for r in table])
     metrics = {"S": S, "K_values": list(args.K), "eps_values": list(args.eps),
                "sigma_table": [{k: r[k] for k in ("K", "epsilon", "sigma", "alpha")} for r in table],
                "certificates": [lmc_certificate(c, r, S=S, R=args.projection, bound_mode=args.bound) for r in table]}

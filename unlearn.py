@@ -561,15 +561,6 @@ def _how(cert) -> str:
     return f"at Renyi order alpha*={alpha:.6g}"
 
 
-def _order_or_mu(cert) -> str:
-    """The status table's cell: alpha* of a Renyi certificate, mu of a Gaussian-DP one (which has no order)."""
-    alpha = jsonable.number(cert.get("alpha"))
-    if alpha is None or math.isnan(alpha):
-        mu = cert.get("mu")
-        return "-" if mu is None else f"mu={jsonable.number(mu):.4g}"
-    return f"{alpha:.4g}"
-
-
 # ---------------------------------------------------------------- status, export
 def cmd_status(args) -> int:
     _settle(args.state)
@@ -585,10 +576,12 @@ def cmd_status(args) -> int:
     requests = meta["requests"]
     if requests:
         print(f"requests ({len(requests)}):")
-        print(f"  {'#':>3} {'S':>5} {'K':>7} {'eps':>10} {'alpha*|mu':>12} {'total K':>8}  ids")
+        order = bounds.order_header(settings.get("bound", "paper"))
+        print(f"  {'#':>3} {'S':>5} {'K':>7} {'eps':>10} {order:>12} {'total K':>8}  ids")
         for r in requests:
             c = jsonable.numbers(r["certificate"])
-            print(f"  {r['request']:>3} {r['S']:>5} {r['K']:>7} {c['eps']:>10.4g} {_order_or_mu(c):>12} "
+            how = bounds.order_or_mu(jsonable.number(c.get("alpha")), c.get("mu"))
+            print(f"  {r['request']:>3} {r['S']:>5} {r['K']:>7} {c['eps']:>10.4g} {how:>12} "
                   f"{c['cumulative_steps']:>8}  {_ids_text(r['ids'], 6)}")
         c = jsonable.numbers(requests[-1]["certificate"])
         print(f"current guarantee: (eps, delta) = ({c['eps']:.6g}, {c['delta']:.6g}) {_how(c)}: "

@@ -46,6 +46,20 @@ def fields(bound: str, name: str, mu: float | None = None) -> dict:
     return out
 
 
+def order_header(bound: str) -> str:
+    """The header of ``order_or_mu``'s column: paper certificates all have an order, best / gdp ones may have mu."""
+    return "alpha*" if _check(bound) == "paper" else "alpha*|mu"
+
+
+def order_or_mu(alpha, mu=None, spec: str = ".4g", named: bool = False) -> str:
+    """How eps was reached, for printed tables: alpha* of a Renyi certificate (``alpha*=...`` when ``named``),
+    ``mu=...`` of a Gaussian-DP one (which has no order; its alpha is nan), "-" when neither is known."""
+    alpha = None if alpha is None else float(alpha)
+    if alpha is None or math.isnan(alpha):
+        return "-" if mu is None else f"mu={float(mu):.4g}"
+    return ("alpha*=" if named else "") + format(alpha, spec)
+
+
 def stream_fields(bound: str, names, mus=None) -> dict:
     """``fields`` of a stream's certificate: one bound name, one mu (best, gdp) and, for best, one conversion per
     request."""

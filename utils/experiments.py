@@ -464,9 +464,11 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
         ctx.warn(f"--L {args.L!r} is not checked against the data (none is loaded with --n): an L below the "
                  "data's smoothness voids every certificate")
     if consts.tight:
+        model = models.model_for(consts.num_classes)
+        # softmax only: its curvature 1/2 is below the papers' closed form 1, so the step eta = 1/L changes
+        changed = args.L is None and args.smoothness == "bound" and model.curvature != model.smoothness_bound
         ctx.log(f"--bound {args.bound}: tight constants (docs/METHOD.md §12.6): L={consts.L:.10g}"
-                + (" from the model's curvature, so eta = 1/L differs from --bound paper's" if args.L is None
-                   and args.smoothness == "bound" else "")
+                + (" from the model's curvature, so eta = 1/L differs from --bound paper's" if changed else "")
                 + f"; per-row gradient bound min(M, G max||x||) = {consts.grad_bound:g}")
     return ctx
 
