@@ -15,7 +15,8 @@ unit-norm points with random labels (docs/METHOD.md §2.3: n stays fixed), then 
 for the K steps the accountant finds for this request given the whole history, and saves the new
 state atomically (utils/state.py). All math is in utils.accountant, all chains in utils.engine.
 ``learn --bound best`` (the default) certifies every request with the smallest proven bound
-(docs/METHOD.md §7); ``--bound paper`` with the papers' own; the choice is saved in the state.
+(docs/METHOD.md §7: the Gaussian-DP certificate of §12 at every setting tried), ``--bound gdp`` with the
+Gaussian-DP certificate alone, ``--bound paper`` with the papers' own; the choice is saved in the state.
 """
 from __future__ import annotations
 
