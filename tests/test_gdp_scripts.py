@@ -89,6 +89,36 @@ def test_main_sgd_stream_with_gdp_certifies_mu_per_request(tmp_path):
         assert len(cert["reading"]) == 4 and "Phi(Phi^-1(0.05) + mu)" in cert["reading"][0]
 
 
+def test_printed_tables_show_mu_where_gaussian_dp_gave_eps(tmp_path, capsys):
+    """A Gaussian-DP certificate has no Renyi order (alpha is nan in the record): baseline's plan and --find_k
+    tables and audit's per-K line print its mu instead, and paper's print alpha* as before; the log says that
+    tight constants change eta only for softmax."""
+    import audit
+    import baseline
+
+    flags = ["--dataset", "DIGITS", "--K", "1", "--eps", "1", "--device", "cpu", "--plan_only"]
+    for bound in ("paper", "gdp"):
+        for extra in ([], ["--find_k", "1"]):
+            root = tmp_path / f"{bound}{len(extra)}"
+            assert baseline.main([*flags, *extra, "--bound", bound, "--result_dir", str(root)]) == 0
+            out = capsys.readouterr().out
+            cert = _metrics(root)["certificates"][0]
+            row = next(line for line in out.splitlines() if line.split()[:2] == ["1", "1"])
+            if bound == "gdp":
+                assert f"mu={cert['mu']:.4g}" in row.split() and "nan" not in out and "alpha*|mu" in out
+                assert "tight constants" in out and "eta = 1/L differs" not in out     # binary: L = 1/4 + m
+            else:
+                assert f"{cert['alpha']:.4g}" in row or f"{cert['alpha']:.6g}" in row
+    root = tmp_path / "audit"
+    assert audit.main(["--dataset", "DIGITS", "--K", "0", "10", "--plan_only", "--device", "cpu", "--bound", "best",
+                       "--result_dir", str(root)]) == 0
+    out = capsys.readouterr().out
+    mus = {c["K"]: c["mu"] for c in _metrics(root)["certificates"] if c["bound_mode"] == "best"}
+    for K, mu in mus.items():
+        line = next(line for line in out.splitlines() if line.strip().startswith(f"K={K}: certified eps"))
+        assert line.endswith(f"(best mu={mu:.4g})"), line
+
+
 def test_softmax_best_and_gdp_use_the_tight_constants_paper_keeps_the_papers(tmp_path):
     import main_lmc_multiclass
 
