@@ -46,7 +46,7 @@ def build_parser() -> cli.OneLineParser:
     p = cli.OneLineParser(prog="unlearn.py", allow_abbrev=False,
                           description="Learn on your own features once, then remove rows on request "
                                       "with a certificate (Langevin / noisy-SGD unlearning).")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{learn,remove,status,export}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{learn,remove,status,export,verify}")
 
     lp = sub.add_parser("learn", allow_abbrev=False, help="learn noisy chains on a features file, save the state",
                         description="Learn noisy chains on a features file and save a state folder.")
@@ -123,12 +123,26 @@ def build_parser() -> cli.OneLineParser:
             help="which chain, or several distinct chains (default 0); k chains cost k times the Renyi "
                  "divergence of one, and export prints that composed guarantee")
     ep.set_defaults(run=cmd_export)
+
+    vp = sub.add_parser("verify", allow_abbrev=False, help="check a state folder's whole history and certificates",
+                        description="Check the state folder's sealed history, every value, and every request's "
+                                    "certificate against the accountant; exit 0 only when all hold.")
+    cli.add(vp, "--state", required=True, help="the state folder made by learn")
+    cli.add(vp, "--trust-existing", dest="trust_existing", action="store_true",
+            help="a state written by an older unlearn.py (no sealed history): after the same checks, accept its "
+                 "values once as they are and seal them (a new version); without it such a state is refused")
+    vp.set_defaults(run=cmd_verify)
     return p
+
+
+_RUNNING: dict = {}     # the command under way and the state version it started from (for main.interrupted)
 
 
 @cli.guarded
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _RUNNING.clear()
+    _RUNNING.update(command=args.command, state=os.path.abspath(args.state))
     if distributed.env_world().size > 1:   # rows split across the ranks; rank 0 alone reads and writes the state
         if args.run not in (cmd_learn, cmd_remove) or getattr(args, "batch_size", "full") != "full":
             raise cli.UsageError("under torchrun unlearn.py runs full-batch learn and remove only, their rows split "
@@ -406,6 +420,7 @@ def cmd_remove(args) -> int:
     # keeps them from the collective timeout (30 min by default) however long another remove holds it
     with statefile.locked(args.state, on_wait=distributed.heartbeat()):
         st = statefile.load(args.state)
+        _RUNNING["version"] = st.version
         _check_features(st, args.features)
         meta, arrays, settings = st.meta, st.arrays, st.meta["settings"]
         header: list = []
@@ -482,6 +497,30 @@ def _settle(path) -> None:
     if left:
         print(f"pending deletion in {os.path.abspath(path)}: {', '.join(left)} still hold removed rows "
               "(a remove is running, or the folder is not writable)")
+
+
+def _interrupted() -> str:
+    """What works after Ctrl-C or SIGTERM (cli.guarded prints it): unlearn.py has no --resume, because every
+    command either committed its new version or left the previous one."""
+    command, path = _RUNNING.get("command"), _RUNNING.get("state", "")
+    try:
+        version = statefile._current_version(path)
+    except StateError:
+        version = None
+    if command == "learn":
+        if version is None:
+            return (f"nothing was saved; rerun the same learn command (it deletes what this one left in {path}; "
+                    "there is no --resume)")
+        return f"learning had finished: state folder {path} is saved (version {version})"
+    if command in ("remove", "verify") and version is not None and version > _RUNNING.get("version", version):
+        return (f"the change was committed as version {version} of {path}: 'python unlearn.py status --state "
+                f"{path}' shows it (there is no --resume)")
+    what = "the request was not committed: " if command == "remove" else ""
+    return (f"{what}state folder {path} is unchanged; rerun the same command"
+            + (" (it draws the same noise; there is no --resume)" if command == "remove" else ""))
+
+
+main.interrupted = _interrupted
 
 
 def _remove_rank(args) -> int:
@@ -579,6 +618,61 @@ def cmd_status(args) -> int:
             print(line.replace("noiseless reference:", "noiseless reference (data at learn):"))
     if "preprocessing" in ds:
         print(_prep_text(ds["preprocessing"]))
+    return 0
+
+
+def check_certificates(meta) -> str:
+    """StateError unless every request's recorded eps is at least what today's accountant gives for the recorded
+    K history (the certificate then still holds); returns one line saying what was checked."""
+    consts, settings = constants_of(meta), meta["settings"]
+    b = None if settings["batch_size"] == "full" else int(settings["batch_size"])
+    bound, Ks, sizes, worst = settings.get("bound", "paper"), [], [], 0.0
+    for r in meta["requests"]:
+        Ks.append(r["K"])
+        sizes.append(r["S"])
+        if b is None:
+            eps = bounds.pngd_eps(bound, Ks=Ks, sizes=sizes, sigma=settings["sigma"], consts=consts)[0]
+        else:
+            eps = bounds.pnsgd_eps(bound, Ks=Ks, sizes=sizes, sigma=settings["sigma"], consts=consts, b=b)[0]
+        recorded = float(jsonable.numbers(r["certificate"])["eps"])
+        if not recorded >= eps * (1 - 1e-9) - 1e-12:
+            raise StateError(f"request {r['request']}'s certificate says eps={recorded:.6g}, but the "
+                             f"accountant gives eps={eps:.6g} for its K history {Ks[-5:]} (allowed: a recorded eps "
+                             "at least the bound's; this certificate does not hold)")
+        worst = max(worst, eps / recorded if recorded > 0 else 0.0)
+    n = len(meta["requests"])
+    return (f"certificates: {n} of {n} recomputed with today's accountant ({_bound_name(b, bound)}): every recorded "
+            f"eps holds" + (f" (largest recomputed / recorded: {worst:.6g})" if n else ""))
+
+
+def cmd_verify(args) -> int:
+    path = os.path.abspath(args.state)
+    _settle(path)
+    if args.trust_existing:
+        with statefile.locked(path):
+            _RUNNING["version"] = old = statefile._current_version(path)
+            lines = []
+
+            def check(meta, arrays):
+                lines.append(check_certificates(meta))
+            note = (f"verify --trust-existing at {_now()}: version {old}, written by an older unlearn.py without a "
+                    "sealed history, accepted as it was (arrays matched their sha256, every value was consistent, "
+                    f"every certificate held under the accountant); sealed from version {old + 1} on\n")
+            st = statefile.trust_existing(path, note, check=check)
+        print(lines[0])
+        print(f"accepted state folder {path} as it was: version {old} sealed as version {st.version} with a new "
+              f"{statefile.KEY}; its history before version {st.version} is trusted, not verified")
+        return 0
+    st = statefile.load(path)
+    meta, history = st.meta, st.meta["history"]
+    first = history[0]
+    start = ("learn" if first["event"] == "learn" else
+             f"version {first['version']}, an older state accepted by --trust-existing at {first.get('time', '?')}")
+    print(f"state folder {path}: version {st.version}; history of {len(history)} sealed version(s) from {start}; "
+          f"{len(meta['requests'])} request(s), {int(st.arrays['removed'].sum())} removed row(s); every seal matches "
+          f"{statefile.KEY}, every value is consistent")
+    print(check_certificates(meta))
+    print(f"verified: nothing in {path} was changed since unlearn.py wrote it (by anyone without its {statefile.KEY})")
     return 0
 
 

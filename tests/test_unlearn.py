@@ -178,19 +178,21 @@ def crash_before_commit(*_a, **_k):
 
 
 def test_state_commit_is_atomic_and_checked(tmp_path, monkeypatch):
+    from toy import request_parts, state_parts
+
     path = str(tmp_path / "s")
-    st = statefile.create(path, {"requests": []}, {"w": np.arange(3.0)}, "learned\n")
+    st = statefile.create(path, *state_parts(), "learned\n")
     assert statefile.load(path).version == 1
 
     monkeypatch.setattr(statefile, "_switch_pointer", crash_before_commit)
     with pytest.raises(Crash):
-        statefile.commit(st, {"requests": [1]}, {"w": np.zeros(3)}, "x")
+        statefile.commit(st, *request_parts(st, [100]), "x")
     again = statefile.load(path)                                  # the new version was never committed
-    assert again.version == 1 and again.meta["requests"] == [] and again.arrays["w"].tolist() == [0, 1, 2]
+    assert again.version == 1 and again.meta["requests"] == [] and again.arrays["X"][0, 0] == 1.0
     monkeypatch.undo()
-    new = statefile.commit(again, {"requests": [1]}, {"w": np.ones(3)}, "y")
-    assert statefile.load(path).arrays["w"].tolist() == [1, 1, 1] and new.version == 2
-    assert sorted(os.listdir(path)) == ["CURRENT", "v000002"]      # the old version (removed rows) is gone
+    new = statefile.commit(again, *request_parts(again, [100]), "y")
+    assert statefile.load(path).arrays["X"][0].tolist() == [0, 0, 0] and new.version == 2
+    assert sorted(os.listdir(path)) == ["CURRENT", "KEY", "v000002"]      # the old version (removed rows) is gone
     with open(os.path.join(path, "v000002", "arrays.npz"), "r+b") as fh:
         fh.seek(-5, os.SEEK_END)
         fh.write(b"XXXXX")
@@ -368,7 +370,7 @@ def test_killed_remove_leaves_the_previous_state(learned, tmp_path, capsys):
     assert code == 0, err
     done = statefile.load(st)
     assert done.version == 2 and [r["ids"] for r in done.meta["requests"]] == [[ID0 + 9]]
-    assert sorted(os.listdir(st)) == ["CURRENT", "v000002"]
+    assert sorted(os.listdir(st)) == ["CURRENT", "KEY", "v000002"]
 
 
 def test_interrupted_commit_then_rerun_is_identical(learned, tmp_path, capsys, monkeypatch):
