@@ -249,3 +249,32 @@ def test_edited_state_json_is_detected(tmp_path, capsys):
         json.dump(meta, fh)
     with pytest.raises(statefile.StateError, match="fails its seal"):
         statefile.load(st)
+
+
+@pytest.mark.parametrize("how", ["garbled", "list", "flags-list", "link-to-binary"])
+def test_damaged_config_json_of_an_existing_run(reference, tmp_path, capsys, how):
+    """The same command again replaces the run (a note says why); with --resume it refuses in one line."""
+    ref_dir, ref = reference
+    rd = tmp_path / "r"
+    shutil.copytree(ref_dir, rd)
+    config = the_run(rd / FOLDER) / "config.json"
+    if how == "link-to-binary":
+        target = tmp_path / "blob.bin"
+        target.write_bytes(bytes(range(256)))
+        config.unlink()
+        os.symlink(target, config)
+    else:
+        config.write_text({"garbled": '{"flags": {"seed": 0,', "list": "[1, 2]",
+                           "flags-list": '{"flags": [1]}'}[how])
+    capsys.readouterr()
+    assert baseline.main(ARGV + ["--result_dir", str(rd), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--resume refused" in err and "config.json" in err, err
+    assert "Traceback" not in err
+    assert baseline.main(ARGV + ["--result_dir", str(rd)]) == 0
+    out = capsys.readouterr().out
+    assert "config.json" in out and "the run in" in out and "is replaced" in out
+    assert same_arrays(arrays(the_run(rd / FOLDER) / "arrays.npz"), ref)
+    assert not os.path.islink(the_run(rd / FOLDER) / "config.json")
+    if how == "link-to-binary":
+        assert (tmp_path / "blob.bin").read_bytes() == bytes(range(256))      # the link's target is untouched
