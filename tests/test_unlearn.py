@@ -339,22 +339,44 @@ def test_status_and_export_before_any_request(learned, tmp_path, capsys):
         assert np.array_equal(z["w"], statefile.load(st).arrays["w"][0].astype(np.float64))
 
 
+# unlearn.py with a line on stderr when the chains start stepping: the event the signal tests wait for
+IN_CHAINS = (r"""
+import sys; sys.path.insert(0, %r)
+from utils import engine
+real = engine.run_chains
+def marked(*a, **k):
+    print("chains started", file=sys.stderr, flush=True)
+    return real(*a, **k)
+engine.run_chains = marked
+import unlearn
+sys.exit(unlearn.main(sys.argv[1:]))
+""" % REPO)
+
+
+def _start_in_chains(argv):
+    """A subprocess running unlearn.py ``argv``, returned once it is inside the chain steps (an event, not a
+    clock: a loaded machine only makes the wait longer)."""
+    proc = subprocess.Popen([sys.executable, "-c", IN_CHAINS, *argv], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, UNLEARN_NO_PROGRESS="1"))
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("chains started"):
+            return proc
+    proc.wait()
+    raise AssertionError("the chains never started: " + "".join(lines) + proc.stdout.read())
+
+
 def test_killed_remove_leaves_the_previous_state(learned, tmp_path, capsys):
     features, st0 = learned
     st = _copy(st0, tmp_path)
     before = statefile.load(st)
     # eps = 1e-4 needs millions of steps: the process is surely still running when it is killed
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "unlearn.py"), "remove", "--state", st,
-                             "--ids", str(ID0 + 9), "--eps", "1e-4", "--device", "cpu"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, UNLEARN_NO_PROGRESS="1"))
+    proc = _start_in_chains(["remove", "--state", st, "--ids", str(ID0 + 9), "--eps", "1e-4", "--device", "cpu"])
     try:
-        line = proc.stdout.readline()
-        assert line.startswith("request 1: remove 1 row(s)"), line + proc.stderr.read()
-        time.sleep(1.5)                                   # into torch's import and the chain steps
         assert proc.poll() is None
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -371,6 +393,27 @@ def test_killed_remove_leaves_the_previous_state(learned, tmp_path, capsys):
     done = statefile.load(st)
     assert done.version == 2 and [r["ids"] for r in done.meta["requests"]] == [[ID0 + 9]]
     assert sorted(os.listdir(st)) == ["CURRENT", "KEY", "v000002"]
+
+
+@pytest.mark.parametrize("command", ["remove", "learn"])
+def test_sigterm_says_what_works_without_resume(learned, tmp_path, command):
+    """unlearn.py has no --resume: after SIGTERM it says that nothing was committed and to rerun the same command."""
+    features, st0 = learned
+    st = _copy(st0, tmp_path) if command == "remove" else str(tmp_path / "new")
+    argv = (["remove", "--state", st, "--ids", str(ID0 + 9), "--eps", "1e-4"] if command == "remove" else
+            ["learn", "--features", features, "--state", st, "--sigma", "0.1", "--burn_in", "100000000"])
+    proc = _start_in_chains(argv + ["--device", "cpu"])
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    line = [x for x in err.splitlines() if "terminated (SIGTERM)" in x]
+    assert len(line) == 1 and "Traceback" not in err, err
+    assert "rerun the same" in line[0] and "there is no --resume" in line[0] and "with --resume" not in line[0]
+    if command == "remove":
+        assert "the request was not committed" in line[0] and statefile.load(st).version == 1
+        assert unlearn.main(["remove", "--state", st, "--ids", str(ID0 + 9), "--device", "cpu"]) == 0
+    else:
+        assert "nothing was saved" in line[0] and not os.path.exists(os.path.join(st, "CURRENT"))
 
 
 def test_interrupted_commit_then_rerun_is_identical(learned, tmp_path, capsys, monkeypatch):
