@@ -258,8 +258,9 @@ def test_unlearn_learn_with_rows_split_matches_one_process_and_removes_as_usual(
 @needs_gloo
 def test_torchrun_remove_waiting_for_the_state_lock_outlasts_the_collective_timeout(tmp_path):
     """rank 0 waits for a state lock another process holds; the other ranks wait in a collective. With the
-    collective timeout at 3 s and the lock held 14 s, the request still goes through (rank 0's heartbeat keeps
-    the ranks in touch) and is committed once; without it the other rank times out after 3 s and the run fails."""
+    collective timeout at 3 s, the lock is released only once rank 1 has waited 4 timeouts (12 s, seen in the
+    heartbeats it received: an event, however slowly a loaded machine starts the ranks); the request still
+    goes through and is committed once. Without the heartbeat rank 1 times out after 3 s and the run fails."""
     import time
 
     import unlearn
@@ -275,20 +276,35 @@ def test_torchrun_remove_waiting_for_the_state_lock_outlasts_the_collective_time
     st = str(tmp_path / "st")
     assert unlearn.main(["learn", "--features", str(features), "--state", st, "--eps", "1", "--K", "5",
                          "--burn_in", "10", "--trials", "4", "--M", "0.5", "--device", "cpu", "--seed", "0"]) == 0
-    env = dict(os.environ, UNLEARN_NO_PROGRESS="1", OMP_NUM_THREADS="1", PYTHONPATH=ROOT, UNLEARN_DIST_TIMEOUT_S="3")
+    timeout_s, beats = 3.0, str(tmp_path / "beats")
+    env = dict(os.environ, UNLEARN_NO_PROGRESS="1", OMP_NUM_THREADS="1", PYTHONPATH=ROOT,
+               UNLEARN_DIST_TIMEOUT_S=str(int(timeout_s)), UNLEARN_TEST_BEATS=beats)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", HELPER,
            "unlearn.py", "remove", "--state", st, "--ids", "5", "--device", "cpu"]
+
+    def waited() -> float:
+        """How long rank 1 has been waiting for the job, by the last heartbeat it received (0 before any)."""
+        try:
+            lines = open(beats + ".1").read().split()
+        except FileNotFoundError:
+            return 0.0
+        times = [float(t) for kind, t in zip(lines[::2], lines[1::2]) if kind == "beat"]
+        start = [float(t) for kind, t in zip(lines[::2], lines[1::2]) if kind == "wait"]
+        return times[-1] - start[0] if times and start else 0.0
+
     lock = results.FolderLock(os.path.abspath(st))
     lock.acquire()
     try:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(14)           # the ranks start within a few seconds, then wait: several collective timeouts
+        while waited() < 4 * timeout_s and proc.poll() is None:    # the event: 4 timeouts of waiting, survived
+            time.sleep(0.1)
         assert proc.poll() is None, proc.communicate()[1][-3000:]   # still waiting, not failed
     finally:
         lock.release()
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert "waiting for" in err                      # rank 0 did wait for the lock
     assert out.count("certificate of request 1") == 1
+    assert waited() >= 4 * timeout_s
     meta = statefile.load(st).meta
     assert [r["ids"] for r in meta["requests"]] == [[5]]
