@@ -267,7 +267,7 @@ def _bound_name(b, bound: str = "paper") -> str:
 
 
 def _future_lines(consts, settings, Ks, sizes) -> list[str]:
-    """The K of the next requests of --request_size rows at the state's eps, until retraining is cheaper."""
+    """The K of the next requests of --request_size rows at the state's eps, until learning afresh is cheaper."""
     b = None if settings["batch_size"] == "full" else int(settings["batch_size"])
     eps, bound = settings["eps_default"], settings.get("bound", "paper")
 
@@ -454,10 +454,8 @@ def cmd_remove(args) -> int:
             distributed.broadcast(dict(arrays=arrays, rows=rows, K=K, s=s, meta=meta, consts=consts, b=b))
         new_arrays, seconds = _unlearn(arrays, rows, K=K, s=s, meta=meta, consts=consts, b=b, device=args.device)
         steps_so_far = sum(Ks) + K
-        # The certificate compares with retraining from scratch for T + sum K (docs/METHOD.md §6.1): doing
-        # that at each request j instead would have cost T + K_1 + ... + K_j at request j.
         all_K = Ks + [K]
-        retrain = sum(settings["T"] + sum(all_K[:j + 1]) for j in range(s))
+        retrain = forecast.retraining_steps(settings["T"], all_K)   # the certificate's reference, per request
         cert = accountant.certificate(
             consts=consts, eps=eps, alpha=alpha, K=K, sigma=sigma, R=settings["R"], b=b,
             bound=(("PNGD sequential, per-request S (A, docs/METHOD.md §3.3)" if b is None else

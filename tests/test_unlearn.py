@@ -251,6 +251,9 @@ def test_learn_three_requests_status_export(learned, tmp_path, capsys):
     assert code == 0
     assert "requests (3)" in out and f"current guarantee: (eps, delta) = ({last['eps']:.6g}" in out
     assert f"{after.arrays['accuracy'].mean():.4f}" in out
+    # status's forecast prices retraining by the same rule as remove: request 4 adds T + K_1 + ... + K_4
+    K4 = A.sequential_K_list_pngd(num_requests=4, S=2, sigma=sigma, eps_target=1.0, consts=c)[3]
+    assert f"  {4:>7} {K4:>8} {sum(Ks) + K4:>9} {last['retrain_steps'] + 30 + sum(Ks) + K4:>14}" in out
 
     model = str(tmp_path / "model.npz")
     code, out, _ = _run(["export", "--state", st, "--out", model, "--chain", "2"], capsys)
