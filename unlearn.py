@@ -393,6 +393,8 @@ def cmd_learn(args) -> int:
     arrays = {"w": w.cpu().numpy(), "X": ds.X_train, "y": ds.y_train, "ids": ids, "X_test": ds.X_test,
               "y_test": ds.y_test, "accuracy": acc, "removed": np.zeros(ds.n, dtype=bool),
               **{f"prep_{k}": v for k, v in prep.arrays().items()}}
+    if loaded.ids_test is not None and loaded.ids_test.dtype.kind == ids.dtype.kind:
+        arrays["ids_test"] = loaded.ids_test     # remove names them as held out instead of "not in the data"
     if perms is not None:
         arrays["perms"] = perms.cpu().numpy()
     distributed.barrier()   # every rank finished learning: a failed one leaves no state
@@ -424,10 +426,11 @@ def cmd_remove(args) -> int:
         _check_features(st, args.features)
         meta, arrays, settings = st.meta, st.arrays, st.meta["settings"]
         header: list = []
+        held_out = arrays.get("ids_test")
         ids = statefile.read_ids(args.ids, arrays["ids"], id_name=meta["dataset"].get("input", {}).get("id"),
-                                 skipped=header)
+                                 skipped=header, held_out=held_out)
         consts = constants_of(meta)
-        rows = statefile.rows_for_ids(arrays["ids"], _removed_by(meta), ids)
+        rows = statefile.rows_for_ids(arrays["ids"], _removed_by(meta), ids, held_out=held_out)
         s = len(meta["requests"]) + 1
         Ks = [r["K"] for r in meta["requests"]]
         sizes = [r["S"] for r in meta["requests"]] + [int(rows.size)]

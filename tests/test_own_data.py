@@ -405,3 +405,45 @@ def test_adult_download_writes_both_files_then_loads(tmp_path, monkeypatch):
     ds = load_dataset("ADULT", data_dir=target, download=True)
     assert sorted(os.listdir(target / "adult")) == ["adult.data", "adult.test"] and ds.n == 5
     assert (target / "adult" / "adult.data").read_text() == ADULT_TRAIN
+
+
+# ---------------------------------------------------------------- ids with commas, zero-padded ids, held-out ids
+def test_ids_with_commas_zero_padding_and_held_out_rows(tmp_path, capsys):
+    from sklearn.model_selection import train_test_split
+
+    frame = _bc_frame().drop(columns=["patient"])
+    frame.insert(0, "patient", [f"P,{i:04d}" for i in range(len(frame))])      # quoted in the CSV
+    frame.insert(1, "code", [f"{i:04d}" for i in range(len(frame))])           # digits, zero-padded: text
+    frame.to_csv(tmp_path / "c.csv", index=False)
+    assert '"P,0000",0000,' in (tmp_path / "c.csv").read_text().splitlines()[1]
+    y = frame["target"].to_numpy()
+    tr, te = train_test_split(np.arange(len(y)), test_size=0.2, random_state=0, stratify=y)
+    train, held = sorted(tr.tolist()), sorted(te.tolist())
+    for id_col, fmt in (("patient", "P,{:04d}"), ("code", "{:04d}")):
+        st = str(tmp_path / f"st-{id_col}")
+        features = frame.drop(columns=["code" if id_col == "patient" else "patient"])
+        features.to_csv(tmp_path / f"{id_col}.csv", index=False)
+        assert unlearn.main(["learn", "--features", str(tmp_path / f"{id_col}.csv"), "--label", "target", "--id",
+                             id_col, "--state", st, "--sigma", "0.1", "--burn_in", "5", "--trials", "2",
+                             "--device", "cpu"]) == 0
+        ids = statefile.load(st).arrays["ids"]
+        assert ids.dtype.kind == "U" and ids.tolist() == [fmt.format(i) for i in train]
+        a, b, c, d = (fmt.format(i) for i in train[:4])
+        # on the command line: an id given whole, and CSV quoting
+        assert unlearn.main(["remove", "--state", st, "--ids", a, f'"{b}"']) == 0
+        # an ids file with one id per line, quoted or not
+        (tmp_path / "forget.txt").write_text(f"{id_col}\n{c}\n\"{d}\"\n")
+        assert unlearn.main(["remove", "--state", st, "--ids", str(tmp_path / "forget.txt")]) == 0
+        out = capsys.readouterr().out
+        assert f"ids {a}, {b} (S=2)" in out and f"ids {c}, {d} (S=2)" in out
+        assert sorted(i for r in statefile.load(st).meta["requests"] for i in r["ids"]) == sorted([a, b, c, d])
+        # a held-out row is named as such, not "not in the data"
+        h = fmt.format(held[0])
+        assert unlearn.main(["remove", "--state", st, "--ids", h]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"id {h!r} is a held-out row" in err
+        assert unlearn.main(["remove", "--state", st, "--ids", fmt.format(len(y) + 5)]) == 2
+        assert "is not in the data" in capsys.readouterr().err
+    # the zero-padded id is text: "3" is not "0003"
+    assert unlearn.main(["remove", "--state", str(tmp_path / "st-code"), "--ids", str(train[5])]) == 2
+    assert "leading zeros count" in capsys.readouterr().err

@@ -327,6 +327,8 @@ def check_values(path: str, meta: dict, arrays: dict) -> None:
         need(ok, f"{name} has shape {labels.shape} and values outside the {k} classes' targets")
     ids = arrays["ids"]
     need(ids.shape == (n,) and ids.dtype.kind in "iuU" and np.unique(ids).size == n, "ids are not n unique ids")
+    if "ids_test" in arrays:
+        need(arrays["ids_test"].shape == (X_test.shape[0],), f"ids_test has shape {arrays['ids_test'].shape}")
     acc = arrays["accuracy"]
     need(acc.shape == (C,) and bool(np.isfinite(acc).all()) and bool(((acc >= 0) & (acc <= 1)).all()),
          f"accuracy has shape {acc.shape}")
@@ -656,9 +658,45 @@ def _parse_int(token: str):
 _HEADER_WORDS = {"id", "ids", "row", "rows", "index"}
 
 
-def _file_tokens(path: Path, text_ids: bool, id_name) -> tuple[list[str], str]:
-    """Tokens of an ids file and the header line it skipped ('' if none): .npy, or text separated by
-    spaces, commas or lines with # comments; a first line that names the column is a header."""
+def _csv_fields(text: str) -> list[str]:
+    """The fields of one CSV line (double quotes group, as in the data's CSV), stripped; [] if empty."""
+    import csv
+
+    try:
+        fields = next(csv.reader([text], skipinitialspace=True), [])
+    except csv.Error:
+        fields = text.split(",")
+    return [f.strip() for f in fields if f.strip()]
+
+
+def _split_ids(text: str, known) -> list[str]:
+    """One command-line token or one line of an ids file as ids: the whole text when it is an id of the data
+    (text ids may hold commas or spaces), else its CSV fields (quotes allowed), each whole when it is an id,
+    else split at spaces and semicolons; a field starting with # ends the line (a comment)."""
+    text = text.strip()
+    if not text or text.startswith("#"):
+        return []
+    if text in known:
+        return [text]
+    out = []
+    for field in _csv_fields(text):
+        if field.startswith("#"):
+            break
+        if field in known:
+            out.append(field)
+            continue
+        for token in re.split(r"[\s;]+", field.split("#", 1)[0]):
+            if token:
+                out.append(token.strip("'"))
+        if "#" in field:
+            break
+    return out
+
+
+def _file_tokens(path: Path, text_ids: bool, id_name, known) -> tuple[list[str], str]:
+    """Tokens of an ids file and the header line it skipped ('' if none): .npy, or UTF-8 text with one id per
+    line (CSV quoting allowed; a line that is an id is taken whole) or ids separated by spaces, commas or
+    semicolons, # comments; a first line that names the column is a header."""
     if path.suffix.lower() == ".npy":
         values = np.load(path, allow_pickle=False).reshape(-1)
         if values.dtype.kind not in ("iuUS" if text_ids else "iu"):
@@ -669,37 +707,39 @@ def _file_tokens(path: Path, text_ids: bool, id_name) -> tuple[list[str], str]:
         raw = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise StateError(f"--ids file {path} is not UTF-8 text (allowed: .npy, or UTF-8 text of ids)") from None
-    lines = [line.split("#", 1)[0] for line in raw.splitlines()]
-    lines = [[t.strip().strip('"').strip("'") for t in re.split(r"[\s,;]+", line) if t.strip()] for line in lines]
-    lines = [line for line in lines if line]
+    lines = [tokens for tokens in (_split_ids(line, known) for line in raw.splitlines()) if tokens]
     header = ""
     if lines:
         first = lines[0]
         names = _HEADER_WORDS | ({str(id_name).lower()} if id_name is not None else set())
-        if (not text_ids and any(_parse_int(t) is None for t in first)) or all(t.lower() in names for t in first):
+        if not any(t in known for t in first) and (
+                (not text_ids and any(_parse_int(t) is None for t in first)) or all(t.lower() in names for t in first)):
             header = " ".join(first)
             lines = lines[1:]
     return [t for line in lines for t in line], header
 
 
-def read_ids(tokens, all_ids=None, *, id_name=None, skipped=None) -> np.ndarray:
+def read_ids(tokens, all_ids=None, *, id_name=None, skipped=None, held_out=None) -> np.ndarray:
     """``--ids`` as users write them: ids separated by spaces or commas on the command line, or one file of
-    ids (.npy, or text: spaces, commas or lines, # comments, an optional header line). Integer ids when
-    ``all_ids`` (the data's ids) are integers or unknown, else text ids kept as strings and compared exactly.
-    A skipped header line is appended to ``skipped`` (a list) so the caller can say so."""
+    ids (.npy, or text: one id per line with CSV quoting, or ids separated by spaces or commas, # comments,
+    an optional header line). Integer ids when ``all_ids`` (the data's ids) are integers or unknown, else
+    text ids kept as strings and compared exactly; a token or line that is exactly an id of the data is
+    never split (an id may hold a comma). A skipped header line is appended to ``skipped`` (a list)."""
     text_ids = all_ids is not None and np.asarray(all_ids).dtype.kind in "US"
+    known = set(np.asarray(all_ids).tolist()) | set([] if held_out is None else np.asarray(held_out).tolist()) \
+        if text_ids else set()
     raw = [str(t) for t in tokens]
     one = raw[0] if len(raw) == 1 else None
-    is_id = one is not None and (one in set(np.asarray(all_ids).tolist()) if text_ids else _parse_int(one) is not None)
+    is_id = one is not None and (one in known if text_ids else _parse_int(one) is not None)
     if one is not None and not is_id and Path(one).is_file():
         path = Path(one)
-        tokens, header = _file_tokens(path, text_ids, id_name)
+        tokens, header = _file_tokens(path, text_ids, id_name, known)
         if header and skipped is not None:
             skipped.append(header)
         if not tokens:
             raise StateError(f"--ids file {path} holds no ids (allowed: at least one id)")
     else:
-        tokens = [t for tok in raw for t in re.split(r"[\s,]+", tok) if t]
+        tokens = [t for tok in raw for t in (_split_ids(tok, known) if text_ids else re.split(r"[\s,]+", tok)) if t]
         if one is not None and not text_ids and len(tokens) == 1 and not is_id:
             raise StateError(f"--ids {one!r} is neither an integer id nor an existing file "
                              "(allowed: ids, or a file of ids)")
@@ -722,14 +762,22 @@ def read_ids(tokens, all_ids=None, *, id_name=None, skipped=None) -> np.ndarray:
     return ids
 
 
-def rows_for_ids(all_ids: np.ndarray, removed_by: dict, ids: np.ndarray) -> np.ndarray:
+def rows_for_ids(all_ids: np.ndarray, removed_by: dict, ids: np.ndarray, *, held_out=None) -> np.ndarray:
     """Row positions of ``ids`` (integers, or strings compared exactly); StateError for an id not in the
-    data or already removed (removed_by: id -> request)."""
+    data, a held-out row's id (``held_out``: their ids) or an id already removed (removed_by: id -> request)."""
     order = np.argsort(all_ids, kind="stable")
     sorted_ids = all_ids[order]
     pos = np.searchsorted(sorted_ids, ids)
     pos = np.minimum(pos, sorted_ids.size - 1)
     missing = ids[sorted_ids[pos] != ids]
+    if missing.size and held_out is not None:
+        held = missing[np.isin(missing, np.asarray(held_out))]
+        if held.size:
+            shown = held[0].item()
+            raise StateError(f"id {shown!r} is a held-out row, not a training row: the chains never trained on it "
+                             "(held-out rows measure accuracy and, with --standardize test, give the column "
+                             f"statistics), so remove has nothing to unlearn (allowed: ids of the {all_ids.size} "
+                             "training rows; to drop a held-out row, learn again without it)")
     if missing.size:
         if all_ids.dtype.kind in "US":
             raise StateError(f"id {missing[0].item()!r} is not in the data (allowed: text ids of the {all_ids.size} "

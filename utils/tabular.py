@@ -11,6 +11,7 @@ pandas is imported only when a table is read (``status`` and ``export`` never ne
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,8 +43,9 @@ def is_frame(x) -> bool:
 
 
 # ---------------------------------------------------------------- reading
-def read_table(path):
-    """A CSV / TSV / parquet file as a pandas DataFrame; DataError (one line) when it cannot be read."""
+def read_table(path, *, text_columns=()):
+    """A CSV / TSV / parquet file as a pandas DataFrame; DataError (one line) when it cannot be read.
+    ``text_columns`` are read as text (an id column: "0003" stays "0003")."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"table {path} not found (allowed: an existing .csv, .tsv or .parquet file)")
@@ -54,7 +56,8 @@ def read_table(path):
         if name.endswith((".parquet", ".pq")):
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, sep="\t" if ".tsv" in name else ",", skipinitialspace=True)
+            frame = pd.read_csv(path, sep="\t" if ".tsv" in name else ",", skipinitialspace=True,
+                                dtype={c: str for c in text_columns} or None)
     except ImportError as exc:
         raise DataError(f"reading the parquet file {path} needs pyarrow or fastparquet, which are not installed "
                         f"(pip install pyarrow; or save the table as .csv): {exc}".splitlines()[0]) from None
@@ -65,13 +68,13 @@ def read_table(path):
     return frame
 
 
-def _frame(source, what: str):
+def _frame(source, what: str, text_columns=()):
     """(DataFrame, description) from a path to a table or a DataFrame."""
     if is_frame(source):
         if source.shape[0] == 0:
             raise DataError(f"{what} DataFrame has no rows")
         return source, f"{what} DataFrame"
-    return read_table(source), f"table {source}"
+    return read_table(source, text_columns=text_columns), f"table {source}"
 
 
 def _column(frame, col, flag: str, where: str):
@@ -119,6 +122,9 @@ def _labels(series, where: str) -> np.ndarray:
     return values.astype(str)
 
 
+_PLAIN_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+
+
 def id_values(values, where: str) -> np.ndarray:
     """Row ids as int64 (integers) or unicode strings, unique; DataError otherwise."""
     values = np.asarray(values)
@@ -130,6 +136,10 @@ def id_values(values, where: str) -> np.ndarray:
         if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in values.tolist()):
             raise DataError(f"{where} has a missing id (allowed: an id on every row)")
         values = values.astype(str)
+        # integers written plainly are integer ids; "0003", "+3" or " 3" are text and stay as written
+        if values.size and all(_PLAIN_INT.fullmatch(v) for v in values.tolist()) and all(
+                -(2 ** 63) <= int(v) < 2 ** 63 for v in values.tolist()):
+            values = values.astype(np.int64)
     else:
         raise DataError(f"{where} has ids of dtype {values.dtype} (allowed: integer or text ids)")
     uniq, counts = np.unique(values, return_counts=True)
@@ -149,6 +159,7 @@ class TableSplit:
     columns: list
     how: str                # one line: where the held-out rows come from
     notes: tuple = ()       # warnings about the columns
+    ids_test: np.ndarray | None = None   # the held-out rows' ids, when they have some
 
 
 def id_like_columns(columns) -> list:
@@ -178,12 +189,14 @@ def split_table(frame, *, label, id_col=None, test=None, test_fraction=None, spl
     if test is not None:
         if test_fraction is not None:
             raise DataError("give --test FILE or --test_fraction F, not both")
-        test_frame, test_where = _frame(test, "held-out")
+        test_frame, test_where = _frame(test, "held-out", text_columns=() if id_col is None else (id_col,))
         for c in columns + [label]:
             _column(test_frame, c, "held-out column", test_where)
+        ids_test = (id_values(test_frame[id_col].to_numpy(), f"--id column {id_col!r} of {test_where}")
+                    if id_col is not None and id_col in test_frame.columns else None)
         return TableSplit(X_all, y_all, feature_matrix(test_frame, columns, test_where),
                           _labels(test_frame[label], test_where), ids_all, columns, f"held-out rows: {test_where}",
-                          notes)
+                          notes, ids_test)
     fraction = DEFAULT_TEST_FRACTION if test_fraction is None else float(test_fraction)
     if not 0.0 < fraction < 1.0:
         raise DataError(f"--test_fraction {test_fraction} is not allowed (allowed: 0 < F < 1)")
@@ -200,7 +213,7 @@ def split_table(frame, *, label, id_col=None, test=None, test_fraction=None, spl
     tr, te = np.sort(tr), np.sort(te)   # each part in file order: the seed decides only the split
     how = (f"held-out rows: {len(te)} of {len(rows)} ({fraction:g}, "
            f"{'stratified ' if stratify is not None else ''}split seed {split_seed})")
-    return TableSplit(X_all[tr], y_all[tr], X_all[te], y_all[te], ids_all[tr], columns, how, notes)
+    return TableSplit(X_all[tr], y_all[tr], X_all[te], y_all[te], ids_all[tr], columns, how, notes, ids_all[te])
 
 
 # ---------------------------------------------------------------- preprocessing
@@ -321,6 +334,7 @@ class Loaded:
     options: dict
     raw_test: np.ndarray = field(repr=False)
     notes: tuple = ()
+    ids_test: np.ndarray | None = None     # held-out rows' ids (tables): remove names them as held out
 
 
 def _frame_sha256(frame) -> str:
@@ -345,7 +359,7 @@ def load(source, *, name=None, label=None, id_col=None, test=None, test_fraction
         if label is None:
             raise DataError(f"{'the DataFrame' if frame_input else f'table {source}'} needs --label COL, the column "
                             "holding the labels")
-        frame, where = _frame(source, "training")
+        frame, where = _frame(source, "training", text_columns=() if id_col is None else (id_col,))
         parts = split_table(frame, label=label, id_col=id_col, test=test, test_fraction=test_fraction,
                             split_seed=split_seed, where=where)
         bias = 1.0 if bias is None else bias
@@ -358,7 +372,7 @@ def load(source, *, name=None, label=None, id_col=None, test=None, test_fraction
         lam = data.FEATURES_M / n if lam is None else lam
         ds = data.dataset_from_parts(name or ("DataFrame" if frame_input else Path(source).stem), raw, lam=lam)
         options.update(kind="table", columns=[str(c) for c in parts.columns], bias=float(bias))
-        return Loaded(ds, parts.ids, prep, options, parts.X_test, (parts.how,) + parts.notes)
+        return Loaded(ds, parts.ids, prep, options, parts.X_test, (parts.how,) + parts.notes, parts.ids_test)
     for flag, value in (("--label", label), ("--id", id_col), ("--test", test), ("--test_fraction", test_fraction)):
         if value is not None:
             raise DataError(f"{flag} is for tables (.csv, .tsv, .parquet); features file {source} already holds "
