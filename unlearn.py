@@ -2,11 +2,12 @@
 
     python unlearn.py learn  --features my.npz --state st/ [--sigma S | --eps E --K K]
     python unlearn.py learn  --features my.csv --label COL [--id COL] [--test FILE | --test_fraction F]
-                             [--standardize test|FILE] [--bias 1] --state st/ ...
+                             [--standardize test|none|FILE] [--bias 1] [--dropna] --state st/ ...
     python: unlearn.learn(dataframe, label="COL", state="st/", ...)   (same options as keywords)
     python unlearn.py remove --state st/ --ids 17 42            (or --ids FILE)
     python unlearn.py status --state st/
     python unlearn.py export --state st/ --out model.npz [--chain i]
+    python unlearn.py verify --state st/ [--trust-existing]
 
 Full batch runs projected noisy gradient descent (PNGD, Langevin unlearning, paper A) certified by the
 sequential bound of docs/METHOD.md §3.3 with each request's own size; ``--batch_size b`` runs noisy SGD
@@ -64,11 +65,15 @@ def build_parser() -> cli.OneLineParser:
     cli.add(lp, "--bias", type=cli.nonneg_float, default=None,
             help="a constant column appended to every row before row normalisation (the model's bias term; "
                  "0 for none; default 1 for tables, 0 for .npz/.pt)")
-    cli.add(lp, "--standardize", default="none",
-            help="none (default), test (column mean and scale from the held-out rows) or a public file with "
-                 "the same columns; never the training rows, so the certificate covers it")
+    cli.add(lp, "--standardize", default=None,
+            help="test (column mean and scale from the held-out rows; the default for tables), none (the default "
+                 "for .npz/.pt) or a public file with the same columns; never the training rows, so the "
+                 "certificate covers it")
+    cli.add(lp, "--dropna", action="store_true",
+            help="table only: drop the rows that miss a value (a line counts them) instead of refusing the table")
     cli.add(lp, "--m", type=cli.positive_float, default=None,
-            help="strong convexity m = lam*n directly (default 0.01); larger m shrinks the noise's spread sigma^2/m")
+            help=f"strong convexity m = lam*n directly (default {tabular.TABLE_M:g} for tables, "
+                 f"{data.FEATURES_M:g} for .npz/.pt); larger m shrinks the noise's spread sigma^2/m")
     cli.add(lp, "--state", required=True, help="new state folder to create")
     cli.add(lp, "--name", default=None, help="a label for the data (default: the file's name)")
     cli.add(lp, "--sigma", type=cli.SIGMA_POSITIVE, default=None,
@@ -83,7 +88,10 @@ def build_parser() -> cli.OneLineParser:
     # drawn from the system's entropy by default, --sigma is > 0, --batch_size takes one value)
     cli.add_flags(lp, ["lam", "M", "L", "delta", "bound", "burn_in", "trials", "device", "dtype"],
                   defaults={"bound": "best", "burn_in": "auto", "trials": 10},
-                  helps={"lam": "L2 regularisation lambda, m = lam*n (default: m = 0.01, the papers' strong convexity)",
+                  helps={"lam": f"L2 regularisation lambda, m = lam*n (default: m = {tabular.TABLE_M:g} for tables, "
+                                f"{data.FEATURES_M:g} for .npz/.pt)",
+                         "delta": "delta of (eps, delta): the probability allowed for the guarantee to fail "
+                                  "outright (default min(1e-5, 1/(10 n)))",
                          "L": "smoothness constant (default the closed-form bound 1/4 + m binary, 1 + m multiclass)",
                          "burn_in": "learning steps T (epochs for mini-batches), or auto: W2 to the stationary law "
                                     "<= 1%% of its radius (default %(default)s)",
@@ -189,6 +197,19 @@ def request_rdp(meta):
     bound = (accountant.epsilon_pnsgd_loose if bounds.pnsgd_form(Ks[:-1]) == "loose"
              else accountant.epsilon_pnsgd_tight)
     return lambda a: bound(alpha=a, K=Ks[-1], Z=Z, sigma=sigma, eta=consts.eta, m=consts.m, n=consts.n, b=b)
+
+
+def default_delta(n: int) -> float:
+    """unlearn.py's delta for a user's own rows: at most 1e-5 and at most 1/(10 n), the differential-privacy
+    norm of a delta well below 1/n (the papers' scripts keep the papers' 1/n)."""
+    return min(1e-5, 1.0 / (10 * n))
+
+
+def delta_text(delta: float, how: str) -> str:
+    """One line saying what delta means, for the people whose rows are removed."""
+    return (f"delta={delta:.3g} ({how}): besides eps, the guarantee allows this probability that it fails "
+            "outright; eps bounds how much more likely any output is with a removed row than after retraining "
+            f"without it (at most e^eps times)")
 
 
 def choose_sigma(args, consts, b):
@@ -306,7 +327,7 @@ def cmd_learn(args) -> int:
     loaded = tabular.load(args.features if frame is None else frame, name=args.name, label=args.label,
                           id_col=args.id, test=args.test if test_frame is None else test_frame,
                           test_fraction=args.test_fraction, split_seed=args.split_seed, bias=args.bias,
-                          standardize=args.standardize)
+                          standardize=args.standardize, dropna=args.dropna)
     ds, ids, prep = loaded.dataset, loaded.ids, loaded.preprocessing
     checks.integer("--request_size", args.request_size, lo=1, hi=ds.n - 1)   # S < n (docs/METHOD.md §1.1)
     b = _batch(args.batch_size, ds.n)
@@ -314,8 +335,9 @@ def cmd_learn(args) -> int:
     model = models.model_for(ds.num_classes)
     M = args.M if args.M is not None else model.default_M
     model.check_clipping_for_data(M=M, X=ds.X_train)
+    delta = default_delta(ds.n) if args.delta is None else args.delta
     consts = accountant.make_constants(n=ds.n, lam=lam, M=M, num_classes=ds.num_classes, L=args.L,
-                                       delta=args.delta, d=ds.d)
+                                       delta=delta, d=ds.d)
     sigma, sigma_rule = choose_sigma(args, consts, b)
     T, T_rule = learning_steps(args.burn_in, sigma, consts, model.params(ds.d))
     eps_default = DEFAULT_EPS if args.eps is None else args.eps
@@ -347,6 +369,7 @@ def cmd_learn(args) -> int:
     if hint:
         out(hint)
     out(describe_constants(consts))
+    out(delta_text(consts.delta, "--delta" if args.delta is not None else "default min(1e-5, 1/(10 n))"))
     out(f"noise sigma={sigma:.6g} ({sigma_rule}); {settings['method']} "
         f"{'full batch' if b is None else f'b={b}'}; learning T={T} {_unit(settings)} ({T_rule}); "
         f"{args.trials} chains; noise seed "

@@ -56,7 +56,8 @@ def _quiet(monkeypatch):
 
 
 LEARN = ["--eps", "1", "--K", "20", "--request_size", "2", "--burn_in", "30", "--trials", "8", "--seed", "3",
-         "--device", "cpu", "--bound", "paper"]   # the papers' bounds (default best: tests/test_best_bound.py)
+         "--device", "cpu", "--bound", "paper",   # the papers' bounds (default best: tests/test_best_bound.py)
+         "--delta", str(1 / 270)]                # the papers' delta 1/n (unlearn.py's default: test_own_data.py)
 
 
 @pytest.fixture(scope="module")
