@@ -190,6 +190,14 @@ def test_request_log_emptied_even_rebuilt_as_a_fresh_learn_is_refused(st, tmp_pa
     refused_everywhere(st, tmp_path, capsys, "fails its seal")
 
 
+def test_edited_log_is_refused(st, tmp_path, capsys):
+    meta_path, _ = _paths(st)
+    log = os.path.join(os.path.dirname(meta_path), "log.txt")
+    with open(log, "a") as fh:
+        fh.write("certificate of request 2: eps=0.001\n")
+    refused_everywhere(st, tmp_path, capsys, "log.txt of version 2 does not match its sealed sha256")
+
+
 def test_missing_or_foreign_key_is_refused(st, tmp_path, capsys):
     key = os.path.join(st, statefile.KEY)
     with open(key, "w") as fh:
@@ -325,3 +333,21 @@ def test_the_lock_is_never_opened_through_a_link(tmp_path):
     with pytest.raises(results.ResultError, match="is a symbolic link"):
         results.FolderLock(str(folder)).acquire()
     assert target.read_text() == "precious\n"
+
+
+def test_run_folder_files_replace_a_planted_link_never_its_target(tmp_path):
+    """Every other file is written to a new temporary name and renamed over the old one: a link planted at a
+    run folder's config.json or metrics.json is replaced, its target left as it was."""
+    target = tmp_path / "victim.txt"
+    target.write_text("precious\n")
+    run = results.RunFolder(str(tmp_path / "r"), "LMC", "DIGITS", "baseline", "x")
+    os.makedirs(run.path)
+    for name in ("config.json", "metrics.json"):
+        os.symlink(target, run.file(name))
+    run.open({"flags": {"seed": 0}})
+    run.write_config({"flags": {"seed": 0}})
+    run.write_metrics({"accuracy": 1.0})
+    run.close()
+    assert target.read_text() == "precious\n"
+    assert not os.path.islink(run.file("config.json")) and not os.path.islink(run.file("metrics.json"))
+    assert results.read_json(run.file("metrics.json"))["accuracy"] == 1.0

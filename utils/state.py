@@ -13,7 +13,7 @@ version committed. Older versions are deleted after the switch, because they sti
 the new version removed. No torch here: ``status`` and ``export`` never import it.
 
 Tamper evidence: state.json carries ``history``, one entry per version since learn (event, number of
-requests, the arrays' sha256), each sealed by an HMAC-SHA256 under KEY that covers the previous entry's
+requests, the sha256 of the arrays and of log.txt), each sealed by an HMAC-SHA256 under KEY that covers the previous entry's
 seal, the constants, settings and dataset identity, and the request records that version added. Loading
 recomputes every seal and checks every value for consistency (shapes, finiteness, counts, the request log
 against the versions), so an edit by anyone without KEY, or an accident, is refused with one line instead of
@@ -204,6 +204,7 @@ def _verify_history(path: str, key: bytes, meta: dict, version: int) -> None:
         if not (isinstance(e, dict) and type(e.get("version")) is int and e.get("event") in EVENTS
                 and type(e.get("requests")) is int and e["requests"] >= 0
                 and isinstance(e.get("arrays_sha256"), str) and _HEX64.match(e["arrays_sha256"])
+                and isinstance(e.get("log_sha256"), str) and _HEX64.match(e["log_sha256"])
                 and isinstance(e.get("mac"), str) and _HEX64.match(e["mac"])):
             raise bad(f"history entry {i + 1} is malformed")
         if i == 0:
@@ -254,6 +255,8 @@ def load(path) -> State:
         raise _corrupt(path, f"state.json of version {version} lacks {', '.join(missing)} (allowed: an object with "
                              f"{', '.join(sorted(REQUIRED_KEYS))})")
     _verify_history(path, _read_key(path), meta, version)
+    if _sha(log.encode("utf-8")) != meta["history"][-1]["log_sha256"]:
+        raise _corrupt(path, f"log.txt of version {version} does not match its sealed sha256")
     arrays = _arrays(path, version, meta, blob)
     check_values(path, meta, arrays)
     return State(path=path, version=version, meta=meta, arrays=arrays, log=log)
@@ -388,14 +391,14 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _sealed_meta(meta: dict, *, key: bytes, version: int, blob: bytes, history: list, event: str,
+def _sealed_meta(meta: dict, *, key: bytes, version: int, blob: bytes, log: str, history: list, event: str,
                  added_from: int) -> dict:
     """state.json of a new version: ``meta`` (as it reads back from JSON) with the history grown by a sealed
     entry for this version; the request records from index ``added_from`` on are the ones it added."""
     meta = json.loads(results.json_text({k: v for k, v in meta.items() if k not in _CHAIN_FIELDS - {"requests"}}))
     requests = meta.setdefault("requests", [])
     entry = {"version": version, "event": event, "requests": len(requests), "arrays_sha256": _sha(blob),
-             "time": _now()}
+             "log_sha256": _sha(log.encode("utf-8")), "time": _now()}
     entry["mac"] = _seal(key, previous=history[-1]["mac"] if history else "", entry=entry,
                          added=requests[added_from:], common=_common_digest(meta))
     meta.update(schema_version=SCHEMA_VERSION, version=version, arrays_sha256=entry["arrays_sha256"],
@@ -407,7 +410,7 @@ def _write_version(path: str, version: int, meta: dict, arrays: dict, log: str, 
                    event: str, added_from: int) -> dict:
     """Write version folder ``v<version>`` completely (temporary name, fsync, rename); returns the meta written."""
     blob = _npz_bytes(arrays)
-    meta = _sealed_meta(meta, key=key, version=version, blob=blob, history=history, event=event,
+    meta = _sealed_meta(meta, key=key, version=version, blob=blob, log=log, history=history, event=event,
                         added_from=added_from)
     text = results.json_text(meta)
     tmp = tempfile.mkdtemp(prefix=f".tmp-v{version:06d}-", dir=path)
