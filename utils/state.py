@@ -23,7 +23,6 @@ of a state folder put back in place is not detected (its removed rows are that c
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import hmac
 import io
@@ -33,7 +32,6 @@ import os
 import re
 import secrets
 import shutil
-import stat
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -119,8 +117,9 @@ def _check_no_links(path: str) -> None:
     for name in sorted(os.listdir(path)):
         if os.path.islink(os.path.join(path, name)):
             raise StateError(f"state folder {path}: {name} is a symbolic link (allowed: only real files and "
-                             "folders; a removed row would survive in the link's target: move the whole state "
-                             "folder instead, or put the target in place of the link)")
+                             "folders; writing or deleting through a link touches its target, where a removed row "
+                             "would survive: move the whole state folder instead, or put the target in place of "
+                             "the link)")
 
 
 def _current_version(path: str) -> int:
