@@ -285,6 +285,15 @@ def test_an_older_state_is_refused_until_trusted_once(st, tmp_path, capsys):
     assert "only for states written by an older" in capsys.readouterr().err
 
 
+def test_a_sealed_state_made_to_look_older_is_not_trusted(st, capsys):
+    edit(st, lambda meta: meta.update(schema_version=1))
+    assert unlearn.main(["verify", "--state", st, "--trust-existing"]) == 2
+    assert "sealed and edited since" in capsys.readouterr().err
+    edit(st, lambda meta: meta.pop("history"))                 # KEY still there
+    assert unlearn.main(["verify", "--state", st, "--trust-existing"]) == 2
+    assert "sealed and edited since" in capsys.readouterr().err
+
+
 def test_an_edited_older_state_is_not_trusted(st, tmp_path, capsys):
     _as_old_state(st)
     edit(st, _set_sigma)                                   # meta_sha256 kept: it no longer matches

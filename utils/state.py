@@ -562,6 +562,10 @@ def trust_existing(path, note: str, check=None) -> State:
     if meta.get("schema_version") != OLD_SCHEMA:
         raise StateError(f"--trust-existing is only for states written by an older unlearn.py (schema_version "
                          f"{OLD_SCHEMA}); state folder {path} has schema_version {meta.get('schema_version')!r}")
+    if "history" in meta or os.path.lexists(os.path.join(path, KEY)):
+        raise _corrupt(path, f"it holds a {KEY} or a sealed history but says schema_version {OLD_SCHEMA}: it was "
+                             "sealed and edited since (allowed: --trust-existing only for states written before "
+                             "the seal)")
     if "meta_sha256" in meta and meta["meta_sha256"] != _old_meta_digest(meta):
         raise _corrupt(path, f"state.json of version {version} does not match its recorded sha256")
     if not isinstance(meta.get("requests"), list) or [r.get("request") if isinstance(r, dict) else None
