@@ -285,8 +285,9 @@ def test_an_older_state_is_refused_until_trusted_once(st, tmp_path, capsys):
     assert "only for states written by an older" in capsys.readouterr().err
 
 
-def test_a_sealed_state_made_to_look_older_is_not_trusted(st, capsys):
+def test_a_sealed_state_made_to_look_older_is_not_trusted(st, tmp_path, capsys):
     edit(st, lambda meta: meta.update(schema_version=1))
+    refused_everywhere(st, tmp_path, capsys, "sealed and edited since")   # never pointed at --trust-existing
     assert unlearn.main(["verify", "--state", st, "--trust-existing"]) == 2
     assert "sealed and edited since" in capsys.readouterr().err
     edit(st, lambda meta: meta.pop("history"))                 # KEY still there
@@ -300,6 +301,38 @@ def test_an_edited_older_state_is_not_trusted(st, tmp_path, capsys):
     assert unlearn.main(["verify", "--state", st, "--trust-existing"]) == 2
     assert "does not match its recorded sha256" in capsys.readouterr().err
     assert not os.path.exists(os.path.join(st, statefile.KEY))
+
+
+# ---------------------------------------------------------------- who can read the state
+def test_the_state_folder_and_its_key_are_owner_only(committed, tmp_path, capsys):
+    """KEY lives beside the data: the folder is 0700 (its secret noise seed, KEY and rows), KEY 0600, also
+    for an empty folder the user made beforehand with other modes."""
+    import stat
+
+    assert stat.S_IMODE(os.stat(committed).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(os.path.join(committed, statefile.KEY)).st_mode) == 0o600
+    made = tmp_path / "mine"
+    made.mkdir()
+    os.chmod(made, 0o755)
+    features = os.path.join(os.path.dirname(committed), "f.npz")
+    assert unlearn.main(["learn", "--features", features, "--state", str(made), "--sigma", "0.1", "--trials", "1",
+                         "--burn_in", "2", "--device", "cpu"]) == 0
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="handing a folder to another user needs root")
+def test_a_folder_of_another_user_is_refused_before_the_data_are_read(tmp_path, capsys, monkeypatch):
+    from utils import tabular
+
+    monkeypatch.setattr(tabular, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("data loaded")))
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    assert unlearn.main(["learn", "--features", str(tmp_path / "f.csv"), "--state", str(theirs)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "belongs to another user (uid 65534)" in err[0] and "secret noise seed" in err[0]
+    assert os.listdir(theirs) == []
 
 
 # ---------------------------------------------------------------- links (items 5, 6)

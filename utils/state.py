@@ -1,6 +1,6 @@
 """The state folder of ``unlearn.py``: learned chains, current data, constants and the request log.
 
-Layout of ``DIR/``::
+Layout of ``DIR/`` (owner-only, mode 0700: it holds the secret noise seed, KEY and the training rows)::
 
     CURRENT            {"version": v}: the committed version (replaced atomically)
     KEY                the state's secret key (32 random bytes, hex; mode 0600): seals the history
@@ -17,8 +17,11 @@ requests, the sha256 of the arrays and of log.txt), each sealed by an HMAC-SHA25
 seal, the constants, settings and dataset identity, and the request records that version added. Loading
 recomputes every seal and checks every value for consistency (shapes, finiteness, counts, the request log
 against the versions), so an edit by anyone without KEY, or an accident, is refused with one line instead of
-certified. Whoever holds KEY (the operator) can write any state: that person is trusted. A whole older copy
-of a state folder put back in place is not detected (its removed rows are that copy's to delete).
+certified. Whoever can read KEY (its owner, root, anyone given a copy of the folder) can write any state that
+passes: the owner is trusted, so the seal is an integrity check, not a signature a third party could check.
+A whole older copy of a state folder put back in place is not detected (its removed rows are that copy's to
+delete). KEY is not derived from the noise seed: the seed lives in state.json, in the same folder, and is
+itself covered by the seal.
 """
 from __future__ import annotations
 
@@ -232,6 +235,15 @@ def _verify_history(path: str, key: bytes, meta: dict, version: int) -> None:
         previous, count = e["mac"], e["requests"]
 
 
+def _refuse_sealed_as_old(path: str, meta: dict) -> None:
+    """A state that says schema_version 1 (written before the seal) but holds a KEY or a history was sealed and
+    edited since: corrupt, never a candidate for --trust-existing."""
+    if "history" in meta or os.path.lexists(os.path.join(path, KEY)):
+        raise _corrupt(path, f"it holds a {KEY} or a sealed history but says schema_version {OLD_SCHEMA}: it was "
+                             "sealed and edited since (allowed: --trust-existing only for states written before "
+                             "the seal)")
+
+
 def load(path) -> State:
     """The committed version of the state folder, its history sealed and every value consistent; StateError
     (one line) when missing, foreign, written by an older unlearn.py, edited or corrupt."""
@@ -243,6 +255,7 @@ def load(path) -> State:
         raise _corrupt(path, f"state.json of version {version} has no schema_version (allowed: an object with "
                              f"{', '.join(sorted(REQUIRED_KEYS))})")
     if schema == OLD_SCHEMA:
+        _refuse_sealed_as_old(path, meta)
         raise StateError(f"state folder {path} was written by an older unlearn.py (schema_version 1) without a "
                          "sealed history, so its values cannot be checked (allowed: after checking it, accept it "
                          f"once with 'python unlearn.py verify --state {path} --trust-existing', or learn again)")
@@ -413,7 +426,7 @@ def _write_version(path: str, version: int, meta: dict, arrays: dict, log: str, 
                         added_from=added_from)
     text = results.json_text(meta)
     tmp = tempfile.mkdtemp(prefix=f".tmp-v{version:06d}-", dir=path)
-    os.chmod(tmp, 0o777 & ~results.current_umask())  # mkdtemp's 0700 would hide the state from colleagues
+    os.chmod(tmp, 0o777 & ~results.current_umask())  # the umask inside; the state folder itself is 0700
     try:
         _write_file(os.path.join(tmp, "arrays.npz"), blob)
         _write_file(os.path.join(tmp, "log.txt"), log.encode("utf-8"))
@@ -514,6 +527,14 @@ def settle(path) -> tuple[list[str], list[str]]:
         lock.release()
 
 
+def _make_private(path: str) -> None:
+    """The state folder owner-only (mode 0700): it holds the secret noise seed (state.json), KEY and the
+    training rows, and every command needs KEY anyway, so nobody but its owner (and root) has a use for it.
+    What is inside follows the umask: an owner who opens the folder on purpose gets the usual modes."""
+    with contextlib.suppress(OSError):      # a file system without modes (FAT, some network mounts)
+        os.chmod(path, 0o700)
+
+
 def create(path, meta: dict, arrays: dict, log: str) -> State:
     """A new state folder holding version 1 and a fresh KEY; refuses a folder that already has content.
 
@@ -522,7 +543,8 @@ def create(path, meta: dict, arrays: dict, log: str) -> State:
     """
     path = os.path.abspath(path)
     check_new(path)
-    os.makedirs(path, exist_ok=True)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    _make_private(path)                     # also a new folder the user made, empty, for the state
     with results.FolderLock(path):
         check_new(path)                     # a concurrent learn may have committed meanwhile
         _check_no_links(path)
@@ -562,10 +584,7 @@ def trust_existing(path, note: str, check=None) -> State:
     if meta.get("schema_version") != OLD_SCHEMA:
         raise StateError(f"--trust-existing is only for states written by an older unlearn.py (schema_version "
                          f"{OLD_SCHEMA}); state folder {path} has schema_version {meta.get('schema_version')!r}")
-    if "history" in meta or os.path.lexists(os.path.join(path, KEY)):
-        raise _corrupt(path, f"it holds a {KEY} or a sealed history but says schema_version {OLD_SCHEMA}: it was "
-                             "sealed and edited since (allowed: --trust-existing only for states written before "
-                             "the seal)")
+    _refuse_sealed_as_old(path, meta)
     if "meta_sha256" in meta and meta["meta_sha256"] != _old_meta_digest(meta):
         raise _corrupt(path, f"state.json of version {version} does not match its recorded sha256")
     if not isinstance(meta.get("requests"), list) or [r.get("request") if isinstance(r, dict) else None
@@ -577,6 +596,7 @@ def trust_existing(path, note: str, check=None) -> State:
     if check is not None:
         check(meta, arrays)
     _remove_stale(path, keep=version)
+    _make_private(path)
     key = _write_key(path)
     written = _write_version(path, version + 1, meta, arrays, log + note, key=key, history=[], event="trusted",
                              added_from=0)
@@ -595,8 +615,8 @@ def check_new(path) -> None:
 
     A folder holding only what a killed ``learn`` leaves (no CURRENT: temporary entries, an uncommitted
     version, the lock file, a KEY) counts as new: learning again deletes those leftovers. The folder (or
-    the place it would be made) must be writable, with names the file system takes: checked before the
-    data are loaded and the chains learned.
+    the place it would be made) must be writable, with names the file system takes, and an existing folder
+    must be the user's own (it becomes owner-only): checked before the data are loaded and the chains learned.
     """
     path = os.path.abspath(path)
     if os.path.exists(path) and (not os.path.isdir(path) or not all(
@@ -604,6 +624,10 @@ def check_new(path) -> None:
         what = "a state folder" if os.path.exists(os.path.join(path, POINTER)) else "not empty"
         raise StateError(f"--state {path} exists and is {what} (allowed: a new or empty folder; "
                          "delete it to learn again)")
+    if os.path.isdir(path) and hasattr(os, "geteuid") and os.stat(path).st_uid != os.geteuid():
+        raise StateError(f"--state {path} belongs to another user (uid {os.stat(path).st_uid}), who could read "
+                         "the state's secret noise seed and its rows (allowed: a new folder, or an empty one you "
+                         "own)")
     results.check_writable(path, "--state")
 
 
