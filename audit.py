@@ -351,7 +351,16 @@ def plan_step(ctx) -> experiments.Plan:
               "certified_eps": np.asarray([the_plan["certified_eps"][str(K)] for K in Ks])}
     for name in BOUNDS:
         arrays[f"certified_eps_{name}"] = np.asarray([the_plan["certified_eps_by_bound"][name][str(K)] for K in Ks])
-    return experiments.Plan(metrics, arrays, chain_steps=the_plan["chain_steps"], tables=(sigma, T, the_plan),
+    work = ctx.workload()   # run_chains: both arms learn (on D and D'), then advance through the K sweep
+    work.dataset()
+    work.learn(args.trials, T, sigma=sigma, new_data=args.neighbour == "worst")   # worst: D holds the canaries
+    work.learn(args.trials, T, sigma=sigma, new_data=True)
+    for k0, K in zip([0] + Ks[:-1], Ks):
+        work.advance(args.trials, K - k0, sigma=sigma)
+        work.advance(args.trials, K - k0, sigma=sigma)
+        work.save(2 * args.trials)
+        work.evaluate(args.trials, 2)
+    return experiments.Plan(metrics, arrays, work=work, tables=(sigma, T, the_plan),
                             summary="plan only: certified eps per K (no chains run)")
 
 
