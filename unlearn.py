@@ -34,7 +34,7 @@ import numpy as np
 from utils import accountant, bounds, checks, cli, data, distributed, forecast, jsonable, models, reference, results
 from utils import tabular
 from utils import state as statefile
-from utils.experiments import check_learning, describe_constants, progress_bar, summary_stats
+from utils.experiments import check_learning, check_unlearning, describe_constants, progress_bar, summary_stats
 from utils.state import StateError
 
 DEFAULT_SIGMA = 0.03
@@ -114,7 +114,7 @@ def build_parser() -> cli.OneLineParser:
     cli.add(rp, "--eps", type=cli.EPS, default=None,
             help="target epsilon of this request (default: the state's, set at learn)")
     cli.add(rp, "--features", default=None, help="check that this features file is the one the state learned on")
-    cli.add_flags(rp, ["device"])
+    cli.add_flags(rp, ["device", "yes"])
     rp.set_defaults(run=cmd_remove)
 
     sp = sub.add_parser("status", allow_abbrev=False, help="request log, current guarantee, held-out accuracy",
@@ -475,6 +475,9 @@ def cmd_remove(args) -> int:
         out(f"request {s}: remove {rows.size} row(s), ids {_ids_text(ids)}; the accountant needs K={K} {unit} "
             f"for eps={eps_target:g} given the {s - 1} earlier request(s)")
         _note_cost(out, K, settings["T"], unit)
+        check_unlearning(C=arrays["w"].shape[0], K=K, b=b, X=arrays["X"], y=arrays["y"], X_test=arrays["X_test"],
+                         y_test=arrays["y_test"], num_classes=meta["dataset"]["num_classes"], consts=consts,
+                         device=args.device, dtype=settings["dtype"], yes=args.yes)   # --yes above a day
         if distributed.world().active:   # the other ranks (_remove_rank) unlearn their rows of this request
             if b is not None:
                 raise cli.UsageError("this state learned with mini-batches: remove it with python unlearn.py "

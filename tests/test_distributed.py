@@ -29,8 +29,8 @@ needs_gloo = pytest.mark.skipif(not (torch.distributed.is_available() and torch.
 TRIALS = 70
 
 
-def torchrun(script, *argv, fail_rank=None, fail_after=0, nproc=2):
-    env = dict(os.environ, UNLEARN_NO_PROGRESS="1", OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+def torchrun(script, *argv, fail_rank=None, fail_after=0, nproc=2, env_extra=None):
+    env = dict(os.environ, UNLEARN_NO_PROGRESS="1", OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **(env_extra or {}))
     env.pop("UNLEARN_DEBUG", None)
     if fail_rank is not None:
         env.update(UNLEARN_TEST_FAIL_RANK=str(fail_rank), UNLEARN_TEST_FAIL_AFTER=str(fail_after))
@@ -169,6 +169,16 @@ def test_a_bad_flag_under_torchrun_is_one_line_from_rank_0_and_writes_nothing(tm
 
 # ---------------------------------------------------------------- data parallel (rows across ranks)
 @needs_gloo
+def test_a_refusal_before_the_ranks_meet_is_printed_by_rank_0_however_late_it_starts(tmp_path):
+    """Every rank refuses status under torchrun before the group forms; only rank 0 prints it. Rank 1 must not
+    end first: torchrun would stop rank 0 before its line (seen on a loaded machine). Here rank 0 starts only
+    once rank 1 waits to be stopped, so a rank 1 that exited instead leaves no line at all."""
+    out = torchrun("unlearn.py", "status", "--state", str(tmp_path / "st"),
+                   env_extra={"UNLEARN_TEST_RANK0_AFTER": str(tmp_path / "rank1-waits")})
+    lines = [line for line in out.stderr.splitlines() if line.startswith("unlearn.py")]
+    assert out.returncode != 0 and len(lines) == 1 and "torchrun" in lines[0], out.stderr[-3000:]
+
+
 def test_rows_sharded_over_two_ranks_learn_what_one_process_learns_up_to_rounding(tmp_path):
     """Each rank holds half the rows; the gradient sums are all-reduced: the same chains as one process up to
     float32 rounding of the reordered sums (clipping at M = 0.5 fires, so the clip is exercised too)."""

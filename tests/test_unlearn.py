@@ -328,6 +328,26 @@ def test_bad_requests_fail_in_one_line_and_leave_the_state(learned, tmp_path, ca
     assert not os.path.exists(tmp_path / "n")
 
 
+def test_remove_is_stopped_by_its_estimated_time_without_yes(learned, tmp_path, capsys, monkeypatch):
+    """remove prices its K steps of the state's chains as learn prices learning (issue 26.10): a request that
+    even a slow machine finishes within workload.CONFIRM_SECONDS is not timed; with the threshold at 1 ms
+    every request is above it: refused in one line without --yes (nothing committed), run with --yes."""
+    from utils import workload
+
+    st = _copy(learned[1], tmp_path)
+    monkeypatch.setattr(workload, "estimate", lambda *a, **k: (_ for _ in ()).throw(AssertionError("timed")))
+    assert _run(["remove", "--state", st, "--ids", str(ID0 + 1)], capsys)[0] == 0
+    monkeypatch.undo()
+    monkeypatch.setenv("UNLEARN_NO_PROGRESS", "1")
+    monkeypatch.setattr(workload, "CONFIRM_SECONDS", 1e-3)
+    code, out, err = _run(["remove", "--state", st, "--ids", str(ID0 + 2)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "the plan is estimated at" in err and "add --yes" in err and "--eps" in err, err
+    assert "certificate" not in out and statefile.load(st).version == 2
+    code, out, err = _run(["remove", "--state", st, "--ids", str(ID0 + 2), "--yes"], capsys)
+    assert code == 0 and "certificate of request 2" in out and statefile.load(st).version == 3
+
+
 def test_status_and_export_before_any_request(learned, tmp_path, capsys):
     _, st = learned
     code, out, _ = _run(["status", "--state", st], capsys)

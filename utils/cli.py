@@ -435,7 +435,9 @@ def guarded(main):
     def run(argv=None):
         code = checked(argv)
         if code and distributed.world().active:   # a failed rank: out now, the others are stopped by torchrun
-            distributed.abandon(code, peer_failed=code == PEER_FAILED)
+            distributed.abandon(code, wait=distributed.PEER_FAILED_WAIT_S if code == PEER_FAILED else 0.0)
+        elif code and not distributed.speaks():   # failed before the group formed: rank 0 prints it, then exits
+            distributed.abandon(code, wait=distributed.SILENT_RANK_WAIT_S)
         return code
 
     def checked(argv=None):
