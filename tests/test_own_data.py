@@ -442,8 +442,9 @@ def test_ids_with_commas_zero_padding_and_held_out_rows(tmp_path, capsys):
         assert unlearn.main(["remove", "--state", st, "--ids", h]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"id {h!r} is a held-out row" in err
-        assert unlearn.main(["remove", "--state", st, "--ids", fmt.format(len(y) + 5)]) == 2
-        assert "is not in the data" in capsys.readouterr().err
+        missing = fmt.format(len(y) + 5)
+        assert unlearn.main(["remove", "--state", st, "--ids", missing]) == 2
+        assert f"id {missing!r} is not in the data" in capsys.readouterr().err      # named whole, never a piece
     # the zero-padded id is text: "3" is not "0003"
     assert unlearn.main(["remove", "--state", str(tmp_path / "st-code"), "--ids", str(train[5])]) == 2
     assert "leading zeros count" in capsys.readouterr().err

@@ -702,12 +702,18 @@ def _csv_fields(text: str) -> list[str]:
 def _split_ids(text: str, known) -> list[str]:
     """One command-line token or one line of an ids file as ids: the whole text when it is an id of the data
     (text ids may hold commas or spaces), else its CSV fields (quotes allowed), each whole when it is an id,
-    else split at spaces and semicolons; a field starting with # ends the line (a comment)."""
+    else split at spaces and semicolons; a field starting with # ends the line (a comment). When the data's text
+    ids are ``known`` and no piece is one either, the text stays whole, so the error names what the user wrote."""
     text = text.strip()
     if not text or text.startswith("#"):
         return []
     if text in known:
         return [text]
+    out = _split_fields(text, known)
+    return out if not known or any(t in known for t in out) else [text.split(" #", 1)[0].strip()]
+
+
+def _split_fields(text: str, known) -> list[str]:
     out = []
     for field in _csv_fields(text):
         if field.startswith("#"):
@@ -810,8 +816,11 @@ def rows_for_ids(all_ids: np.ndarray, removed_by: dict, ids: np.ndarray, *, held
                              "training rows; to drop a held-out row, learn again without it)")
     if missing.size:
         if all_ids.dtype.kind in "US":
-            raise StateError(f"id {missing[0].item()!r} is not in the data (allowed: text ids of the {all_ids.size} "
-                             "training rows, compared exactly: case, spaces and leading zeros count)")
+            shown = missing[0].item()
+            raise StateError(f"id {shown!r} is not in the data (allowed: text ids of the {all_ids.size} training rows, "
+                             "compared exactly: case, spaces and leading zeros count"
+                             + ('; several ids that hold commas are written quoted, "a,1","b,2"' if "," in shown
+                                else "") + ")")
         lo, hi = int(all_ids.min()), int(all_ids.max())
         raise StateError(f"id {int(missing[0])} is not in the data (allowed: ids of the {all_ids.size} "
                          f"training rows, between {lo} and {hi})")
