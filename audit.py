@@ -47,15 +47,18 @@ GDP_THRESHOLDS = 20
 
 
 def certified(bound: str):
-    """(eps, alpha*, bound name) of the ``bound`` certificate (paper | best, docs/METHOD.md §3.2 / §7) after K
-    unlearning steps of S rows (K = 0: learning alone, eps_0 converted)."""
-    def eps_after(*, K: int, S: int, sigma: float, consts) -> tuple[float, float, str]:
-        return bounds.pngd_eps(bound, Ks=[K], sizes=[S], sigma=sigma, consts=consts)
+    """(eps, alpha*, bound name, mu) of the ``bound`` certificate (paper | best | gdp, docs/METHOD.md §3.2 / §7 /
+    §12) after K unlearning steps of S rows (K = 0: learning alone); mu is None for paper."""
+    def eps_after(*, K: int, S: int, sigma: float, consts) -> tuple[float, float, str, float | None]:
+        return (*bounds.pngd_eps(bound, Ks=[K], sizes=[S], sigma=sigma, consts=consts),
+                bounds.gdp_mu(bound, Ks=[K], sizes=[S], sigma=sigma, consts=consts))
     return eps_after
 
 
 # bound mode -> its certificate after K steps: each is proven, so the audit must stay below every one.
-BOUNDS = {"paper": certified("paper"), "best": certified("best")}
+BOUNDS = {mode: certified(mode) for mode in bounds.BOUNDS}
+WHAT = {"paper": "PNGD unlearning, docs/METHOD.md §3.2", "best": "PNGD unlearning, the best proven bound, "
+        "docs/METHOD.md §7", "gdp": "PNGD unlearning, Gaussian DP by shifted interpolation, docs/METHOD.md §12"}
 
 
 # ---------------------------------------------------------------- flags
@@ -146,13 +149,11 @@ def plan(consts, *, Ks, S: int, sigma: float, T: int, trials: int, R: float, bou
     certificates = []
     for K in Ks:
         for mode, certify in BOUNDS.items():
-            eps, alpha, name = certify(K=K, S=S, sigma=sigma, consts=consts)
+            eps, alpha, name, mu = certify(K=K, S=S, sigma=sigma, consts=consts)
             eps_by[mode][str(K)], alpha_by[mode][str(K)] = eps, alpha
-            what = ("PNGD learning eps_0, docs/METHOD.md §3.1" if K == 0 else
-                    "PNGD unlearning, docs/METHOD.md §3.2" if mode == "paper" else
-                    "PNGD unlearning, the best proven bound, docs/METHOD.md §7")
+            what = "PNGD learning eps_0, docs/METHOD.md §3.1" if K == 0 and mode == "paper" else WHAT[mode]
             certificates.append(accountant.certificate(consts=consts, eps=eps, alpha=alpha, K=K, sigma=sigma, R=R,
-                                                       bound=what, S=S, T=T, **bounds.fields(mode, name)))
+                                                       bound=what, S=S, T=T, **bounds.fields(mode, name, mu)))
     # each arm: T learning steps, then K_max further steps (the sweep advances incrementally)
     steps = 2 * trials * (T + max(Ks))
     return {"certified_eps": eps_by[bound], "certified_alpha": alpha_by[bound],
@@ -345,7 +346,9 @@ def plan_step(ctx) -> experiments.Plan:
             f"{args.neighbour} neighbour; {the_plan['chain_steps']} chain-steps")
     for K in Ks:
         certs = ", ".join(f"{name} {the_plan['certified_eps_by_bound'][name][str(K)]:.6g}" for name in BOUNDS)
-        ctx.log(f"  K={K}: certified eps {certs} (paper alpha*={the_plan['certified_alpha'][str(K)]:.4g})")
+        mine = next(c for c in the_plan["certificates"] if c["K"] == K and c["bound_mode"] == args.bound)
+        how = bounds.order_or_mu(the_plan["certified_alpha"][str(K)], mine.get("mu"), named=True)
+        ctx.log(f"  K={K}: certified eps {certs} ({args.bound} {how})")
     metrics = dict(settings=settings, **the_plan)
     arrays = {"K": np.asarray(Ks, dtype=np.int64),
               "certified_eps": np.asarray([the_plan["certified_eps"][str(K)] for K in Ks])}

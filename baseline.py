@@ -25,8 +25,9 @@ from utils.results import json_key
 
 MODES = ("baseline", "sequential2", "find_k")
 LMC_BOUND = {"paper": "PNGD unlearning, docs/METHOD.md §3.2",
-             "best": "PNGD unlearning: per Renyi order the smallest of A-LSI, B-loose, B-tight at b = n, improved "
-                     "conversion (docs/METHOD.md §7)"}
+             "best": "PNGD unlearning: the smaller of Gaussian DP (exact conversion) and, per Renyi order, the "
+                     "smallest of A-LSI, B-loose, B-tight at b = n, improved conversion (docs/METHOD.md §7)",
+             "gdp": "PNGD unlearning: Gaussian DP by shifted interpolation, exact conversion (docs/METHOD.md §12)"}
 DEFAULT_K = [1, 2, 5]
 DEFAULT_S = {"baseline": [1], "find_k": [1], "sequential2": [5, 10, 20]}
 DEFAULT_SEQUENTIAL_EPS = 1.0
@@ -113,7 +114,8 @@ def lmc_certificate(c, row, *, S: int, R: float, **extra) -> dict:
     bound = extra.pop("bound_mode", "paper")
     return accountant.certificate(consts=c, eps=row["eps_achieved"], alpha=row["alpha"], K=row["K"],
                                   sigma=row["sigma"], R=R, bound=LMC_BOUND[bound], S=S,
-                                  eps_target=row["epsilon"], **extra, **bounds.fields(bound, row["bound_name"]))
+                                  eps_target=row["epsilon"], **extra,
+                                  **bounds.fields(bound, row["bound_name"], row.get("mu")))
 
 
 def sequential_plan(consts, *, S: int, num_requests: int, sigma: float, eps: float, form: str,
@@ -124,8 +126,12 @@ def sequential_plan(consts, *, S: int, num_requests: int, sigma: float, eps: flo
                             form=form)
     done = [bounds.pngd_eps(bound, Ks=Ks[:s + 1], sizes=[S] * (s + 1), sigma=sigma, consts=consts, form=form)
             for s in range(len(Ks))]
-    return {"K": Ks, "eps": [e for e, _, _ in done], "alpha": [a for _, a, _ in done],
+    plan = {"K": Ks, "eps": [e for e, _, _ in done], "alpha": [a for _, a, _ in done],
             "bound_name": [name for _, _, name in done]}
+    if bound != "paper":                    # best and gdp certify Gaussian DP after every request
+        plan["mu"] = [bounds.gdp_mu(bound, Ks=Ks[:s + 1], sizes=[S] * (s + 1), sigma=sigma, consts=consts)
+                      for s in range(len(Ks))]
+    return plan
 
 
 def accumulated(Ks) -> list[int]:
@@ -159,9 +165,10 @@ def plan_baseline(ctx) -> experiments.Plan:
         row["d2d_sigma_1"] = d2d.output_sigma(c, K=row["K"], eps=row["epsilon"])
         row["T"] = ctx.burn_in(row["sigma"])
     T0 = ctx.burn_in(0.0)
-    log_table(ctx, f"plan (S={S}):    K      eps      sigma     alpha*        T   D2D sigma_1",
-              [f"{r['K']:>19} {r['epsilon']:>8g} {r['sigma']:>10.6g} {r['alpha']:>9.4g} {r['T']:>8} "
-               f"{r['d2d_sigma_1']:>13.6g}" for r in plan])
+    order = bounds.order_header(args.bound)     # alpha* (paper), or mu where Gaussian DP gave eps
+    log_table(ctx, f"plan (S={S}):    K      eps      sigma {order:>10}        T   D2D sigma_1",
+              [f"{r['K']:>19} {r['epsilon']:>8g} {r['sigma']:>10.6g} {bounds.order_or_mu(r['alpha'], r.get('mu')):>9} "
+               f"{r['T']:>8} {r['d2d_sigma_1']:>13.6g}" for r in plan])
     work = ctx.workload()   # run_baseline: one D'; per (K, eps) learn (shared by equal sigmas), unlearn, retrain
     work.dataset()
     for r in plan:
@@ -385,11 +392,14 @@ def certificates_3b(c, args, lmc, streams, form, *, T) -> list[dict]:
     what = ((f"PNGD sequential unlearning ({form} form), docs/METHOD.md §3.3"
              + (f" [one direction only, not a certificate: {MIRONOV_ONE_SIDED}]" if form == "mironov" else ""))
             if args.bound == "paper" else
-            "PNGD sequential unlearning: per request and Renyi order the smallest of A-LSI (two-sided Mironov form), "
-            "B-loose, B-tight at b = n, each over its own recursion, improved conversion (docs/METHOD.md §7)")
+            "PNGD sequential unlearning: per request the smaller of Gaussian DP (exact conversion) and, per Renyi "
+            "order, the smallest of A-LSI (two-sided Mironov form), B-loose, B-tight at b = n, each over its own "
+            "recursion, improved conversion (docs/METHOD.md §7)" if args.bound == "best" else
+            "PNGD sequential unlearning: Gaussian DP by shifted interpolation over the request history, exact "
+            "conversion (docs/METHOD.md §12)")
     out = [accountant.certificate(consts=c, eps=p["eps"], alpha=p["alpha"], K=p["K"], sigma=args.sigma,
                                   R=args.projection, bound=what, method="langevin", S=S, eps_target=args.eps[0],
-                                  T=T, **dict(bounds.fields(args.bound, ""), bound_name=p["bound_name"]))
+                                  T=T, **bounds.stream_fields(args.bound, p["bound_name"], p.get("mu")))
            for S, p in lmc.items()]
     out += [d2d.sequential_certificate(c, eps=args.eps[0], plan=p, f=f) for f, p in streams.items()]
     return out
@@ -430,8 +440,10 @@ def plan_find_k(ctx) -> experiments.Plan:
     """--find_k: the smallest-sigma table is the result (no chains)."""
     args = ctx.args
     S, c, table = one_removal_table(ctx)
-    log_table(ctx, f"smallest sigma (S={S}):   K      eps         sigma     alpha*",
-              [f"{r['K']:>24} {r['epsilon']:>8g} {r['sigma']:>13.8g} {r['alpha']:>10.6g}" for r in table])
+    order = bounds.order_header(args.bound)
+    log_table(ctx, f"smallest sigma (S={S}):   K      eps         sigma {order:>10}",
+              [f"{r['K']:>24} {r['epsilon']:>8g} {r['sigma']:>13.8g} "
+               f"{bounds.order_or_mu(r['alpha'], r.get('mu'), '.6g'):>10}" for r in table])
     metrics = {"S": S, "K_values": list(args.K), "eps_values": list(args.eps),
                "sigma_table": [{k: r[k] for k in ("K", "epsilon", "sigma", "alpha")} for r in table],
                "certificates": [lmc_certificate(c, r, S=S, R=args.projection, bound_mode=args.bound) for r in table]}

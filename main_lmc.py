@@ -26,8 +26,10 @@ DEFAULT_S = {"paint_unlearning_sigma": (100,), "paint_utility_epsilon": (1, 50, 
 DEFAULT_EPS = {"paint_unlearning_sigma": (1.0,), "paint_utility_epsilon": (0.1, 0.5, 1.0, 2.0, 5.0),
                "paint_utility_s": (0.5, 1.0, 2.0)}
 BOUND = {"paper": "PNGD unlearning of S replaced rows, strongly convex, LSI C = 2 sigma^2/m (docs/METHOD.md §3.2)",
-         "best": "PNGD unlearning of S replaced rows: per Renyi order the smallest of A-LSI, B-loose, B-tight at "
-                 "b = n, improved conversion (docs/METHOD.md §7)"}
+         "best": "PNGD unlearning of S replaced rows: the smaller of Gaussian DP (exact conversion) and, per Renyi "
+                 "order, the smallest of A-LSI, B-loose, B-tight at b = n, improved conversion (docs/METHOD.md §7)",
+         "gdp": "PNGD unlearning of S replaced rows: Gaussian DP by shifted interpolation, exact conversion "
+                "(docs/METHOD.md §12)"}
 key = results.json_key
 
 
@@ -126,9 +128,10 @@ def sweep_S(args, mode: str, n: int, log) -> list[int]:
 # ---------------------------------------------------------------- the plan (accounting only, no chains)
 def _certificate(c, *, args, sigma, S, eps_target, K, T):
     eps, alpha, name = bounds.pngd_eps(args.bound, Ks=[K], sizes=[S], sigma=sigma, consts=c)
+    mu = bounds.gdp_mu(args.bound, Ks=[K], sizes=[S], sigma=sigma, consts=c)
     return accountant.certificate(consts=c, eps=eps, alpha=alpha, K=K, sigma=sigma, R=args.projection,
                                   bound=BOUND[args.bound], S=S, eps_target=eps_target, T=T,
-                                  **bounds.fields(args.bound, name))
+                                  **bounds.fields(args.bound, name, mu))
 
 
 def plan_unlearning_sigma(ctx, *, sigmas, S, eps) -> dict:

@@ -322,8 +322,12 @@ def stream_plan(consts, bt: Batch, *, sigma, eps, requests, R, tight_first, boun
         Zs = accountant.Z_stream(Ks=Ks[:-1], sizes=[1] * requests, consts=consts, b=bt.engine, R=R)
     got = [bounds.pnsgd_eps(bound, Ks=Ks[:s + 1], sizes=[1] * (s + 1), sigma=sigma, consts=consts, b=bt.engine,
                             R=R, tight_first=tight_first) for s in range(len(Ks))]
-    return {"K": Ks, "Z": Zs, "eps": [e for e, _, _ in got], "alpha": [a for _, a, _ in got],
+    plan = {"K": Ks, "Z": Zs, "eps": [e for e, _, _ in got], "alpha": [a for _, a, _ in got],
             "bound_name": [name for _, _, name in got]}
+    if bound != "paper":                    # best and gdp certify Gaussian DP after every request
+        plan["mu"] = [bounds.gdp_mu(bound, Ks=Ks[:s + 1], sizes=[1] * (s + 1), sigma=sigma, consts=consts,
+                                    b=bt.engine) for s in range(len(Ks))]
+    return plan
 
 
 def stream_certificate(consts, bt, plan, *, sigma, R, tight_first, bound="paper", **extra):
@@ -331,12 +335,16 @@ def stream_certificate(consts, bt, plan, *, sigma, R, tight_first, bound="paper"
         what = "PNSGD sequential (B, docs/METHOD.md §4.4): " + (
             "tight shifted-Renyi bound for every request" if tight_first else
             "loose converged bound for request 1, tight shifted-Renyi bound with the Z recursion after")
+    elif bound == "best":
+        what = ("per request the smaller of Gaussian DP (exact conversion) and, per Renyi order, the smallest proven "
+                "bound (B-loose, B-tight with the Z recursion; A-LSI too at b = n), improved conversion "
+                "(docs/METHOD.md §7)")
     else:
-        what = ("per request and Renyi order the smallest proven bound (B-loose, B-tight with the Z recursion; "
-                "A-LSI too at b = n), improved conversion (docs/METHOD.md §7)")
+        what = ("Gaussian DP by shifted interpolation over the request history, the removed rows in the worst place "
+                "of the batch order, exact conversion (docs/METHOD.md §12)")
     return accountant.certificate(consts=consts, eps=plan["eps"], alpha=plan["alpha"], K=plan["K"], sigma=sigma,
                                   R=R, b=bt.engine, bound=what, Z=plan["Z"], **extra,
-                                  **dict(bounds.fields(bound, ""), bound_name=plan["bound_name"]))
+                                  **bounds.stream_fields(bound, plan["bound_name"], plan.get("mu")))
 
 
 def lu_sequential_plan(consts, *, sigma, eps, requests, bound="paper"):
@@ -462,6 +470,16 @@ def paper_a_curves(metrics, eps_list):
         return None
 
 
+FIG3A_BOUND = {"best": "the smaller of Gaussian DP (exact conversion) and, per Renyi order, the smallest proven bound, "
+                       "improved conversion (docs/METHOD.md §7)",
+               "gdp": "Gaussian DP by shifted interpolation, the removed row in the worst place of the batch order, "
+                      "exact conversion (docs/METHOD.md §12)"}
+LU_BOUND = {"paper": "PNGD strongly convex (A, docs/METHOD.md §3.2)",
+            "best": "PNGD: the smaller of Gaussian DP (exact conversion) and, per Renyi order, the smallest of A-LSI, "
+                    "B-loose, B-tight at b = n, improved conversion (docs/METHOD.md §7)",
+            "gdp": "PNGD: Gaussian DP by shifted interpolation, exact conversion (docs/METHOD.md §12)"}
+
+
 def plan_compare(ctx, batches, work):
     """Fig 3a's sigma per (b, eps) and its certificates; adds run_compare's work to ``work``."""
     args, c = ctx.args, ctx.consts
@@ -478,17 +496,19 @@ def plan_compare(ctx, batches, work):
         sigma[bt.key], burn[bt.key] = {}, {}
         for eps in eps_list:
             ek = results.json_key(eps)
-            if args.bound == "best":
-                # the converged bounds hold for every T (docs/METHOD.md §6) and are below the finite-T one
-                s = bounds.pnsgd_smallest_sigma("best", K=UNLEARN_EPOCHS, eps_target=eps, consts=c, b=bt.engine, R=R)
-                got, alpha, name = bounds.pnsgd_eps("best", Ks=[UNLEARN_EPOCHS], sizes=[1], sigma=s, consts=c,
+            if args.bound != "paper":
+                # the every-T bounds (docs/METHOD.md §6, §12.4) are below the finite-T one
+                s = bounds.pnsgd_smallest_sigma(args.bound, K=UNLEARN_EPOCHS, eps_target=eps, consts=c, b=bt.engine,
+                                                R=R)
+                got, alpha, name = bounds.pnsgd_eps(args.bound, Ks=[UNLEARN_EPOCHS], sizes=[1], sigma=s, consts=c,
                                                     b=bt.engine, R=R)
+                mu = bounds.gdp_mu(args.bound, Ks=[UNLEARN_EPOCHS], sizes=[1], sigma=s, consts=c, b=bt.engine)
                 T = ctx.burn_in(s, given="auto") if bt.T == "auto" else bt.T
                 sigma[bt.key][ek], burn[bt.key][ek] = s, int(T)
                 certs.append(accountant.certificate(
                     consts=c, eps=got, alpha=alpha, K=UNLEARN_EPOCHS, sigma=s, R=R, b=bt.engine, T=int(T),
-                    setting=f"PNSGD b={bt.key} eps={ek}", bound="per Renyi order the smallest proven bound, "
-                    "improved conversion (docs/METHOD.md §7)", **bounds.fields("best", name)))
+                    setting=f"PNSGD b={bt.key} eps={ek}", bound=FIG3A_BOUND[args.bound],
+                    **bounds.fields(args.bound, name, mu)))
                 compare_work(work, args.trials, bt, sigma=s, T=int(T))
                 continue
             T = bt.T
@@ -530,10 +550,8 @@ def plan_paper_a(ctx, eps_list, reuse, work):
     d2d_sigma = {str(K): {results.json_key(e): d2d.output_sigma(c, K=K, eps=e) for e in eps_list} for K in D2D_STEPS}
     certs = [accountant.certificate(consts=c, eps=r["eps_achieved"], alpha=r["alpha"], K=1, sigma=r["sigma"], b=None,
                                     setting=f"LU K=1 eps={results.json_key(r['epsilon'])}",
-                                    bound="PNGD strongly convex (A, docs/METHOD.md §3.2)" if args.bound == "paper" else
-                                    "PNGD: per Renyi order the smallest of A-LSI, B-loose, B-tight at b = n, "
-                                    "improved conversion (docs/METHOD.md §7)",
-                                    **bounds.fields(args.bound, r["bound_name"])) for r in table]
+                                    bound=LU_BOUND[args.bound], **bounds.fields(args.bound, r["bound_name"], r.get("mu")))
+             for r in table]
     T_lu = {k: (ctx.burn_in(s, given=args.lmc_burn_in)) for k, s in lu.items()}
     T_d2d = ctx.burn_in(0.0, given=args.lmc_burn_in)
     if not reuse:   # run_paper_a: per eps LU learns (the chains baseline.py shares) and unlearns one step; D2D

@@ -16,13 +16,15 @@ unit-norm points with random labels (docs/METHOD.md §2.3: n stays fixed), then 
 for the K steps the accountant finds for this request given the whole history, and saves the new
 state atomically (utils/state.py). All math is in utils.accountant, all chains in utils.engine.
 ``learn --bound best`` (the default) certifies every request with the smallest proven bound
-(docs/METHOD.md §7); ``--bound paper`` with the papers' own; the choice is saved in the state.
+(docs/METHOD.md §7: the Gaussian-DP certificate of §12 at every setting tried), ``--bound gdp`` with the
+Gaussian-DP certificate alone, ``--bound paper`` with the papers' own; the choice is saved in the state.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import secrets
 import sys
@@ -186,8 +188,11 @@ def request_rdp(meta):
     The same bound plan_request converted: PNGD's sequential recursion, or PNSGD's Z-recursion."""
     consts, settings, requests = constants_of(meta), meta["settings"], meta["requests"]
     Ks, sizes, sigma = [r["K"] for r in requests], [r["S"] for r in requests], settings["sigma"]
-    if settings.get("bound", "paper") == "best":
+    if settings.get("bound", "paper") in ("best", "gdp"):
         b = None if settings["batch_size"] == "full" else int(settings["batch_size"])
+        if settings["bound"] == "gdp":     # mu-GDP has the Renyi curve alpha mu^2/2 (docs/METHOD.md §12.5)
+            mu = accountant.gdp_mu(Ks=Ks, sizes=sizes, sigma=sigma, consts=consts, b=b)
+            return lambda a: accountant.gdp_rdp(alpha=a, mu=mu)
         return accountant.rdp_best(Ks=Ks, sizes=sizes, sigma=sigma, consts=consts, b=b)
     if settings["batch_size"] == "full":
         return lambda a: accountant.epsilon_sequential_sizes(alpha=a, Ks=Ks, sizes=sizes, sigma=sigma, M=consts.M,
@@ -284,6 +289,8 @@ def _note_cost(out, K: int, T: int, unit: str) -> None:
 def _bound_name(b, bound: str = "paper") -> str:
     if bound == "best":
         return "the best proven bound per request, docs/METHOD.md §7"
+    if bound == "gdp":
+        return "Gaussian DP by shifted interpolation, docs/METHOD.md §12"
     return "PNGD sequential bound, paper A" if b is None else "PNSGD Z-recursion, paper B"
 
 
@@ -335,9 +342,14 @@ def cmd_learn(args) -> int:
     model = models.model_for(ds.num_classes)
     M = args.M if args.M is not None else model.default_M
     model.check_clipping_for_data(M=M, X=ds.X_train)
+    if args.L is not None:      # an L below the data's smoothness voids every certificate (docs/METHOD.md §1.3)
+        try:
+            accountant.check_given_L(args.L, X=ds.X_train, m=lam * ds.n, model=model)
+        except ValueError as exc:
+            raise cli.UsageError(f"--L {args.L!r}: {exc}") from None
     delta = default_delta(ds.n) if args.delta is None else args.delta
     consts = accountant.make_constants(n=ds.n, lam=lam, M=M, num_classes=ds.num_classes, L=args.L,
-                                       delta=delta, d=ds.d)
+                                       delta=delta, d=ds.d, tight=bounds.tight_constants(args.bound))
     sigma, sigma_rule = choose_sigma(args, consts, b)
     T, T_rule = learning_steps(args.burn_in, sigma, consts, model.params(ds.d))
     eps_default = DEFAULT_EPS if args.eps is None else args.eps
@@ -491,8 +503,12 @@ def cmd_remove(args) -> int:
             consts=consts, eps=eps, alpha=alpha, K=K, sigma=sigma, R=settings["R"], b=b,
             bound=(("PNGD sequential, per-request S (A, docs/METHOD.md §3.3)" if b is None else
                     "PNSGD Z-recursion, per-request S (B, docs/METHOD.md §4.2-4.4)") if bound == "paper" else
-                   "per Renyi order the smallest proven bound over the request history, improved conversion "
-                   "(docs/METHOD.md §7)"), **bounds.fields(bound, name),
+                   "the smaller of Gaussian DP (exact conversion) and, per Renyi order, the smallest proven bound "
+                   "over the request history, improved conversion (docs/METHOD.md §7)" if bound == "best" else
+                   "Gaussian DP by shifted interpolation over the request history, exact conversion "
+                   "(docs/METHOD.md §12)"),
+            **bounds.fields(bound, name, bounds.gdp_mu(bound, Ks=Ks + [K], sizes=sizes, sigma=sigma, consts=consts,
+                                                       b=b)),
             request=s, ids=ids.tolist(), S=int(rows.size), eps_target=eps_target, Ks=Ks + [K],
             sizes=sizes, Z=Z, cumulative_steps=steps_so_far, retrain_steps=retrain, learn_T=settings["T"],
             comparison=accountant.retraining_comparison(T=settings["T"], K=all_K, unit=unit))
@@ -590,9 +606,11 @@ def _unlearn(arrays, rows, *, K, s, meta, consts, b, device):
 def _print_certificate(out, cert, unit) -> None:
     out(f"certificate of request {cert['request']}: ids {_ids_text(cert['ids'])} (S={cert['S']}) unlearned with "
         f"K={cert['K']} noisy {unit} at sigma={cert['sigma']:.6g}")
-    out(f"  (eps, delta) = ({cert['eps']:.6g}, {cert['delta']:.6g}) at Renyi order alpha*={cert['alpha']:.6g} "
+    out(f"  (eps, delta) = ({cert['eps']:.6g}, {cert['delta']:.6g}) {_how(cert)} "
         f"[target eps={cert['eps_target']:g}]: the chains are (eps, delta)-{cert['comparison']}, where "
         "every removed row is replaced")
+    if cert.get("reading"):
+        out(f"  {cert['reading']}")
     out(f"  n={cert['n']} m={cert['m']:.6g} L={cert['L']:.6g} M={cert['M']:g} eta={cert['eta']:.6g} "
         f"b={'full' if cert['b'] == cert['n'] else cert['b']}; bound: "
         + (f"{cert['bound_name']} ({cert['bound_mode']}), " if cert.get("bound_name") else "") + cert["bound"])
@@ -600,6 +618,14 @@ def _print_certificate(out, cert, unit) -> None:
     out(f"  cumulative unlearning {cert['cumulative_steps']} {unit} over {cert['request']} request(s) vs "
         f"retraining from scratch at each request for T + sum K {unit} (T={cert['learn_T']}): "
         f"{cert['retrain_steps']} {unit} ({ratio:.3g}x)")
+
+
+def _how(cert) -> str:
+    """How the certificate's eps was reached: at a Renyi order, or by Gaussian DP's exact conversion."""
+    alpha, mu = jsonable.number(cert.get("alpha")), cert.get("mu")
+    if alpha is None or math.isnan(alpha):
+        return f"by the exact conversion of mu={jsonable.number(mu):.6g}-Gaussian DP" if mu is not None else ""
+    return f"at Renyi order alpha*={alpha:.6g}"
 
 
 # ---------------------------------------------------------------- status, export
@@ -617,16 +643,20 @@ def cmd_status(args) -> int:
     requests = meta["requests"]
     if requests:
         print(f"requests ({len(requests)}):")
-        print(f"  {'#':>3} {'S':>5} {'K':>7} {'eps':>10} {'alpha*':>10} {'total K':>8}  ids")
+        order = bounds.order_header(settings.get("bound", "paper"))
+        print(f"  {'#':>3} {'S':>5} {'K':>7} {'eps':>10} {order:>12} {'total K':>8}  ids")
         for r in requests:
             c = jsonable.numbers(r["certificate"])
-            print(f"  {r['request']:>3} {r['S']:>5} {r['K']:>7} {c['eps']:>10.4g} {c['alpha']:>10.4g} "
+            how = bounds.order_or_mu(jsonable.number(c.get("alpha")), c.get("mu"))
+            print(f"  {r['request']:>3} {r['S']:>5} {r['K']:>7} {c['eps']:>10.4g} {how:>12} "
                   f"{c['cumulative_steps']:>8}  {_ids_text(r['ids'], 6)}")
         c = jsonable.numbers(requests[-1]["certificate"])
-        print(f"current guarantee: (eps, delta) = ({c['eps']:.6g}, {c['delta']:.6g}) at alpha*={c['alpha']:.6g}: "
+        print(f"current guarantee: (eps, delta) = ({c['eps']:.6g}, {c['delta']:.6g}) {_how(c)}: "
               f"the chains are {_comparison(c)}, where the {sum(r['S'] for r in requests)} removed row(s) are "
               f"replaced; {c['cumulative_steps']} {unit} spent vs {c['retrain_steps']} for retraining at each "
               f"request for T + sum K")
+        if requests[-1]["certificate"].get("reading"):
+            print(requests[-1]["certificate"]["reading"])
     else:
         print("requests: none yet (the chains are the learned ones; no removal to certify)")
     b = None if settings["batch_size"] == "full" else int(settings["batch_size"])
@@ -730,11 +760,20 @@ def cmd_export(args) -> int:
         # A released model must not say who asked to be forgotten: the removed rows' ids stay in the state.
         cert = {k: v for k, v in cert.items() if k not in ("ids", "rows")}
     if cert is not None and len(chains) > 1:
-        eps, alpha = accountant.dp_epsilon_chains(request_rdp(meta), chains=len(chains), delta=cert["delta"],
-                                                  conversion=meta["settings"].get("conversion", "basic"))
-        cert = dict(cert, eps=eps, alpha=alpha, chains_released=len(chains), eps_one_chain=cert["eps"],
-                    composition=f"{len(chains)} chains with independent noise: {len(chains)} x the Renyi "
-                                "divergence of one, then converted")
+        k, settings = len(chains), meta["settings"]
+        composition = f"{k} chains with independent noise: {k} x the Renyi divergence of one, then converted"
+        eps, alpha, gdp = math.inf, math.nan, {}
+        if settings.get("bound") != "gdp":
+            eps, alpha = accountant.dp_epsilon_chains(request_rdp(meta), chains=k, delta=cert["delta"],
+                                                      conversion=settings.get("conversion", "basic"))
+        if cert.get("mu") is not None:     # k mu-GDP chains: sqrt(k) mu-GDP (docs/METHOD.md §12.5)
+            mu_k = accountant.gdp_chains(mu=cert["mu"], chains=k)
+            gdp = accountant.gdp_fields(mu_k)
+            if (eps_k := accountant.gdp_epsilon(mu=mu_k, delta=cert["delta"])) <= eps:
+                eps, alpha = eps_k, math.nan
+                composition = f"{k} chains with independent noise: sqrt({k}) mu-Gaussian DP, exact conversion"
+        cert = dict(cert, eps=eps, alpha=alpha, chains_released=k, eps_one_chain=cert["eps"], composition=composition,
+                    **gdp)
     results.check_writable(os.path.dirname(os.path.abspath(args.out)), "--out folder")
     # Only the weights, the labels and the certificate leave the state folder: never the noise seed.
     w = st.arrays["w"][chains[0] if len(chains) == 1 else chains].astype(np.float64)
@@ -754,10 +793,10 @@ def cmd_export(args) -> int:
     if cert is None:
         print("guarantee: no removal yet")
     else:
-        print(f"guarantee: (eps, delta) = ({cert['eps']:.6g}, {cert['delta']:.6g}) at alpha*={cert['alpha']:.6g}"
-              + (f" for the {len(chains)} chains together ({len(chains)} x the Renyi divergence of one chain; "
+        print(f"guarantee: (eps, delta) = ({cert['eps']:.6g}, {cert['delta']:.6g}) {_how(cert)}"
+              + (f" for the {len(chains)} chains together ({cert['composition']}; "
                  f"one chain: eps={cert['eps_one_chain']:.6g})" if len(chains) > 1 else "")
-              + f": {_comparison(cert)}")
+              + f": {_comparison(cert)}" + (f"; {cert['reading']}" if cert.get("reading") else ""))
     return 0
 
 

@@ -449,9 +449,16 @@ def test_pnsgd_nonconvergent_closed_form_alpha_and_formula():
     # T n/b - 1 contractions follow (the paper's c^(Tn/b) assumes a start inside the ball).
     A1 = (2 * R) ** 2 * c.c ** (2 * (T * steps - 1)) / den
     A2 = (zb + 2 * R * c.c ** (T * steps - 1)) ** 2 * c.c ** (2 * K * steps) / den
-    for q in (2.0, 3.0):
+    for q in (2.0, 3.0, 1.5):
         p = q / (q - 1)
-        rdp = lambda al: (al - 1 / p) / (al - 1) * (q * al * A1 + p * al * A2)  # noqa: E731
+
+        def rdp(al):
+            # Mironov's weak triangle inequality through the stationary law, both directions: the paper form
+            # r (eps1(q al) + eps2(p al)) covers U -> R; R -> U is r eps1(p al) + eps2(q (al - 1/p)), covered by
+            # the paper form when q = 2 only
+            r = (al - 1 / p) / (al - 1)
+            paper = r * (q * al * A1 + p * al * A2)
+            return paper if q == 2 else np.maximum(paper, r * p * al * A1 + q * (al - 1 / p) * A2)
         alpha = np.array([1.3, 4.0])
         got = A.epsilon_pnsgd_nonconvergent(alpha=alpha, K=K, T=T, sigma=sigma, eta=c.eta, M=1, m=c.m, n=c.n,
                                             b=b, R=R, q=q)
@@ -459,6 +466,43 @@ def test_pnsgd_nonconvergent_closed_form_alpha_and_formula():
         eps, alpha_star = A.dp_epsilon_pnsgd_nonconvergent(K=K, T=T, sigma=sigma, consts=c, R=R, b=b, q=q)
         assert eps == pytest.approx(naive_dp(rdp, math.log(c.n)), rel=1e-8)
         assert eps == pytest.approx(float(rdp(alpha_star)) + math.log(c.n) / (alpha_star - 1), rel=1e-12)
+
+
+def r_of(al, p):
+    return (al - 1 / p) / (al - 1)
+
+
+def test_pnsgd_nonconvergent_with_q_not_2_bounds_both_directions():
+    """For q != 2 the paper form r (eps1(q a) + eps2(p a)) bounds one direction only: the reverse one,
+    r eps1(p a) + eps2(q (a - 1/p)), is larger at some orders, and the bound is the larger of the two."""
+    c = mnist_sgd()
+    b, K, R, sigma = 128, 1, 1.0, 0.05
+    alpha = np.array([1.2, 4.0, 40.0])
+    steps = c.n // b
+    zb = A.Z_B(eta=c.eta, M=1, m=c.m, n=c.n, b=b, R=R)
+    den = 2 * c.eta * sigma ** 2
+    # q = 3 matters when eps2 dominates (long learning: the 2R terms vanish), q = 1.25 when eps1 does
+    for q, T in ((3.0, 30), (1.25, 1)):
+        kw = dict(K=K, T=T, sigma=sigma, eta=c.eta, M=1, m=c.m, n=c.n, b=b, R=R)
+        A1 = (2 * R) ** 2 * c.c ** (2 * (T * steps - 1)) / den
+        A2 = (zb + 2 * R * c.c ** (T * steps - 1)) ** 2 * c.c ** (2 * K * steps) / den
+        p = q / (q - 1)
+        r = (alpha - 1 / p) / (alpha - 1)
+        forward = r * (q * alpha * A1 + p * alpha * A2)              # the paper's form
+        reverse = r * p * alpha * A1 + q * (alpha - 1 / p) * A2
+        got = A.epsilon_pnsgd_nonconvergent(alpha=alpha, q=q, **kw)
+        np.testing.assert_allclose(got, np.maximum(forward, reverse), rtol=1e-12)
+        assert (reverse > forward * 1.05).any(), q                  # the paper form alone would under-state it
+        eps = A.dp_epsilon_pnsgd_nonconvergent(K=K, T=T, sigma=sigma, consts=c, R=R, b=b, q=q)[0]
+        assert eps == pytest.approx(naive_dp(lambda al: np.maximum(r_of(al, p) * (q * al * A1 + p * al * A2),
+                                                                   r_of(al, p) * p * al * A1 + q * (al - 1 / p) * A2),
+                                             math.log(c.n)), rel=1e-8)
+    kw = dict(K=K, T=3, sigma=sigma, eta=c.eta, M=1, m=c.m, n=c.n, b=b, R=R)
+    A1 = (2 * R) ** 2 * c.c ** (2 * (3 * steps - 1)) / den
+    A2 = (zb + 2 * R * c.c ** (3 * steps - 1)) ** 2 * c.c ** (2 * K * steps) / den
+    # q = 2: the paper form covers both directions and stays exactly as it was
+    got2 = A.epsilon_pnsgd_nonconvergent(alpha=alpha, q=2.0, **kw)
+    np.testing.assert_allclose(got2, (alpha - 0.5) / (alpha - 1) * (2 * alpha * A1 + 2 * alpha * A2), rtol=1e-13)
 
 
 def test_pnsgd_finite_T_factor_from_first_principles():

@@ -220,11 +220,11 @@ def test_a_violation_is_reported_loudly(tmp_path, monkeypatch, capsys):
     import audit
 
     # a second bound plugs in as one entry; a too-small one must be caught, whichever bound it is
-    monkeypatch.setitem(audit.BOUNDS, "best", lambda *, K, S, sigma, consts: (1e-3, 2.0, "too-small"))
+    monkeypatch.setitem(audit.BOUNDS, "best", lambda *, K, S, sigma, consts: (1e-3, 2.0, "too-small", None))
     metrics, log = _run(tmp_path, "v", ["--sigma", "0.01", "--S", "10", "--K", "0", "--trials", "60",
                                         "--neighbour", "worst"])
     assert metrics["empirical_eps_lower"]["0"] > 1e-3
-    assert set(metrics["certified_eps_by_bound"]) == {"paper", "best"}
+    assert set(metrics["certified_eps_by_bound"]) == {"paper", "best", "gdp"}
     assert metrics["violations"] == [0]
     assert any("EXCEEDS THE CERTIFIED EPS" in w for w in metrics["warnings"])
     assert "LOWER BOUND ABOVE THE CERTIFICATE" in log

@@ -1,5 +1,6 @@
 """The best proven certificate (docs/METHOD.md §7): the issue's table, the conversion, best <= every single bound,
 and never below the exact Renyi divergence of a linear-Gaussian model where every law is Gaussian."""
+import dataclasses
 import math
 
 import numpy as np
@@ -17,11 +18,13 @@ def mnist():
 
 # ---------------------------------------------------------------- the table of the issue (MNIST constants)
 # (S, eps): K of paper A with the papers' conversion, paper A with the improved conversion,
-# B loose at b = n, B tight at b = n (both improved conversion), best of all (improved conversion).
-TABLE = {(1, 0.1): (7053, 2268, 41, 18, 18),
+# B loose at b = n, B tight at b = n (both improved conversion), best of all: the Gaussian-DP certificate's
+# exact K (docs/METHOD.md §12; the same values from an independent implementation: issue 25 and
+# tests/test_gdp.py).
+TABLE = {(1, 0.1): (7053, 2268, 41, 18, 5),
          (1, 0.5): (1, 1, 10, 3, 1),
-         (100, 1.0): (1997, 1342, 95, 69, 69),
-         (100, 5.0): (327, 271, 65, 40, 40)}
+         (100, 1.0): (1997, 1342, 95, 69, 60),
+         (100, 5.0): (327, 271, 65, 40, 30)}
 
 
 @pytest.mark.parametrize("S,eps", list(TABLE))
@@ -41,11 +44,18 @@ def test_issue_table_reproduced_exactly(S, eps):
         assert A.dp_epsilon_best(Ks=[K - 1], sizes=[S], sigma=SIGMA, consts=c)[0] > eps
 
 
-def test_best_names_the_bound_that_gave_it():
+def test_best_is_the_smaller_of_gdp_and_the_renyi_minimum_and_names_it():
     c = mnist()
-    assert A.dp_epsilon_best(Ks=[18], sizes=[1], sigma=SIGMA, consts=c)[2] == "B-tight"
-    assert A.dp_epsilon_best(Ks=[1], sizes=[1], sigma=SIGMA, consts=c, )[2] == "A-LSI"
-    assert A.dp_epsilon_best(Ks=[3], sizes=[1], sigma=SIGMA, consts=c, b=1997)[2] in ("B-tight", "B-loose")
+    for Ks, sizes, b in (([18], [1], None), ([1], [1], None), ([3], [1], 1997), ([4, 9, 2], [1, 3, 2], None)):
+        eps, alpha, name = A.dp_epsilon_best(Ks=Ks, sizes=sizes, sigma=SIGMA, consts=c, b=b)
+        gdp_eps = A.dp_epsilon_gdp(Ks=Ks, sizes=sizes, sigma=SIGMA, consts=c, b=b)[0]
+        bb = c.n if b is None else b
+        mu = A.gdp_mu(Ks=Ks, sizes=sizes, sigma=SIGMA, consts=c, b=b)
+        renyi = A.best._dp_renyi(A.best._best_curves(Ks, sizes, SIGMA, c, bb, 0.0, mu), c.log_inv_delta, "improved")
+        assert eps == min(gdp_eps, renyi[0])
+        # the exact conversion of mu is never above the Renyi conversion of its own curve alpha mu^2/2, and every
+        # Renyi bound lies above that curve (tests/test_gdp.py): the Gaussian-DP certificate gives it
+        assert name == "GDP" and math.isnan(alpha) and renyi[2] in ("GDP", "A-LSI", "B-tight", "B-loose")
 
 
 # ---------------------------------------------------------------- the conversion
@@ -150,20 +160,17 @@ def gaussian_model(c, sigma, T, Ks, sizes):
     def mean_grad(removed):
         return M * (n - 2 * removed) / n
 
-    mu_u = 0.0
-    for _ in range(T):
-        mu_u = cc * mu_u + eta * mean_grad(0)
+    # the two means, followed as their difference (no cancellation of two large numbers): step k of the
+    # unlearned chain uses D_(phase of k), retraining uses D_s
+    final = sum(sizes)
+    gap, v = 0.0, 2 * sigma ** 2 / m
     removed = 0
-    for K, S in zip(Ks, sizes):
+    for length, S in zip([T] + list(Ks), [0] + list(sizes)):
         removed += S
-        for _ in range(K):
-            mu_u = cc * mu_u + eta * mean_grad(removed)
-    total = T + sum(Ks)
-    mu_r, v = 0.0, 2 * sigma ** 2 / m
-    for _ in range(total):
-        mu_r = cc * mu_r + eta * mean_grad(removed)
-        v = cc ** 2 * v + 2 * eta * sigma ** 2
-    return abs(mu_u - mu_r), v
+        for _ in range(length):
+            gap = cc * gap + eta * (mean_grad(removed) - mean_grad(final))
+            v = cc ** 2 * v + 2 * eta * sigma ** 2
+    return abs(gap), v
 
 
 def contracting_setting(rng, ns):
@@ -172,8 +179,14 @@ def contracting_setting(rng, ns):
     n = int(rng.choice(ns))
     m = float(rng.uniform(0.02, 0.5))
     L = m / float(rng.uniform(0.05, 0.9))            # eta m = m / L in (0.05, 0.9)
-    c = A.make_constants(n=n, lam=m / n, M=float(rng.uniform(0.3, 2.0)), L=L, delta=1e-3)
+    c = linear_loss(A.make_constants(n=n, lam=m / n, M=float(rng.uniform(0.3, 2.0)), L=L, delta=1e-3))
     return c, float(math.exp(rng.uniform(math.log(0.01), math.log(0.5))))
+
+
+def linear_loss(c):
+    """The Gaussian model's constants: its per-row gradients have norm M itself (not min(M, 1) as for logistic
+    regression on unit rows), so the per-row gradient bound is M."""
+    return dataclasses.replace(c, grad_bound=c.M)
 
 
 def test_no_certificate_below_the_exact_divergence_of_a_gaussian_model():
@@ -188,9 +201,10 @@ def test_no_certificate_below_the_exact_divergence_of_a_gaussian_model():
         Ks = [int(rng.integers(1, 12)) for _ in range(s)]
         d, v = gaussian_model(c, sigma, T, Ks, sizes)
         exact_rdp = alphas * d ** 2 / (2 * v)
-        curves = A.best._best_curves(Ks, sizes, sigma, c, c.n, 0.0)
-        for name, curve in curves.items():                 # every bound, at every order
-            assert (curve(alphas) >= exact_rdp * (1 - 1e-12)).all(), (name, trial)
+        curves = A.best._best_curves(Ks, sizes, sigma, c, c.n, 0.0, A.gdp_mu(Ks=Ks, sizes=sizes, sigma=sigma,
+                                                                          consts=c, T=T))
+        for name, curve in curves.items():                 # every bound, at every order (GDP: to rounding)
+            assert (curve(alphas) >= exact_rdp * (1 - 1e-9)).all(), (name, trial)
         eps, alpha, name = A.dp_epsilon_best(Ks=Ks, sizes=sizes, sigma=sigma, consts=c)
         assert eps >= gaussian_eps(c.delta, d / math.sqrt(v)) - 1e-9, (trial, name)
         # the minimal K of the best bound also certifies the exact law at that K
@@ -207,12 +221,17 @@ def test_gaussian_model_check_catches_a_bound_that_is_too_small():
     twice the Gaussian one), so a bound 2.1x too small would fail it."""
     c = A.make_constants(n=50, lam=0.2 / 50, M=1.0, L=0.2 / 0.5, delta=1e-3)
     sigma, T, Ks, sizes = 0.05, 200, [3], [1]
+    gdp = A.best._best_curves(Ks, sizes, sigma, c, c.n, 0.0, A.gdp_mu(Ks=Ks, sizes=sizes, sigma=sigma, consts=c,
+                                                                    T=T))["GDP"]
     d, v = gaussian_model(c, sigma, T, Ks, sizes)
     alphas = 1 + np.exp(np.linspace(-4, 8, 60))
     exact = alphas * d ** 2 / (2 * v)
-    tight = A.best._best_curves(Ks, sizes, sigma, c, c.n, 0.0)["B-tight"](alphas)
+    tight = A.best._best_curves(Ks, sizes, sigma, c, c.n, 0.0, 0.0)["B-tight"](alphas)
     assert (tight >= exact).all()
     assert not (tight / 2.1 >= exact).all()
+    # the Gaussian-DP curve alpha mu^2/2 is the exact one up to the start's variance (docs/METHOD.md §12.7):
+    # 1% too small fails
+    assert (gdp(alphas) >= exact * (1 - 1e-9)).all() and not (gdp(alphas) / 1.01 >= exact).all()
 
 
 # ---------------------------------------------------------------- unlearn.py: best by default, each record names its bound
@@ -241,8 +260,12 @@ def test_unlearn_defaults_to_best_and_records_the_bound(tmp_path, capsys):
     last = meta["requests"][-1]["certificate"]
     eps, alpha, name = A.dp_epsilon_best(Ks=Ks, sizes=[1, 2], sigma=sigma, consts=c)
     assert last["eps"] == pytest.approx(eps, rel=1e-12) and last["eps"] <= 1.0
-    assert last["bound_mode"] == "best" and last["bound_name"] == name and last["conversion"] == "improved"
+    assert last["bound_mode"] == "best" and last["bound_name"] == name == "GDP" and last["conversion"] == "exact"
     assert f"bound: {name} (best)" in out
+    # best certifies Gaussian DP too: mu and its reading are saved and printed
+    mu = A.gdp_mu(Ks=Ks, sizes=[1, 2], sigma=sigma, consts=c)
+    assert last["mu"] == pytest.approx(mu, rel=1e-12) and last["reading"] in out
+    assert last["power_at_5pct"] == pytest.approx(float(stats.norm.cdf(stats.norm.ppf(0.05) + mu)), rel=1e-12)
 
 
 def gaussian_model_minibatch(c, sigma, T, Ks, sizes, b, order):
@@ -283,8 +306,8 @@ def test_no_minibatch_certificate_below_the_exact_divergence_given_the_batch_ord
         n = int(rng.choice([24, 60, 120]))
         b = int(rng.choice([d for d in (2, 3, 4, 6, 12) if n % d == 0]))
         m = float(rng.uniform(0.02, 0.5))
-        c = A.make_constants(n=n, lam=m / n, M=float(rng.uniform(0.3, 2.0)), L=m / float(rng.uniform(0.05, 0.9)),
-                             delta=1e-3)
+        c = linear_loss(A.make_constants(n=n, lam=m / n, M=float(rng.uniform(0.3, 2.0)),
+                                         L=m / float(rng.uniform(0.05, 0.9)), delta=1e-3))
         sigma = float(math.exp(rng.uniform(math.log(0.01), math.log(0.5))))
         T = int(rng.integers(1, 8))
         s = 1 if trial < 20 else int(rng.integers(2, 4))
@@ -292,10 +315,12 @@ def test_no_minibatch_certificate_below_the_exact_divergence_given_the_batch_ord
         Ks = [int(rng.integers(1, 4)) for _ in range(s)]
         d, v = gaussian_model_minibatch(c, sigma, T, Ks, sizes, b, rng.permutation(n))
         exact = alphas * d ** 2 / (2 * v)
-        for name, curve in A.best._best_curves(Ks, sizes, sigma, c, b, 0.0).items():
-            assert (curve(alphas) >= exact * (1 - 1e-12)).all(), (name, trial)
-        eps, _, _ = A.dp_epsilon_best(Ks=Ks, sizes=sizes, sigma=sigma, consts=c, b=b)
-        assert eps >= gaussian_eps(c.delta, d / math.sqrt(v)) - 1e-9
+        for T_bound in (T, None):
+            mu = A.gdp_mu(Ks=Ks, sizes=sizes, sigma=sigma, consts=c, b=b, T=T_bound)
+            for name, curve in A.best._best_curves(Ks, sizes, sigma, c, b, 0.0, mu).items():
+                assert (curve(alphas) >= exact * (1 - 1e-9)).all(), (name, trial)
+            eps, _, _ = A.dp_epsilon_best(Ks=Ks, sizes=sizes, sigma=sigma, consts=c, b=b, T=T_bound)
+            assert eps >= gaussian_eps(c.delta, d / math.sqrt(v)) - 1e-9
 
 
 # ---------------------------------------------------------------- the scripts: --bound paper (default) | best
@@ -317,13 +342,17 @@ def test_main_lmc_bound_flag(tmp_path):
     assert main_lmc.main(argv + ["--result_dir", str(tmp_path / "paper")]) == 0
     assert main_lmc.main(argv + ["--bound", "best", "--result_dir", str(tmp_path / "best")]) == 0
     paper, best = _metrics(tmp_path / "paper"), _metrics(tmp_path / "best")
-    assert paper["K"]["100"]["1"] == 1997 and best["K"]["100"]["1"] == 69     # the issue's table
-    assert paper["K"]["1"]["0.1"] == 7053 and best["K"]["1"]["0.1"] == 18
+    assert paper["K"]["100"]["1"] == 1997 and best["K"]["100"]["1"] == 60     # the issue's table
+    assert paper["K"]["1"]["0.1"] == 7053 and best["K"]["1"]["0.1"] == 5
     assert {c["bound_mode"] for c in paper["certificates"]} == {"paper"}
     assert {c["bound_name"] for c in paper["certificates"]} == {"A-LSI"}
-    assert {c["conversion"] for c in best["certificates"]} == {"improved"}
+    assert not any("mu" in c for c in paper["certificates"])
+    assert {c["conversion"] for c in best["certificates"]} == {"exact"}
     cert = next(c for c in best["certificates"] if c["S"] == 100 and c["eps_target"] == 1.0)
-    assert cert["K"] == 69 and cert["bound_name"] == "B-tight" and cert["eps"] <= 1.0
+    assert cert["K"] == 60 and cert["bound_name"] == "GDP" and cert["eps"] <= 1.0
+    assert cert["mu"] == pytest.approx(A.gdp_mu(Ks=[60], sizes=[100], sigma=0.03, consts=mnist()), rel=1e-12)
+    assert main_lmc.main(argv + ["--bound", "gdp", "--result_dir", str(tmp_path / "gdp")]) == 0
+    assert _metrics(tmp_path / "gdp")["K"] == best["K"]           # GDP gives best's K here
 
 
 def test_baseline_sequential_bound_flag(tmp_path):
@@ -364,16 +393,17 @@ def test_paper_vs_best_figure_from_plan_only_runs(tmp_path):
     from utils import figures_bounds
 
     argv = MNIST_PLAN + ["--paint_utility_epsilon", "1", "--S", "1", "100", "--eps", "0.1", "1"]
-    for bound in ("paper", "best"):
+    for bound in ("paper", "best", "gdp"):
         assert main_lmc.main(argv + ["--bound", bound, "--result_dir", str(tmp_path / bound)]) == 0
-    paper, best = (figures_bounds.find_runs(str(tmp_path / b)) for b in ("paper", "best"))
-    fig = figures_bounds.paper_vs_best(paper, best)
+    paper, best, gdp = (figures_bounds.find_runs(str(tmp_path / b)) for b in ("paper", "best", "gdp"))
+    fig = figures_bounds.paper_vs_best(paper, best, gdp)
     (ax,) = fig.axes
     drawn = {line.get_label(): list(line.get_ydata()) for line in ax.lines}
-    assert drawn["paper, S=100"] == [28626, 1997] and drawn["best, S=100"] == [114, 69]
+    assert drawn["paper, S=100"] == [28626, 1997] and drawn["best, S=100"] == [104, 60]
+    assert drawn["gdp, S=100"] == [104, 60]                      # the Gaussian-DP curve: best equals it
     out = tmp_path / "fig.png"
     assert figures_bounds.main(["--paper", str(tmp_path / "paper"), "--best", str(tmp_path / "best"),
-                                "--out", str(out)]) == 0 and out.stat().st_size > 0
+                                "--gdp", str(tmp_path / "gdp"), "--out", str(out)]) == 0 and out.stat().st_size > 0
     assert figures_bounds.main(["--paper", str(tmp_path / "paper"), "--best", str(tmp_path / "nothing"),
                                 "--out", str(tmp_path / "no.png")]) == 2
     assert not (tmp_path / "no.png").exists()
@@ -396,7 +426,11 @@ def test_audit_never_finds_a_lower_bound_above_a_best_certificate(tmp_path, monk
         assert cert < A.dp_epsilon_unlearn(K=K, S=10, sigma=0.01, consts=c)[0]
         assert m["empirical_eps_lower"][str(K)] <= cert
     assert m["empirical_eps_lower"]["1"] > 1.0
-    assert m["violations"] == [] and {x["bound_mode"] for x in m["certificates"]} == {"paper", "best"}
+    assert m["violations"] == [] and {x["bound_mode"] for x in m["certificates"]} == {"paper", "best", "gdp"}
+    for K in Ks:
+        gdp = m["certified_eps_by_bound"]["gdp"][str(K)]
+        assert gdp == pytest.approx(A.dp_epsilon_gdp(Ks=[K], sizes=[10], sigma=0.01, consts=c)[0])
+        assert m["empirical_eps_lower"][str(K)] <= gdp
 
 
 @pytest.mark.parametrize("script", ["main_lmc", "baseline", "main_sgd", "audit"])
@@ -470,9 +504,36 @@ def test_best_uses_the_two_sided_form_for_a_lsi_and_stays_above_the_exact_diverg
         sizes = [int(rng.integers(1, 4)) for _ in range(s)]
         Ks = [int(rng.integers(1, 12)) for _ in range(s)]
         T = int(rng.integers(1, 60))
-        lsi = A.best._best_curves(Ks, sizes, sigma, c, c.n, 0.0)["A-LSI"](alphas)
+        lsi = A.best._best_curves(Ks, sizes, sigma, c, c.n, 0.0, 0.0)["A-LSI"](alphas)
         two = A.epsilon_sequential_sizes(alpha=alphas, Ks=Ks, sizes=sizes, sigma=sigma, M=c.M, m=c.m, n=c.n,
                                          eta=c.eta, form="two_sided")
         np.testing.assert_array_equal(lsi, two)
         d, v = gaussian_model(c, sigma, T, Ks, sizes)
         assert (two >= alphas * d ** 2 / (2 * v) * (1 - 1e-12)).all(), trial
+
+
+# ---------------------------------------------------------------- long streams (issue 26.3)
+def test_a_stream_of_5000_requests_never_gives_nan_nor_hides_a_valid_bound():
+    """Paper A's recursion evaluates level j at alpha 2^(s-j): past 1024 requests that order overflows. The
+    paper-A forms must then be +inf (or finite), never nan, and never hide paper B's bounds; best stays the
+    smallest of the valid bounds and its searches keep working."""
+    c = mnist()
+    alphas = 1 + np.exp(np.linspace(-4, 8, 40))
+    for s in (1023, 1024, 1030, 5000):
+        Ks, sizes = [2] * s, [1] * s
+        for form in ("paper", "mironov", "two_sided"):
+            got = A.epsilon_sequential_sizes(alpha=alphas, Ks=Ks, sizes=sizes, sigma=SIGMA, M=c.M, m=c.m, n=c.n,
+                                             eta=c.eta, form=form)
+            assert not np.isnan(got).any() and (got > 0).all(), (s, form)
+        curves = A.best._best_curves(Ks, sizes, SIGMA, c, c.n, 0.0, math.inf)    # GDP's curve left out (inf)
+        renyi = A.best._dp_renyi(curves, c.log_inv_delta, "improved")
+        z = A.Z_stream(Ks=Ks[:-1], sizes=sizes, consts=c)[-1]
+        b_only = min(A.dp_epsilon_pnsgd(K=2, sigma=SIGMA, consts=c, Z=z, form=f, conversion="improved")[0]
+                     for f in ("loose", "tight"))
+        assert math.isfinite(renyi[0]) and renyi[0] <= b_only * (1 + 1e-9), s
+        eps, _, name = A.dp_epsilon_best(Ks=Ks, sizes=sizes, sigma=SIGMA, consts=c)
+        assert eps <= renyi[0] and eps == A.dp_epsilon_gdp(Ks=Ks, sizes=sizes, sigma=SIGMA, consts=c)[0]
+    paper_1030 = A.dp_epsilon_sequential(Ks=[2] * 1030, S=1, sigma=SIGMA, consts=c)[0]
+    assert paper_1030 == math.inf or math.isfinite(paper_1030)
+    K = A.next_K_best(Ks=[2] * 1029, sizes=[1] * 1030, sigma=SIGMA, eps_target=1.0, consts=c)
+    assert A.dp_epsilon_best(Ks=[2] * 1029 + [K], sizes=[1] * 1030, sigma=SIGMA, consts=c)[0] <= 1.0

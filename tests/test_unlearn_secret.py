@@ -8,6 +8,7 @@ removed row (eps = infinity whatever the certificate says).
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -186,10 +187,20 @@ def test_composition_under_the_best_bound_uses_its_per_order_minimum(tmp_path, c
                                          form="two_sided")   # A-LSI in best: both directions (METHOD §3.3)
         loose = a * z ** 2 * c.c ** (2 * Ks[-1]) / (2 * c.eta * sigma ** 2)
         tight = loose * (1 - c.c ** 2) / (1 - c.c ** (2 * Ks[-1]))
-        return np.minimum(np.minimum(lsi, loose), tight)
+        return np.minimum(np.minimum(np.minimum(lsi, loose), tight), a * mu ** 2 / 2)
 
-    assert A.minimize_over_alpha(rdp, delta=c.delta, conversion="improved")[0] == pytest.approx(one["eps"], rel=1e-6)
-    want, _ = A.minimize_over_alpha(lambda a: 2 * rdp(a), delta=c.delta, conversion="improved")
+    # the Gaussian-DP mu of the stream (docs/METHOD.md §12.3, T -> inf), written out: request i's rows differ
+    # for all learning steps and the K's before it, and the last A_i = K_i + ... + K_s steps contract them
+    s = math.sqrt(2 * c.eta) * sigma
+    mu = sum(S * 2 * c.eta * c.grad_bound / (c.n * s) * c.c ** sum(Ks[i:]) / (1 - c.c) * math.sqrt(1 - c.c ** 2)
+             for i, S in enumerate(sizes))
+    assert one["mu"] == pytest.approx(mu, rel=1e-12)
+    # best = the smaller of mu's exact conversion and the per-order minimum (with alpha mu^2/2 among the curves)
+    renyi = A.minimize_over_alpha(rdp, delta=c.delta, conversion="improved")[0]
+    assert min(A.gdp_epsilon(mu=mu, delta=c.delta), renyi) == pytest.approx(one["eps"], rel=1e-6)
+    # two chains: sqrt(2) mu, or twice the per-order minimum, whichever converts smaller
+    want = min(A.gdp_epsilon(mu=math.sqrt(2) * mu, delta=c.delta),
+               A.minimize_over_alpha(lambda a: 2 * rdp(a), delta=c.delta, conversion="improved")[0])
     capsys.readouterr()
     assert unlearn.main(["export", "--state", st, "--out", str(tmp_path / "two.npz"), "--chain", "0", "1"]) == 0
     assert f"({want:.6g}, " in capsys.readouterr().out

@@ -28,7 +28,7 @@ import math
 import numpy as np
 from scipy import optimize, special, stats
 
-from utils import models
+from utils import accountant, models
 
 __all__ = [
     "clopper_pearson", "eps_from_rates", "eps_interval", "ThresholdRule", "best_threshold", "rule_counts",
@@ -333,23 +333,14 @@ def gaussian_renyi(alpha, m1, s1, m2, s2) -> float:
 
 def gdp_epsilon(mu, delta) -> float:
     """Smallest eps >= 0 with Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2) <= delta: the (eps, delta) of a
-    Gaussian shift by mu standard deviations (Balle & Wang 2018, Thm 8; Dong, Roth & Su 2022, Cor 2.13)."""
+    Gaussian shift by mu standard deviations (Balle & Wang 2018, Thm 8; Dong, Roth & Su 2022, Cor 2.13), by the
+    accountant's exact conversion (accountant.gdp_epsilon); mu of either sign, delta = 0 gives inf (or 0)."""
     mu, delta = abs(float(mu)), _delta(delta)
     if not math.isfinite(mu):
         raise ValueError(f"mu={mu!r} is not allowed (allowed: a finite shift)")
     if delta == 0:
         return math.inf if mu > 0 else 0.0
-
-    def excess(eps):
-        # e^eps Phi(x) computed in logs: the product underflows long before eps is large
-        return stats.norm.cdf(-eps / mu + mu / 2) - math.exp(eps + stats.norm.logcdf(-eps / mu - mu / 2)) - delta
-
-    if mu == 0 or excess(0.0) <= 0:
-        return 0.0
-    hi = 1.0
-    while excess(hi) > 0:
-        hi *= 2.0
-    return float(optimize.brentq(excess, 0.0, hi, xtol=1e-12, rtol=1e-12))
+    return accountant.gdp_epsilon(mu=mu, delta=delta)
 
 
 def two_sample_distances(pos, neg, *, delta, alpha=2.0) -> dict:

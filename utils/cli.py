@@ -224,11 +224,14 @@ def _shared_flags(family: str) -> dict[str, tuple[str, dict]]:
                                       help="dimension in D2D's iteration counts: params = the model's parameter "
                                            "count (d k for softmax, as its theorem needs; default) or data = d (the "
                                            "reference's, to reproduce its figures)")),
-        "bound": ("constants", dict(choices=["paper", "best"], default="paper",
+        "bound": ("constants", dict(choices=["paper", "best", "gdp"], default="paper",
                                     help="certificate: paper = each script's published theorem and the papers' "
-                                         "conversion; best = for every Renyi order the smallest proven bound (A-LSI, "
-                                         "B-loose, B-tight) with the improved conversion, fewer steps for the same "
-                                         "guarantee (default %(default)s)")),
+                                         "conversion and constants; gdp = Gaussian DP by shifted interpolation with "
+                                         "its exact conversion, the tightest proof from the run's constants; best = "
+                                         "per request the smaller of gdp and, for every Renyi order, the smallest "
+                                         "proven bound (A-LSI, B-loose, B-tight) with the improved conversion. best "
+                                         "and gdp use the tight constants (softmax L = 1/2 + m, so eta changes; "
+                                         "per-row gradient bound min(M, sqrt(2)) for softmax) (default %(default)s)")),
         "projection": ("constants", dict(type=RADIUS, default=100.0 if family == "SGD" else 0.0,
                                          help="projection radius R (0 = no projection; default %(default)s)")),
         "sigma": ("run", dict(type=SIGMA, default=0.03, help="noise standard deviation (default %(default)s)")),

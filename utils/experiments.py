@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from utils import accountant, d2d, distributed, models, progress, results, workload
+from utils import accountant, bounds, d2d, distributed, models, progress, results, workload
 from utils import data as data_mod
 from utils.results import RunFolder
 from utils.sampler import Sampler, progress_bar  # noqa: F401  (progress_bar: the scripts' bars, named here too)
@@ -67,6 +67,7 @@ def constants_for(args, dataset, *, max_removed: int = 1, lam: float | None = No
     n = args.n if args.n is not None else dataset.n
     num_classes = num_classes_of(args, dataset)
     d = d2d.dimension(feature_dim(args, dataset), num_classes=num_classes, rule=getattr(args, "d2d_dim", "params"))
+    lam = args.lam if lam is None else lam
     lambda_max = None
     if args.L is None and args.smoothness == "data":
         if dataset is None:
@@ -74,10 +75,16 @@ def constants_for(args, dataset, *, max_removed: int = 1, lam: float | None = No
         lambda_max = accountant.data_smoothness_lambda_max(dataset.X_train, replaced_rows=max_removed)
         # unit-norm rows give lambda_max <= 1: never looser than the closed-form bound
         lambda_max = min(lambda_max, 1.0)
-    return accountant.make_constants(n=n, lam=args.lam if lam is None else lam, M=args.M if M is None else M,
+    if args.L is not None and dataset is not None:
+        try:
+            accountant.check_given_L(args.L, X=dataset.X_train, m=lam * n, num_classes=num_classes)
+        except ValueError as exc:
+            raise ValueError(f"--L {args.L!r} on {args.dataset}: {exc}") from None
+    return accountant.make_constants(n=n, lam=lam, M=args.M if M is None else M,
                                      num_classes=num_classes, L=args.L,
                                      smoothness=args.smoothness if args.L is None else "bound",
-                                     lambda_max=lambda_max, delta=args.delta, d=d)
+                                     lambda_max=lambda_max, delta=args.delta, d=d,
+                                     tight=bounds.tight_constants(getattr(args, "bound", "paper")))
 
 
 def feature_dim(args, dataset) -> int | None:
@@ -468,6 +475,16 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
     if getattr(consts, "data_dependent", False):
         ctx.warn("L is data-dependent: it is computed from the private training data, which the "
                  "certificate does not account for")
+    if args.L is not None and dataset is None:
+        ctx.warn(f"--L {args.L!r} is not checked against the data (none is loaded with --n): an L below the "
+                 "data's smoothness voids every certificate")
+    if consts.tight:
+        model = models.model_for(consts.num_classes)
+        # softmax only: its curvature 1/2 is below the papers' closed form 1, so the step eta = 1/L changes
+        changed = args.L is None and args.smoothness == "bound" and model.curvature != model.smoothness_bound
+        ctx.log(f"--bound {args.bound}: tight constants (docs/METHOD.md §12.6): L={consts.L:.10g}"
+                + (" from the model's curvature, so eta = 1/L differs from --bound paper's" if changed else "")
+                + f"; per-row gradient bound min(M, G max||x||) = {consts.grad_bound:g}")
     return ctx
 
 
@@ -622,7 +639,8 @@ _SECONDS = "wall_clock_seconds"  # the compute time a part records beside its ar
 
 def sigma_table(consts, *, Ks, eps_list, S: int, bound: str = "paper") -> list[dict]:
     """Smallest sigma certifying eps after K unlearning steps of S points, with its alpha* and the bound that
-    gave it (docs/METHOD.md §3.2 with bound="paper"; docs/METHOD.md §7 with "best")."""
+    gave it (docs/METHOD.md §3.2 with bound="paper"; docs/METHOD.md §7 with "best", §12 with "gdp"; these two
+    rows carry the Gaussian-DP mu)."""
     from utils import bounds
 
     rows = []
@@ -632,6 +650,9 @@ def sigma_table(consts, *, Ks, eps_list, S: int, bound: str = "paper") -> list[d
             achieved, alpha, name = bounds.pngd_eps(bound, Ks=[K], sizes=[S], sigma=sigma, consts=consts)
             rows.append({"K": int(K), "epsilon": float(eps), "sigma": sigma, "alpha": alpha,
                          "eps_achieved": achieved, "bound_name": name})
+            mu = bounds.gdp_mu(bound, Ks=[K], sizes=[S], sigma=sigma, consts=consts)
+            if mu is not None:                   # best and gdp certify Gaussian DP too
+                rows[-1]["mu"] = mu
     return rows
 
 

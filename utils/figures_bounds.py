@@ -1,7 +1,9 @@
-"""Paper against best (docs/METHOD.md §7): the same runs certified with ``--bound paper`` and ``--bound best``,
-side by side, drawn from saved run folders (plan-only runs are enough for the step counts):
+"""Paper against best (docs/METHOD.md §7, §12): the same runs certified with ``--bound paper``, ``--bound best`` and
+(optionally) ``--bound gdp``, side by side, drawn from saved run folders (plan-only runs are enough for the step
+counts):
 
-    python -m utils.figures_bounds --paper result_paper --best result_best --out docs/figures/bounds_MNIST.png
+    python -m utils.figures_bounds --paper result_paper --best result_best --gdp result_gdp \
+        --out docs/figures/bounds_MNIST.png
 
 Each of ``--paper`` / ``--best`` is a result directory holding a ``paint_utility_epsilon`` run (K against eps),
 a ``paint_utility_s`` run (K against S; with accuracies when the chains ran) and a ``sequential2`` run
@@ -23,7 +25,8 @@ from utils.figure_parts import finish_axes, summary_curve  # noqa: E402
 
 json_key = results.json_key
 PANELS = ("paint_utility_epsilon", "paint_utility_s", "sequential2")
-STYLE = {"paper": {"linestyle": "--", "marker": "o", "alpha": 0.75}, "best": {"linestyle": "-", "marker": "s"}}
+STYLE = {"paper": {"linestyle": "--", "marker": "o", "alpha": 0.75}, "best": {"linestyle": "-", "marker": "s"},
+         "gdp": {"linestyle": ":", "marker": "x", "markersize": 9}}
 
 
 def find_runs(root: str, dataset: str | None = None) -> dict:
@@ -85,13 +88,16 @@ def _stream(ax, runs):
                 yscale="log", legend_size=7, title="a stream: accumulated steps", title_size=10)
 
 
-def paper_vs_best(paper: dict, best: dict):
-    """The figure: one panel per mode both result directories hold."""
+def paper_vs_best(paper: dict, best: dict, gdp: dict | None = None):
+    """The figure: one panel per mode both result directories hold (with the gdp runs' curve where given)."""
     panels = []
     for mode, draw in (("paint_utility_epsilon", _k_against_eps), ("paint_utility_s", _k_against_S),
                        ("sequential2", _stream)):
         if mode in paper and mode in best:
-            panels.append((draw, {"paper": paper[mode], "best": best[mode]}))
+            runs = {"paper": paper[mode], "best": best[mode]}
+            if gdp and mode in gdp:
+                runs["gdp"] = gdp[mode]
+            panels.append((draw, runs))
     if best.get("paint_utility_s", {}).get("accuracy"):
         runs = {"best": best["paint_utility_s"]}
         if paper.get("paint_utility_s", {}).get("accuracy"):
@@ -103,8 +109,9 @@ def paper_vs_best(paper: dict, best: dict):
     for ax, (draw, runs) in zip(axes[0], panels):
         draw(ax, runs)
     some = next(iter(panels[0][1].values()))
-    fig.suptitle(f"{some.get('dataset', '')}: --bound paper (dashed) against --bound best (solid), "
-                 f"sigma={json_key(some.get('sigma'))}", fontsize=11)
+    fig.suptitle(f"{some.get('dataset', '')}: --bound paper (dashed) against --bound best (solid)"
+                 + (" and gdp, Gaussian DP (dotted, x)" if gdp else "") + f", sigma={json_key(some.get('sigma'))}",
+                 fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -113,11 +120,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Paper against best certificates, from two result directories.")
     p.add_argument("--paper", required=True, help="result directory of the --bound paper runs")
     p.add_argument("--best", required=True, help="result directory of the --bound best runs")
+    p.add_argument("--gdp", default=None, help="result directory of the --bound gdp runs (optional: its curve joins)")
     p.add_argument("--dataset", default=None, help="only runs on this dataset")
     p.add_argument("--out", required=True, help="figure file (.png or .pdf)")
     args = p.parse_args(argv)
     try:
-        fig = paper_vs_best(find_runs(args.paper, args.dataset), find_runs(args.best, args.dataset))
+        fig = paper_vs_best(find_runs(args.paper, args.dataset), find_runs(args.best, args.dataset),
+                            find_runs(args.gdp, args.dataset) if args.gdp else None)
     except ValueError as exc:
         print(f"figures_bounds: error: {exc}", file=sys.stderr)
         return 2

@@ -35,6 +35,11 @@ class Constants:
     c: float                    # 1 - eta m: contraction of one noisy step
     gamma: float                # D2D contraction (L - m) / (L + m)
     d2d_step: float             # D2D step 2 / (L + m)
+    # min(M, the model's gradient bound G max ||x||): no per-sample gradient the update uses is longer. The
+    # Gaussian-DP and best certificates use it; paper bounds keep M (docs/METHOD.md §12.6). None: M (states
+    # saved before it was recorded).
+    grad_bound: float | None = None
+    tight: bool = False         # L from the model's tight curvature (best / gdp runs, docs/METHOD.md §12.6)
 
     @property
     def log_inv_delta(self) -> float:
@@ -42,14 +47,18 @@ class Constants:
 
 
 def make_constants(*, n, lam, M, num_classes=2, L=None, smoothness="bound", lambda_max=None,
-                   delta=None, d=None, model=None) -> Constants:
+                   delta=None, d=None, model=None, tight=False, max_norm=1.0) -> Constants:
     """Constants of docs/METHOD.md §1.3: m = lam n, L (closed-form bound, data-dependent, or given), eta = 1/L,
     delta = 1/n.
 
     The loss's smoothness comes from ``model`` (a utils.models.Model; default models.model_for(num_classes)):
-    L = model.smoothness_bound + m, or model.curvature * lambda_max + m from the data."""
+    L = model.smoothness_bound + m (the papers' closed form), or with ``tight`` (``--bound best|gdp``)
+    model.curvature * max_norm^2 + m, or model.curvature * lambda_max + m from the data. ``grad_bound`` =
+    min(M, model.G * max_norm), max_norm = max ||x_i|| over D and every D' (1 for the tool's unit rows;
+    docs/METHOD.md §12.6)."""
     n = v.n_rows(n)
     lam, M = v.positive("lam", lam), v.positive("M", M)
+    max_norm = v.positive("max_norm", max_norm)
     num_classes = v.integer("num_classes", num_classes, 2)
     model = models.model_for(num_classes if model is None else model)
     smoothness = v.choice("smoothness", smoothness, ("bound", "data"))
@@ -60,7 +69,8 @@ def make_constants(*, n, lam, M, num_classes=2, L=None, smoothness="bound", lamb
         L = v.positive("L", L)
         source = "data" if smoothness == "data" else "given"
     elif smoothness == "bound":
-        L = model.smoothness_bound + m  # unit-norm rows: logistic 1/4; softmax the reference's (loose) 1
+        # unit-norm rows: logistic 1/4; softmax the reference's (loose) 1, or with tight its curvature 1/2
+        L = (model.curvature * max_norm ** 2 if tight else model.smoothness_bound) + m
         source = "bound"
     else:
         if lambda_max is None:
@@ -76,7 +86,8 @@ def make_constants(*, n, lam, M, num_classes=2, L=None, smoothness="bound", lamb
     eta = 1.0 / L
     return Constants(n=n, lam=lam, m=m, L=L, M=M, eta=eta, delta=delta, num_classes=num_classes, d=d,
                      smoothness=source, data_dependent=(smoothness == "data"), lambda_max=lambda_max,
-                     c=1.0 - eta * m, gamma=(L - m) / (L + m), d2d_step=2.0 / (L + m))
+                     c=1.0 - eta * m, gamma=(L - m) / (L + m), d2d_step=2.0 / (L + m),
+                     grad_bound=min(M, model.G * max_norm), tight=bool(tight))
 
 
 def data_smoothness_lambda_max(X, *, replaced_rows=0) -> float:
@@ -94,6 +105,25 @@ def data_smoothness_lambda_max(X, *, replaced_rows=0) -> float:
     G = X.T @ X if X.shape[1] <= n else X @ X.T
     lam_max = float(np.linalg.eigvalsh(G / n)[-1])
     return lam_max + replaced_rows / n
+
+
+# A given L may sit this far below the data's own bound: published values are rounded (MNIST's lambda_max
+# 0.7308744 has 7 digits), and any L >= (L_data + m) / 2 keeps every step a (1 - eta m)-contraction
+# (docs/METHOD.md §1.3), far wider than this margin.
+L_ROUNDING = 1e-6
+
+
+def check_given_L(L, *, X, m, model=None, num_classes=2) -> float:
+    """The data's smoothness bound L_data = model.curvature * lambda_max(X^T X / n) + m (docs/METHOD.md §1.3);
+    ValueError naming it when the given L lies below it (more than L_ROUNDING relative). An L below the data's
+    curvature makes eta = 1/L too long: the step need not contract and no certificate holds."""
+    model = models.model_for(num_classes if model is None else model)
+    L = v.positive("L", L)
+    bound = model.curvature * data_smoothness_lambda_max(X) + v.positive("m", m)
+    if L < bound * (1.0 - L_ROUNDING):
+        raise v.checks.refuse("L", L, f"L >= {bound:.10g}, the data's smoothness bound {model.curvature:g} "
+                                      f"lambda_max(X^T X / n) + m; a smaller L voids every certificate")
+    return bound
 
 
 def retraining_comparison(*, T=None, K=None, unit="steps") -> str:
@@ -117,6 +147,9 @@ def certificate(*, consts: Constants, eps, alpha, K, sigma, R=0.0, b=None, bound
     ``eps``, ``alpha``, ``K`` may be lists (one per sequential request); ``b=None`` = full batch (b = n).
     ``comparison`` says what the chains are indistinguishable from; by default retraining from scratch
     for T + sum K updates (retraining_comparison, with ``T`` or ``learn_T`` from ``extra`` when given).
+    ``mu`` (in ``extra``; best and gdp certify Gaussian DP): the record gains ``mu``, ``power_at_5pct`` (the
+    largest detection probability of a test wrong 5% of the time on retrained models) and ``reading``, the
+    sentence saying so (docs/METHOD.md §12.5): printers show the record, they compute nothing.
     Non-finite values follow the project's JSON rule (utils/jsonable.py: "inf", "-inf", "nan").
     """
     if comparison is None:
@@ -127,8 +160,22 @@ def certificate(*, consts: Constants, eps, alpha, K, sigma, R=0.0, b=None, bound
               "lam": consts.lam, "R": R, "b": consts.n if b is None else b,
               "data_dependent_L": consts.data_dependent, "smoothness": consts.smoothness, "bound": bound,
               "comparison": comparison}
+    mu = extra.pop("mu", None)
     record.update(extra)
+    if mu is not None:
+        record.update(gdp_fields(mu))
     return to_jsonable(record, strict=True)
+
+
+def gdp_fields(mu) -> dict:
+    """A Gaussian-DP certificate's keys: ``mu``, ``power_at_5pct`` = Phi(Phi^-1(0.05) + mu) and ``reading``, the
+    sentence saying what mu means (docs/METHOD.md §12.5); mu may be one per request of a stream (a list)."""
+    from utils.accountant import gdp
+
+    if isinstance(mu, (list, tuple)):
+        return {"mu": list(mu), "power_at_5pct": [gdp.gdp_power(mu=x, fpr=0.05) for x in mu],
+                "reading": [gdp.reading(x, 0.05) for x in mu]}
+    return {"mu": mu, "power_at_5pct": gdp.gdp_power(mu=mu, fpr=0.05), "reading": gdp.reading(mu, 0.05)}
 
 
 def burn_in_auto(*, sigma, m, M, eta, dim, tol=None, rel_tol=1e-2) -> tuple[int, float]:

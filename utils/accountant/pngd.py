@@ -95,23 +95,40 @@ def eps_sequential(a, Ks, slope, em, form):
         return _eps_sequential_two_sided(a, Ks, slope, em)
     s = len(Ks)
     a = np.asarray(a, dtype=np.float64)
-    scale = 2.0 ** np.arange(s - 1, -1, -1, dtype=np.float64).reshape((s,) + (1,) * a.ndim)
+    shape = (s,) + (1,) * a.ndim
+    powers = np.arange(s - 1, -1, -1).reshape(shape)
+    beta, log_beta, big = _orders(a, powers)                      # (s, *a.shape)
     if np.ndim(slope):
-        slope = np.asarray(slope, dtype=np.float64).reshape(scale.shape)
-    beta = scale * a                                              # (s, *a.shape)
-    decay = -em * np.asarray(Ks, dtype=np.float64).reshape(scale.shape) / beta
-    log_r = np.log((beta - 0.5) / (beta - 1.0))
-    if form == "paper":
-        log_w = decay + log_r + np.log(2.0 * slope * beta)
-    else:
-        log_w = decay + np.log(slope * (2.0 * beta - 1.0))
-    log_w[0] = decay[0] + np.log((slope[0] if np.ndim(slope) else slope) * beta[0])
-    log_h = decay + log_r
-    # after[j] = sum_{i > j} log h_i
-    after = np.zeros_like(log_h)
-    if s > 1:
-        after[:-1] = np.cumsum(log_h[:0:-1], axis=0)[::-1]
-    return np.exp(log_w + after).sum(axis=0)
+        slope = np.asarray(slope, dtype=np.float64).reshape(shape)
+    decay = -em * np.asarray(Ks, dtype=np.float64).reshape(shape) / beta
+    with np.errstate(invalid="ignore"):
+        log_r = np.where(big, 0.0, np.log((beta - 0.5) / (beta - 1.0)))
+    with np.errstate(over="ignore"):
+        if form == "paper":
+            log_w = decay + log_r + np.where(big, np.log(2.0 * slope) + log_beta, np.log(2.0 * slope * beta))
+        else:
+            log_w = decay + np.where(big, np.log(2.0 * slope) + log_beta, np.log(slope * (2.0 * beta - 1.0)))
+        slope0 = slope[0] if np.ndim(slope) else slope
+        log_w[0] = decay[0] + np.where(big[0], np.log(slope0) + log_beta[0], np.log(slope0 * beta[0]))
+        log_h = decay + log_r
+        # after[j] = sum_{i > j} log h_i
+        after = np.zeros_like(log_h)
+        if s > 1:
+            after[:-1] = np.cumsum(log_h[:0:-1], axis=0)[::-1]
+        return np.exp(log_w + after).sum(axis=0)
+
+
+_HUGE_ORDER = 2.0 ** 1000     # above it 2 x can overflow: a level's terms come from log x instead
+
+
+def _orders(a, powers):
+    """(a 2^powers, its logarithm, where it is huge): the orders of the stream's levels. a 2^p is exact where
+    finite; at orders above 2^1000 (far from any optimum) the level's terms are evaluated from log x with
+    log r = 0 and log(c x - 1) <= log c + log x, so a stream of 1024 requests or more gives a finite value or
+    +inf, never nan (docs/METHOD.md §3.3)."""
+    with np.errstate(over="ignore"):
+        beta = np.ldexp(a, powers)
+    return beta, np.log(a) + powers * math.log(2.0), beta > _HUGE_ORDER
 
 
 def _eps_sequential_two_sided(a, Ks, slope, em):
@@ -127,16 +144,19 @@ def _eps_sequential_two_sided(a, Ks, slope, em):
     a = np.asarray(a, dtype=np.float64)
     slopes = np.broadcast_to(np.asarray(slope, dtype=np.float64), (s,))   # one slope, or one per level
     Ks = np.asarray(Ks, dtype=np.float64)
-    beta = a * 2.0 ** (s - 1)                                   # level 1's order
-    with np.errstate(divide="ignore"):
-        log_e = -em * Ks[0] / beta + np.log(slopes[0] * beta)
+    beta, log_beta, big = _orders(a, s - 1)                     # level 1's order
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        log_e = -em * Ks[0] / beta + np.where(big, np.log(slopes[0]) + log_beta, np.log(slopes[0] * beta))
         for j in range(1, s):
-            prev, beta = log_e, beta / 2.0                      # e_(j-1) was evaluated at 2 beta_j
-            log_r = np.log((beta - 0.5) / (beta - 1.0))
-            forward = np.logaddexp(np.log(slopes[j] * (2.0 * beta - 1.0)), log_r + prev)
-            backward = np.logaddexp(log_r + np.log(2.0 * slopes[j] * beta), prev)
+            prev = log_e                                        # e_(j-1) was evaluated at 2 beta_j
+            beta, log_beta, big = _orders(a, s - 1 - j)
+            log_r = np.where(big, 0.0, np.log((beta - 0.5) / (beta - 1.0)))
+            forward = np.logaddexp(np.where(big, np.log(2.0 * slopes[j]) + log_beta,
+                                            np.log(slopes[j] * (2.0 * beta - 1.0))), log_r + prev)
+            backward = np.logaddexp(log_r + np.where(big, np.log(2.0 * slopes[j]) + log_beta,
+                                                     np.log(2.0 * slopes[j] * beta)), prev)
             log_e = -em * Ks[j] / beta + np.maximum(forward, backward)
-    return np.exp(log_e)
+        return np.exp(log_e)
 
 
 def epsilon_sequential(*, alpha, Ks, S, sigma, M, m, n, eta, form="paper") -> float | np.ndarray:

@@ -142,7 +142,9 @@ def _nonconvergent_parts(K, T, z1, R, sigma, eta, c, steps, reference_zero_R):
 def epsilon_pnsgd_nonconvergent(*, alpha, K, T, sigma, eta, M, m, n, b, R, q=2.0,
                                 reference_zero_R=False) -> float | np.ndarray:
     """Finite-T unlearning RDP ((a - 1/p)/(a - 1)) (eps1(q a) + eps2(p a)), p = q/(q-1) (B, arXiv 2403.17105;
-    docs/METHOD.md §4.5).
+    docs/METHOD.md §4.5); for q != 2 the larger of that and the reverse direction's
+    ((a - 1/p)/(a - 1)) eps1(p a) + eps2(q (a - 1/p)) (docs/METHOD.md §4.5: the weak triangle inequality holds
+    one direction at a time; for q = 2 the paper form covers both).
 
     eps1(a') = a' (2R)^2 c^(2(Tn/b - 1)) / (2 eta sigma^2)
     eps2(a') = a' (Z_B + 2R c^(Tn/b - 1))^2 c^(2Kn/b) / (2 eta sigma^2)
@@ -162,17 +164,36 @@ def epsilon_pnsgd_nonconvergent(*, alpha, K, T, sigma, eta, M, m, n, b, R, q=2.0
     z1 = zb(eta, v.positive("M", M), c, n, n // steps, R)           # n // steps == b
     a1, a2 = _nonconvergent_parts(K, T, z1, R, sigma, eta, c, steps, reference_zero_R)
     with np.errstate(invalid="ignore"):
-        out = (a - 1.0 / p) / (a - 1.0) * (q * a1 * a + p * a2 * a)
+        out = _nonconvergent_rdp(a, a - 1.0, a1, a2, q, p)
     return v.scalar(np.where(np.isnan(out), np.inf, out))
+
+
+def _nonconvergent_rdp(a, am1, a1, a2, q, p):
+    """alpha -> the finite-T bound of both directions (epsilon_pnsgd_nonconvergent); am1 = alpha - 1.
+
+    Mironov's weak triangle inequality (arXiv 1702.07476, Prop. 11) through the stationary law nu of D':
+    D_a(U || R) <= r D_(p a)(U || nu) + D_(q (a - 1/p))(nu || R), r = (a - 1/p)/(a - 1), with U the unlearned
+    law, R retraining; eps2 bounds U against nu and eps1 R against nu (both ways, W_inf is symmetric). The
+    paper form r (eps1(q a) + eps2(p a)) is at least this one (r >= 1, q a > q (a - 1/p)); the reverse
+    direction D_a(R || U) <= r eps1(p a) + eps2(q (a - 1/p)) is at most the paper form when q = p = 2 only."""
+    r = (a - 1.0 / p) / am1
+    paper = r * (q * a1 * a + p * a2 * a)
+    if q == 2.0:
+        return paper
+    return np.maximum(paper, r * (p * a1 * a) + q * (a - 1.0 / p) * a2)
 
 
 # ---------------------------------------------------------------- (eps, delta)
 def _dp_nonconvergent(a1, a2, q, p, log_inv_delta, conversion):
     """(eps, alpha*) of ((a-1/p)/(a-1)) G a + B/(a-1), G = q A1 + p A2; with u = a - 1 it is
-    G u + G (2 - 1/p) + (G (1 - 1/p) + B)/u, minimised at u = sqrt((G (1 - 1/p) + B)/G)."""
+    G u + G (2 - 1/p) + (G (1 - 1/p) + B)/u, minimised at u = sqrt((G (1 - 1/p) + B)/G). For q != 2 the
+    reverse direction joins (``_nonconvergent_rdp``) and the minimum over alpha is numerical."""
     G = q * a1 + p * a2
     if G == math.inf:
         return math.inf, math.nan
+    if q != 2.0 and G > 0:
+        return minimize_log_alpha(lambda al, am1: _nonconvergent_rdp(al, am1, a1, a2, q, p)
+                                  + conversion_term(am1, log_inv_delta, conversion))
     if conversion == "basic":
         if G == 0:
             return 0.0, math.inf
