@@ -11,6 +11,7 @@ arXiv 2403.17105; "D2D" = Descent-to-Delete, arXiv 2007.02923. The method is doc
     pnsgd         paper B: Z recursion, loose / tight / non-convergent (§4)
     best          per-order minimum of the proven bounds (§7)
     d2d           Descent-to-Delete noise and iteration counts (§8)
+    finetune      noisy fine-tuning of any model, a network's included (arXiv 2506.06985; §12)
 
 Every public name is re-exported here: ``from utils import accountant as A; A.dp_epsilon_unlearn(...)``.
 Bound functions take raw numbers (pure formulas); searches take a ``Constants``.
@@ -22,6 +23,9 @@ from utils.accountant.certificates import (Constants, burn_in_auto, certificate,
                                            make_constants, retraining_comparison)
 from utils.accountant.conversion import (AlphaRangeWarning, dp_epsilon_chains, minimize_over_alpha,
                                          optimal_alpha_linear, rdp_to_dp)
+from utils.accountant.finetune import (FinetuneConstants, default_steps_finetune, dp_epsilon_finetune,
+                                       finetune_certificate, make_finetune_constants, minimal_steps_finetune,
+                                       smallest_sigma_finetune)
 from utils.accountant.d2d import d2d_I_min, d2d_sequential_K_list, d2d_sigma_1, d2d_sigma_2, d2d_term2
 from utils.accountant.pngd import (dp_epsilon_learn, dp_epsilon_sequential, dp_epsilon_sequential_sizes,
                                    dp_epsilon_unlearn, epsilon0, epsilon_sequential, epsilon_sequential_sizes,
@@ -49,4 +53,6 @@ __all__ = [
     "rdp_best", "dp_epsilon_best", "next_K_best", "minimal_K_best", "sequential_K_list_best", "smallest_sigma_best",
     "d2d_sigma_1", "d2d_sigma_2", "d2d_I_min", "d2d_term2", "d2d_sequential_K_list",
     "SEQUENTIAL_FORMS", "CONVERSIONS", "PNSGD_FORMS",
+    "FinetuneConstants", "make_finetune_constants", "dp_epsilon_finetune", "minimal_steps_finetune",
+    "smallest_sigma_finetune", "default_steps_finetune", "finetune_certificate",
 ]
