@@ -137,3 +137,55 @@ def test_audit_network_stays_below_the_certificate_and_sees_unnoised_changes(tmp
     metrics, _ = _read(_folder(tmp_path / "weak", "audit"))
     assert metrics["empirical_eps_lower"]["1"] > 1.0
     assert metrics["empirical_eps_lower"]["1"] <= metrics["certified_eps"]["1"]
+
+
+# ---------------------------------------------------------------- unlearn.py learn --model mlp
+def test_unlearn_network_learn_remove_status_export(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("UNLEARN_NO_PROGRESS", "1")
+    import unlearn
+    from test_unlearn import ID0, _digits_file
+    from utils import state as statefile
+
+    features = _digits_file(tmp_path / "d.npz")
+    st = str(tmp_path / "state")
+    learn = ["learn", "--features", features, "--state", st, "--model", "mlp", "--learn_epochs", "3",
+             "--post_epochs", "1", "--trials", "3", "--device", "cpu", "--eps", "2"]
+    assert unlearn.main(learn) == 0
+    meta = statefile.load(st).meta
+    assert meta["settings"]["model"] == "mlp" and meta["settings"]["seed_source"] == "os_entropy"
+    assert meta["settings"]["recipe"]["batch_size"] == 128
+    before = statefile.load(st).arrays
+    capsys.readouterr()
+    assert unlearn.main(["remove", "--state", st, "--ids", str(ID0 + 4), str(ID0 + 9)]) == 0
+    out = capsys.readouterr().out
+    assert "certificate of request 1" in out and "certifying run" in out
+    state = statefile.load(st)
+    cert = state.meta["requests"][0]["certificate"]
+    fc = accountant.make_finetune_constants(**state.meta["certificate_constants"])
+    sigma = state.meta["settings"]["sigma"]
+    assert sigma == pytest.approx(accountant.smallest_sigma_finetune(T=10, eps_target=2.0, fc=fc,
+                                                                     conversion="improved"), rel=1e-12)
+    assert cert["T"] == accountant.minimal_steps_finetune(sigma=sigma, eps_target=2.0, fc=fc, conversion="improved")
+    assert cert["eps"] == pytest.approx(accountant.dp_epsilon_finetune(T=cert["T"], sigma=sigma, fc=fc,
+                                                                       conversion="improved")[0]) and cert["eps"] <= 2
+    changed = np.flatnonzero((state.arrays["X"] != before["X"]).any(axis=1))
+    assert changed.tolist() == [4, 9] and state.arrays["removed"][[4, 9]].all()
+    assert not np.array_equal(state.arrays["w"], before["w"])
+    assert unlearn.main(["status", "--state", st]) == 0
+    assert "current guarantee" in capsys.readouterr().out
+    assert unlearn.main(["export", "--state", st, "--out", str(tmp_path / "m.npz")]) == 0
+    with np.load(tmp_path / "m.npz") as z:
+        assert z["w"].shape == (Recipe().model(2).params(64),) and int(z["hidden"]) == 64
+
+
+@pytest.mark.parametrize("extra,message", [(["--hidden", "8"], "--model mlp only"),
+                                           (["--model", "mlp", "--K", "5", "--eps", "1"], "does not apply"),
+                                           (["--model", "mlp", "--burn_in", "7"], "--learn_epochs")])
+def test_unlearn_network_bad_input(tmp_path, capsys, extra, message):
+    import unlearn
+    from test_unlearn import _digits_file
+
+    features = _digits_file(tmp_path / "d.npz")
+    assert unlearn.main(["learn", "--features", features, "--state", str(tmp_path / "s")] + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and not os.path.exists(tmp_path / "s")

@@ -321,15 +321,18 @@ def add_model_flags(parser, *, skip=()) -> None:
         add(groups[group], "--" + name, **kw)
 
 
-def check_model_flags(args, *, linear_only=()) -> None:
+def check_model_flags(args, *, linear_only=(), shared=()) -> None:
     """Before freezing: with a network, fill the network flags' defaults and check them together; with any
     other model refuse them. ``linear_only``: flags of this script that a network run would ignore (refused
-    when given with --model mlp)."""
+    when given with --model mlp); ``shared``: network flags the script has for every model (unlearn.py's
+    --batch_size). Flags given: ``args.given_flags``, else (unlearn.py) those not None."""
     from utils import model_kinds, network
 
-    given = set(getattr(args, "given_flags", ()) or ())
-    names = [n for n in _model_flags() if n != "model" and hasattr(args, n)]
-    if not model_kinds.is_network(args):
+    given = getattr(args, "given_flags", None)
+    given = set(given if given is not None else (k for k, v in vars(args).items() if v is not None))
+    net = model_kinds.is_network(args)
+    names = [n for n in _model_flags() if n != "model" and hasattr(args, n) and (net or n not in shared)]
+    if not net:
         for name in names:
             if name in given:
                 raise UsageError(f"--{name} applies to --model mlp only (allowed with: --model mlp)")

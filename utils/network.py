@@ -51,7 +51,7 @@ class MLP(models.Model):
 
     def decision_rule(self, classes) -> str:
         rule = self.output.decision_rule(classes).replace("x @ w", "z(x)").replace("(z(x))", "z(x)")
-        return f"z(x) = tanh(sqrt(d) x W1 + b1) W2 + b2; {rule}"
+        return f"z(x) = tanh(sqrt(d) x W1 / ||x|| + b1) W2 + b2 (rows normalised, as in training); {rule}"
 
     # ------------------------------------------------------------------ shapes
     def params(self, d: int) -> int:
