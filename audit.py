@@ -439,6 +439,8 @@ def plan_step(ctx) -> experiments.Plan:
         certs = ", ".join(f"{name} {the_plan['certified_eps_by_bound'][name][str(K)]:.6g}" for name in BOUNDS)
         ctx.log(f"  K={K}: certified eps {certs} (paper alpha*={the_plan['certified_alpha'][str(K)]:.4g})")
     metrics = dict(settings=settings, **the_plan)
+    if model_kinds.is_network(args):   # network updates, not linear chain-steps: --plan_only estimates no time
+        metrics["network_chain_updates"] = metrics.pop("chain_steps")
     arrays = {"K": np.asarray(Ks, dtype=np.int64),
               "certified_eps": np.asarray([the_plan["certified_eps"][str(K)] for K in Ks])}
     for name in BOUNDS:

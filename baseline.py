@@ -480,7 +480,8 @@ def plan_network(ctx) -> experiments.Plan:
     per_eps = T + recipe.post_epochs * epoch
     updates = args.trials * (2 * recipe.learn_epochs * epoch + 2 * len(rows) * per_eps)
     linear = args.trials * sum(2 * r["T"] + r["K"] for r in lin)
-    ctx.log(f"total: {updates:,} network chain-updates and {linear:,} linear chain-steps ({args.trials} chains)")
+    ctx.log(f"total: {updates:,} network chain-updates and {linear:,} linear chain-steps ({args.trials} chains); "
+            "a --plan_only time estimate counts the linear chain-steps only")
     metrics = {"model": "mlp", "recipe": dataclasses.asdict(recipe), "S": S, "eps_values": list(args.eps),
                "K_values": list(args.K), "noisy_steps": T, "updates_per_epoch": epoch,
                "network_chain_updates": updates, "total_chain_steps": linear,

@@ -93,7 +93,7 @@ def test_network_find_k_is_the_accountants_table(tmp_path):
     ("baseline", QUICK + ["--sequential2", "1"], "linear models"),
     ("baseline", QUICK + ["--C2", "1"], "--variant model only"),
     ("baseline", QUICK + ["--lr", "2", "--weight_decay", "0.6"], "below 1"),
-    ("baseline", QUICK + ["--noisy_steps", "0"], "out of range"),
+    ("baseline", QUICK + ["--noisy_steps", "0"], "integer >= 1"),
     ("audit", QUICK + ["--neighbour", "worst"], "--neighbour random"),
     ("audit", QUICK + ["--K", "0", "3"], "K >= 1"),
     ("audit", QUICK + ["--burn_in", "10"], "does not apply to --model mlp"),

@@ -130,19 +130,28 @@ def int_at_least(lo):
     return parse
 
 
-def burn_in_value(text):
-    """A step count >= 0, or ``auto`` (chosen from the contraction, see accountant.burn_in_auto)."""
-    if text == "auto":
-        return "auto"
-    try:
-        x = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0 or 'auto'")
-    if x < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 0 or 'auto'")
-    if x > 10 ** 9:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range (allowed: 0 .. 1000000000 steps, or 'auto')")
-    return x
+def _count_or_auto(lo: int, unit: str):
+    """A count lo .. 1e9 of ``unit``, or ``auto`` (a value the run derives)."""
+    def parse(text):
+        if text == "auto":
+            return "auto"
+        try:
+            x = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= {lo} or 'auto'")
+        if x < lo:
+            raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= {lo} or 'auto'")
+        if x > 10 ** 9:
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range (allowed: {lo} .. 1000000000 {unit}, or 'auto')")
+        return x
+    parse.__name__ = f"{unit} count or auto"
+    return parse
+
+
+# learning steps >= 0, or ``auto`` (chosen from the contraction, see accountant.burn_in_auto)
+burn_in_value = _count_or_auto(0, "steps")
+# noisy updates of a network's unlearning >= 1, or ``auto`` (utils.network.Recipe.steps)
+noisy_steps_value = _count_or_auto(1, "updates")
 
 
 def batch_size_value(text):
@@ -253,19 +262,6 @@ SHARED_FLAGS = tuple(_shared_flags("LMC"))   # every script's flags, in --help o
 
 
 # ---------------------------------------------------------------- --model and the network's flags
-def noisy_steps_value(text):
-    """A number of noisy updates >= 1, or ``auto`` (utils.network.Recipe.steps)."""
-    if text == "auto":
-        return "auto"
-    try:
-        x = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1 or 'auto'")
-    if not 1 <= x <= 10 ** 9:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range (allowed: 1 .. 1000000000 updates, or 'auto')")
-    return x
-
-
 NETWORK_GROUP = "network (--model mlp; docs/METHOD.md §12)"
 
 
