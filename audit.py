@@ -439,13 +439,25 @@ def plan_step(ctx) -> experiments.Plan:
         certs = ", ".join(f"{name} {the_plan['certified_eps_by_bound'][name][str(K)]:.6g}" for name in BOUNDS)
         ctx.log(f"  K={K}: certified eps {certs} (paper alpha*={the_plan['certified_alpha'][str(K)]:.4g})")
     metrics = dict(settings=settings, **the_plan)
-    if model_kinds.is_network(args):   # network updates, not linear chain-steps: --plan_only estimates no time
+    if model_kinds.is_network(args):   # network updates, not linear chain-steps (no --plan_only time estimate)
         metrics["network_chain_updates"] = metrics.pop("chain_steps")
     arrays = {"K": np.asarray(Ks, dtype=np.int64),
               "certified_eps": np.asarray([the_plan["certified_eps"][str(K)] for K in Ks])}
     for name in BOUNDS:
         arrays[f"certified_eps_{name}"] = np.asarray([the_plan["certified_eps_by_bound"][name][str(K)] for K in Ks])
-    return experiments.Plan(metrics, arrays, chain_steps=the_plan["chain_steps"], tables=(sigma, T, the_plan),
+    if model_kinds.is_network(args):   # a network update is not a linear chain-step: no Workload prices it
+        return experiments.Plan(metrics, arrays, chain_steps=metrics["network_chain_updates"],
+                                tables=(sigma, T, the_plan), summary="plan only: certified eps per K (no chains run)")
+    work = ctx.workload()   # run_chains: both arms learn (on D and D'), then advance through the K sweep
+    work.dataset()
+    work.learn(args.trials, T, sigma=sigma, new_data=args.neighbour == "worst")   # worst: D holds the canaries
+    work.learn(args.trials, T, sigma=sigma, new_data=True)
+    for k0, K in zip([0] + Ks[:-1], Ks):
+        work.advance(args.trials, K - k0, sigma=sigma)
+        work.advance(args.trials, K - k0, sigma=sigma)
+        work.save(2 * args.trials)
+        work.evaluate(args.trials, 2)
+    return experiments.Plan(metrics, arrays, work=work, tables=(sigma, T, the_plan),
                             summary="plan only: certified eps per K (no chains run)")
 
 

@@ -40,7 +40,7 @@ DEFAULT_NUM_REMOVE = 100
 DEFAULT_IFAC = [1.0, 1.5, 2.0]
 # Flags that only some modes read: given elsewhere they are an error, not silently ignored.
 MODE_ONLY = {"K": ("baseline", "find_k"), "num_remove": ("sequential2",), "ifac": ("sequential2",),
-             "mironov": ("sequential2",)}
+             "mironov": ("sequential2",), "sigma": ("sequential2",)}   # the other modes choose sigma per (K, eps)
 NETWORK_K = [5]             # --model mlp: the logistic model's Langevin steps it is compared with
 NETWORK_TRIALS = 20         # --model mlp: chains per arm unless --trials (a network chain costs ~100 linear ones)
 
@@ -50,8 +50,6 @@ def build_parser(multiclass: bool):
     desc = ("Paper A " + ("(multiclass) " if multiclass else "") + "Fig 3a: Langevin unlearning vs retraining "
             "vs D2D; --sequential2 1: Fig 3b; --find_k 1: smallest sigma per (eps, K).")
     p = cli.make_parser(desc, family="LMC", multiclass=multiclass)
-    if multiclass:
-        p.set_defaults(dataset="CIFAR10_MULTI")
     g = p.add_argument_group("baseline.py")
     cli.add(g, "--sequential2", type=cli.switch_or_one, default=False, metavar="{0,1}",
             help="1: sequential unlearning of --num_remove points in requests of --S (paper A Fig 3b)")
@@ -182,9 +180,20 @@ def plan_baseline(ctx) -> experiments.Plan:
     log_table(ctx, f"plan (S={S}):    K      eps      sigma     alpha*        T   D2D sigma_1",
               [f"{r['K']:>19} {r['epsilon']:>8g} {r['sigma']:>10.6g} {r['alpha']:>9.4g} {r['T']:>8} "
                f"{r['d2d_sigma_1']:>13.6g}" for r in plan])
-    learn_steps = {json_key(r["sigma"]): r["T"] for r in plan}
-    total = (args.trials * (sum(learn_steps.values()) + sum(r["K"] + r["T"] for r in plan))
-             + 2 * T0 + sum(args.K))
+    work = ctx.workload()   # run_baseline: one D'; per (K, eps) learn (shared by equal sigmas), unlearn, retrain
+    work.dataset()
+    for r in plan:
+        sk = json_key(r["sigma"])
+        work.learn(args.trials, r["T"], sigma=r["sigma"], key=("D", sk))
+        work.advance(args.trials, r["K"], sigma=r["sigma"])
+        work.learn(args.trials, r["T"], sigma=r["sigma"], new_data=True, key=("D'", sk))
+        work.evaluate(args.trials, 3)
+        work.save(0)
+    d2d.one_shot_work(work, args.trials, T=T0, noise={K: [r for r in plan if r["K"] == K] for K in args.K})
+    work.learn(1, T0, sigma=0.0)   # the noiseless reference
+    work.evaluate(1)
+    work.save(0)
+    total = work.chain_steps
     ctx.log(f"total chain-steps: {total:,} ({args.trials} trials; D2D and the noiseless reference run one chain)")
     metrics = {"S": S, "K_values": list(args.K), "eps_values": list(args.eps), "T_noiseless": T0,
                "total_chain_steps": total, "settings": {}, "certificates": certificates_3a(c, plan, S, args)}
@@ -193,7 +202,7 @@ def plan_baseline(ctx) -> experiments.Plan:
     arrays = {"K": np.array(args.K), "eps": np.array(args.eps, dtype=float),
               "sigma": grid(args, plan, "sigma"), "alpha": grid(args, plan, "alpha"),
               "d2d_sigma_1": grid(args, plan, "d2d_sigma_1")}
-    return experiments.Plan(metrics, arrays, chain_steps=total, tables=(S, plan, T0),
+    return experiments.Plan(metrics, arrays, work=work, tables=(S, plan, T0),
                             summary=f"plan only: {len(plan)} settings, {total:,} chain-steps")
 
 
@@ -314,14 +323,30 @@ def plan_sequential2(ctx) -> experiments.Plan:
     log_table(ctx, f"plan (sigma={sigma:g}, eps={eps:g} per request, {how}): steps per request",
               [f"Langevin S={S}: {p['K']} (sum {sum(p['K'])})" for S, p in lmc.items()]
               + [f"D2D f={f:g}: {p['K'][:3]}...{p['K'][-1]} (sum {sum(p['K'])})" for f, p in streams.items()])
-    total = (args.trials * (T + sum(sum(p["K"]) + T for p in lmc.values()) + sum(sum(p["K"]) for p in streams.values()))
-             + T0)
-    ctx.log(f"total chain-steps: {total:,} ({args.trials} trials; D2D learns one chain)")
+    work = ctx.workload()   # run_sequential2: learn once; per S a stream and its retraining; D2D's streams
+    work.learn(args.trials, T, sigma=sigma, key=("D", json_key(sigma)))
+    work.evaluate(args.trials)
+    for S, p in lmc.items():
+        for K in p["K"]:
+            work.dataset()
+            work.advance(args.trials, K, sigma=sigma)
+            work.evaluate(args.trials)
+            work.save(args.trials)
+        work.learn(args.trials, T, sigma=sigma, new_data=True)
+        work.evaluate(args.trials)
+        work.save(0)
+    work.learn(1, T0, sigma=0.0)
+    work.evaluate(1)
+    for p in streams.values():
+        d2d.sequential_work(work, args.trials, Ks=p["K"])
+        work.save(0)
+    total = work.chain_steps
+    ctx.log(f"total chain-steps: {total:,} ({args.trials} trials; D2D learns one chain, and its first request continues it)")
     metrics = plan_metrics_3b(args, lmc, streams, sizes=sizes, T=T, T0=T0, form=form, total=total)
     metrics["certificates"] = certificates_3b(c, args, lmc, streams, form, T=T)
     arrays = {f"lmc_k_list_S{S}": np.array(p["K"]) for S, p in lmc.items()}
     arrays.update({f"d2d_k_list_f{json_key(f)}": np.array(p["K"]) for f, p in streams.items()})
-    return experiments.Plan(metrics, arrays, chain_steps=total, tables=(lmc, streams, T, T0),
+    return experiments.Plan(metrics, arrays, work=work, tables=(lmc, streams, T, T0),
                             summary=f"plan only: {total:,} chain-steps")
 
 
@@ -431,7 +456,7 @@ def plan_find_k(ctx) -> experiments.Plan:
     arrays = {"K": np.array(args.K), "eps": np.array(args.eps, dtype=float),
               "sigma": grid(args, table, "sigma"), "alpha": grid(args, table, "alpha")}
     return experiments.Plan(metrics, arrays, summary=f"smallest sigma for {len(table)} (K, eps) pairs on "
-                                                     f"{args.dataset} (n={c.n}, L={c.L:.6g}, m={c.m:.6g}, "
+                                                     f"{experiments.describe_data(args, c)} (n={c.n}, L={c.L:.6g}, m={c.m:.6g}, "
                                                      f"M={c.M:g}, delta={c.delta:.4g})")
 
 
@@ -481,7 +506,7 @@ def plan_network(ctx) -> experiments.Plan:
     updates = args.trials * (2 * recipe.learn_epochs * epoch + 2 * len(rows) * per_eps)
     linear = args.trials * sum(2 * r["T"] + r["K"] for r in lin)
     ctx.log(f"total: {updates:,} network chain-updates and {linear:,} linear chain-steps ({args.trials} chains); "
-            "a --plan_only time estimate counts the linear chain-steps only")
+            "--plan_only gives no time estimate for network runs")
     metrics = {"model": "mlp", "recipe": dataclasses.asdict(recipe), "S": S, "eps_values": list(args.eps),
                "K_values": list(args.K), "noisy_steps": T, "updates_per_epoch": epoch,
                "network_chain_updates": updates, "total_chain_steps": linear,

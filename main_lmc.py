@@ -36,8 +36,6 @@ def build_parser(*, multiclass: bool = False):
     what = "multiclass (softmax) datasets" if multiclass else "binary datasets"
     p = cli.make_parser(f"Langevin unlearning (paper A) sweeps on {what}: Fig 3c, Fig 4, Fig 5 and "
                         "noiseless retraining. Choose one mode.", family="LMC", multiclass=multiclass)
-    if multiclass:
-        p.set_defaults(dataset="CIFAR10_MULTI")
     g = p.add_argument_group("experiment (exactly one mode)")
     cli.add(g, "--paint_unlearning_sigma", type=cli.switch_or_one, default=False,
             help="Fig 3c: sweep --sigma_list, S (default 100) removed at once, one --eps (default 1); "
@@ -113,15 +111,15 @@ def sweep_S(args, mode: str, n: int, log) -> list[int]:
         values = _distinct("--S", args.S)
         bad = [S for S in values if S >= n]
         if bad:
-            raise cli.UsageError(f"--S {bad[0]} is not allowed on {args.dataset} (allowed: 1 <= S < n = {n})")
+            raise cli.UsageError(f"--S {bad[0]} is not allowed on {experiments.dataset_label(args)} (allowed: 1 <= S < n = {n})")
         return values
     values = list(DEFAULT_S[mode])
     kept = [S for S in values if S < n]
     if len(kept) < len(values):
         dropped = " ".join(str(S) for S in values if S >= n)
-        log(f"note: default S {dropped} dropped: {args.dataset} has n = {n} training rows (S < n needed)")
+        log(f"note: default S {dropped} dropped: {experiments.dataset_label(args)} has n = {n} training rows (S < n needed)")
     if not kept:
-        raise cli.UsageError(f"no default S fits {args.dataset} (n = {n}): give --S values below n")
+        raise cli.UsageError(f"no default S fits {experiments.dataset_label(args)} (n = {n}): give --S values below n")
     return kept
 
 
@@ -342,11 +340,51 @@ def run_chains(ctx, mode: str, plan: dict) -> tuple[dict, dict]:
     return run_noiseless(ctx, lab, plan)
 
 
+def mode_work(ctx, mode: str, plan: dict):
+    """What run_chains will run for this plan, counted by kind (utils/workload.py)."""
+    work, C = ctx.workload(), ctx.args.trials
+    if mode == "paint_unlearning_sigma":
+        work.dataset()   # D'_S, shared by every sigma
+        for sigma in plan["sigma_list"]:
+            s = key(sigma)
+            work.learn(C, plan["burn_in"][s], sigma=sigma, key=("D", s))
+            work.learn(C, plan["burn_in"][s], sigma=sigma, new_data=True)
+            work.advance(C, plan["K"][s], sigma=sigma)
+            work.evaluate(C, 3)
+            work.save(0)
+    elif mode == "retrain_noiseless":
+        work.learn(1, plan["burn_in"], sigma=0.0)
+        work.evaluate(1)
+        work.save(0)
+        for _ in plan["S_list"]:
+            work.learn(1, plan["burn_in"], sigma=0.0, new_data=True)
+            work.evaluate(1)
+            work.save(0)
+    else:   # Fig 4 / Fig 5: learn once; per S a D' (and its retraining), per (S, eps) K steps from the learned chains
+        sigma, T, retrain = plan["sigma"], plan["burn_in"], mode == "paint_utility_s"
+        work.learn(C, T, sigma=sigma, key=("D", key(sigma)))
+        work.evaluate(C)
+        work.save(0)
+        for _ in plan["S_list"]:
+            work.dataset()
+            if retrain:
+                work.learn(C, T, sigma=sigma, new_data=True)
+                work.evaluate(C)
+            work.save(0)
+        for inner in plan["K"].values():
+            for K in inner.values():
+                work.advance(C, K, sigma=sigma)
+                work.evaluate(C)
+    return work
+
+
 def plan_step(ctx) -> experiments.Plan:
     """The protocol's plan (experiments.run_script): the accountant's tables; an infeasible target fails here."""
     plan = make_plan(ctx, ctx.mode)
+    work = mode_work(ctx, ctx.mode, plan)
+    plan["chain_steps"] = work.chain_steps
     ctx.log(f"plan: {plan['chain_steps']:,} chain-steps in total")
-    return experiments.Plan(plan, plan_arrays(ctx.mode, plan), chain_steps=plan["chain_steps"],
+    return experiments.Plan(plan, plan_arrays(ctx.mode, plan), work=work,
                             summary=f"{ctx.mode}: plan only ({plan['chain_steps']:,} chain-steps), no chains run.")
 
 

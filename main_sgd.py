@@ -280,7 +280,7 @@ def settings(ctx):
     if args.n is not None:
         out.update(batches=select_batches(args.requested_batches, n=n, explicit=args.batch_size is not None,
                                           must_divide=True, notes=notes), n_loaded=n)
-        if args.features is None and args.classes is None:  # which n a run on the real data would use
+        if args.features is None and args.classes is None and args.dataset is not None:  # the real data's n
             full = data_mod.spec(args.dataset).n
             kept = select_batches(args.requested_batches, n=full, explicit=args.batch_size is not None,
                                   must_divide=False, notes=[])
@@ -363,19 +363,30 @@ def lab_perms(lab, bt: Batch):
     return lab.perms(bt.engine, lab.trials)
 
 
-def chain_steps(C, epochs, bt, n) -> int:
-    return int(C) * int(epochs) * bt.updates_per_epoch(n)
+def stream_work(work, C: int, bt: Batch, *, sigma: float, T: int, Ks) -> None:
+    """What run_stream_setting runs (utils/workload.py): learn, per request a D', K epochs, an accuracy and a
+    checkpoint of the chains, then retraining on the last D'."""
+    work.learn(C, T, b=bt.engine, sigma=sigma)
+    work.evaluate(C)
+    for K in Ks:
+        work.dataset()
+        work.advance(C, K, b=bt.engine, sigma=sigma)
+        work.evaluate(C)
+        work.save(C)
+    work.learn(C, T, b=bt.engine, sigma=sigma, new_data=True)
+    work.evaluate(C)
+    work.save(0)   # the stage's accuracies
 
 
 def wall(ctx) -> str:
     return f"{time.perf_counter() - ctx.t0:.1f} s"
 
 
-def plan_of(ctx, steps: int, metrics: dict, arrays: dict, saved: str, tables) -> experiments.Plan:
+def plan_of(ctx, work, metrics: dict, arrays: dict, saved: str, tables) -> experiments.Plan:
     """Log the plan's size; the Plan the protocol opens the folder with (and finishes with on --plan_only)."""
-    ctx.log(f"plan: {steps:,} chain-steps (chains x gradient updates)")
-    return experiments.Plan(metrics, arrays, chain_steps=steps, summary=f"plan only: {saved}; {wall(ctx)}",
-                            tables=tables)
+    metrics["total_chain_steps"] = work.chain_steps
+    ctx.log(f"plan: {work.chain_steps:,} chain-steps (chains x gradient updates)")
+    return experiments.Plan(metrics, arrays, work=work, summary=f"plan only: {saved}; {wall(ctx)}", tables=tables)
 
 
 # ---------------------------------------------------------------- Fig 3a
@@ -451,7 +462,8 @@ def paper_a_curves(metrics, eps_list):
         return None
 
 
-def plan_compare(ctx, batches):
+def plan_compare(ctx, batches, work):
+    """Fig 3a's sigma per (b, eps) and its certificates; adds run_compare's work to ``work``."""
     args, c = ctx.args, ctx.consts
     R, eps_list = args.projection, args.eps or list(cli.PAPER_EPS)
     zero_R = R == 0 and args.bound == "paper"
@@ -460,7 +472,8 @@ def plan_compare(ctx, batches):
         # the loose bound, which holds for every T (docs/METHOD.md §6.1): the certificate stands.
         ctx.log("note: --projection 0: the finite-T bound is evaluated as the reference does (2R terms dropped); "
                 "it is then at least the loose bound, which holds for every T (docs/METHOD.md §6.1)")
-    sigma, burn, certs, steps = {}, {}, [], 0
+    sigma, burn, certs = {}, {}, []
+    work.dataset()   # the one removal's D', shared by every setting
     for bt in batches:
         sigma[bt.key], burn[bt.key] = {}, {}
         for eps in eps_list:
@@ -476,7 +489,7 @@ def plan_compare(ctx, batches):
                     consts=c, eps=got, alpha=alpha, K=UNLEARN_EPOCHS, sigma=s, R=R, b=bt.engine, T=int(T),
                     setting=f"PNSGD b={bt.key} eps={ek}", bound="per Renyi order the smallest proven bound, "
                     "improved conversion (docs/METHOD.md §7)", **bounds.fields("best", name)))
-                steps += chain_steps(args.trials, 2 * T + UNLEARN_EPOCHS, bt, c.n)
+                compare_work(work, args.trials, bt, sigma=s, T=int(T))
                 continue
             T = bt.T
             if T == "auto":    # the burn-in of the converged sigma; the finite-T sigma then accounts for it
@@ -495,12 +508,21 @@ def plan_compare(ctx, batches):
                                                           "dropped; at least the every-T loose bound, "
                                                           "docs/METHOD.md §6.1)" if zero_R else ""),
                 **bounds.fields("paper", "B-finite-T")))
-            steps += chain_steps(args.trials, 2 * T + UNLEARN_EPOCHS, bt, c.n)
+            compare_work(work, args.trials, bt, sigma=s, T=int(T))
     return {"eps_list": eps_list, "K": UNLEARN_EPOCHS, "q": args.q, "R": R, "sigma": sigma, "burn_in": burn,
-            "certificates": certs}, steps
+            "certificates": certs}
 
 
-def plan_paper_a(ctx, eps_list, reuse):
+def compare_work(work, C: int, bt: Batch, *, sigma: float, T: int) -> None:
+    """One (b, eps) stage of run_compare: learn, retrain, unlearn one epoch, three accuracies."""
+    work.learn(C, T, b=bt.engine, sigma=sigma)
+    work.learn(C, T, b=bt.engine, sigma=sigma, new_data=True)
+    work.advance(C, UNLEARN_EPOCHS, b=bt.engine, sigma=sigma)
+    work.evaluate(C, 3)
+    work.save(0)
+
+
+def plan_paper_a(ctx, eps_list, reuse, work):
     """LU K = 1 sigma (A, docs/METHOD.md §3.2) and D2D sigma_1 for K in {1, 5} (docs/METHOD.md §8) on this data."""
     c, args = ctx.consts, ctx.args
     table = experiments.sigma_table(c, Ks=[1], eps_list=eps_list, S=1, bound=args.bound)
@@ -514,8 +536,15 @@ def plan_paper_a(ctx, eps_list, reuse):
                                     **bounds.fields(args.bound, r["bound_name"])) for r in table]
     T_lu = {k: (ctx.burn_in(s, given=args.lmc_burn_in)) for k, s in lu.items()}
     T_d2d = ctx.burn_in(0.0, given=args.lmc_burn_in)
-    steps = 0 if reuse else (sum(args.trials * (T + 1) for T in T_lu.values()) + T_d2d + sum(D2D_STEPS))
-    return {"lmc_sigma": lu, "lmc_burn_in": T_lu, "d2d_sigma": d2d_sigma, "d2d_burn_in": T_d2d}, certs, steps
+    if not reuse:   # run_paper_a: per eps LU learns (the chains baseline.py shares) and unlearns one step; D2D
+        for ek, s in lu.items():
+            work.learn(args.trials, T_lu[ek], sigma=s, key=("D", results.json_key(s)))
+            work.advance(args.trials, 1, sigma=s)
+            work.evaluate(args.trials)
+            work.save(0)
+        d2d.one_shot_work(work, args.trials, T=T_d2d, noise={K: d2d_sigma[str(K)] for K in D2D_STEPS})
+        work.save(0)
+    return {"lmc_sigma": lu, "lmc_burn_in": T_lu, "d2d_sigma": d2d_sigma, "d2d_burn_in": T_d2d}, certs
 
 
 def run_compare(ctx, batches, plan, removal, task1):
@@ -575,20 +604,19 @@ def run_paper_a(ctx, plan, eps_list, task1):
 def plan_compare_baseline_nonconvergent(ctx) -> experiments.Plan:
     """Fig 3a's plan: sigma per (b, eps) from the finite-T bound, and paper A's curves (read or planned here)."""
     batches, truncation = settings(ctx)
-    plan, steps = plan_compare(ctx, batches)
+    work = ctx.workload()
+    plan = plan_compare(ctx, batches, work)
     # rank 0 reads the given run for every rank (torchrun): the ranks must take the same branch
     reused, source = distributed.on_main(lambda: paper_a_run(ctx, plan["eps_list"]))
-    a_plan, a_certs, a_steps = plan_paper_a(ctx, plan["eps_list"], reused is not None)
+    a_plan, a_certs = plan_paper_a(ctx, plan["eps_list"], reused is not None, work)
     ctx.log(f"paper-A curves (LU K=1, D2D K in {list(D2D_STEPS)}): "
             + (f"read from {source} (--paper_a_run)" if reused else "computed on this run's rows"))
     plan["certificates"] += a_certs
     metrics = dict(plan, comparison=dict(a_plan, source=source), **common(ctx, batches, truncation))
-    metrics["total_chain_steps"] = steps + a_steps
     arrays = {f"sigma_b{bt.key}": np.array([plan["sigma"][bt.key][results.json_key(e)] for e in plan["eps_list"]])
               for bt in batches}
     arrays["eps_list"] = np.array(plan["eps_list"])
-    return plan_of(ctx, metrics["total_chain_steps"], metrics, arrays, "sigma per (b, eps) saved",
-                   (batches, plan, reused, a_plan))
+    return plan_of(ctx, work, metrics, arrays, "sigma per (b, eps) saved", (batches, plan, reused, a_plan))
 
 
 def compare_baseline_nonconvergent(ctx, planned: experiments.Plan):
@@ -677,13 +705,14 @@ def plan_sequential(ctx) -> experiments.Plan:
     if metrics["d2d_k_list"] is None:
         ctx.log("note: no D2D curve: its iteration count needs the dimension d (give --dim)")
     metrics.update(common(ctx, batches, truncation))
-    metrics["total_chain_steps"] = sum(chain_steps(args.trials, 2 * burn[bt.key] + sum(k_lists[bt.key]), bt, c.n)
-                                       for bt in batches)
+    work = ctx.workload()
+    for bt in batches:
+        stream_work(work, args.trials, bt, sigma=sigma, T=burn[bt.key], Ks=k_lists[bt.key])
     arrays = {f"k_list_b{k}": np.array(v, dtype=np.int64) for k, v in k_lists.items()}
     arrays["lmc_k_list"] = np.array(metrics["lmc_k_list"], dtype=np.int64)
     if metrics["d2d_k_list"] is not None:
         arrays["d2d_k_list"] = np.array(metrics["d2d_k_list"], dtype=np.int64)
-    return plan_of(ctx, metrics["total_chain_steps"], metrics, arrays, "K lists saved", (batches, k_lists))
+    return plan_of(ctx, work, metrics, arrays, "K lists saved", (batches, k_lists))
 
 
 def sequential(ctx, planned: experiments.Plan):
@@ -719,7 +748,7 @@ def plan_paint_unlearning_sigma(ctx) -> experiments.Plan:
     eps, N = target_eps(args), args.requests
     sigmas = args.sigma_list or PAPER_SIGMAS
     check_requests(N, c.n)
-    k_lists, z_lists, acc_epochs, burn, retrain, certs, steps = {}, {}, {}, {}, {}, [], 0
+    k_lists, z_lists, acc_epochs, burn, retrain, certs, work = {}, {}, {}, {}, {}, [], ctx.workload()
     for bt in batches:
         k_lists[bt.key], z_lists[bt.key], acc_epochs[bt.key], burn[bt.key], retrain[bt.key] = {}, {}, {}, {}, {}
         for s in sigmas:
@@ -731,15 +760,15 @@ def plan_paint_unlearning_sigma(ctx) -> experiments.Plan:
             acc_epochs[bt.key][sk], burn[bt.key][sk], retrain[bt.key][sk] = int(sum(p["K"])), T, N * T
             certs.append(stream_certificate(c, bt, p, sigma=s, R=args.projection, tight_first=args.tight_first,
                                             setting=f"b={bt.key} sigma={sk}", T=T, bound=args.bound))
-            steps += chain_steps(args.trials, 2 * T + sum(p["K"]), bt, c.n)
+            stream_work(work, args.trials, bt, sigma=s, T=T, Ks=p["K"])
     metrics = {"sigma_list": sigmas, "epsilon": eps, "requests": N, "tight_first": args.tight_first,
                "k_lists": k_lists, "z_lists": z_lists, "accumulated_epochs": acc_epochs, "burn_in": burn,
-               "retraining_epochs": retrain, "certificates": certs, "total_chain_steps": steps}
+               "retraining_epochs": retrain, "certificates": certs}
     metrics.update(common(ctx, batches, truncation))
     arrays = {"sigma_list": np.array(sigmas)}
     for bt in batches:
         arrays[f"accumulated_epochs_b{bt.key}"] = np.array([acc_epochs[bt.key][results.json_key(s)] for s in sigmas])
-    return plan_of(ctx, steps, metrics, arrays, "K lists saved", (batches, sigmas, k_lists, acc_epochs))
+    return plan_of(ctx, work, metrics, arrays, "K lists saved", (batches, sigmas, k_lists, acc_epochs))
 
 
 def paint_unlearning_sigma(ctx, planned: experiments.Plan):
@@ -778,7 +807,15 @@ def plan_retrain_noiseless(ctx) -> experiments.Plan:
         notes.append(f"default removal counts {too_big} dropped: not below n = {c.n}")
     removes = [S for S in removes if S < c.n]
     burn = {bt.key: burn_in_of(ctx, bt, 0.0) for bt in batches}
-    steps = sum(chain_steps(1, burn[bt.key] * (1 + len(removes)), bt, c.n) for bt in batches)
+    work = ctx.workload()
+    for bt in batches:   # retrain_noiseless: one chain learns, and retrains on each D'_S
+        work.learn(1, burn[bt.key], b=bt.engine, sigma=0.0)
+        work.evaluate(1)
+        for _ in removes:
+            work.learn(1, burn[bt.key], b=bt.engine, sigma=0.0, new_data=True)
+            work.evaluate(1)
+        work.save(0)
+    steps = work.chain_steps
     cert = accountant.certificate(consts=c, eps=math.inf, alpha=None, K=0, sigma=0.0, R=args.projection, b=None,
                                   bound="none: sigma = 0 gives no privacy (a utility reference only)",
                                   comparison="none (no certificate)")
@@ -789,7 +826,7 @@ def plan_retrain_noiseless(ctx) -> experiments.Plan:
         ctx.log("note: " + line)
     ctx.log(f"plan: {steps:,} chain-steps (sigma = 0: one chain per setting)")
     arrays = {"remove_list": np.array(removes, dtype=np.int64)}
-    return experiments.Plan(metrics, arrays, chain_steps=steps, summary=f"plan only; {wall(ctx)}",
+    return experiments.Plan(metrics, arrays, work=work, summary=f"plan only; {wall(ctx)}",
                             tables=(batches, removes, burn))
 
 

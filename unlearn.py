@@ -34,7 +34,7 @@ from utils import (accountant, bounds, checks, cli, data, distributed, forecast,
                    reference, results)
 from utils import tabular
 from utils import state as statefile
-from utils.experiments import describe_constants, progress_bar, summary_stats
+from utils.experiments import check_learning, describe_constants, progress_bar, summary_stats
 from utils.state import StateError
 
 DEFAULT_SIGMA = 0.03
@@ -82,7 +82,7 @@ def build_parser() -> cli.OneLineParser:
             help="rows per request that --eps/--K plan for, and the size of the future-request table (default 1)")
     # the flags every script shares, with this command's defaults (utils.cli; the rest are its own: --seed is
     # drawn from the system's entropy by default, --sigma is > 0, --batch_size takes one value)
-    cli.add_flags(lp, ["lam", "M", "L", "delta", "bound", "burn_in", "trials", "device", "dtype"],
+    cli.add_flags(lp, ["lam", "M", "L", "delta", "bound", "burn_in", "trials", "device", "dtype", "yes"],
                   defaults={"bound": "best", "burn_in": "auto", "trials": 10},
                   helps={"lam": "L2 regularisation lambda, m = lam*n (default: m = 0.01, the papers' strong convexity)",
                          "L": "smoothness constant (default the closed-form bound 1/4 + m binary, 1 + m multiclass)",
@@ -347,6 +347,8 @@ def cmd_learn(args) -> int:
     for line in _future_lines(consts, settings, [], []):
         out(line)
 
+    check_learning(C=args.trials, T=T, b=b, dataset=ds, consts=consts, device=args.device, dtype=args.dtype,
+                   yes=args.yes)   # memory, and the time of learning (--yes above a day)
     from utils import engine  # torch only now: every flag and the plan are checked
 
     device = engine.resolve_device(distributed.device_spec(args.device))

@@ -273,7 +273,9 @@ def test_sequential2_plan_only_defaults_and_mironov_form(tmp_path, capsys):
     assert metrics["form"] == "mironov" and metrics["S_values"] == [5, 10, 20]
     assert metrics["lmc_k_lists"] == {str(S): Ks for S, Ks in lists.items()}
     assert metrics["d2d_k_lists"] == {"1": d2d[1.0], "1.5": d2d[1.5], "2": d2d[2.0]}
-    expected = 3 * (T + sum(sum(Ks) + T for Ks in lists.values()) + sum(sum(Ks) for Ks in d2d.values())) + T
+    # D2D learns one chain; each stream's first request continues it, the later ones the 3 trials' noisy copies
+    expected = (3 * (T + sum(sum(Ks) + T for Ks in lists.values())) + T
+                + sum(Ks[0] + 3 * (sum(Ks) - Ks[0]) for Ks in d2d.values()))
     assert metrics["total_chain_steps"] == expected
     assert f"total chain-steps: {expected:,}" in capsys.readouterr().out
     assert metrics["lmc_final"] == {} and not (tmp_path / "cache").exists()
@@ -367,6 +369,8 @@ def test_d2d_dimension_for_cifar10_multi_is_the_parameter_count(tmp_path):
     (baseline, ["--sequential2", "1", "--S", "7"], "--S 7: S=7 does not divide --num_remove 100"),
     (baseline, ["--sequential2", "1", "--num_remove", "300"], "--num_remove 300 is not below n=267"),
     (baseline, ["--sequential2", "1", "--sigma", "0"], "--sigma 0"),
+    (baseline, ["--sigma", "1e-320"], "--sigma does not apply to the default mode"),   # it named the folder only
+    (baseline, ["--find_k", "1", "--sigma", "0.1"], "--sigma does not apply to --find_k 1"),
     (baseline, ["--eps", "1", "1.0"], "repeats a value"),
     (baseline, ["--eps", "0"], "'0'"),
     (baseline, ["--S", "1", "2"], "single value"),

@@ -222,5 +222,7 @@ def test_plan_only_never_overwrites_a_finished_run(tmp_path, capsys):
     before = metrics.read_bytes()
     assert baseline.main(argv + ["--plan_only"]) == 0   # a plan is a run of its own, in its own folder
     assert metrics.read_bytes() == before
-    plan = run_dir(tmp_path / "LMC" / "DIGITS" / "sequential2")
-    assert plan != metrics.parent and json.loads((plan / "metrics.json").read_text())["plan_only"] is True
+    mode = tmp_path / "LMC" / "DIGITS" / "sequential2"
+    (plan,) = [p for p in mode.iterdir() if p.name not in (results.LATEST, metrics.parent.name)]
+    assert json.loads((plan / "metrics.json").read_text())["plan_only"] is True
+    assert run_dir(mode) == metrics.parent   # `latest` stays on the run with results, never on a plan

@@ -300,7 +300,10 @@ def test_plan_only_prints_the_saved_tables_and_a_calibrated_time(tmp_path, capsy
     shown = " ".join(map(str, k5[:5]))
     assert f"    5: [{shown} ... {k5[-1]}] ({len(k5)} values, sum {sum(k5)})" in out
     line = next(line for line in out.splitlines() if line.startswith("estimated time:"))
-    assert f"({metrics['total_chain_steps']:,} chain-steps x" in line and " on cpu " in line
+    assert " on cpu " in line and metrics["estimated_seconds"] > 0
+    # one line per kind of work, as counted in metrics.json: 5 chains' full-batch steps among them
+    steps = [w for w in metrics["estimate"]["work"] if w["what"] == "update" and w["C"] == 5 and w["noisy"]]
+    assert steps and f"{steps[0]['count']:,} full-batch steps, 5 chains" in out
 
 
 def test_paper_b_plan_with_n_says_which_truncation_a_run_uses(tmp_path, capsys):

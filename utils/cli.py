@@ -15,6 +15,7 @@ import sys
 
 
 PAPER_EPS = [0.05, 0.1, 0.5, 1.0, 2.0, 5.0]
+NO_DATASET = "no_dataset"   # the dataset folder of a problem planned from --n, --dim and --num_classes alone
 
 
 class UsageError(ValueError):
@@ -194,8 +195,11 @@ def device_value(text):
 # ``defaults=``) shows in --help; unlearn.py builds its subcommands from the same entries (add_flags).
 def _shared_flags(family: str) -> dict[str, tuple[str, dict]]:
     return {
-        "dataset": ("data", dict(default="MNIST", help="dataset name (MNIST, FASHION, CIFAR10, DIGITS, ... or any "
-                                                        "label with --features; default %(default)s)")),
+        "dataset": ("data", dict(default=None, help="dataset name (MNIST, FASHION, CIFAR10, DIGITS, ... or any "
+                                                     "label with --features; default MNIST, CIFAR10_MULTI for the "
+                                                     "multiclass scripts; none with --n: a problem of --n rows, "
+                                                     "--dim features and --num_classes classes, filed under "
+                                                     f"{NO_DATASET}/)")),
         "data_dir": ("data", dict(default="data", help="where downloads and caches live (default %(default)s/)")),
         "features": ("data", dict(default=None, help="precomputed features .npz/.pt (X_train, y_train, X_test, "
                                                      "y_test)")),
@@ -220,7 +224,11 @@ def _shared_flags(family: str) -> dict[str, tuple[str, dict]]:
                                 help="number of training rows for accounting only (no data loaded; with --find_k "
                                      "or --plan_only)")),
         "dim": ("constants", dict(type=int_in(1, 10 ** 9), default=None,
-                                  help="feature dimension d (default: the data's d; D2D needs it with --n)")),
+                                  help="feature dimension d (default: the data's d; D2D and the time estimate need "
+                                       "it with --n and no --dataset)")),
+        "num_classes": ("constants", dict(type=int_in(2, 10 ** 5), default=None,
+                                          help="with --n: the number of classes (default: the dataset's; without "
+                                               "--dataset 2, or 10 for the multiclass scripts)")),
         "d2d_dim": ("constants", dict(choices=["params", "data"], default="params",
                                       help="dimension in D2D's iteration counts: params = the model's parameter "
                                            "count (d k for softmax, as its theorem needs; default) or data = d (the "
@@ -248,8 +256,9 @@ def _shared_flags(family: str) -> dict[str, tuple[str, dict]]:
         "plan_only": ("run", dict(action="store_true",
                                   help="compute and save the accounting (sigmas, K) without running chains")),
         "no_cache": ("run", dict(action="store_true", help="do not reuse or store learned chains in result/cache/")),
-        "quiet": ("run", dict(action="store_true", help="no progress bars (they are drawn on a terminal only: a "
-                                                        "redirected stderr never gets them)")),
+        "quiet": ("run", dict(action="store_true", help="no progress: neither the bars drawn on a terminal nor the "
+                                                        "line every 30 s (stage, share done, time left) a redirected "
+                                                        "stderr gets")),
         "name": ("run", dict(type=run_name_value, default=None,
                              help="the run folder's name under <mode>/ (default: the flags given and a hash of all "
                                   "flags)")),
@@ -381,6 +390,7 @@ def make_parser(prog_description: str, *, family: str, multiclass: bool = False,
     this script's default / help of shared flags (e.g. audit.py's ``{"trials": 1000}``), on this parser only."""
     p = OneLineParser(description=prog_description, allow_abbrev=False)
     p.set_defaults(family=family, multiclass=multiclass)
+    p.default_dataset = "CIFAR10_MULTI" if multiclass else "MNIST"   # filled in by parse unless --n alone
     add_flags(p, SHARED_FLAGS, family=family, defaults=defaults, helps=helps)
     return p
 
@@ -443,17 +453,25 @@ def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
     args = parser.parse_args(argv)
     # what the run folder's name shows (results.run_name): the flags given with a non-default value
     args.given_flags = [k for k, v in vars(args).items() if v != parser.get_default(k)]
+    if args.dataset is None and (args.n is None or args.features is not None):
+        args.dataset = getattr(parser, "default_dataset", "MNIST")   # (with --n alone: no dataset at all)
     if args.gpu is not None:
         args.device = f"cuda:{args.gpu}"
     if args.quiet:
         os.environ["UNLEARN_NO_PROGRESS"] = "1"  # read by experiments.progress_bar
     from utils import data as data_mod  # no torch
 
-    check_safe_name("--dataset", args.dataset)
-    if args.features is None and args.dataset not in data_mod.names():
+    if args.dataset is not None:
+        check_safe_name("--dataset", args.dataset)
+    if args.features is None and args.dataset is not None and args.dataset not in data_mod.names():
         raise UsageError(f"unknown --dataset {args.dataset!r} (allowed: {', '.join(sorted(data_mod.names()))}, "
-                         "or any name together with --features FILE)")
-    named = data_mod.spec(args.dataset) if args.features is None else None  # a file's labels are known once read
+                         "or any name together with --features FILE, or none with --n)")
+    # a file's labels are known once read; without a dataset there are no labels at all
+    named = data_mod.spec(args.dataset) if args.features is None and args.dataset is not None else None
+    check_num_classes(args, named)
+    if args.classes is not None and args.dataset is None:
+        raise UsageError("--classes picks two classes of a dataset (allowed: with --dataset; without one, "
+                         "--num_classes)")
     if args.classes is not None:
         a, b = args.classes
         if named is not None and named.num_classes > 2:
@@ -467,6 +485,19 @@ def parse(parser: OneLineParser, argv=None, *, accounting_modes=("find_k",)):
             also = "".join(f" or --{m} 1" for m in accounting_modes)  # none: --plan_only alone
             raise UsageError(f"--n {args.n} loads no data, so it works only with --plan_only{also}")
     return args
+
+
+def check_num_classes(args, named) -> None:
+    """--num_classes describes a problem planned without data (--n): refused with loaded data (whose labels
+    decide) and when it contradicts the named dataset."""
+    k = getattr(args, "num_classes", None)
+    if k is None:
+        return
+    if args.n is None:
+        raise UsageError(f"--num_classes {k} works with --n (no data loaded; loaded data decide their classes)")
+    if named is not None and k != named.num_classes:
+        raise UsageError(f"--num_classes {k} contradicts --dataset {named.name} (allowed: {named.num_classes}, or "
+                         "no --dataset)")
 
 
 def parse_checked(parser: OneLineParser, argv=None, *, check=None, accounting_modes=("find_k",)):
@@ -579,7 +610,15 @@ def check_dataset_kind(args, *, multiclass: bool, scripts: tuple[str, str]) -> N
     """Refuse a named dataset of the other kind: scripts = (the binary script, the multiclass script)."""
     from utils import data as data_mod  # no torch
 
-    if args.features is not None or (data_mod.spec(args.dataset).num_classes > 2) == multiclass:
+    if args.features is not None:
+        return
+    if args.dataset is None:   # a problem without data: its --num_classes must suit the script
+        k = args.num_classes
+        if k is None or (k > 2) == multiclass:
+            return
+        kind, other = ("binary", scripts[0]) if multiclass else ("multiclass", scripts[1])
+        raise UsageError(f"--num_classes {k} is {kind}: use {other} for it")
+    if (data_mod.spec(args.dataset).num_classes > 2) == multiclass:
         return
     kind, other = ("binary", scripts[0]) if multiclass else ("multiclass", scripts[1])
     raise UsageError(f"--dataset {args.dataset} is {kind}: use {other} for it")

@@ -83,6 +83,25 @@ def one_shot(sampler, task, *, T: int, noise: dict) -> dict:
     return out
 
 
+def one_shot_work(work, C: int, *, T: int, noise: dict) -> None:
+    """What ``one_shot`` runs, counted in a utils/workload.py Workload (C: the trials)."""
+    work.learn(1, T, sigma=0.0)
+    work.evaluate(1)
+    for K in noise:
+        work.advance(1, K, sigma=0.0)
+        work.evaluate(C, len(noise[K]))
+
+
+def sequential_work(work, C: int, *, Ks) -> None:
+    """What ``sequential_stream`` runs for one K list, counted in a Workload (C: the trials): the first request
+    continues the one learned chain, the later ones the C noisy copies."""
+    for i, K in enumerate(Ks):
+        work.dataset()
+        work.advance(1 if i == 0 else C, K, sigma=0.0)
+        work.evaluate(C)
+        work.save(C)
+
+
 def sequential_stream(lab, w1, *, f: float, plan: dict) -> dict:
     """Single-point requests: K_i noiseless GD steps from the carried state, then sigma_2 noise is added to it.
     ``lab``: an experiments.Lab (resumable request by request: its stream_checkpoint keeps the chains)."""

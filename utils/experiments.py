@@ -26,25 +26,31 @@ from typing import Any, Callable
 
 import numpy as np
 
-from utils import accountant, d2d, distributed, models, results
+from utils import accountant, d2d, distributed, models, progress, results, workload
 from utils import data as data_mod
 from utils.results import RunFolder
 from utils.sampler import Sampler, progress_bar  # noqa: F401  (progress_bar: the scripts' bars, named here too)
+
+# A run's start-up, which its time estimate includes: the interpreter and the imports before this module (this
+# process's age now, when it is a script that just started) and what run_script does before the plan.
+_STARTED_AGO = workload.process_seconds() or 0.0
+_STARTED_AGO = _STARTED_AGO if _STARTED_AGO < 30 else 0.0   # imported late by a long-lived process: not a script's
+_T_MAIN = time.perf_counter()   # run_script's start (set again by each call)
 
 
 # ---------------------------------------------------------------- constants
 def model_defaults(args, dataset) -> tuple[float, float]:
     """(lam, M) of this run: the flags, else lam from the dataset (a named one's, or a --features file's once
     loaded) and M from the model (utils.models: Model.default_M). Derived values, kept on the run context."""
-    named = args.features is None
+    named = args.features is None and args.dataset is not None
     lam = args.lam
     if lam is None:
         if named:
             lam = data_mod.spec(args.dataset).default_lam
         elif dataset is not None:
             lam = dataset.default_lam
-        else:
-            raise ValueError("--lam is needed with --n and --features (no data is loaded to choose it)")
+        else:   # own data planned from --n alone: the rule a loaded features file gets (m = lam n = 0.01)
+            lam = data_mod.FEATURES_M / args.n
     M = args.M
     if M is None:
         M = models.model_for(num_classes_of(args, dataset)).default_M
@@ -80,15 +86,17 @@ def feature_dim(args, dataset) -> int | None:
         return args.dim
     if dataset is not None:
         return dataset.d
-    return None if args.features is not None else data_mod.spec(args.dataset).d
+    return None if args.features is not None or args.dataset is None else data_mod.spec(args.dataset).d
 
 
 def num_classes_of(args, dataset) -> int:
     """The model's number of classes: the data's, or without data (--n) the dataset name's or the script's."""
     if dataset is not None:
         return dataset.num_classes
-    if args.features is None:
+    if args.features is None and args.dataset is not None:
         return data_mod.spec(args.dataset).num_classes
+    if getattr(args, "num_classes", None) is not None:
+        return args.num_classes
     return data_mod.FEATURES_PLAN_CLASSES if getattr(args, "multiclass", False) else 2
 
 
@@ -129,6 +137,8 @@ class Context:
         self.t0 = time.perf_counter()
         self.warnings: list[str] = []
         self._lab = None
+        self.work: workload.Workload | None = None       # the plan's counts of work (open())
+        self.estimate: workload.Estimate | None = None   # its measured time, when measured
         self._auto_logged: set[str] = set()
         self.reused_seconds = 0.0  # wall clock of the parts reused from interrupted attempts of this run
 
@@ -166,6 +176,22 @@ class Context:
             self.log(f"burn-in auto (sigma={key}): T={T} steps, W2(law after T, stationary) <= {bound:.3g}")
         return T
 
+    def workload(self) -> workload.Workload:
+        """An empty count of this run's work (utils/workload.py): the plan fills it as its stages will run."""
+        ds, args = self.dataset, self.args
+        return workload.Workload(n=self.consts.n, d=feature_dim(args, ds), num_classes=num_classes_of(args, ds),
+                                 n_test=None if ds is None else len(ds.y_test), cache=not args.no_cache,
+                                 batch_orders=getattr(args, "batch_orders", "per_chain"))
+
+    def time_estimate(self, work: workload.Workload) -> workload.Estimate:
+        """The run's time here: every kind of its work timed on its data (random rows of its shape with --n)."""
+        ds, c = self.dataset, self.consts
+        data = {} if ds is None else dict(X=ds.X_train, y=ds.y_train, X_test=ds.X_test, y_test=ds.y_test)
+        return workload.estimate(work, startup=_STARTED_AGO + time.perf_counter() - _T_MAIN, consts=c,
+                                 device=self.args.device, dtype=self.args.dtype,
+                                 R=getattr(self.args, "projection", 0.0) or 0.0, scratch_dir=self.args.result_dir,
+                                 **data)
+
     def derived(self) -> dict:
         """The constants (metrics.json's ``constants``)."""
         return dataclasses.asdict(self.consts)
@@ -182,16 +208,17 @@ class Context:
         return dict({"mode": self.mode, "constants": self.derived(),
                      "dataset": None if self.dataset is None else self.dataset.identity}, **self.extra)
 
-    def open(self, chain_steps: int | None = None) -> "Context":
-        """Check the plan's size (``chain_steps``: chains x steps it will run) and memory, then lock the
-        folder and write config.json: a refused plan leaves nothing behind."""
+    def open(self, chain_steps: int | None = None, work: workload.Workload | None = None) -> "Context":
+        """Check the plan's size (``work``: what it will run, or ``chain_steps``: chains x steps) and memory,
+        then lock the folder and write config.json: a refused plan leaves nothing behind."""
         config = results.config_record(self.args, self.config_derived())
         config["complete"] = False  # until finish() writes it again beside the results it describes
         distributed.check_same("flags and data", results.cache_key(results.resume_inputs(config)))
+        self.work = work
 
         def check_and_write():   # under torchrun rank 0 alone: one error line, one folder
             if chain_steps is not None and not self.args.plan_only:
-                check_plan(self.args, self.dataset, chain_steps)
+                self.estimate = check_plan(self.args, self.dataset, chain_steps, work=work, ctx=self)
             self.run.open(config, resume=self.args.resume, plan_only=self.args.plan_only)
             self.run.write_config(config)
 
@@ -204,7 +231,7 @@ class Context:
         from utils import plots
 
         lab_timings = self._lab.timings if self._lab is not None else {}
-        record = {"mode": self.mode, "dataset": self.args.dataset, "family": self.args.family}
+        record = {"mode": self.mode, "dataset": dataset_label(self.args), "family": self.args.family}
         record.update(metrics)
         record.setdefault("constants", self.derived())
         # total: this attempt plus the parts it reused from interrupted ones (their own compute time)
@@ -218,6 +245,8 @@ class Context:
         record["d2d_dim"] = {"rule": getattr(self.args, "d2d_dim", "params"), "d": self.consts.d}
         if self.args.plan_only:
             _plan_report(self, record)
+        elif self.estimate is not None:   # measured before the run (a long one): beside its wall clock
+            record["estimated_seconds"], record["estimate"] = self.estimate.seconds, self.estimate.record()
         self.run.write_arrays(arrays)
         figure_paths = plots.draw(self.run.path, results.metrics_record(record, plan_only=self.args.plan_only),
                                   arrays)
@@ -236,13 +265,14 @@ class Context:
         # metrics.json marks the run finished, so it is written last: a failure before it (a full disk)
         # leaves a run that resumes, never one that looks finished without its log
         self.run.write_metrics(record, plan_only=self.args.plan_only)
-        self.run.finish()
+        self.run.finish(latest=not self.args.plan_only)   # `latest` names runs with results, never a plan
         self.run.close()
         return self.run.path
 
 
 def _plan_report(ctx, record: dict) -> None:
-    """--plan_only: the tables the plan saved, and the time the run would take here (calibrated)."""
+    """--plan_only: the tables the plan saved, and the time the run would take here (each kind of its work
+    timed on this machine: metrics.json's ``estimated_seconds`` and ``estimate``)."""
     from utils import plan_report
 
     lines = plan_report.plan_lines(record)
@@ -250,35 +280,84 @@ def _plan_report(ctx, record: dict) -> None:
         ctx.log("plan saved in metrics.json:")
         for line in lines:
             ctx.log("  " + line)
+    record["estimated_seconds"] = None
     if os.environ.get("UNLEARN_NO_CALIBRATION") == "1":
         return
-    c, ds = ctx.consts, ctx.dataset
-    k = num_classes_of(ctx.args, ds)
-    line = plan_report.estimate_line(record, n=c.n, d=ds.d if ds is not None else c.d,
-                                     num_classes=k, device=ctx.args.device, dtype=ctx.args.dtype,
-                                     family=ctx.args.family, chains=min(ctx.args.trials, 100))
-    if line:
+    work = ctx.work
+    if work is None or not work.counts:
+        return
+    if not work.d:
+        ctx.log("no time estimate: each step's cost depends on the feature dimension d (give --dim)")
+        return
+    ctx.log(f"timing each of the {len(work.counts)} kinds of work of this plan here (about "
+            f"{len(work.counts) * 0.2:.0f} s on an idle machine, longer on a busy one) ...")
+    try:
+        est = ctx.time_estimate(work)
+    except (RuntimeError, ValueError) as exc:   # e.g. no such device here: the plan stands without its time
+        ctx.log(f"no time estimate: {str(exc).splitlines()[0]}")
+        return
+    for line in est.lines():
         ctx.log(line)
+    record["estimated_seconds"], record["estimate"] = est.seconds, est.record()
 
-# Plans above this many chain-steps (chains x updates) need --yes: at a few thousand chain-steps per second
-# on a CPU that is days of work, and it is what a mistyped flag (a tiny lam or eps, a huge factor) produces.
+
+# Plans above this many chain-steps (chains x updates) that give no count of their work need --yes: at a few
+# thousand chain-steps per second on a CPU that is days of work (a plan's Workload is priced instead).
 PLAN_CONFIRM_CHAIN_STEPS = 10 ** 9
 
 
-def check_plan(args, dataset, chain_steps: int) -> None:
-    """UsageError for a plan that needs --yes (PLAN_CONFIRM_CHAIN_STEPS) or more memory than the device has."""
-    if chain_steps > PLAN_CONFIRM_CHAIN_STEPS and not getattr(args, "yes", False):
-        raise ValueError(f"the plan runs {chain_steps:.3g} chain-steps (more than {PLAN_CONFIRM_CHAIN_STEPS:.0e}: "
-                         "days of work); add --yes to run it, or check --lam, --eps, --sigma, --trials")
-    if dataset is None:
+def check_plan(args, dataset, chain_steps: int, *, work: workload.Workload | None = None, ctx=None):
+    """UsageError for a plan that needs --yes or more memory than the device has. With ``work`` (and the run
+    context ``ctx``) the plan's time is what needs --yes (workload.CONFIRM_SECONDS): a run whose slowest
+    conceivable time is below it is let through unmeasured, any other is timed here; returns that
+    workload.Estimate, or None when nothing was measured."""
+    yes = getattr(args, "yes", False)
+    if work is None or ctx is None:
+        if chain_steps > PLAN_CONFIRM_CHAIN_STEPS and not yes:
+            raise ValueError(f"the plan runs {chain_steps:.3g} chain-steps (more than {PLAN_CONFIRM_CHAIN_STEPS:.0e}: "
+                             "days of work); add --yes to run it, or check --lam, --eps, --sigma, --trials")
+    if dataset is not None:
+        check_memory(trials=args.trials, n=dataset.n, d=dataset.d, num_classes=dataset.num_classes,
+                     device=args.device, dtype=args.dtype)
+    if work is None or ctx is None or yes or not work.d or workload.slowest_seconds(work) <= workload.CONFIRM_SECONDS:
+        return None
+    estimate = ctx.time_estimate(work)
+    ctx.log(f"estimated time: {workload.duration(estimate.seconds)} on {estimate.device} (measured here just now)")
+    workload.confirm(estimate.seconds, yes=yes)
+    return estimate
+
+
+def check_learning(*, C: int, T: int, b, dataset, consts, device, dtype: str, yes: bool) -> None:
+    """unlearn.py learn's guard: the memory of C chains on the data, then the time of learning (T steps, or epochs
+    of batch b, and one evaluation), timed here only when it could exceed workload.CONFIRM_SECONDS; ValueError
+    (one line) unless --yes."""
+    check_memory(trials=C, n=dataset.n, d=dataset.d, num_classes=dataset.num_classes, device=device, dtype=dtype)
+    work = workload.Workload(n=dataset.n, d=dataset.d, num_classes=dataset.num_classes, n_test=len(dataset.y_test),
+                             cache=False)
+    work.learn(C, T, b=b, sigma=1.0)
+    work.evaluate(C)
+    if yes or workload.slowest_seconds(work) <= workload.CONFIRM_SECONDS:
         return
+    est = workload.estimate(work, consts=consts, X=dataset.X_train, y=dataset.y_train, X_test=dataset.X_test,
+                            y_test=dataset.y_test, device=device, dtype=dtype)
+    workload.confirm(est.seconds, yes=yes, what="--trials, --burn_in, --m, --sigma")
+
+
+# Each chain's noise stream is a torch.Generator of its own (engine.chain_generators): about 2.6 KB measured
+# (CPU, torch 2.x) with the Python object; counted as 4 KiB.
+GENERATOR_BYTES = 4096
+
+
+def check_memory(*, trials: int, n: int, d: int, num_classes: int, device, dtype: str) -> None:
+    """ValueError when ``trials`` chains on n x d data need more memory than the device has free: per chain the
+    state and its copies, one block of noise and its generator; the chunked products' intermediates once."""
     from utils import engine
 
-    itemsize = 4 if args.dtype == "float32" else 8
-    width = models.model_for(dataset.num_classes).width
-    per_chain = itemsize * (4 * dataset.d * width + engine.NOISE_BLOCK_ELEMS)   # state, copies, noise block
-    need = args.trials * per_chain + min(args.trials * dataset.n * width * itemsize, engine.MAX_CHUNK_BYTES)
-    device = engine.resolve_device(args.device)
+    itemsize = 4 if dtype == "float32" else 8
+    width = models.model_for(num_classes).width
+    per_chain = itemsize * (4 * d * width + engine.NOISE_BLOCK_ELEMS) + GENERATOR_BYTES
+    need = trials * per_chain + min(trials * n * width * itemsize, engine.MAX_CHUNK_BYTES)
+    device = engine.resolve_device(device)
     if device.type == "cuda":
         import torch
 
@@ -288,9 +367,40 @@ def check_plan(args, dataset, chain_steps: int) -> None:
             have, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine"
         except (ValueError, OSError, AttributeError):
             return
+        free = _available_bytes()
+        if free is not None and free < have:
+            have, where = free, "this machine (free now)"
     if need > have:
-        raise ValueError(f"--trials {args.trials} needs about {need / 2 ** 30:.1f} GiB for the chains but {where} "
+        raise ValueError(f"--trials {trials} needs about {need / 2 ** 30:.1f} GiB for the chains but {where} "
                          f"has {have / 2 ** 30:.1f} GiB (allowed: fewer --trials)")
+
+
+def _available_bytes() -> int | None:
+    """The memory the kernel can give a new process now (Linux MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def dataset_label(args) -> str:
+    """The dataset's name, or for a problem planned from --n alone (no --dataset) the folder that says so."""
+    from utils import cli
+
+    return args.dataset if args.dataset is not None else cli.NO_DATASET
+
+
+def describe_data(args, consts) -> str:
+    """What the run is on, for its first log line: the dataset, or the problem's shape when there is none."""
+    if args.dataset is not None:
+        return args.dataset
+    d = feature_dim(args, None)
+    return (f"no dataset (a problem of n={consts.n} rows" + (f", d={d}" if d else "")
+            + f", {num_classes_of(args, None)} classes)")
 
 
 def given_flags(args) -> tuple:
@@ -330,12 +440,12 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
         engine.resolve_device(args.device)  # "--device cuda" without CUDA fails before any file exists
     # the folder's hash covers lam and M as used (a default and the same value given are the same run's
     # inputs), as it did when they were written into the flags: a command line keeps its folder
-    run = RunFolder(args.result_dir, args.family, args.dataset, mode,
+    run = RunFolder(args.result_dir, args.family, dataset_label(args), mode,
                     run=results.run_name(results.to_jsonable(dict(vars(args), lam=lam, M=M)), mode=mode,
                                          given=given_flags(args)))
     ctx = Context(args, mode=mode, dataset=dataset, consts=consts, run=run)
     ctx.transform = transform   # what it recorded about the data (main_sgd.Truncation) is the plan's to read
-    ctx.log(f"{args.family} {mode} on {args.dataset}: " + describe_constants(consts))
+    ctx.log(f"{args.family} {mode} on {describe_data(args, consts)}: " + describe_constants(consts))
     if consts.d is not None and models.model_for(consts.num_classes).width > 1:
         ctx.log(f"D2D dimension d={consts.d} (--d2d_dim {args.d2d_dim}: "
                 + ("the model's parameter count, features x classes)" if args.d2d_dim == "params"
@@ -349,15 +459,20 @@ def start(args, *, mode: str, dataset_loader=None, max_removed=1, transform=None
 # ---------------------------------------------------------------- the script protocol
 @dataclasses.dataclass
 class Plan:
-    """What a script's plan step gives: the metrics and arrays known before any chain runs, the chain-steps
-    the stages will run (ctx.open checks them; None: no check), the summary of a --plan_only run, and
-    ``tables``, whatever the stages need from the plan."""
+    """What a script's plan step gives: the metrics and arrays known before any chain runs, the work the stages
+    will run (``work``, a utils/workload.py count, or only its ``chain_steps``; ctx.open checks it, None: no
+    check), the summary of a --plan_only run, and ``tables``, whatever the stages need from the plan."""
 
     metrics: dict
     arrays: dict
     chain_steps: int | None = None
     summary: str = "plan only"
     tables: Any = None
+    work: workload.Workload | None = None   # what the stages will run, counted by kind (its chain-steps)
+
+    def __post_init__(self):
+        if self.work is not None and self.chain_steps is None:
+            self.chain_steps = self.work.chain_steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -376,15 +491,18 @@ def run_script(parser, argv, *, check, scripts, accounting_modes=()) -> int:
     plan-only finish -> stages -> finish. ``check(args) -> mode``; ``scripts``: mode -> Script. Returns 0."""
     from utils import cli
 
+    global _T_MAIN
+    _T_MAIN = time.perf_counter()
     args, mode = cli.parse_checked(parser, argv, check=check, accounting_modes=accounting_modes)
     script = scripts[mode]
     ctx = start(args, mode=mode, **script.start(args))
     plan = script.plan(ctx)
-    ctx.open(chain_steps=plan.chain_steps)
+    ctx.open(chain_steps=plan.chain_steps, work=plan.work)
     if args.plan_only or script.stages is None:
         ctx.finish(plan.metrics, plan.arrays, summary=plan.summary)
         return 0
-    metrics, arrays, summary = script.stages(ctx, plan)
+    with progress.run(plan.work.progress_weight() if plan.work is not None else None):
+        metrics, arrays, summary = script.stages(ctx, plan)
     ctx.finish(metrics, arrays, summary=summary)
     return 0
 

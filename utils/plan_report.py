@@ -1,5 +1,5 @@
-"""What ``--plan_only`` prints: the tables of sigma / K / K lists it saves in metrics.json, and the run's
-time estimated from its chain-step count and a short calibration of this machine's step speed.
+"""What ``--plan_only`` prints: the tables of sigma / K / K lists it saves in metrics.json (the run's time,
+estimated from its counts of each kind of work and their measured cost here, is utils/workload.py's).
 
 The tables are read from the saved metrics themselves, so they never disagree with the file: every
 entry keyed by a swept value (sigma, eps, S, b, K) becomes a column of one table per key set, nested
@@ -7,15 +7,12 @@ maps become row x column tables, and step lists are shown abridged with their su
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 # metrics entries that are not part of the plan's tables (headers, records shown elsewhere)
 _SKIP = {"schema_version", "plan_only", "mode", "dataset", "family", "constants", "certificates", "warnings",
          "wall_clock_seconds", "truncation", "settings", "sigma_table", "comparison", "batch_sizes",
-         "lmc_removed_points", "z_lists", "Z_B"}
-CALIBRATION_SECONDS = 0.5   # measured steps per device; one warm-up step before
+         "lmc_removed_points", "z_lists", "Z_B", "estimate", "estimated_seconds"}
 
 
 def _fmt(v) -> str:
@@ -79,78 +76,3 @@ def plan_lines(metrics: dict) -> list[str]:
         for k in keys:
             lines.append("  " + f"{k:>10}" + "".join(f"{_fmt(entries[n][k]):>{w}}" for n, w in zip(names, widths)))
     return lines
-
-
-def chain_steps(metrics: dict) -> int | None:
-    for key in ("total_chain_steps", "chain_steps"):
-        if isinstance(metrics.get(key), (int, float)):
-            return int(metrics[key])
-    return None
-
-
-def seconds_per_chain_step(*, n: int, d: int, num_classes: int, device: str = "auto", dtype: str = "float32",
-                           batch_size: int | None = None, chains: int = 20,
-                           budget: float = CALIBRATION_SECONDS) -> tuple[float, str]:
-    """Measured seconds of one chain-step (one full-batch step, or one update of ``batch_size`` rows) on
-    random unit-norm data of the run's shape, on the chosen device; and the device's name."""
-    import torch
-
-    from utils import engine
-
-    try:
-        dev = engine.resolve_device(device)
-    except (RuntimeError, ValueError):
-        dev = engine.resolve_device("cpu")
-    rng = np.random.default_rng(0)
-    b = None if batch_size is None or batch_size >= n else int(batch_size)
-    n_used = n if b is None else (n // b) * b
-    X = rng.normal(size=(n_used, d))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    y = rng.integers(0, num_classes, n_used) if num_classes > 2 else rng.choice([-1.0, 1.0], n_used)
-    task = engine.to_task(X, y, num_classes, device=dev, dtype=dtype)
-    gen = engine.generator_for(0, "calibration", device=dev)
-    w = engine.init_chains(C=chains, d=d, num_classes=num_classes, sigma=0.01, m=1e-2, generator=gen,
-                           device=dev, dtype=dtype)
-    perms = engine.make_perms(chains, n_used, generator=gen, device=dev) if b else None
-    updates = 1 if b is None else n_used // b
-
-    def epoch():
-        engine.run_chains(w, task, steps=1, eta=1.0, sigma=0.01, m=1e-2, M=1.0, batch_size=b, perms=perms,
-                          generator=gen)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
-    epoch()  # warm-up (allocations, kernel choice)
-    done, t = 0, time.perf_counter()
-    while done < 2 or time.perf_counter() - t < budget:
-        epoch()
-        done += 1
-    return (time.perf_counter() - t) / (done * updates * chains), str(dev)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def estimate_line(metrics: dict, *, n: int, d: int | None, num_classes: int, device: str, dtype: str,
-                  family: str, chains: int = 100) -> str | None:
-    """One line: the run's estimated time from its chain-steps and the measured step speed here."""
-    total = chain_steps(metrics)
-    if not total or not d:
-        return None
-    full, dev = seconds_per_chain_step(n=n, d=d, num_classes=num_classes, device=device, dtype=dtype,
-                                       chains=chains)
-    line = (f"estimated time: {_duration(total * full)} on {dev} ({total:,} chain-steps x {full * 1e3:.3g} ms "
-            f"per full-batch chain-step, measured here just now on random data of this shape")
-    sizes = [int(b) for b in metrics.get("batch_sizes") or [] if str(b).isdigit()]
-    if family == "SGD" and sizes:  # the plan mixes batch sizes: its time lies between their costs
-        b = min(sizes)
-        small, _ = seconds_per_chain_step(n=n, d=d, num_classes=num_classes, device=device, dtype=dtype,
-                                          batch_size=b, chains=chains)
-        line += (f"; {_duration(total * small)} if every update took b = {b} rows ({small * 1e3:.3g} ms per "
-                 "chain-update): the run's mix of batch sizes lies between the two")
-    return line + "; a machine shared with other jobs can take several times longer)"

@@ -51,6 +51,8 @@ def draw(folder: str, metrics: dict | None = None, arrays: dict | None = None) -
     figure function has nothing to draw, e.g. a plan with no accounting curves)."""
     if metrics is None:
         metrics = results.read_json(os.path.join(folder, "metrics.json"))
+    if not isinstance(metrics, dict):
+        raise ValueError(f"metrics.json holds a JSON {type(metrics).__name__}, not a run's record")
     if arrays is None:
         path = os.path.join(folder, "arrays.npz")
         arrays = results.read_npz(path) if os.path.exists(path) else {}
@@ -74,11 +76,24 @@ def main(argv=None) -> int:
         except results.ResultError as exc:
             print(f"plots: error: {exc}", file=sys.stderr)
             return 2
-        if not os.path.exists(os.path.join(folder, "metrics.json")):
-            print(f"plots: error: {folder!r} holds no metrics.json (an unfinished run: rerun it with --resume)",
-                  file=sys.stderr)
+        why = results.unfinished(folder)
+        if why is not None:   # an unfinished run's files are never drawn as its results
+            print(f"plots: error: {folder} is not a finished run: {why}", file=sys.stderr)
             return 2
-        for path in draw(folder):
+        try:
+            paths = draw(folder)
+        except OSError as exc:
+            from utils import cli
+
+            print(f"plots: error: {cli.os_error_text(exc)}", file=sys.stderr)
+            return 2
+        except Exception as exc:   # a foreign or damaged record: one line, not the figure code's traceback
+            if os.environ.get("UNLEARN_DEBUG"):
+                raise
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"plots: error: {folder}: its metrics.json / arrays.npz cannot be drawn ({reason})", file=sys.stderr)
+            return 2
+        for path in paths:
             print(path)
     return 0
 

@@ -38,7 +38,7 @@ _RESUME_IGNORED = {"resume", "plan_only", "device", "gpu", "yes"}
 _NOT_NAMING = {"resume", "device", "gpu", "result_dir", "data_dir", "no_cache", "quiet", "name", "yes",
                "family", "multiclass", "given_flags", "S_given"}
 # Flags added after run folders were named: hashed only when set, so an older command line keeps its folder.
-_HASHED_WHEN_SET = {"paper_a_run"}
+_HASHED_WHEN_SET = {"paper_a_run", "num_classes"}
 LATEST = "latest"              # <mode>/latest: a relative symlink to the run, or a file naming it
 INCOMPLETE = "INCOMPLETE"      # present while a run folder's results are not (all) written yet
 RESULT_FILES = ("config.json", "metrics.json", "arrays.npz", "log.txt", "figure.png", "figure.pdf")
@@ -415,13 +415,54 @@ def _set_latest(mode_dir: str, run: str) -> None:
     os.replace(tmp, link)
 
 
+def _latest_target(mode_dir: str) -> str | None:
+    """The run name ``<mode_dir>/latest`` holds (a symlink or a one-line file), or None."""
+    link = os.path.join(mode_dir, LATEST)
+    try:
+        if os.path.islink(link):
+            return os.path.normpath(os.readlink(link))
+        if os.path.isfile(link):
+            with open(link, encoding="utf-8") as fh:
+                return fh.read().strip()
+    except OSError:
+        return None
+    return None
+
+
+def unfinished(folder: str) -> str | None:
+    """Why a run folder's results must not be read as a finished run's (a few words), or None when it
+    finished: the finished mark is config.json's ``complete: true``, metrics.json written after it, and no
+    INCOMPLETE left (utils.summary and utils.plots read nothing else as results)."""
+    if os.path.exists(os.path.join(folder, INCOMPLETE)):
+        return f"{INCOMPLETE} is present (rerun the same command with --resume)"
+    for name, finished, what in (("config.json", lambda r: r.get("complete") is True, "does not say complete: true"),
+                                 ("metrics.json", lambda r: "schema_version" in r, "is not a run's record")):
+        try:
+            record = read_json(os.path.join(folder, name))
+        except FileNotFoundError:
+            return f"no {name}"
+        except (OSError, ValueError, RecursionError):
+            return f"{name} is unreadable"
+        if not isinstance(record, dict) or not finished(record):
+            return f"{name} {what}"
+    return None
+
+
+def _is_plan(folder: str) -> bool:
+    try:
+        return read_json(os.path.join(folder, "metrics.json")).get("plan_only") is True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def is_run_dir(path: str) -> bool:
     return any(os.path.exists(os.path.join(path, f)) for f in ("config.json", "metrics.json", INCOMPLETE))
 
 
 def resolve_run_dir(path) -> str:
-    """A run folder given a run folder, or a mode folder (-> the run its ``latest`` names). Readers and
-    tests call this so that both spellings work: ``resolve_run_dir("result/LMC/DIGITS/baseline")``."""
+    """A run folder given a run folder, or a mode folder (-> the run its ``latest`` names, or where no run has
+    results yet, the newest finished --plan_only run). Readers and tests call this so that both spellings
+    work: ``resolve_run_dir("result/LMC/DIGITS/baseline")``."""
     path = os.fspath(path)
     if is_run_dir(path):
         return path
@@ -435,6 +476,11 @@ def resolve_run_dir(path) -> str:
             target = os.path.join(path, fh.read().strip())
         if is_run_dir(target):
             return target
+    else:   # no run with results yet (`latest` never names a --plan_only run): the newest finished plan
+        finished = [p for p in run_dirs(path) if p != path and os.path.exists(os.path.join(p, "metrics.json"))
+                    and not os.path.exists(os.path.join(p, INCOMPLETE))]
+        if finished and all(_is_plan(p) for p in finished):
+            return finished[0]
     raise ResultError(f"{path} is neither a run folder (config.json, metrics.json) nor a mode folder with a "
                       f"'{LATEST}' run: give a folder under result/<LMC|SGD>/<DATASET>/<mode>/")
 
@@ -636,16 +682,21 @@ class RunFolder:
     def write_log(self) -> None:
         atomic_write_text(self.file("log.txt"), "\n".join(self.log_lines) + "\n")
 
-    def finish(self) -> None:
+    def finish(self, *, latest: bool = True) -> None:
         """Once every final file is in place: drop the resumable parts, any temporary file and the
-        INCOMPLETE mark, and point ``<mode>/latest`` at this run."""
+        INCOMPLETE mark, and point ``<mode>/latest`` at this run; ``latest=False`` (a --plan_only run, which
+        has no results to draw) leaves it on the last run with results, and never on this one."""
         if os.path.exists(self.file(INCOMPLETE)):
             os.unlink(self.file(INCOMPLETE))
         if os.path.isdir(self.parts_dir):
             shutil.rmtree(self.parts_dir)
         sweep_tmp(self.path)
-        if self.run is not None:
+        if self.run is None:
+            return
+        if latest:
             _set_latest(self.mode_dir, self.run)
+        elif _latest_target(self.mode_dir) == self.run:   # named it before this plan replaced it
+            os.unlink(os.path.join(self.mode_dir, LATEST))
 
 
 # ---------------------------------------------------------------- learned-chain cache

@@ -17,12 +17,13 @@ learned-chain cache, resumable stages and the wall clock per phase.
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import nullcontext
 from typing import Protocol
 
 import numpy as np
 
-from utils import distributed, models
+from utils import distributed, models, progress
 
 
 class ChainStore(Protocol):
@@ -143,7 +144,8 @@ class Sampler:
         if C == 0:
             return w
         total = steps * (self.steps_per_unit(b))
-        with self.timed(phase), progress_bar(desc, total, C) as bar:
+        weight = progress.update_weight(C, b or self.n, self.d, self.model.width)   # of one update, for the lines
+        with self.timed(phase), progress_bar(desc, total, C, weight=weight) as bar:
             out = self.engine.run_chains(w, task, steps=steps, eta=c.eta if eta is None else eta,
                                          sigma=sigma, m=c.m, M=c.M, R=self.R, batch_size=b, perms=perms,
                                          generator=self.gen(phase, *key), progress=bar.update,
@@ -208,10 +210,20 @@ class Sampler:
         return next(iter(self.removal_stream([S], key=key)))
 
 
-def progress_bar(desc: str, total: int, C: int):
-    """A tqdm bar of `total` steps of C chains, on a terminal only (tqdm's disable=None: a log file
-    gets no bars); off for nothing to do, with --quiet or with UNLEARN_NO_PROGRESS=1."""
+def progress_bar(desc: str, total: int, C: int, *, weight: float = 1.0):
+    """A tqdm bar of `total` steps of C chains on a terminal; where stderr is not one (a log file), a line every
+    30 s or so with the stage, the share done and the time left (utils/progress.py; ``weight``: one step's
+    cost there). Off for nothing to do, with --quiet or with UNLEARN_NO_PROGRESS=1."""
     from tqdm.auto import tqdm
 
     off = total == 0 or os.environ.get("UNLEARN_NO_PROGRESS") == "1" or not distributed.world().main
+    if not off and not _is_terminal(sys.stderr):
+        return progress.Lines(f"{desc}, {C} chain{'s' * (C != 1)}", total, weight)
     return tqdm(total=total, desc=f"{desc} [{C} chains]", unit="step", leave=False, disable=True if off else None)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
