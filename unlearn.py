@@ -133,7 +133,7 @@ def build_parser() -> cli.OneLineParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if distributed.env_world().size > 1:   # rows split across the ranks; rank 0 alone reads and writes the state
-        if args.run not in (cmd_learn, cmd_remove) or getattr(args, "batch_size", "full") != "full":
+        if args.run not in (cmd_learn, cmd_remove) or getattr(args, "batch_size", None) not in (None, "full"):
             raise cli.UsageError("under torchrun unlearn.py runs full-batch learn and remove only, their rows split "
                                  "across the ranks (allowed: python unlearn.py ... for status, export, mini-batches)")
         distributed.setup(args.device)
