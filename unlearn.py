@@ -2,11 +2,12 @@
 
     python unlearn.py learn  --features my.npz --state st/ [--sigma S | --eps E --K K]
     python unlearn.py learn  --features my.csv --label COL [--id COL] [--test FILE | --test_fraction F]
-                             [--standardize test|FILE] [--bias 1] --state st/ ...
+                             [--standardize test|none|FILE] [--bias 1] [--dropna] --state st/ ...
     python: unlearn.learn(dataframe, label="COL", state="st/", ...)   (same options as keywords)
     python unlearn.py remove --state st/ --ids 17 42            (or --ids FILE)
     python unlearn.py status --state st/
     python unlearn.py export --state st/ --out model.npz [--chain i]
+    python unlearn.py verify --state st/ [--trust-existing]
 
 Full batch runs projected noisy gradient descent (PNGD, Langevin unlearning, paper A) certified by the
 sequential bound of docs/METHOD.md §3.3 with each request's own size; ``--batch_size b`` runs noisy SGD
@@ -34,7 +35,7 @@ from utils import (accountant, bounds, checks, cli, data, distributed, forecast,
                    reference, results)
 from utils import tabular
 from utils import state as statefile
-from utils.experiments import check_learning, describe_constants, progress_bar, summary_stats
+from utils.experiments import check_learning, check_unlearning, describe_constants, progress_bar, summary_stats
 from utils.state import StateError
 
 DEFAULT_SIGMA = 0.03
@@ -47,7 +48,7 @@ def build_parser() -> cli.OneLineParser:
     p = cli.OneLineParser(prog="unlearn.py", allow_abbrev=False,
                           description="Learn on your own features once, then remove rows on request "
                                       "with a certificate (Langevin / noisy-SGD unlearning).")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{learn,remove,status,export}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{learn,remove,status,export,verify}")
 
     lp = sub.add_parser("learn", allow_abbrev=False, help="learn noisy chains on a features file, save the state",
                         description="Learn noisy chains on a features file and save a state folder.")
@@ -65,11 +66,15 @@ def build_parser() -> cli.OneLineParser:
     cli.add(lp, "--bias", type=cli.nonneg_float, default=None,
             help="a constant column appended to every row before row normalisation (the model's bias term; "
                  "0 for none; default 1 for tables, 0 for .npz/.pt)")
-    cli.add(lp, "--standardize", default="none",
-            help="none (default), test (column mean and scale from the held-out rows) or a public file with "
-                 "the same columns; never the training rows, so the certificate covers it")
+    cli.add(lp, "--standardize", default=None,
+            help="test (column mean and scale from the held-out rows; the default for tables), none (the default "
+                 "for .npz/.pt) or a public file with the same columns; never the training rows, so the "
+                 "certificate covers it")
+    cli.add(lp, "--dropna", action="store_true",
+            help="table only: drop the rows that miss a value (a line counts them) instead of refusing the table")
     cli.add(lp, "--m", type=cli.positive_float, default=None,
-            help="strong convexity m = lam*n directly (default 0.01); larger m shrinks the noise's spread sigma^2/m")
+            help=f"strong convexity m = lam*n directly (default {tabular.TABLE_M:g} for tables, "
+                 f"{data.FEATURES_M:g} for .npz/.pt); larger m shrinks the noise's spread sigma^2/m")
     cli.add(lp, "--state", required=True, help="new state folder to create")
     cli.add(lp, "--name", default=None, help="a label for the data (default: the file's name)")
     cli.add(lp, "--sigma", type=cli.SIGMA_POSITIVE, default=None,
@@ -84,7 +89,10 @@ def build_parser() -> cli.OneLineParser:
     # drawn from the system's entropy by default, --sigma is > 0, --batch_size takes one value)
     cli.add_flags(lp, ["lam", "M", "L", "delta", "bound", "burn_in", "trials", "device", "dtype", "yes"],
                   defaults={"bound": "best", "burn_in": "auto", "trials": 10},
-                  helps={"lam": "L2 regularisation lambda, m = lam*n (default: m = 0.01, the papers' strong convexity)",
+                  helps={"lam": f"L2 regularisation lambda, m = lam*n (default: m = {tabular.TABLE_M:g} for tables, "
+                                f"{data.FEATURES_M:g} for .npz/.pt)",
+                         "delta": "delta of (eps, delta): the probability allowed for the guarantee to fail "
+                                  "outright (default min(1e-5, 1/(10 n)))",
                          "L": "smoothness constant (default the closed-form bound 1/4 + m binary, 1 + m multiclass)",
                          "burn_in": "learning steps T (epochs for mini-batches), or auto: W2 to the stationary law "
                                     "<= 1%% of its radius (default %(default)s)",
@@ -109,7 +117,7 @@ def build_parser() -> cli.OneLineParser:
     cli.add(rp, "--eps", type=cli.EPS, default=None,
             help="target epsilon of this request (default: the state's, set at learn)")
     cli.add(rp, "--features", default=None, help="check that this features file is the one the state learned on")
-    cli.add_flags(rp, ["device"])
+    cli.add_flags(rp, ["device", "yes"])
     rp.set_defaults(run=cmd_remove)
 
     sp = sub.add_parser("status", allow_abbrev=False, help="request log, current guarantee, held-out accuracy",
@@ -126,12 +134,26 @@ def build_parser() -> cli.OneLineParser:
             help="which chain, or several distinct chains (default 0); k chains cost k times the Renyi "
                  "divergence of one, and export prints that composed guarantee")
     ep.set_defaults(run=cmd_export)
+
+    vp = sub.add_parser("verify", allow_abbrev=False, help="check a state folder's whole history and certificates",
+                        description="Check the state folder's sealed history, every value, and every request's "
+                                    "certificate against the accountant; exit 0 only when all hold.")
+    cli.add(vp, "--state", required=True, help="the state folder made by learn")
+    cli.add(vp, "--trust-existing", dest="trust_existing", action="store_true",
+            help="a state written by an older unlearn.py (no sealed history): after the same checks, accept its "
+                 "values once as they are and seal them (a new version); without it such a state is refused")
+    vp.set_defaults(run=cmd_verify)
     return p
+
+
+_RUNNING: dict = {}     # the command under way and the state version it started from (for main.interrupted)
 
 
 @cli.guarded
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _RUNNING.clear()
+    _RUNNING.update(command=args.command, state=os.path.abspath(args.state))
     if distributed.env_world().size > 1:   # rows split across the ranks; rank 0 alone reads and writes the state
         if args.run not in (cmd_learn, cmd_remove) or getattr(args, "batch_size", None) not in (None, "full"):
             raise cli.UsageError("under torchrun unlearn.py runs full-batch learn and remove only, their rows split "
@@ -178,6 +200,19 @@ def request_rdp(meta):
     bound = (accountant.epsilon_pnsgd_loose if bounds.pnsgd_form(Ks[:-1]) == "loose"
              else accountant.epsilon_pnsgd_tight)
     return lambda a: bound(alpha=a, K=Ks[-1], Z=Z, sigma=sigma, eta=consts.eta, m=consts.m, n=consts.n, b=b)
+
+
+def default_delta(n: int) -> float:
+    """unlearn.py's delta for a user's own rows: at most 1e-5 and at most 1/(10 n), the differential-privacy
+    norm of a delta well below 1/n (the papers' scripts keep the papers' 1/n)."""
+    return min(1e-5, 1.0 / (10 * n))
+
+
+def delta_text(delta: float, how: str) -> str:
+    """One line saying what delta means, for the people whose rows are removed."""
+    return (f"delta={delta:.3g} ({how}): besides eps, the guarantee allows this probability that it fails "
+            "outright; eps bounds how much more likely any output is with a removed row than after retraining "
+            f"without it (at most e^eps times)")
 
 
 def choose_sigma(args, consts, b):
@@ -256,7 +291,7 @@ def _bound_name(b, bound: str = "paper") -> str:
 
 
 def _future_lines(consts, settings, Ks, sizes) -> list[str]:
-    """The K of the next requests of --request_size rows at the state's eps, until retraining is cheaper."""
+    """The K of the next requests of --request_size rows at the state's eps, until learning afresh is cheaper."""
     b = None if settings["batch_size"] == "full" else int(settings["batch_size"])
     eps, bound = settings["eps_default"], settings.get("bound", "paper")
 
@@ -297,7 +332,7 @@ def cmd_learn(args) -> int:
     loaded = tabular.load(args.features if frame is None else frame, name=args.name, label=args.label,
                           id_col=args.id, test=args.test if test_frame is None else test_frame,
                           test_fraction=args.test_fraction, split_seed=args.split_seed, bias=args.bias,
-                          standardize=args.standardize)
+                          standardize=args.standardize, dropna=args.dropna)
     ds, ids, prep = loaded.dataset, loaded.ids, loaded.preprocessing
     checks.integer("--request_size", args.request_size, lo=1, hi=ds.n - 1)   # S < n (docs/METHOD.md §1.1)
     if model_kinds.is_network(args):
@@ -309,8 +344,9 @@ def cmd_learn(args) -> int:
     model = models.model_for(ds.num_classes)
     M = args.M if args.M is not None else model.default_M
     model.check_clipping_for_data(M=M, X=ds.X_train)
+    delta = default_delta(ds.n) if args.delta is None else args.delta
     consts = accountant.make_constants(n=ds.n, lam=lam, M=M, num_classes=ds.num_classes, L=args.L,
-                                       delta=args.delta, d=ds.d)
+                                       delta=delta, d=ds.d)
     sigma, sigma_rule = choose_sigma(args, consts, b)
     T, T_rule = learning_steps(args.burn_in, sigma, consts, model.params(ds.d))
     eps_default = DEFAULT_EPS if args.eps is None else args.eps
@@ -338,6 +374,7 @@ def cmd_learn(args) -> int:
     if hint:
         out(hint)
     out(describe_constants(consts))
+    out(delta_text(consts.delta, "--delta" if args.delta is not None else "default min(1e-5, 1/(10 n))"))
     out(f"noise sigma={sigma:.6g} ({sigma_rule}); {settings['method']} "
         f"{'full batch' if b is None else f'b={b}'}; learning T={T} {_unit(settings)} ({T_rule}); "
         f"{args.trials} chains; noise seed {seed_note}")
@@ -384,6 +421,8 @@ def cmd_learn(args) -> int:
     arrays = {"w": w.cpu().numpy(), "X": ds.X_train, "y": ds.y_train, "ids": ids, "X_test": ds.X_test,
               "y_test": ds.y_test, "accuracy": acc, "removed": np.zeros(ds.n, dtype=bool),
               **{f"prep_{k}": v for k, v in prep.arrays().items()}}
+    if loaded.ids_test is not None and loaded.ids_test.dtype.kind == ids.dtype.kind:
+        arrays["ids_test"] = loaded.ids_test     # remove names them as held out instead of "not in the data"
     if perms is not None:
         arrays["perms"] = perms.cpu().numpy()
     distributed.barrier()   # every rank finished learning: a failed one leaves no state
@@ -427,6 +466,7 @@ def cmd_remove(args) -> int:
     # keeps them from the collective timeout (30 min by default) however long another remove holds it
     with statefile.locked(args.state, on_wait=distributed.heartbeat()):
         st = statefile.load(args.state)
+        _RUNNING["version"] = st.version
         _check_features(st, args.features)
         if _network(st):
             import unlearn_network
@@ -434,10 +474,11 @@ def cmd_remove(args) -> int:
             return unlearn_network.remove(args, st)
         meta, arrays, settings = st.meta, st.arrays, st.meta["settings"]
         header: list = []
+        held_out = arrays.get("ids_test")
         ids = statefile.read_ids(args.ids, arrays["ids"], id_name=meta["dataset"].get("input", {}).get("id"),
-                                 skipped=header)
+                                 skipped=header, held_out=held_out)
         consts = constants_of(meta)
-        rows = statefile.rows_for_ids(arrays["ids"], _removed_by(meta), ids)
+        rows = statefile.rows_for_ids(arrays["ids"], _removed_by(meta), ids, held_out=held_out)
         s = len(meta["requests"]) + 1
         Ks = [r["K"] for r in meta["requests"]]
         sizes = [r["S"] for r in meta["requests"]] + [int(rows.size)]
@@ -457,6 +498,9 @@ def cmd_remove(args) -> int:
         out(f"request {s}: remove {rows.size} row(s), ids {_ids_text(ids)}; the accountant needs K={K} {unit} "
             f"for eps={eps_target:g} given the {s - 1} earlier request(s)")
         _note_cost(out, K, settings["T"], unit)
+        check_unlearning(C=arrays["w"].shape[0], K=K, b=b, X=arrays["X"], y=arrays["y"], X_test=arrays["X_test"],
+                         y_test=arrays["y_test"], num_classes=meta["dataset"]["num_classes"], consts=consts,
+                         device=args.device, dtype=settings["dtype"], yes=args.yes)   # --yes above a day
         if distributed.world().active:   # the other ranks (_remove_rank) unlearn their rows of this request
             if b is not None:
                 raise cli.UsageError("this state learned with mini-batches: remove it with python unlearn.py "
@@ -464,10 +508,8 @@ def cmd_remove(args) -> int:
             distributed.broadcast(dict(arrays=arrays, rows=rows, K=K, s=s, meta=meta, consts=consts, b=b))
         new_arrays, seconds = _unlearn(arrays, rows, K=K, s=s, meta=meta, consts=consts, b=b, device=args.device)
         steps_so_far = sum(Ks) + K
-        # The certificate compares with retraining from scratch for T + sum K (docs/METHOD.md §6.1): doing
-        # that at each request j instead would have cost T + K_1 + ... + K_j at request j.
         all_K = Ks + [K]
-        retrain = sum(settings["T"] + sum(all_K[:j + 1]) for j in range(s))
+        retrain = forecast.retraining_steps(settings["T"], all_K)   # the certificate's reference, per request
         cert = accountant.certificate(
             consts=consts, eps=eps, alpha=alpha, K=K, sigma=sigma, R=settings["R"], b=b,
             bound=(("PNGD sequential, per-request S (A, docs/METHOD.md §3.3)" if b is None else
@@ -507,6 +549,30 @@ def _settle(path) -> None:
     if left:
         print(f"pending deletion in {os.path.abspath(path)}: {', '.join(left)} still hold removed rows "
               "(a remove is running, or the folder is not writable)")
+
+
+def _interrupted() -> str:
+    """What works after Ctrl-C or SIGTERM (cli.guarded prints it): unlearn.py has no --resume, because every
+    command either committed its new version or left the previous one."""
+    command, path = _RUNNING.get("command"), _RUNNING.get("state", "")
+    try:
+        version = statefile._current_version(path)
+    except StateError:
+        version = None
+    if command == "learn":
+        if version is None:
+            return (f"nothing was saved; rerun the same learn command (it deletes what this one left in {path}; "
+                    "there is no --resume)")
+        return f"learning had finished: state folder {path} is saved (version {version})"
+    if command in ("remove", "verify") and version is not None and version > _RUNNING.get("version", version):
+        return (f"the change was committed as version {version} of {path}: 'python unlearn.py status --state "
+                f"{path}' shows it (there is no --resume)")
+    what = "the request was not committed: " if command == "remove" else ""
+    return (f"{what}state folder {path} is unchanged; rerun the same command"
+            + (" (it draws the same noise; there is no --resume)" if command == "remove" else ""))
+
+
+main.interrupted = _interrupted
 
 
 def _remove_rank(args) -> int:
@@ -608,6 +674,61 @@ def cmd_status(args) -> int:
             print(line.replace("noiseless reference:", "noiseless reference (data at learn):"))
     if "preprocessing" in ds:
         print(_prep_text(ds["preprocessing"]))
+    return 0
+
+
+def check_certificates(meta) -> str:
+    """StateError unless every request's recorded eps is at least what today's accountant gives for the recorded
+    K history (the certificate then still holds); returns one line saying what was checked."""
+    consts, settings = constants_of(meta), meta["settings"]
+    b = None if settings["batch_size"] == "full" else int(settings["batch_size"])
+    bound, Ks, sizes, worst = settings.get("bound", "paper"), [], [], 0.0
+    for r in meta["requests"]:
+        Ks.append(r["K"])
+        sizes.append(r["S"])
+        if b is None:
+            eps = bounds.pngd_eps(bound, Ks=Ks, sizes=sizes, sigma=settings["sigma"], consts=consts)[0]
+        else:
+            eps = bounds.pnsgd_eps(bound, Ks=Ks, sizes=sizes, sigma=settings["sigma"], consts=consts, b=b)[0]
+        recorded = float(jsonable.numbers(r["certificate"])["eps"])
+        if not recorded >= eps * (1 - 1e-9) - 1e-12:
+            raise StateError(f"request {r['request']}'s certificate says eps={recorded:.6g}, but the "
+                             f"accountant gives eps={eps:.6g} for its K history {Ks[-5:]} (allowed: a recorded eps "
+                             "at least the bound's; this certificate does not hold)")
+        worst = max(worst, eps / recorded if recorded > 0 else 0.0)
+    n = len(meta["requests"])
+    return (f"certificates: {n} of {n} recomputed with today's accountant ({_bound_name(b, bound)}): every recorded "
+            f"eps holds" + (f" (largest recomputed / recorded: {worst:.6g})" if n else ""))
+
+
+def cmd_verify(args) -> int:
+    path = os.path.abspath(args.state)
+    _settle(path)
+    if args.trust_existing:
+        with statefile.locked(path):
+            _RUNNING["version"] = old = statefile._current_version(path)
+            lines = []
+
+            def check(meta, arrays):
+                lines.append(check_certificates(meta))
+            note = (f"verify --trust-existing at {_now()}: version {old}, written by an older unlearn.py without a "
+                    "sealed history, accepted as it was (arrays matched their sha256, every value was consistent, "
+                    f"every certificate held under the accountant); sealed from version {old + 1} on\n")
+            st = statefile.trust_existing(path, note, check=check)
+        print(lines[0])
+        print(f"accepted state folder {path} as it was: version {old} sealed as version {st.version} with a new "
+              f"{statefile.KEY}; its history before version {st.version} is trusted, not verified")
+        return 0
+    st = statefile.load(path)
+    meta, history = st.meta, st.meta["history"]
+    first = history[0]
+    start = ("learn" if first["event"] == "learn" else
+             f"version {first['version']}, an older state accepted by --trust-existing at {first.get('time', '?')}")
+    print(f"state folder {path}: version {st.version}; history of {len(history)} sealed version(s) from {start}; "
+          f"{len(meta['requests'])} request(s), {int(st.arrays['removed'].sum())} removed row(s); every seal matches "
+          f"{statefile.KEY}, every value is consistent")
+    print(check_certificates(meta))
+    print(f"verified: nothing in {path} was changed since unlearn.py wrote it (by anyone without its {statefile.KEY})")
     return 0
 
 

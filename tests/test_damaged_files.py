@@ -15,6 +15,7 @@ import unlearn
 from faults import the_run
 from utils import results
 from utils import state as statefile
+from toy import state_parts
 
 ARGV = ["--dataset", "DIGITS", "--sequential2", "1", "--S", "5", "--num_remove", "10", "--ifac", "1",
         "--trials", "3", "--burn_in", "20"]
@@ -199,27 +200,27 @@ def test_old_version_left_by_a_killed_remove_is_deleted_by_any_command(tmp_path,
         unlearn.main(["remove", "--state", st, "--ids", "5003", "--device", "cpu"])
     monkeypatch.undo()
     results.release_all()
-    assert sorted(n for n in os.listdir(st) if n != ".lock") == ["CURRENT", "v000001", "v000002"]
+    assert sorted(n for n in os.listdir(st) if n != ".lock") == ["CURRENT", "KEY", "v000001", "v000002"]
     v1 = np.load(os.path.join(st, "v000001", "arrays.npz"))
     assert np.array_equal(v1["X"][3], statefile.load(st).arrays["X"][3]) is False   # v1 holds the removed row
     capsys.readouterr()
     # the same remove again says "already removed", and still deletes the old version
     assert unlearn.main(["remove", "--state", st, "--ids", "5003", "--device", "cpu"]) == 2
     assert "already removed" in capsys.readouterr().err
-    assert sorted(os.listdir(st)) == ["CURRENT", "v000002"]
+    assert sorted(os.listdir(st)) == ["CURRENT", "KEY", "v000002"]
     # status and export complete such a deletion too, and say so
     os.makedirs(os.path.join(st, "v000001"))
     assert unlearn.main(["status", "--state", st]) == 0
     assert "completed a pending deletion" in capsys.readouterr().out
-    assert sorted(os.listdir(st)) == ["CURRENT", "v000002"]
+    assert sorted(os.listdir(st)) == ["CURRENT", "KEY", "v000002"]
     os.makedirs(os.path.join(st, ".tmp-v000003-x"))
     assert unlearn.main(["export", "--state", st, "--out", str(tmp_path / "m.npz")]) == 0
-    assert sorted(os.listdir(st)) == ["CURRENT", "v000002"]
+    assert sorted(os.listdir(st)) == ["CURRENT", "KEY", "v000002"]
 
 
 def test_status_reports_a_pending_deletion_while_a_remove_holds_the_lock(tmp_path, capsys):
     st = str(tmp_path / "st")
-    statefile.create(st, {"requests": []}, {"w": np.zeros(2)}, "")
+    statefile.create(st, *state_parts(), "")
     os.makedirs(os.path.join(st, "v000000"))
     with results.FolderLock(st):
         assert statefile.settle(st) == ([], ["v000000"])
@@ -229,7 +230,7 @@ def test_status_reports_a_pending_deletion_while_a_remove_holds_the_lock(tmp_pat
 @pytest.mark.parametrize("content", [b"[1, 2]", b"{}", b"{\"schema_version\": 1", b""])
 def test_damaged_state_json_is_one_line(tmp_path, capsys, content):
     st = str(tmp_path / "st")
-    statefile.create(st, {"requests": []}, {"w": np.zeros(2)}, "")
+    statefile.create(st, *state_parts(), "")
     with open(os.path.join(st, "v000001", "state.json"), "wb") as fh:
         fh.write(content)
     assert unlearn.main(["status", "--state", st]) == 2
@@ -239,11 +240,41 @@ def test_damaged_state_json_is_one_line(tmp_path, capsys, content):
 
 def test_edited_state_json_is_detected(tmp_path, capsys):
     st = str(tmp_path / "st")
-    statefile.create(st, {"requests": [], "note": "x"}, {"w": np.zeros(2)}, "")
+    meta, arrays = state_parts()
+    statefile.create(st, dict(meta, note="x"), arrays, "")
     path = os.path.join(st, "v000001", "state.json")
     meta = json.loads(open(path).read())
-    meta["requests"] = [{"request": 1}]
+    meta["note"] = "y"
     with open(path, "w") as fh:
         json.dump(meta, fh)
-    with pytest.raises(statefile.StateError, match="does not match its recorded sha256"):
+    with pytest.raises(statefile.StateError, match="fails its seal"):
         statefile.load(st)
+
+
+@pytest.mark.parametrize("how", ["garbled", "list", "flags-list", "link-to-binary"])
+def test_damaged_config_json_of_an_existing_run(reference, tmp_path, capsys, how):
+    """The same command again replaces the run (a note says why); with --resume it refuses in one line."""
+    ref_dir, ref = reference
+    rd = tmp_path / "r"
+    shutil.copytree(ref_dir, rd)
+    config = the_run(rd / FOLDER) / "config.json"
+    if how == "link-to-binary":
+        target = tmp_path / "blob.bin"
+        target.write_bytes(bytes(range(256)))
+        config.unlink()
+        os.symlink(target, config)
+    else:
+        config.write_text({"garbled": '{"flags": {"seed": 0,', "list": "[1, 2]",
+                           "flags-list": '{"flags": [1]}'}[how])
+    capsys.readouterr()
+    assert baseline.main(ARGV + ["--result_dir", str(rd), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--resume refused" in err and "config.json" in err, err
+    assert "Traceback" not in err
+    assert baseline.main(ARGV + ["--result_dir", str(rd)]) == 0
+    out = capsys.readouterr().out
+    assert "config.json" in out and "the run in" in out and "is replaced" in out
+    assert same_arrays(arrays(the_run(rd / FOLDER) / "arrays.npz"), ref)
+    assert not os.path.islink(the_run(rd / FOLDER) / "config.json")
+    if how == "link-to-binary":
+        assert (tmp_path / "blob.bin").read_bytes() == bytes(range(256))      # the link's target is untouched

@@ -29,8 +29,8 @@ needs_gloo = pytest.mark.skipif(not (torch.distributed.is_available() and torch.
 TRIALS = 70
 
 
-def torchrun(script, *argv, fail_rank=None, fail_after=0, nproc=2):
-    env = dict(os.environ, UNLEARN_NO_PROGRESS="1", OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+def torchrun(script, *argv, fail_rank=None, fail_after=0, nproc=2, env_extra=None):
+    env = dict(os.environ, UNLEARN_NO_PROGRESS="1", OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **(env_extra or {}))
     env.pop("UNLEARN_DEBUG", None)
     if fail_rank is not None:
         env.update(UNLEARN_TEST_FAIL_RANK=str(fail_rank), UNLEARN_TEST_FAIL_AFTER=str(fail_after))
@@ -169,6 +169,16 @@ def test_a_bad_flag_under_torchrun_is_one_line_from_rank_0_and_writes_nothing(tm
 
 # ---------------------------------------------------------------- data parallel (rows across ranks)
 @needs_gloo
+def test_a_refusal_before_the_ranks_meet_is_printed_by_rank_0_however_late_it_starts(tmp_path):
+    """Every rank refuses status under torchrun before the group forms; only rank 0 prints it. Rank 1 must not
+    end first: torchrun would stop rank 0 before its line (seen on a loaded machine). Here rank 0 starts only
+    once rank 1 waits to be stopped, so a rank 1 that exited instead leaves no line at all."""
+    out = torchrun("unlearn.py", "status", "--state", str(tmp_path / "st"),
+                   env_extra={"UNLEARN_TEST_RANK0_AFTER": str(tmp_path / "rank1-waits")})
+    lines = [line for line in out.stderr.splitlines() if line.startswith("unlearn.py")]
+    assert out.returncode != 0 and len(lines) == 1 and "torchrun" in lines[0], out.stderr[-3000:]
+
+
 def test_rows_sharded_over_two_ranks_learn_what_one_process_learns_up_to_rounding(tmp_path):
     """Each rank holds half the rows; the gradient sums are all-reduced: the same chains as one process up to
     float32 rounding of the reordered sums (clipping at M = 0.5 fires, so the clip is exercised too)."""
@@ -258,8 +268,9 @@ def test_unlearn_learn_with_rows_split_matches_one_process_and_removes_as_usual(
 @needs_gloo
 def test_torchrun_remove_waiting_for_the_state_lock_outlasts_the_collective_timeout(tmp_path):
     """rank 0 waits for a state lock another process holds; the other ranks wait in a collective. With the
-    collective timeout at 3 s and the lock held 14 s, the request still goes through (rank 0's heartbeat keeps
-    the ranks in touch) and is committed once; without it the other rank times out after 3 s and the run fails."""
+    collective timeout at 3 s, the lock is released only once rank 1 has waited 4 timeouts (12 s, seen in the
+    heartbeats it received: an event, however slowly a loaded machine starts the ranks); the request still
+    goes through and is committed once. Without the heartbeat rank 1 times out after 3 s and the run fails."""
     import time
 
     import unlearn
@@ -275,20 +286,35 @@ def test_torchrun_remove_waiting_for_the_state_lock_outlasts_the_collective_time
     st = str(tmp_path / "st")
     assert unlearn.main(["learn", "--features", str(features), "--state", st, "--eps", "1", "--K", "5",
                          "--burn_in", "10", "--trials", "4", "--M", "0.5", "--device", "cpu", "--seed", "0"]) == 0
-    env = dict(os.environ, UNLEARN_NO_PROGRESS="1", OMP_NUM_THREADS="1", PYTHONPATH=ROOT, UNLEARN_DIST_TIMEOUT_S="3")
+    timeout_s, beats = 3.0, str(tmp_path / "beats")
+    env = dict(os.environ, UNLEARN_NO_PROGRESS="1", OMP_NUM_THREADS="1", PYTHONPATH=ROOT,
+               UNLEARN_DIST_TIMEOUT_S=str(int(timeout_s)), UNLEARN_TEST_BEATS=beats)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", HELPER,
            "unlearn.py", "remove", "--state", st, "--ids", "5", "--device", "cpu"]
+
+    def waited() -> float:
+        """How long rank 1 has been waiting for the job, by the last heartbeat it received (0 before any)."""
+        try:
+            lines = open(beats + ".1").read().split()
+        except FileNotFoundError:
+            return 0.0
+        times = [float(t) for kind, t in zip(lines[::2], lines[1::2]) if kind == "beat"]
+        start = [float(t) for kind, t in zip(lines[::2], lines[1::2]) if kind == "wait"]
+        return times[-1] - start[0] if times and start else 0.0
+
     lock = results.FolderLock(os.path.abspath(st))
     lock.acquire()
     try:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(14)           # the ranks start within a few seconds, then wait: several collective timeouts
+        while waited() < 4 * timeout_s and proc.poll() is None:    # the event: 4 timeouts of waiting, survived
+            time.sleep(0.1)
         assert proc.poll() is None, proc.communicate()[1][-3000:]   # still waiting, not failed
     finally:
         lock.release()
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert "waiting for" in err                      # rank 0 did wait for the lock
     assert out.count("certificate of request 1") == 1
+    assert waited() >= 4 * timeout_s
     meta = statefile.load(st).meta
     assert [r["ids"] for r in meta["requests"]] == [[5]]

@@ -127,7 +127,7 @@ def test_remove_on_a_full_disk_changes_nothing_and_prints_no_certificate(tmp_pat
         assert "No space left on device" in out.err and len(out.err.strip().splitlines()) == 1
         after = statefile.load(st)
         assert after.version == 1 and after.meta["arrays_sha256"] == before
-        assert sorted(n for n in os.listdir(st) if n != ".lock") == ["CURRENT", "v000001"]
+        assert sorted(n for n in os.listdir(st) if n != ".lock") == ["CURRENT", "KEY", "v000001"]
         os.unlink(disk / "filler")
         assert unlearn.main(["remove", "--state", st, "--ids", "5003", "--device", "cpu"]) == 0
         assert "certificate of request 1" in capsys.readouterr().out

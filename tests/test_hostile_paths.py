@@ -137,3 +137,40 @@ def test_read_only_state_folder(state, capsys):
     finally:
         subprocess.run(["umount", state], check=True)
     assert statefile.load(state).version == 1
+
+
+def test_unusable_state_is_refused_before_the_data_are_read(tmp_path, capsys, monkeypatch):
+    """learn checks --state first: the features file below is never opened (reading it would fail otherwise)."""
+    from utils import tabular
+
+    def never(*_a, **_k):
+        raise AssertionError("the data were loaded before --state was checked")
+    monkeypatch.setattr(tabular, "load", never)
+    (tmp_path / "a-file").write_text("")
+    for state, words in [(str(tmp_path / ("x" * 300)), "folder name of 300 characters"),
+                         (str(tmp_path / "a-file" / "st"), "not writable"),
+                         (str(tmp_path / "a-file"), "exists and is not empty")]:
+        assert unlearn.main(["learn", "--features", str(tmp_path / "nothing.npz"), "--state", state]) == 2
+        err = one_line(capsys)
+        assert "--state" in err and words in err, err
+    assert sorted(os.listdir(tmp_path)) == ["a-file"]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="a read-only folder needs a read-only bind mount (root): root ignores permissions")
+def test_read_only_place_for_a_new_state_is_refused_first(tmp_path, capsys, monkeypatch):
+    from utils import tabular
+
+    monkeypatch.setattr(tabular, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("data loaded")))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    try:
+        _read_only(str(ro))
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        pytest.skip("bind mounts are not permitted here")
+    try:
+        assert unlearn.main(["learn", "--features", str(tmp_path / "f.npz"), "--state", str(ro / "st")]) == 2
+        err = one_line(capsys)
+        assert "--state" in err and "not writable" in err
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)

@@ -102,7 +102,7 @@ def test_unlearn_learn_and_remove_killed_at_every_file_operation(tmp_path):
         code, _ = run_forked(unlearn.main, learn + ["--state", st])
         assert code in (0, 2), kill_at
         assert statefile.load(st).meta["arrays_sha256"] == ref_learned, kill_at
-        assert _state_files(st) == ["CURRENT", "v000001"], (kill_at, _state_files(st))
+        assert _state_files(st) == ["CURRENT", "KEY", "v000001"], (kill_at, _state_files(st))
         shutil.rmtree(st)
 
     base = str(tmp_path / "base")
@@ -115,12 +115,12 @@ def test_unlearn_learn_and_remove_killed_at_every_file_operation(tmp_path):
         committed = statefile.load(st).version == 2
         # any command completes a deletion the kill left pending: status here
         assert run_forked(unlearn.main, ["status", "--state", st])[0] == 0
-        assert _state_files(st) == ["CURRENT", f"v00000{1 + committed}"], (kill_at, _state_files(st))
+        assert _state_files(st) == ["CURRENT", "KEY", f"v00000{1 + committed}"], (kill_at, _state_files(st))
         code, _ = run_forked(unlearn.main, remove + ["--state", st])
         assert code == (2 if committed else 0), kill_at         # 2: "already removed by request 1"
         done = statefile.load(st)
         assert done.version == 2 and done.meta["arrays_sha256"] == ref_removed, kill_at
-        assert _state_files(st) == ["CURRENT", "v000002"], (kill_at, _state_files(st))
+        assert _state_files(st) == ["CURRENT", "KEY", "v000002"], (kill_at, _state_files(st))
         shutil.rmtree(st)
 
 
@@ -138,7 +138,7 @@ def test_sigterm_and_sigint_release_the_lock_and_leave_no_temporary_file(tmp_pat
     for sig in (signal.SIGTERM, signal.SIGINT):
         proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         lock = tmp_path / FOLDER / ".lock"
-        deadline = time.time() + 120
+        deadline = time.time() + 600   # a deadline, not a wait: a loaded machine may start slowly
         while not lock.exists() and time.time() < deadline and proc.poll() is None:
             time.sleep(0.02)
         time.sleep(0.3)

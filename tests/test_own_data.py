@@ -93,11 +93,12 @@ def test_learn_prints_reference_majority_and_future_costs(bc_csv, tmp_path, caps
     Ks = A.sequential_K_list_best(num_requests=10, S=1, sigma=sigma, eps_target=1.0, consts=c)
     stop = next((i for i, K in enumerate(Ks) if K > T), None)
     for s in range(len(Ks) if stop is None else stop + 1):
-        assert f"  {s + 1:>7} {Ks[s]:>8} {sum(Ks[:s + 1]):>9} {(s + 1) * T:>14}" in out
+        retrain = sum(T + sum(Ks[:j + 1]) for j in range(s + 1))    # T + sum K at each request, as remove prices it
+        assert f"  {s + 1:>7} {Ks[s]:>8} {sum(Ks[:s + 1]):>9} {retrain:>14}" in out
     if stop is None:   # no request of the ten costs more than retraining
-        assert "retraining is cheaper from here" not in out
+        assert "is cheaper from here" not in out
     else:
-        assert "retraining is cheaper from here" in out and f"  {stop + 2:>7} " not in out.split("future")[1]
+        assert "is cheaper from here" in out and f"  {stop + 2:>7} " not in out.split("future")[1]
     ref = meta["reference"]
     y_test = statefile.load(st).arrays["y_test"]
     assert ref["majority_rate"] == pytest.approx(np.mean(y_test == 1.0))   # benign is the larger class
@@ -404,3 +405,139 @@ def test_adult_download_writes_both_files_then_loads(tmp_path, monkeypatch):
     ds = load_dataset("ADULT", data_dir=target, download=True)
     assert sorted(os.listdir(target / "adult")) == ["adult.data", "adult.test"] and ds.n == 5
     assert (target / "adult" / "adult.data").read_text() == ADULT_TRAIN
+
+
+# ---------------------------------------------------------------- ids with commas, zero-padded ids, held-out ids
+def test_ids_with_commas_zero_padding_and_held_out_rows(tmp_path, capsys):
+    from sklearn.model_selection import train_test_split
+
+    frame = _bc_frame().drop(columns=["patient"])
+    frame.insert(0, "patient", [f"P,{i:04d}" for i in range(len(frame))])      # quoted in the CSV
+    frame.insert(1, "code", [f"{i:04d}" for i in range(len(frame))])           # digits, zero-padded: text
+    frame.to_csv(tmp_path / "c.csv", index=False)
+    assert '"P,0000",0000,' in (tmp_path / "c.csv").read_text().splitlines()[1]
+    y = frame["target"].to_numpy()
+    tr, te = train_test_split(np.arange(len(y)), test_size=0.2, random_state=0, stratify=y)
+    train, held = sorted(tr.tolist()), sorted(te.tolist())
+    for id_col, fmt in (("patient", "P,{:04d}"), ("code", "{:04d}")):
+        st = str(tmp_path / f"st-{id_col}")
+        features = frame.drop(columns=["code" if id_col == "patient" else "patient"])
+        features.to_csv(tmp_path / f"{id_col}.csv", index=False)
+        assert unlearn.main(["learn", "--features", str(tmp_path / f"{id_col}.csv"), "--label", "target", "--id",
+                             id_col, "--state", st, "--sigma", "0.1", "--burn_in", "5", "--trials", "2",
+                             "--device", "cpu"]) == 0
+        ids = statefile.load(st).arrays["ids"]
+        assert ids.dtype.kind == "U" and ids.tolist() == [fmt.format(i) for i in train]
+        a, b, c, d = (fmt.format(i) for i in train[:4])
+        # on the command line: an id given whole, and CSV quoting
+        assert unlearn.main(["remove", "--state", st, "--ids", a, f'"{b}"']) == 0
+        # an ids file with one id per line, quoted or not
+        (tmp_path / "forget.txt").write_text(f"{id_col}\n{c}\n\"{d}\"\n")
+        assert unlearn.main(["remove", "--state", st, "--ids", str(tmp_path / "forget.txt")]) == 0
+        out = capsys.readouterr().out
+        assert f"ids {a}, {b} (S=2)" in out and f"ids {c}, {d} (S=2)" in out
+        assert sorted(i for r in statefile.load(st).meta["requests"] for i in r["ids"]) == sorted([a, b, c, d])
+        # a held-out row is named as such, not "not in the data"
+        h = fmt.format(held[0])
+        assert unlearn.main(["remove", "--state", st, "--ids", h]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"id {h!r} is a held-out row" in err
+        missing = fmt.format(len(y) + 5)
+        assert unlearn.main(["remove", "--state", st, "--ids", missing]) == 2
+        assert f"id {missing!r} is not in the data" in capsys.readouterr().err      # named whole, never a piece
+    # the zero-padded id is text: "3" is not "0003"
+    assert unlearn.main(["remove", "--state", str(tmp_path / "st-code"), "--ids", str(train[5])]) == 2
+    assert "leading zeros count" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- defaults for an ordinary table (issue 28.6)
+def _sklearn_accuracy(frame, label, fraction=0.25):
+    """scikit-learn's default LogisticRegression (intercept, C = 1) on columns standardised from the training
+    rows, on the same seeded stratified split as learn's --test_fraction: what a user compares with."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    y = frame[label].to_numpy()
+    X = frame.drop(columns=[label]).to_numpy(float)
+    tr, te = train_test_split(np.arange(len(y)), test_size=fraction, random_state=0, stratify=y)
+    scale = StandardScaler().fit(X[tr])
+    return LogisticRegression(max_iter=5000).fit(scale.transform(X[tr]), y[tr]).score(scale.transform(X[te]), y[te])
+
+
+def _penguins_like():
+    """Two iris species with one column in thousands (grams, as penguins' body mass) and a year column."""
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame
+    frame = frame[frame.target > 0].reset_index(drop=True)
+    frame["petal length (cm)"] *= 1000
+    frame["year"] = 2007 + np.arange(len(frame)) % 3
+    return frame
+
+
+@pytest.mark.parametrize("table", ["penguins-like", "breast-cancer (README)"])
+def test_defaults_work_on_an_ordinary_table(tmp_path, capsys, table):
+    """No --standardize and no --m: the chains come within a few points of scikit-learn, where the former
+    defaults (no standardisation, m = 0.01) fell to the majority rate."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = _penguins_like() if table == "penguins-like" else load_breast_cancer(as_frame=True).frame
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    majority = frame["target"].value_counts(normalize=True).max()
+    sk = _sklearn_accuracy(frame, "target")
+    accs = {}
+    for name, extra in (("default", []), ("former", ["--standardize", "none", "--m", "0.01"])):
+        st = str(tmp_path / name)
+        assert unlearn.main(["learn", "--features", str(path), "--label", "target", "--test_fraction", "0.25",
+                             "--eps", "1", "--K", "10", "--state", st, "--seed", "0", "--device", "cpu", *extra]) == 0
+        out = capsys.readouterr().out
+        s = statefile.load(st)
+        accs[name] = float(s.arrays["accuracy"].mean())
+        if name == "default":
+            assert "standardised with mean and scale from the" in out and "held-out rows" in out
+            assert s.meta["constants"]["m"] == pytest.approx(tabular.TABLE_M)
+    assert accs["default"] >= sk - 0.06, (accs, sk)
+    assert accs["former"] <= majority + 0.05 < accs["default"] - 0.2, (accs, majority)
+
+
+def test_dropna_drops_incomplete_rows_with_a_count(tmp_path, capsys):
+    frame = _bc_frame()
+    frame.loc[[3, 10, 11], "mean radius"] = np.nan
+    frame.loc[[10, 40], "target"] = np.nan
+    frame.to_csv(tmp_path / "gaps.csv", index=False)
+    argv = ["learn", "--features", str(tmp_path / "gaps.csv"), "--label", "target", "--id", "patient",
+            "--sigma", "0.1", "--burn_in", "5", "--trials", "2", "--device", "cpu"]
+    assert unlearn.main(argv + ["--state", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err
+    assert "missing value" in err and "--dropna" in err and not os.path.exists(tmp_path / "refused")
+    assert unlearn.main(argv + ["--state", str(tmp_path / "st"), "--dropna"]) == 0
+    out = capsys.readouterr().out
+    assert f"--dropna: dropped 4 of {len(frame)} rows" in out and f"{len(frame) - 4} rows kept" in out
+    s = statefile.load(str(tmp_path / "st"))
+    kept = len(frame) - 4
+    assert s.meta["constants"]["n"] + len(s.arrays["y_test"]) == kept
+    gone = {f"P{i:04d}" for i in (3, 10, 11, 40)}
+    assert not gone & set(s.arrays["ids"].tolist()) and not gone & set(s.arrays["ids_test"].tolist())
+    assert unlearn.main(["status", "--state", str(tmp_path / "st"), "--features", str(tmp_path / "gaps.csv")]) == 0
+    capsys.readouterr()
+    np.savez(tmp_path / "f.npz", X_train=np.eye(4), y_train=[0, 1, 0, 1], X_test=np.eye(4), y_test=[0, 1, 0, 1])
+    assert unlearn.main(["learn", "--features", str(tmp_path / "f.npz"), "--state", str(tmp_path / "x"),
+                         "--dropna"]) == 2
+    assert "--dropna is for tables" in capsys.readouterr().err
+
+
+def test_own_data_delta_default_and_its_meaning(tmp_path, capsys):
+    assert unlearn.default_delta(270) == 1e-5 and unlearn.default_delta(20_000) == pytest.approx(5e-6)
+    assert unlearn.default_delta(10 ** 6) == pytest.approx(1e-7)
+    np.savez(tmp_path / "f.npz", X_train=np.random.default_rng(0).normal(size=(300, 4)), y_train=np.arange(300) % 2,
+             X_test=np.eye(4), y_test=[0, 1, 0, 1])
+    assert unlearn.main(["learn", "--features", str(tmp_path / "f.npz"), "--state", str(tmp_path / "st"),
+                         "--sigma", "0.1", "--burn_in", "5", "--trials", "2", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    line = [x for x in out.splitlines() if x.startswith("delta=")]
+    assert len(line) == 1 and "1e-05 (default min(1e-5, 1/(10 n)))" in line[0] and "probability" in line[0]
+    assert statefile.load(str(tmp_path / "st")).meta["constants"]["delta"] == 1e-5
+    # the papers' scripts keep the papers' delta = 1/n
+    assert A.make_constants(n=270, lam=1e-4, M=1.0).delta == pytest.approx(1 / 270)

@@ -110,30 +110,27 @@ def test_8_waiting_processes_lose_no_update(tmp_path):
 REMOVE_WORKER = r"""
 import os, sys
 sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
 import numpy as np
+from toy import request_parts
 from utils import state as statefile
 path, ident = sys.argv[2], int(sys.argv[3])
 with statefile.locked(path):
     st = statefile.load(path)
     removed_by = {i: r["request"] for r in st.meta["requests"] for i in r["ids"]}
-    rows = statefile.rows_for_ids(st.arrays["ids"], removed_by, np.array([ident]))
-    s = len(st.meta["requests"]) + 1
-    removed = st.arrays["removed"].copy()
-    removed[rows] = True
-    X = st.arrays["X"].copy()
-    X[rows] = 0.0
-    new = statefile.commit(st, dict(st.meta, requests=st.meta["requests"] + [{"request": s, "ids": [ident]}]),
-                           dict(st.arrays, X=X, removed=removed), st.log)
-print(new.version, s)
+    statefile.rows_for_ids(st.arrays["ids"], removed_by, np.array([ident]))
+    new = statefile.commit(st, *request_parts(st, [ident]), st.log)
+print(new.version, new.version - 1)
 """
 
 
 def test_8_concurrent_removes_on_one_state_lose_no_request(tmp_path):
     path = str(tmp_path / "st")
     n, rounds = 64, 4
-    X = np.arange(1.0, n + 1.0)[:, None] * np.ones((1, 3))
-    statefile.create(path, {"requests": []}, {"X": X, "ids": np.arange(100, 100 + n), "removed": np.zeros(n, bool)},
-                     "learned\n")
+    sys.path.insert(0, str(ROOT / "tests"))
+    from toy import state_parts
+
+    statefile.create(path, *state_parts(n=n), "learned\n")
     seen = []
     for r in range(rounds):
         ids = [100 + r * PROCS + i for i in range(PROCS)]
@@ -152,7 +149,7 @@ def test_8_concurrent_removes_on_one_state_lose_no_request(tmp_path):
     assert removed_ids == list(range(100, 100 + total))
     assert st.arrays["removed"].sum() == total and (st.arrays["X"][:total] == 0).all()
     assert (st.arrays["X"][total:] != 0).all()
-    assert sorted(os.listdir(path)) == ["CURRENT", f"v{total + 1:06d}"]  # no old version holds removed rows
+    assert sorted(os.listdir(path)) == ["CURRENT", "KEY", f"v{total + 1:06d}"]  # no old version holds removed rows
 
 
 def _features(path: Path) -> str:
@@ -188,4 +185,4 @@ def test_8_concurrent_unlearn_remove_commands_all_recorded(tmp_path):
     original = np.load(tmp_path / "f.npz")["X_train"]
     original = original / np.linalg.norm(original, axis=1, keepdims=True)
     assert not np.isclose(done.arrays["X"][rows], original[rows]).all(axis=1).any()  # the rows are replaced
-    assert sorted(os.listdir(st)) == ["CURRENT", f"v{PROCS + 1:06d}"]
+    assert sorted(os.listdir(st)) == ["CURRENT", "KEY", f"v{PROCS + 1:06d}"]

@@ -56,7 +56,8 @@ def _quiet(monkeypatch):
 
 
 LEARN = ["--eps", "1", "--K", "20", "--request_size", "2", "--burn_in", "30", "--trials", "8", "--seed", "3",
-         "--device", "cpu", "--bound", "paper"]   # the papers' bounds (default best: tests/test_best_bound.py)
+         "--device", "cpu", "--bound", "paper",   # the papers' bounds (default best: tests/test_best_bound.py)
+         "--delta", str(1 / 270)]                # the papers' delta 1/n (unlearn.py's default: test_own_data.py)
 
 
 @pytest.fixture(scope="module")
@@ -178,19 +179,21 @@ def crash_before_commit(*_a, **_k):
 
 
 def test_state_commit_is_atomic_and_checked(tmp_path, monkeypatch):
+    from toy import request_parts, state_parts
+
     path = str(tmp_path / "s")
-    st = statefile.create(path, {"requests": []}, {"w": np.arange(3.0)}, "learned\n")
+    st = statefile.create(path, *state_parts(), "learned\n")
     assert statefile.load(path).version == 1
 
     monkeypatch.setattr(statefile, "_switch_pointer", crash_before_commit)
     with pytest.raises(Crash):
-        statefile.commit(st, {"requests": [1]}, {"w": np.zeros(3)}, "x")
+        statefile.commit(st, *request_parts(st, [100]), "x")
     again = statefile.load(path)                                  # the new version was never committed
-    assert again.version == 1 and again.meta["requests"] == [] and again.arrays["w"].tolist() == [0, 1, 2]
+    assert again.version == 1 and again.meta["requests"] == [] and again.arrays["X"][0, 0] == 1.0
     monkeypatch.undo()
-    new = statefile.commit(again, {"requests": [1]}, {"w": np.ones(3)}, "y")
-    assert statefile.load(path).arrays["w"].tolist() == [1, 1, 1] and new.version == 2
-    assert sorted(os.listdir(path)) == ["CURRENT", "v000002"]      # the old version (removed rows) is gone
+    new = statefile.commit(again, *request_parts(again, [100]), "y")
+    assert statefile.load(path).arrays["X"][0].tolist() == [0, 0, 0] and new.version == 2
+    assert sorted(os.listdir(path)) == ["CURRENT", "KEY", "v000002"]      # the old version (removed rows) is gone
     with open(os.path.join(path, "v000002", "arrays.npz"), "r+b") as fh:
         fh.seek(-5, os.SEEK_END)
         fh.write(b"XXXXX")
@@ -249,6 +252,9 @@ def test_learn_three_requests_status_export(learned, tmp_path, capsys):
     assert code == 0
     assert "requests (3)" in out and f"current guarantee: (eps, delta) = ({last['eps']:.6g}" in out
     assert f"{after.arrays['accuracy'].mean():.4f}" in out
+    # status's forecast prices retraining by the same rule as remove: request 4 adds T + K_1 + ... + K_4
+    K4 = A.sequential_K_list_pngd(num_requests=4, S=2, sigma=sigma, eps_target=1.0, consts=c)[3]
+    assert f"  {4:>7} {K4:>8} {sum(Ks) + K4:>9} {last['retrain_steps'] + 30 + sum(Ks) + K4:>14}" in out
 
     model = str(tmp_path / "model.npz")
     code, out, _ = _run(["export", "--state", st, "--out", model, "--chain", "2"], capsys)
@@ -322,6 +328,26 @@ def test_bad_requests_fail_in_one_line_and_leave_the_state(learned, tmp_path, ca
     assert not os.path.exists(tmp_path / "n")
 
 
+def test_remove_is_stopped_by_its_estimated_time_without_yes(learned, tmp_path, capsys, monkeypatch):
+    """remove prices its K steps of the state's chains as learn prices learning (issue 26.10): a request that
+    even a slow machine finishes within workload.CONFIRM_SECONDS is not timed; with the threshold at 1 ms
+    every request is above it: refused in one line without --yes (nothing committed), run with --yes."""
+    from utils import workload
+
+    st = _copy(learned[1], tmp_path)
+    monkeypatch.setattr(workload, "estimate", lambda *a, **k: (_ for _ in ()).throw(AssertionError("timed")))
+    assert _run(["remove", "--state", st, "--ids", str(ID0 + 1)], capsys)[0] == 0
+    monkeypatch.undo()
+    monkeypatch.setenv("UNLEARN_NO_PROGRESS", "1")
+    monkeypatch.setattr(workload, "CONFIRM_SECONDS", 1e-3)
+    code, out, err = _run(["remove", "--state", st, "--ids", str(ID0 + 2)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "the plan is estimated at" in err and "add --yes" in err and "--eps" in err, err
+    assert "certificate" not in out and statefile.load(st).version == 2
+    code, out, err = _run(["remove", "--state", st, "--ids", str(ID0 + 2), "--yes"], capsys)
+    assert code == 0 and "certificate of request 2" in out and statefile.load(st).version == 3
+
+
 def test_status_and_export_before_any_request(learned, tmp_path, capsys):
     _, st = learned
     code, out, _ = _run(["status", "--state", st], capsys)
@@ -337,22 +363,44 @@ def test_status_and_export_before_any_request(learned, tmp_path, capsys):
         assert np.array_equal(z["w"], statefile.load(st).arrays["w"][0].astype(np.float64))
 
 
+# unlearn.py with a line on stderr when the chains start stepping: the event the signal tests wait for
+IN_CHAINS = (r"""
+import sys; sys.path.insert(0, %r)
+from utils import engine
+real = engine.run_chains
+def marked(*a, **k):
+    print("chains started", file=sys.stderr, flush=True)
+    return real(*a, **k)
+engine.run_chains = marked
+import unlearn
+sys.exit(unlearn.main(sys.argv[1:]))
+""" % REPO)
+
+
+def _start_in_chains(argv):
+    """A subprocess running unlearn.py ``argv``, returned once it is inside the chain steps (an event, not a
+    clock: a loaded machine only makes the wait longer)."""
+    proc = subprocess.Popen([sys.executable, "-c", IN_CHAINS, *argv], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, UNLEARN_NO_PROGRESS="1"))
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("chains started"):
+            return proc
+    proc.wait()
+    raise AssertionError("the chains never started: " + "".join(lines) + proc.stdout.read())
+
+
 def test_killed_remove_leaves_the_previous_state(learned, tmp_path, capsys):
     features, st0 = learned
     st = _copy(st0, tmp_path)
     before = statefile.load(st)
     # eps = 1e-4 needs millions of steps: the process is surely still running when it is killed
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "unlearn.py"), "remove", "--state", st,
-                             "--ids", str(ID0 + 9), "--eps", "1e-4", "--device", "cpu"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, UNLEARN_NO_PROGRESS="1"))
+    proc = _start_in_chains(["remove", "--state", st, "--ids", str(ID0 + 9), "--eps", "1e-4", "--device", "cpu"])
     try:
-        line = proc.stdout.readline()
-        assert line.startswith("request 1: remove 1 row(s)"), line + proc.stderr.read()
-        time.sleep(1.5)                                   # into torch's import and the chain steps
         assert proc.poll() is None
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -368,7 +416,28 @@ def test_killed_remove_leaves_the_previous_state(learned, tmp_path, capsys):
     assert code == 0, err
     done = statefile.load(st)
     assert done.version == 2 and [r["ids"] for r in done.meta["requests"]] == [[ID0 + 9]]
-    assert sorted(os.listdir(st)) == ["CURRENT", "v000002"]
+    assert sorted(os.listdir(st)) == ["CURRENT", "KEY", "v000002"]
+
+
+@pytest.mark.parametrize("command", ["remove", "learn"])
+def test_sigterm_says_what_works_without_resume(learned, tmp_path, command):
+    """unlearn.py has no --resume: after SIGTERM it says that nothing was committed and to rerun the same command."""
+    features, st0 = learned
+    st = _copy(st0, tmp_path) if command == "remove" else str(tmp_path / "new")
+    argv = (["remove", "--state", st, "--ids", str(ID0 + 9), "--eps", "1e-4"] if command == "remove" else
+            ["learn", "--features", features, "--state", st, "--sigma", "0.1", "--burn_in", "100000000"])
+    proc = _start_in_chains(argv + ["--device", "cpu"])
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    line = [x for x in err.splitlines() if "terminated (SIGTERM)" in x]
+    assert len(line) == 1 and "Traceback" not in err, err
+    assert "rerun the same" in line[0] and "there is no --resume" in line[0] and "with --resume" not in line[0]
+    if command == "remove":
+        assert "the request was not committed" in line[0] and statefile.load(st).version == 1
+        assert unlearn.main(["remove", "--state", st, "--ids", str(ID0 + 9), "--device", "cpu"]) == 0
+    else:
+        assert "nothing was saved" in line[0] and not os.path.exists(os.path.join(st, "CURRENT"))
 
 
 def test_interrupted_commit_then_rerun_is_identical(learned, tmp_path, capsys, monkeypatch):

@@ -193,3 +193,17 @@ def test_composition_under_the_best_bound_uses_its_per_order_minimum(tmp_path, c
     capsys.readouterr()
     assert unlearn.main(["export", "--state", st, "--out", str(tmp_path / "two.npz"), "--chain", "0", "1"]) == 0
     assert f"({want:.6g}, " in capsys.readouterr().out
+
+
+def test_composed_eps_is_never_negative_for_a_large_delta():
+    """The improved conversion's term is negative for a large delta: eps is clamped at 0 as rdp_to_dp does."""
+    delta = 0.9
+
+    def rdp(a):
+        return 1e-9 * np.asarray(a)
+    # the conversion by hand at alpha = 2: 2e-9 + log(1/2) - (log 0.9 + log 2) / 1 < 0
+    assert 2e-9 + np.log(0.5) - (np.log(0.9) + np.log(2.0)) < 0
+    eps, _ = A.dp_epsilon_chains(rdp, chains=3, delta=delta, conversion="improved")
+    assert eps == 0.0
+    assert A.rdp_to_dp(eps_rdp=2e-9, alpha=2.0, delta=delta, conversion="improved") == 0.0
+    assert A.dp_epsilon_chains(rdp, chains=3, delta=1e-5, conversion="improved")[0] > 0

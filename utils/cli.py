@@ -528,14 +528,17 @@ PEER_FAILED = 3   # exit code of a rank stopped because another rank failed (tor
 
 def guarded(main):
     """Turn the errors that mean bad input into one line on stderr and exit code 2; SIGINT and SIGTERM
-    stop the run with a line saying how to resume it (exit codes 130 and 143)."""
+    stop the run with a line saying how to resume it (exit codes 130 and 143): ``--resume``, or what the
+    wrapped function's ``interrupted()`` returns when the script sets one (``main.interrupted = f``)."""
     from utils import distributed
 
     @functools.wraps(main)
     def run(argv=None):
         code = checked(argv)
         if code and distributed.world().active:   # a failed rank: out now, the others are stopped by torchrun
-            distributed.abandon(code, peer_failed=code == PEER_FAILED)
+            distributed.abandon(code, wait=distributed.PEER_FAILED_WAIT_S if code == PEER_FAILED else 0.0)
+        elif code and not distributed.speaks():   # failed before the group formed: rank 0 prints it, then exits
+            distributed.abandon(code, wait=distributed.SILENT_RANK_WAIT_S)
         return code
 
     def checked(argv=None):
@@ -553,7 +556,10 @@ def guarded(main):
         except KeyboardInterrupt as exc:
             how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
             if distributed.world().main:   # torchrun stops the other ranks with SIGTERM when one fails
-                say(f"{how}; rerun the same command with --resume to reuse the finished parts")
+                # a script whose runs are not resumed with --resume says what works instead (unlearn.py)
+                hint = getattr(run, "interrupted", None)
+                say(f"{how}; " + (hint() if callable(hint) else
+                                  "rerun the same command with --resume to reuse the finished parts"))
             return 143 if isinstance(exc, Terminated) else 130
         except SystemExit as exc:  # --help
             return exc.code if isinstance(exc.code, int) else 0

@@ -227,17 +227,23 @@ def on_main(fn):
 # A rank that stops because a peer failed waits this long for torchrun to stop it, so torchrun's report names
 # the rank that failed first as the root cause (its monitor polls every 0.1-5 s).
 PEER_FAILED_WAIT_S = 10.0
+# A rank that failed before the group formed stays silent (rank 0 prints the same error: every rank parses the
+# same flags) and waits up to this long for torchrun to stop it once rank 0 has printed and exited; ending first
+# would get rank 0 stopped before its line on a loaded machine. An upper bound, not a pace: torchrun's SIGTERM
+# ends the wait.
+SILENT_RANK_WAIT_S = 300.0
 
 
-def abandon(code: int, *, peer_failed: bool) -> None:
+def abandon(code: int, *, wait: float = 0.0) -> None:
     """Leave a failed multi-rank run at once: no goodbye collectives that would wait on the dead (os._exit
-    after flushing). A rank that only saw a peer fail first waits to be stopped by torchrun."""
+    after flushing). A rank that only saw a peer fail first (``wait`` = PEER_FAILED_WAIT_S), or failed silently
+    before the group formed (SILENT_RANK_WAIT_S), first waits up to ``wait`` seconds to be stopped by torchrun."""
     import sys
     import time
 
-    if peer_failed:
+    if wait > 0:
         try:
-            time.sleep(PEER_FAILED_WAIT_S)
+            time.sleep(wait)
         except KeyboardInterrupt:   # torchrun's SIGTERM (cli.guarded turns it into an interrupt)
             pass
     for stream in (sys.stdout, sys.stderr):

@@ -332,15 +332,30 @@ def check_learning(*, C: int, T: int, b, dataset, consts, device, dtype: str, ye
     of batch b, and one evaluation), timed here only when it could exceed workload.CONFIRM_SECONDS; ValueError
     (one line) unless --yes."""
     check_memory(trials=C, n=dataset.n, d=dataset.d, num_classes=dataset.num_classes, device=device, dtype=dtype)
-    work = workload.Workload(n=dataset.n, d=dataset.d, num_classes=dataset.num_classes, n_test=len(dataset.y_test),
-                             cache=False)
-    work.learn(C, T, b=b, sigma=1.0)
+    _confirm_chains(C, T, b=b, X=dataset.X_train, y=dataset.y_train, X_test=dataset.X_test, y_test=dataset.y_test,
+                    num_classes=dataset.num_classes, consts=consts, device=device, dtype=dtype, yes=yes,
+                    what="--trials, --burn_in, --m, --sigma")
+
+
+def check_unlearning(*, C: int, K: int, b, X, y, X_test, y_test, num_classes: int, consts, device, dtype: str,
+                     yes: bool) -> None:
+    """unlearn.py remove's guard: the time of K steps (or epochs of batch b) of the state's C chains on its rows
+    (X, y) and one evaluation, as check_learning prices learning; ValueError (one line) unless --yes."""
+    _confirm_chains(C, K, b=b, X=X, y=y, X_test=X_test, y_test=y_test, num_classes=num_classes, consts=consts,
+                    device=device, dtype=dtype, yes=yes, what="--eps (a smaller eps needs a larger K)")
+
+
+def _confirm_chains(C: int, steps: int, *, b, X, y, X_test, y_test, num_classes: int, consts, device, dtype: str,
+                    yes: bool, what: str) -> None:
+    """C chains run for ``steps`` on (X, y), then evaluated: let through when even a slow machine finishes within
+    workload.CONFIRM_SECONDS, else timed here and refused above it without --yes."""
+    work = workload.Workload(n=len(X), d=X.shape[1], num_classes=num_classes, n_test=len(y_test), cache=False)
+    work.learn(C, steps, b=b, sigma=1.0)
     work.evaluate(C)
     if yes or workload.slowest_seconds(work) <= workload.CONFIRM_SECONDS:
         return
-    est = workload.estimate(work, consts=consts, X=dataset.X_train, y=dataset.y_train, X_test=dataset.X_test,
-                            y_test=dataset.y_test, device=device, dtype=dtype)
-    workload.confirm(est.seconds, yes=yes, what="--trials, --burn_in, --m, --sigma")
+    est = workload.estimate(work, consts=consts, X=X, y=y, X_test=X_test, y_test=y_test, device=device, dtype=dtype)
+    workload.confirm(est.seconds, yes=yes, what=what)
 
 
 # Each chain's noise stream is a torch.Generator of its own (engine.chain_generators): about 2.6 KB measured

@@ -1,4 +1,5 @@
-"""The cost of future requests: the K each of the next requests would need, against retraining.
+"""The cost of future requests: the K each of the next requests would need, against retraining (priced
+by ``retraining_steps``, T + sum K per request, as every certificate is) and against learning afresh (T).
 
 The bound is a parameter: ``next_K(Ks, sizes)`` returns the K the accountant's chosen bound gives the
 last request of ``sizes`` when the earlier requests used ``Ks`` (unlearn.py passes its plan_request).
@@ -15,6 +16,17 @@ from utils.accountant import InfeasibleTargetError
 DEFAULT_COUNT = 10
 
 
+def retraining_steps(T: int, Ks: Sequence[int]) -> int:
+    """What retraining from scratch at each request would have cost: request j's certificate compares with
+    chains retrained on the current data for T + K_1 + ... + K_j steps (docs/METHOD.md §6.1), so the stream
+    of requests costs the sum of those over j. The one rule for pricing retraining (remove, learn, status)."""
+    total, cumulative = 0, 0
+    for K in Ks:
+        cumulative += int(K)
+        total += int(T) + cumulative
+    return total
+
+
 @dataclass(frozen=True)
 class Future:
     """One future request: its number in the stream, its rows, the K it needs (None: infeasible)."""
@@ -23,6 +35,7 @@ class Future:
     K: int | None
     cumulative: int | None     # K summed over every request up to this one, past ones included
     why: str = ""              # why K is None
+    retrain: int | None = None  # retraining_steps over every request up to this one, past ones included
 
 
 def future_requests(next_K: Callable[[list, list], int], *, Ks: Sequence[int], sizes: Sequence[int], S: int,
@@ -42,7 +55,7 @@ def future_requests(next_K: Callable[[list, list], int], *, Ks: Sequence[int], s
             break
         Ks.append(K)
         sizes.append(S)
-        out.append(Future(s, S, K, sum(Ks)))
+        out.append(Future(s, S, K, sum(Ks), retrain=retraining_steps(T, Ks)))
         if K > T:
             break
     return out
@@ -58,15 +71,15 @@ def table(rows: Sequence[Future], *, T: int, unit: str, eps: float, bound: str) 
     if not rows:
         return []
     S = rows[0].S
-    lines = [f"future requests of {S} row(s) at eps={eps:g} ({bound}); retraining from scratch costs T={T} {unit} "
-             "per request:",
+    lines = [f"future requests of {S} row(s) at eps={eps:g} ({bound}); retraining from scratch at each request "
+             f"costs T + sum K {unit} (T={T}), learning afresh T:",
              f"  {'request':>7} {'K':>8} {'total K':>9} {'retrain total':>14}"]
     for r in rows:
         if r.K is None:
             lines.append(f"  {r.request:>7} {'-':>8}  not possible: {r.why}")
         else:
-            lines.append(f"  {r.request:>7} {r.K:>8} {r.cumulative:>9} {r.request * T:>14}"
-                         + ("   <- K > T: retraining is cheaper from here" if r.K > T else ""))
+            lines.append(f"  {r.request:>7} {r.K:>8} {r.cumulative:>9} {r.retrain:>14}"
+                         + (f"   <- K > T: learning afresh ({T} {unit}) is cheaper from here" if r.K > T else ""))
     over = first_over(rows, T)
     if over is None and rows[-1].K is not None:
         lines.append(f"  K stays <= T={T} for these {len(rows)} requests")

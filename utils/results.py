@@ -127,9 +127,42 @@ def write_json(path: str, obj) -> None:
     atomic_write_text(path, json_text(obj))
 
 
+def open_nofollow(path: str, flags: int = os.O_RDONLY, mode: int = 0o666) -> int:
+    """os.open that never follows a symbolic link at the last component of ``path``: every file this project
+    writes or reads back is a regular file it made, so a planted link (to another user's file, to a removed
+    row's old copy) is refused instead of written through. OSError naming the path otherwise."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and os.path.islink(path):
+            raise OSError(errno.ELOOP, "is a symbolic link (allowed: a regular file written by this tool)",
+                          path) from None
+        raise
+
+
+def read_bytes(path: str) -> bytes:
+    """The content of a regular file, never through a symbolic link (open_nofollow)."""
+    with os.fdopen(open_nofollow(path), "rb") as fh:
+        return fh.read()
+
+
 def read_json(path: str):
-    with open(path, "r", encoding="utf-8") as fh:
-        return json.load(fh)
+    """A JSON file this project wrote (never through a symbolic link); OSError or ValueError when unreadable."""
+    return json.loads(read_bytes(path).decode("utf-8"))
+
+
+def read_config(path: str) -> dict:
+    """A run folder's config.json as a dict; ResultError (one line naming the file) when it is unreadable,
+    not JSON, not an object, or a symbolic link."""
+    try:
+        config = read_json(path)
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ResultError(f"{path} is unreadable ({why})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("flags", {}), dict):
+        raise ResultError(f"{path} holds {type(config).__name__ if not isinstance(config, dict) else 'flags that are not an object'} "
+                          "(allowed: the JSON object a run writes)")
+    return config
 
 
 def write_npz(path: str, arrays: dict) -> None:
@@ -283,8 +316,7 @@ class FolderLock:
 
     def _owner(self) -> str:
         try:
-            with open(self.path, encoding="utf-8", errors="replace") as fh:
-                text = fh.read().strip()
+            text = read_bytes(self.path).decode("utf-8", "replace").strip()
         except OSError:
             text = ""
         info = {}
@@ -303,11 +335,16 @@ class FolderLock:
         deadline = time.monotonic() + max(self.wait, 0.0)
         told = False
         while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:   # never through a planted link: the owner record would overwrite the link's target
+                fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except IsADirectoryError:
                 raise ResultError(f"the lock {self.path} is a folder, not a file: remove it "
                                   "(allowed: a regular file made by this tool)") from None
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                raise ResultError(f"the lock {self.path} is a symbolic link: remove it (allowed: a regular file "
+                                  "made by this tool; it is never written through a link)") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -520,8 +557,9 @@ def flags_as_used(config: dict) -> tuple[dict, dict]:
 
 
 def _changed_flags(config_path: str, config: dict) -> str:
-    """The flags (that change a result) in which ``config`` differs from the saved one, shown; "" if none."""
-    old = flags_as_used(read_json(config_path))[0]
+    """The flags (that change a result) in which ``config`` differs from the saved one, shown; "" if none.
+    ResultError when the saved one is unreadable."""
+    old = flags_as_used(read_config(config_path))[0]
     new = flags_as_used(config)[0]
     diff = sorted(k for k in set(old) | set(new) if k not in _RESUME_IGNORED | _NOT_NAMING and old.get(k) != new.get(k))
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
@@ -585,7 +623,7 @@ class RunFolder:
             self._check_reuse(config, resume=resume, plan_only=plan_only)
             if not resume:  # a replaced run leaves nothing behind that the new config does not describe
                 for name in RESULT_FILES:
-                    if os.path.exists(self.file(name)):
+                    if os.path.lexists(self.file(name)):   # a planted link goes, its target stays
                         os.unlink(self.file(name))
             atomic_write_text(self.file(INCOMPLETE), "this run has not finished: its results are missing or "
                                                      "partial; rerun the same command with --resume\n")
@@ -601,18 +639,27 @@ class RunFolder:
         finished_full = False
         if os.path.exists(metrics_path):
             try:
-                finished_full = not read_json(metrics_path).get("plan_only", False)
+                metrics = read_json(metrics_path)
+                finished_full = isinstance(metrics, dict) and not metrics.get("plan_only", False)
             except (OSError, ValueError):
                 finished_full = False
         if plan_only and finished_full:
             raise ResultError(f"{self.path} holds a finished full run; --plan_only will not overwrite its "
                               "metrics: choose another --result-dir")
         old_config = self.file("config.json")
-        changed = _changed_flags(old_config, config) if os.path.exists(old_config) else ""
+        try:
+            changed = _changed_flags(old_config, config) if os.path.lexists(old_config) else ""
+        except ResultError as exc:
+            if resume:
+                raise ResultError(f"--resume refused: {exc}; rerun without --resume to start this run afresh") from None
+            # a plain rerun replaces the run anyway: its damaged config cannot hide other flags in a folder
+            # named by these flags' hash (a reused --name is the user's own choice of folder)
+            self.log(f"note: {exc}; the run in {self.path} is replaced")
+            changed = ""
         if self.run is not None and not resume and changed:  # only a reused --name gets here
             raise ResultError(f"run folder {self.path} holds a run with other flags ({changed}); "
                               "choose another --name")
-        if resume and self.run is not None and not os.path.exists(old_config):
+        if resume and self.run is not None and not os.path.lexists(old_config):
             others = [os.path.basename(p) for p in run_dirs(self.mode_dir)
                       if p != self.path and os.path.exists(os.path.join(p, INCOMPLETE))]
             if others:  # most likely a flag typed differently from the interrupted run's
@@ -620,11 +667,12 @@ class RunFolder:
                                   f"runs there: {', '.join(others)}); rerun with that run's flags, or without --resume")
             # killed before its config was written: nothing to reuse, so the run starts afresh
             self.log(f"note: --resume found nothing of a run with these flags in {self.path}; starting afresh")
-        if resume and os.path.exists(old_config):
+        if resume and os.path.lexists(old_config):
             try:
-                old = resume_inputs(read_json(old_config))
-            except (OSError, ValueError, AttributeError):
-                raise ResultError(f"--resume refused: {old_config} is unreadable; rerun without --resume") from None
+                old = resume_inputs(read_config(old_config))
+            except (ResultError, AttributeError, TypeError, ValueError) as exc:
+                why = str(exc) if isinstance(exc, ResultError) else f"{old_config} is unreadable"
+                raise ResultError(f"--resume refused: {why}; rerun without --resume") from None
             new = resume_inputs(config)
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             if diff:

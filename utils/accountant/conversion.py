@@ -88,7 +88,8 @@ def minimize_log_alpha(objective):
     """(min value, alpha*) of objective(alpha, alpha-1) over all doubles alpha > 1, working in t = log(alpha-1).
 
     A coarse grid that extends until its minimum is interior (or the range of doubles is exhausted,
-    then AlphaRangeWarning), followed by grid zooms to a bracket of width 1e-7 in t.
+    then AlphaRangeWarning), followed by grid zooms to a bracket of width 1e-7 in t. The objective is an
+    (eps, delta) bound, so a minimum below 0 is returned as 0.
     """
     lo, hi = _T_START
     t = _grid(lo, hi)
@@ -118,6 +119,9 @@ def minimize_log_alpha(objective):
             best_t, best_v = t[i], val[i]
         a, b = t[max(i - 1, 0)], t[min(i + 1, _ZOOM_POINTS - 1)]
     alpha = 1.0 + math.exp(best_t)
+    # every objective minimised here is an (eps, delta) bound: the improved conversion can take it below 0 for
+    # a large delta, where (eps, delta) holds at eps = 0 too (rdp_to_dp's clamp; one rule for every eps)
+    best_v = max(float(best_v), 0.0)
     if at_edge:
         warnings.warn(f"the optimal Renyi order alpha={alpha:.6g} sits at the edge of the searched range "
                       f"alpha - 1 in [{math.exp(_T_MIN):.3g}, {math.exp(_T_MAX):.3g}]", AlphaRangeWarning,
