@@ -680,6 +680,10 @@ def cmd_status(args) -> int:
 def check_certificates(meta) -> str:
     """StateError unless every request's recorded eps is at least what today's accountant gives for the recorded
     K history (the certificate then still holds); returns one line saying what was checked."""
+    if meta["settings"].get("model") == "mlp":
+        import unlearn_network
+
+        return unlearn_network.check_certificates(meta)
     consts, settings = constants_of(meta), meta["settings"]
     b = None if settings["batch_size"] == "full" else int(settings["batch_size"])
     bound, Ks, sizes, worst = settings.get("bound", "paper"), [], [], 0.0

@@ -92,7 +92,7 @@ def learn(args, loaded) -> int:
     T_next, eps_next, _, _ = _plan(recipe, fc, sigma=sigma, eps_target=eps_default, bound=args.bound)
     seed, seed_note = U.secret_seed(args)   # the noise must stay secret (docs/METHOD.md §6.4)
     settings = {"model": "mlp", "method": "noisy fine-tuning", "recipe": dataclasses.asdict(recipe),
-                "batch_size": recipe.batch_size, "sigma": sigma, "sigma_rule": rule, "trials": args.trials,
+                "batch_size": "full" if recipe.batch(ds.n) == ds.n else recipe.batch_size, "sigma": sigma, "sigma_rule": rule, "trials": args.trials,
                 "seed": seed, "seed_source": "os_entropy" if args.seed is None else "--seed", "dtype": args.dtype,
                 "eps_default": eps_default, "request_size": args.request_size, "bound": args.bound,
                 "conversion": bounds.CONVERSION[args.bound], "delta": delta, "T": recipe.learn_epochs}
@@ -125,6 +125,8 @@ def learn(args, loaded) -> int:
             "dataset": dict(ds.identity, fingerprint=ds.fingerprint, num_classes=ds.num_classes,
                             input=loaded.options, preprocessing=prep.to_json()),
             "settings": settings, "certificate_constants": dataclasses.asdict(fc),
+            # what the state checks read of every state (utils/state.check_values); no linear constants
+            "constants": {"n": ds.n, "num_classes": ds.num_classes, "delta": delta},
             "learn": {"wall_clock_seconds": seconds, "accuracy_mean": float(acc.mean())}, "requests": []}
     arrays = {"w": w.cpu().numpy(), "X": ds.X_train, "y": ds.y_train, "ids": ids, "X_test": ds.X_test,
               "y_test": ds.y_test, "accuracy": acc, "removed": np.zeros(ds.n, dtype=bool),
@@ -163,7 +165,7 @@ def remove(args, st) -> int:
     cert = accountant.finetune_certificate(
         fc=fc, eps=eps, alpha=alpha, T=T, sigma=settings["sigma"], eps_target=eps_target,
         bound="noisy fine-tuning, docs/METHOD.md §12", **bounds.fields(settings["bound"], name), request=s,
-        ids=ids.tolist(), S=int(rows.size), post_epochs=recipe.post_epochs)
+        ids=ids.tolist(), S=int(rows.size), post_epochs=recipe.post_epochs, K=T, n=n)
     acc = new_arrays["accuracy"]
     done = U.Report(echo=False)
     _print_certificate(done, cert)
@@ -209,6 +211,22 @@ def _print_certificate(out, cert) -> None:
         f"the chains are (eps, delta)-{cert['comparison']}, where every removed row is replaced")
     out(f"  C0={cert['C0']:g} C1={cert['C1']} C2={cert['C2']} gamma={cert['gamma']:g} lam={cert['lam']:g}; bound: "
         f"{cert['bound_name']} ({cert['bound_mode']}), {cert['bound']}")
+
+
+def check_certificates(meta) -> str:
+    """unlearn.py verify for a network state: every request's recorded eps against today's accountant."""
+    settings = meta["settings"]
+    fc = accountant.make_finetune_constants(**meta["certificate_constants"])
+    for r in meta["requests"]:
+        cert = jsonable.numbers(r["certificate"])
+        eps = bounds.finetune_eps(settings["bound"], T=r["K"], sigma=settings["sigma"], fc=fc)[0]
+        if not float(cert["eps"]) >= eps * (1 - 1e-9) - 1e-12:
+            raise statefile.StateError(f"request {r['request']}'s certificate says eps={cert['eps']:.6g}, but the "
+                                       f"accountant gives eps={eps:.6g} for T={r['K']} noisy updates (allowed: a "
+                                       "recorded eps at least the bound's; this certificate does not hold)")
+    n = len(meta["requests"])
+    return (f"certificates: {n} of {n} recomputed with today's accountant (noisy fine-tuning, docs/METHOD.md §12): "
+            "every recorded eps holds")
 
 
 # ---------------------------------------------------------------- status, export
