@@ -173,6 +173,8 @@ def test_unlearn_network_learn_remove_status_export(tmp_path, capsys, monkeypatc
     assert not np.array_equal(state.arrays["w"], before["w"])
     assert unlearn.main(["status", "--state", st]) == 0
     assert "current guarantee" in capsys.readouterr().out
+    assert unlearn.main(["verify", "--state", st]) == 0      # the seals, the values, the recomputed certificate
+    assert "every recorded eps holds" in capsys.readouterr().out
     assert unlearn.main(["export", "--state", st, "--out", str(tmp_path / "m.npz")]) == 0
     with np.load(tmp_path / "m.npz") as z:
         assert z["w"].shape == (Recipe().model(2).params(64),) and int(z["hidden"]) == 64
