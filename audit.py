@@ -20,6 +20,13 @@ not a bound. ``--target_eps E`` picks sigma so that the certificate at K = 0 is 
     python audit.py --dataset DIGITS                      # defaults: sigma 0.01, S 10, K 0..200, 1000 chains
     python audit.py --dataset DIGITS --plan_only          # the certified eps per K only
     python audit.py --dataset DIGITS --neighbour worst --target_eps 2 --S 1
+    python audit.py --dataset DIGITS --model mlp                    # a network, noisy fine-tuning (§13)
+
+``--model mlp`` (run folder result/NET/<DATASET>/audit/): (a) networks learned on D, (b) networks learned on
+D' (the certifying run), both clipped to C0 and fine-tuned by the same K noisy steps on D' (K >= 1: the
+noisy updates); the weights are compared right after the noisy steps (post-processing can only make them
+harder to tell apart), against the fine-tuning certificate of docs/METHOD.md §13. ``--sigma`` is then the
+per-update noise std of §13; by default sigma certifies eps = 2 at the smallest K.
 """
 from __future__ import annotations
 
@@ -31,7 +38,7 @@ import time
 
 import numpy as np
 
-from utils import accountant, bounds, checks, cli, experiments
+from utils import accountant, bounds, checks, cli, experiments, model_kinds, network
 from utils import audit_stats as st
 
 MODE = "audit"
@@ -44,6 +51,10 @@ WHITE_BOX = ("shift_projection", "likelihood_ratio")   # need the known shift di
 NEIGHBOURS = ("random", "worst")
 DEFAULT_TARGET_EPS = 2.0
 GDP_THRESHOLDS = 20
+NETWORK_K = [1, 2, 5, 10]    # --model mlp: noisy updates audited
+NETWORK_TRIALS = 400         # --model mlp: chains per arm unless --trials
+# flags of the Langevin chains that a network audit does not read (refused with --model mlp)
+LINEAR_ONLY = ("burn_in", "M", "L", "smoothness", "projection")
 
 
 def certified(bound: str):
@@ -101,6 +112,7 @@ def build_parser():
     cli.add(g, "--select_fraction", type=level, default=0.5,
             help="share of each arm's chains that choose the statistic and threshold; the rest measure "
                  "the rates (default 0.5)")
+    cli.add_model_flags(p)
     return p
 
 
@@ -114,6 +126,9 @@ def check_args(args) -> str:
     if args.target_eps is not None and args.sigma is not None:
         raise cli.UsageError(f"--sigma {args.sigma:g} and --target_eps {args.target_eps:g} both set the noise "
                              "(allowed: one of them)")
+    cli.check_model_flags(args, linear_only=LINEAR_ONLY)
+    if model_kinds.is_network(args):
+        check_network_args(args)
     if args.target_eps is None and args.sigma is None:
         args.sigma = DEFAULT_SIGMA
     if args.sigma is not None and args.sigma <= 0:
@@ -127,6 +142,23 @@ def check_args(args) -> str:
         raise cli.UsageError(f"--trials {args.trials} with --select_fraction {args.select_fraction:g} leaves "
                              f"{n_sel} and {args.trials - n_sel} chains per part (allowed: at least 2 in each)")
     return MODE
+
+
+def check_network_args(args) -> None:
+    """--model mlp: K >= 1 noisy updates (default NETWORK_K), the random neighbour, sigma for eps 2 by default."""
+    if args.neighbour == "worst":
+        raise cli.UsageError("--neighbour worst plants canaries for the linear models (allowed with --model mlp: "
+                             "--neighbour random)")
+    if "K" in args.given_flags and min(args.K) < 1:
+        raise cli.UsageError(f"--K {min(args.K)}: a network audit needs noisy updates (allowed with --model mlp: "
+                             f"K >= 1)")
+    if "K" not in args.given_flags:
+        args.K = list(NETWORK_K)
+    if "trials" not in args.given_flags:
+        args.trials = NETWORK_TRIALS
+    if args.sigma is None and args.target_eps is None:
+        args.target_eps = DEFAULT_TARGET_EPS
+    args.family = "NET"
 
 
 # ---------------------------------------------------------------- plan (accountant only)
@@ -157,6 +189,23 @@ def plan(consts, *, Ks, S: int, sigma: float, T: int, trials: int, R: float, bou
     # each arm: T learning steps, then K_max further steps (the sweep advances incrementally)
     steps = 2 * trials * (T + max(Ks))
     return {"certified_eps": eps_by[bound], "certified_alpha": alpha_by[bound],
+            "certified_eps_by_bound": eps_by, "certified_alpha_by_bound": alpha_by,
+            "certificates": certificates, "chain_steps": steps}
+
+
+def plan_network(fc, *, Ks, sigma: float, trials: int, updates_learn: int) -> dict:
+    """The fine-tuning certificate per K (noisy updates) and per bound (paper: basic conversion, best: improved;
+    docs/METHOD.md §13), as ``plan`` does for the Langevin chains."""
+    eps_by, alpha_by, certificates = {b: {} for b in BOUNDS}, {b: {} for b in BOUNDS}, []
+    for K in Ks:
+        for mode in BOUNDS:
+            eps, alpha, name = bounds.finetune_eps(mode, T=K, sigma=sigma, fc=fc)
+            eps_by[mode][str(K)], alpha_by[mode][str(K)] = eps, alpha
+            certificates.append(accountant.finetune_certificate(fc=fc, eps=eps, alpha=alpha, T=K, sigma=sigma,
+                                                                bound="noisy fine-tuning, docs/METHOD.md §13",
+                                                                **bounds.fields(mode, name)))
+    steps = 2 * trials * (updates_learn + max(Ks))
+    return {"certified_eps": eps_by["paper"], "certified_alpha": alpha_by["paper"],
             "certified_eps_by_bound": eps_by, "certified_alpha_by_bound": alpha_by,
             "certificates": certificates, "chain_steps": steps}
 
@@ -216,7 +265,7 @@ def split(W, fraction: float):
     return W[:cut], W[cut:]
 
 
-def candidate_scores(A, B, nb: Neighbours, *, fraction: float) -> dict:
+def candidate_scores(A, B, nb: Neighbours, *, fraction: float, model=None) -> dict:
     """Per statistic: (selection unlearned, selection retrained, held-out unlearned, held-out retrained).
 
     Directions and fitted laws come from the selection part only, so the held-out scores are untouched by
@@ -228,9 +277,9 @@ def candidate_scores(A, B, nb: Neighbours, *, fraction: float) -> dict:
     A_sel, A_out = split(A, fraction)
     B_sel, B_out = split(B, fraction)
     w_ref = np.concatenate([A_sel, B_sel]).mean(axis=0)
-    u_grad = st.loss_gradient_direction(w_ref, *nb.old, *nb.new)
-    fixed = {"removed_loss": lambda W: st.point_losses(W, *nb.old).mean(axis=1),
-             "replacement_loss": lambda W: st.point_losses(W, *nb.new).mean(axis=1),
+    u_grad = st.loss_gradient_direction(w_ref, *nb.old, *nb.new, model=model)
+    fixed = {"removed_loss": lambda W: st.point_losses(W, *nb.old, model=model).mean(axis=1),
+             "replacement_loss": lambda W: st.point_losses(W, *nb.new, model=model).mean(axis=1),
              "gradient_direction": lambda W: st.project(W, u_grad)}
     fitted = {"mean_difference": lambda a, b, W: st.project(W, st.mean_difference_direction(a, b)),
               "lda": lambda a, b, W: st.project(W, st.lda_direction(a, b))}
@@ -262,10 +311,10 @@ def cross_fitted(score, A, B):
             np.concatenate([score(*first, B[:hb]), score(*second, B[hb:])]))
 
 
-def audit_one(A, B, nb: Neighbours, *, fraction: float, delta: float, confidence: float):
+def audit_one(A, B, nb: Neighbours, *, fraction: float, delta: float, confidence: float, model=None):
     """At one K: the Clopper-Pearson membership test, the Gaussian-DP estimate, and the two-sample distances
-    of the chosen statistic on the held-out chains."""
-    candidates = candidate_scores(A, B, nb, fraction=fraction)
+    of the chosen statistic on the held-out chains (``model``: the chains' model, None for the linear ones)."""
+    candidates = candidate_scores(A, B, nb, fraction=fraction, model=model)
     result = st.membership_audit(candidates, delta=delta, confidence=confidence)
     gdp_name, gdp = st.gdp_audit(candidates, delta=delta, confidence=confidence, count=GDP_THRESHOLDS)
     _, _, hold_pos, hold_neg = candidates[result.statistic]
@@ -320,6 +369,34 @@ def run_chains(lab, nb: Neighbours, *, Ks, sigma: float, T: int):
         yield K, part["unlearned"], part["retrained"], state["a"], state["b"]
 
 
+def run_network_chains(lab, nets, nb: Neighbours, *, Ks, sigma: float):
+    """run_chains for networks: learned on D and on D', clipped, then K noisy updates on D' (advanced through
+    the sweep, each K a resumable stage); yields the weights right after the noisy steps."""
+    task = nets.task(*nb.D_prime)
+    state = {"a": None, "b": None, "K": 0}
+
+    def start():
+        if state["a"] is None:
+            D = nb.D if nb.D is not None else (lab.X, lab.y)
+            state["a"] = nets.start(nets.learn(nets.task(*D), key=("learn",)), key=("unlearn",))
+            state["b"] = nets.start(nets.learn(task, key=("retrain",)), key=("retrain",))
+
+    for K in Ks:
+        k0 = state["K"]
+
+        def compute():
+            start()
+            key = ("audit", k0, K)
+            a = nets.noisy(state["a"], task, T=K - k0, sigma=sigma, key=("unlearn",) + key, offset=k0, start=False)
+            b = nets.noisy(state["b"], task, T=K - k0, sigma=sigma, key=("retrain",) + key, offset=k0, start=False)
+            return {"unlearned": a.cpu().numpy(), "retrained": b.cpu().numpy()}
+
+        part = lab.stage(f"K{K}", compute)
+        state.update(a=lab.torch.as_tensor(part["unlearned"], device=lab.device, dtype=lab.dtype),
+                     b=lab.torch.as_tensor(part["retrained"], device=lab.device, dtype=lab.dtype), K=K)
+        yield K, part["unlearned"], part["retrained"], state["a"], state["b"]
+
+
 # ---------------------------------------------------------------- main
 def plan_step(ctx) -> experiments.Plan:
     """The protocol's plan (experiments.run_script): sigma (--sigma, or chosen for --target_eps: a derived
@@ -327,21 +404,36 @@ def plan_step(ctx) -> experiments.Plan:
     args, c = ctx.args, ctx.consts
     check_S(args.S, c.n)
     sigma = args.sigma
-    if args.target_eps is not None:
+    if args.target_eps is not None and model_kinds.is_network(args):
+        fc = network.Recipe.from_args(args).constants(c.delta)
+        sigma = ctx.derive("sigma", bounds.finetune_smallest_sigma("paper", T=args.K[0], eps_target=args.target_eps,
+                                                                   fc=fc))
+        ctx.log(f"--target_eps {args.target_eps:g}: sigma={sigma:.6g} makes the paper certificate after K = "
+                f"{args.K[0]} noisy updates {args.target_eps:g}")
+    elif args.target_eps is not None:
         sigma = ctx.derive("sigma", sigma_for_target(c, eps=args.target_eps, S=args.S))
         ctx.log(f"--target_eps {args.target_eps:g}: sigma={sigma:.6g} makes the paper certificate at K = 0 "
                 f"{args.target_eps:g}")
-    T = ctx.burn_in(sigma)
     Ks = args.K
-    the_plan = plan(c, Ks=Ks, S=args.S, sigma=sigma, T=T, trials=args.trials, R=args.projection,
-                    bound=args.bound)
+    if model_kinds.is_network(args):
+        recipe = network.Recipe.from_args(args)
+        T = recipe.learn_epochs * recipe.epoch(c.n)   # the networks' learning updates
+        the_plan = plan_network(recipe.constants(c.delta), Ks=Ks, sigma=sigma, trials=args.trials, updates_learn=T)
+        ctx.log(recipe.describe())
+    else:
+        T = ctx.burn_in(sigma)
+        the_plan = plan(c, Ks=Ks, S=args.S, sigma=sigma, T=T, trials=args.trials, R=args.projection,
+                        bound=args.bound)
     settings = {"sigma": sigma, "target_eps": args.target_eps, "S": args.S, "K": Ks, "T": T,
                 "trials": args.trials, "select_fraction": args.select_fraction, "confidence": args.confidence,
                 "delta": c.delta, "removal": args.removal, "neighbour": args.neighbour,
                 "bounds": list(BOUNDS),
                 "statistics": list(STATISTICS + (WHITE_BOX if args.neighbour == "worst" else ())),
                 "gdp_thresholds": GDP_THRESHOLDS,
-                "retrain_steps": "T + K (the law the unlearning theorem compares with)"}
+                "retrain_steps": ("learned on D', then the same K noisy updates (the certifying run, docs/METHOD.md "
+                                  "§13.1); T counts learning updates" if model_kinds.is_network(args) else
+                                  "T + K (the law the unlearning theorem compares with)"),
+                "model": model_kinds.kind(getattr(args, "model", None)).name}
     ctx.log(f"audit: sigma={sigma:g} S={args.S} T={T} K={Ks} trials={args.trials} per arm, "
             f"{args.neighbour} neighbour; {the_plan['chain_steps']} chain-steps")
     for K in Ks:
@@ -350,10 +442,15 @@ def plan_step(ctx) -> experiments.Plan:
         how = bounds.order_or_mu(the_plan["certified_alpha"][str(K)], mine.get("mu"), named=True)
         ctx.log(f"  K={K}: certified eps {certs} ({args.bound} {how})")
     metrics = dict(settings=settings, **the_plan)
+    if model_kinds.is_network(args):   # network updates, not linear chain-steps (no --plan_only time estimate)
+        metrics["network_chain_updates"] = metrics.pop("chain_steps")
     arrays = {"K": np.asarray(Ks, dtype=np.int64),
               "certified_eps": np.asarray([the_plan["certified_eps"][str(K)] for K in Ks])}
     for name in BOUNDS:
         arrays[f"certified_eps_{name}"] = np.asarray([the_plan["certified_eps_by_bound"][name][str(K)] for K in Ks])
+    if model_kinds.is_network(args):   # a network update is not a linear chain-step: no Workload prices it
+        return experiments.Plan(metrics, arrays, chain_steps=metrics["network_chain_updates"],
+                                tables=(sigma, T, the_plan), summary="plan only: certified eps per K (no chains run)")
     work = ctx.workload()   # run_chains: both arms learn (on D and D'), then advance through the K sweep
     work.dataset()
     work.learn(args.trials, T, sigma=sigma, new_data=args.neighbour == "worst")   # worst: D holds the canaries
@@ -374,6 +471,13 @@ def stages_step(ctx, planned: experiments.Plan):
     settings = metrics["settings"]
     lab = ctx.lab()
     nb = neighbours(lab, S=args.S, kind=args.neighbour)
+    if model_kinds.is_network(args):
+        from utils import finetune
+
+        nets = finetune.Networks(lab, network.Recipe.from_args(args))
+        chains, accuracy, model = run_network_chains(lab, nets, nb, Ks=Ks, sigma=sigma), nets.accuracy, nets.model
+    else:
+        chains, accuracy, model = run_chains(lab, nb, Ks=Ks, sigma=sigma, T=T), lab.accuracy, None
     settings["removed_rows"] = nb.rows.tolist()
     settings["neighbour_description"] = nb.description
     ctx.log(nb.description)
@@ -382,10 +486,10 @@ def stages_step(ctx, planned: experiments.Plan):
     lower, ci, point, attack, distances = {}, {}, {}, {}, {}
     gdp, ratios, acc = {}, {}, {"unlearned": {}, "retrained": {}}
     violations, estimate_above = [], []
-    for K, A, B, wa, wb in run_chains(lab, nb, Ks=Ks, sigma=sigma, T=T):
+    for K, A, B, wa, wb in chains:
         t0 = time.perf_counter()
         result, (gdp_name, g), dist, (hp, hn) = audit_one(A, B, nb, fraction=args.select_fraction,
-                                                          delta=c.delta, confidence=args.confidence)
+                                                          delta=c.delta, confidence=args.confidence, model=model)
         t_stats += time.perf_counter() - t0
         key = str(K)
         lower[key], ci[key], point[key] = result.eps_lower, [result.eps_lower, result.eps_upper], result.eps_point
@@ -393,7 +497,7 @@ def stages_step(ctx, planned: experiments.Plan):
         ratios[key] = {name: {"certified_over_lower": ratio(v[key], result.eps_lower),
                               "certified_over_estimate": ratio(v[key], g.eps)}
                        for name, v in the_plan["certified_eps_by_bound"].items()}
-        acc_a, acc_b = lab.accuracy(wa), lab.accuracy(wb)
+        acc_a, acc_b = accuracy(wa), accuracy(wb)
         acc["unlearned"][key], acc["retrained"][key] = (experiments.summary_stats(acc_a),
                                                         experiments.summary_stats(acc_b))
         for name, v in (("acc_a", acc_a), ("acc_b", acc_b), ("hold_a", hp), ("hold_b", hn)):

@@ -7,19 +7,25 @@ Three modes (run folder ``result/LMC/<DATASET>/<mode>/``):
 - ``--sequential2 1`` (Fig 3b): 100 points removed in requests of S in {5, 10, 20} at sigma 0.03 and
   eps 1 per request, against sequential D2D with I-factors {1, 1.5, 2}.
 - ``--find_k 1``: the table of the smallest sigma per (eps, K); no chains (works with ``--n``).
+- ``--model mlp`` (run folder ``result/NET/<DATASET>/<mode>/``): a one-hidden-layer network unlearned by noisy
+  fine-tuning (arXiv 2506.06985, docs/METHOD.md §13) at the smallest sigma certifying each eps, against the
+  certifying run (the network retrained on D', then the same noisy fine-tuning) and against the logistic
+  model's Langevin unlearning at the same eps (K from --K, default 5); ``--find_k 1`` its sigma table.
 
     python baseline.py --dataset DIGITS --burn_in auto            # the quick demo
     python baseline.py --lam 1e-6 --dataset MNIST --sequential2 1
     python baseline.py --find_k 1 --dataset MNIST --n 11982
+    python baseline.py --model mlp --dataset FASHION --burn_in auto
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 
 import numpy as np
 
-from utils import accountant, bounds, cli, d2d, experiments
+from utils import accountant, bounds, cli, d2d, experiments, model_kinds, network
 from utils.experiments import sigma_table  # a name of this module: bench/fig3a_end_to_end.py times it here
 from utils.results import json_key
 
@@ -36,6 +42,8 @@ DEFAULT_IFAC = [1.0, 1.5, 2.0]
 # Flags that only some modes read: given elsewhere they are an error, not silently ignored.
 MODE_ONLY = {"K": ("baseline", "find_k"), "num_remove": ("sequential2",), "ifac": ("sequential2",),
              "mironov": ("sequential2",), "sigma": ("sequential2",)}   # the other modes choose sigma per (K, eps)
+NETWORK_K = [5]             # --model mlp: the logistic model's Langevin steps it is compared with
+NETWORK_TRIALS = 20         # --model mlp: chains per arm unless --trials (a network chain costs ~100 linear ones)
 
 
 # ---------------------------------------------------------------- flags
@@ -63,6 +71,7 @@ def build_parser(multiclass: bool):
     cli.add(g, "--mironov", action="store_true",
             help="--sequential2: the Mironov form of the sequential RDP recursion from the authors' notebook "
                  "(one direction of the divergence only, so not a certificate; default: the paper form)")
+    cli.add_model_flags(p)
     return p
 
 
@@ -82,6 +91,15 @@ def check_args(args, *, multiclass: bool) -> str:
     mode = mode_of(args)
     cli.check_mode_flags(args.given_flags, mode, MODE_ONLY, spell=spell_mode)
     cli.check_dataset_kind(args, multiclass=multiclass, scripts=("baseline.py", "baseline_multiclass.py"))
+    cli.check_model_flags(args)
+    if model_kinds.is_network(args):
+        if mode == "sequential2":
+            raise cli.UsageError("--sequential2 1 is for the linear models (allowed with --model mlp: the default "
+                                 "mode or --find_k 1)")
+        args.family = "NET"   # result/NET/<dataset>/<mode>/: the networks' runs apart from paper A's
+        if "trials" not in args.given_flags:
+            args.trials = NETWORK_TRIALS
+        args.K = args.K or list(NETWORK_K)
     args.S = args.S or list(DEFAULT_S[mode])
     args.K = args.K or list(DEFAULT_K)
     if mode == "sequential2":
@@ -454,11 +472,161 @@ def plan_find_k(ctx) -> experiments.Plan:
                                                      f"M={c.M:g}, delta={c.delta:.4g})")
 
 
+# ---------------------------------------------------------------- --model mlp (docs/METHOD.md §13)
+def network_rows(ctx) -> tuple[network.Recipe, object, int, list[dict]]:
+    """(recipe, fine-tuning constants, noisy steps T, per eps the smallest sigma certifying it after T steps)."""
+    args, c = ctx.args, ctx.consts
+    recipe = network.Recipe.from_args(args)
+    fc = recipe.constants(c.delta)
+    T = recipe.steps(fc, c.n)
+    rows = []
+    for eps in args.eps:
+        sigma = bounds.finetune_smallest_sigma(args.bound, T=T, eps_target=eps, fc=fc)
+        achieved, alpha, name = bounds.finetune_eps(args.bound, T=T, sigma=sigma, fc=fc)
+        rows.append({"epsilon": float(eps), "T": T, "sigma": sigma, "alpha": alpha, "eps_achieved": achieved,
+                     "bound_name": name})
+    return recipe, fc, T, rows
+
+
+def network_certificates(fc, rows, *, bound: str, S: int) -> list[dict]:
+    what = ("noisy fine-tuning, gradient clipping (privacy amplification by iteration), docs/METHOD.md §13.2"
+            if fc.variant == "gradient" else
+            "noisy fine-tuning, model clipping (hockey-stick contraction), docs/METHOD.md §13.3")
+    return [accountant.finetune_certificate(fc=fc, eps=r["eps_achieved"], alpha=r["alpha"], T=r["T"], sigma=r["sigma"],
+                                            eps_target=r["epsilon"], bound=what, method="noisy_finetune", S=S,
+                                            **bounds.fields(bound, r["bound_name"])) for r in rows]
+
+
+def plan_network(ctx) -> experiments.Plan:
+    """--model mlp: per eps the smallest sigma for the noisy steps, and the logistic model's Fig 3a cells at the
+    same eps (K from --K); no chains."""
+    args = ctx.args
+    S, c, lin = one_removal_table(ctx)
+    recipe, fc, T, rows = network_rows(ctx)
+    epoch = recipe.epoch(c.n)
+    for r in lin:
+        r["T"] = ctx.burn_in(r["sigma"])
+    ctx.log(recipe.describe())
+    ctx.log("network certificates (metrics.json): the unlearned chains are (eps, delta)-indistinguishable from the "
+            "certifying run (the network trained on D', clipped and fine-tuned by the same noisy steps), for any "
+            "number of removed rows (docs/METHOD.md §13.1)")
+    log_table(ctx, f"plan (S={S}): network, T={T} noisy updates:    eps      sigma    alpha*",
+              [f"{r['epsilon']:>43g} {r['sigma']:>10.6g} {r['alpha']:>9.4g}" for r in rows])
+    log_table(ctx, "logistic model (Langevin unlearning):    K      eps      sigma        T",
+              [f"{r['K']:>40} {r['epsilon']:>8g} {r['sigma']:>10.6g} {r['T']:>8}" for r in lin])
+    per_eps = T + recipe.post_epochs * epoch
+    updates = args.trials * (2 * recipe.learn_epochs * epoch + 2 * len(rows) * per_eps)
+    linear = args.trials * sum(2 * r["T"] + r["K"] for r in lin)
+    ctx.log(f"total: {updates:,} network chain-updates and {linear:,} linear chain-steps ({args.trials} chains); "
+            "--plan_only gives no time estimate for network runs")
+    metrics = {"model": "mlp", "recipe": dataclasses.asdict(recipe), "S": S, "eps_values": list(args.eps),
+               "K_values": list(args.K), "noisy_steps": T, "updates_per_epoch": epoch,
+               "network_chain_updates": updates, "total_chain_steps": linear,
+               "settings": {json_key(r["epsilon"]): dict(r) for r in rows},
+               "logistic": {}, "certificates": network_certificates(fc, rows, bound=args.bound, S=S)
+               + [lmc_certificate(c, r, S=S, R=args.projection, method="langevin", T=r["T"], bound_mode=args.bound)
+                  for r in lin]}
+    for r in lin:
+        metrics["logistic"].setdefault(json_key(r["K"]), {})[json_key(r["epsilon"])] = dict(r)
+    arrays = {"eps": np.array(args.eps, dtype=float), "sigma": np.array([r["sigma"] for r in rows])}
+    return experiments.Plan(metrics, arrays, chain_steps=updates + linear, tables=(S, recipe, T, rows, lin),
+                            summary=f"plan only: {len(rows)} eps, {T} noisy updates each")
+
+
+def run_network(ctx, p: experiments.Plan):
+    """--model mlp's chains: learn on D and on D' (one resumable piece), then per eps unlearn both (the
+    unlearned and the certifying run, one piece each), then the logistic model's cells."""
+    from utils import finetune
+
+    args, (S, recipe, T, rows, lin) = ctx.args, p.tables
+    metrics, arrays = p.metrics, p.arrays
+    lab = ctx.lab()
+    nets = finetune.Networks(lab, recipe)
+    removal = lab.removal(S)
+    task_D, task_R = nets.task(lab.X, lab.y), nets.task(removal.X, removal.y)
+
+    def learn():
+        w_D, w_R = nets.learn(task_D, key=("learn",)), nets.learn(task_R, key=("retrain",))
+        # the post-processing alone, from a fresh random start clipped to C0: what the noisy steps leave to it
+        w_0 = nets.post(nets.init(task_R, key=("scratch",)), task_R, offset=0, key=("scratch",))
+        return {"D": w_D.cpu().numpy(), "R": w_R.cpu().numpy(), "acc_D": nets.accuracy(w_D),
+                "acc_R": nets.accuracy(w_R), "acc_0": nets.accuracy(w_0)}
+
+    learned = lab.stage("mlp_learn", learn)
+    start = {arm: lab.torch.as_tensor(learned[arm], device=lab.device, dtype=lab.dtype) for arm in ("D", "R")}
+    for r in rows:
+        ek = json_key(r["epsilon"])
+
+        def compute(r=r, ek=ek):
+            out = {}
+            for arm, name in (("D", "unlearn"), ("R", "certifying")):
+                noisy, post = nets.unlearn(start[arm], task_R, T=T, sigma=r["sigma"], key=(name, ek))
+                out[name + "_noisy"], out[name] = nets.accuracy(noisy), nets.accuracy(post)
+            return out
+
+        got = lab.stage(f"mlp_eps{ek}", compute)
+        cell = metrics["settings"][ek]
+        for what in ("unlearn", "certifying", "unlearn_noisy", "certifying_noisy"):
+            cell["mlp_" + what] = stats(got[what])
+            arrays.setdefault("mlp_" + what, []).append(got[what])
+    task = lab.task(removal.X, removal.y)
+    for r in lin:
+        got = lmc_setting(lab, r, S=S, removal=removal, task=task)
+        metrics["logistic"][json_key(r["K"])][json_key(r["epsilon"])]["lmc_unlearn"] = stats(got["unlearn"])
+        metrics["logistic"][json_key(r["K"])][json_key(r["epsilon"])]["lmc_retrain"] = stats(got["retrain"])
+        arrays.setdefault("lmc_unlearn", []).append(got["unlearn"])
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    arrays.update(mlp_learned=learned["acc_D"], mlp_retrained=learned["acc_R"], mlp_post_only=learned["acc_0"],
+                  removed_rows=removal.rows)
+    metrics["mlp_learned"], metrics["mlp_retrained_noiseless"] = stats(learned["acc_D"]), stats(learned["acc_R"])
+    metrics["mlp_post_only"] = stats(learned["acc_0"])
+    return metrics, arrays, summary_network(ctx, metrics)
+
+
+def summary_network(ctx, metrics) -> str:
+    cells = metrics["settings"]
+    eps = " ".join(cells)
+    line = lambda key: " ".join(f"{c[key]['mean']:.3f}" for c in cells.values())   # noqa: E731
+    parts = [f"network (T={metrics['noisy_steps']} noisy updates, then {metrics['recipe']['post_epochs']} epochs): "
+             f"unlearned [{line('mlp_unlearn')}], certifying run [{line('mlp_certifying')}], right after the noise "
+             f"[{line('mlp_unlearn_noisy')}]"]
+    for K, lc in metrics["logistic"].items():
+        means = " ".join(f"{c['lmc_unlearn']['mean']:.3f}" for c in lc.values())
+        parts.append(f"logistic model, Langevin unlearning K={K}: [{means}]")
+    return (f"--model mlp on {ctx.args.dataset} (S={metrics['S']}, {ctx.args.trials} chains), mean test accuracy "
+            f"at eps [{eps}]: " + "; ".join(parts) + f"; network learned {metrics['mlp_learned']['mean']:.3f}, "
+            f"retrained without noise {metrics['mlp_retrained_noiseless']['mean']:.3f}, the post-processing epochs "
+            f"alone from a random start {metrics['mlp_post_only']['mean']:.3f}. "
+            f"Wall-clock {time.perf_counter() - ctx.t0:.1f} s.")
+
+
+def plan_network_find_k(ctx) -> experiments.Plan:
+    """--model mlp --find_k 1: the smallest sigma per eps after the noisy steps (no chains)."""
+    args, c = ctx.args, ctx.consts
+    recipe, fc, T, rows = network_rows(ctx)
+    ctx.log(recipe.describe())
+    log_table(ctx, f"smallest sigma after T={T} noisy updates:      eps         sigma     alpha*",
+              [f"{r['epsilon']:>48g} {r['sigma']:>13.8g} {r['alpha']:>10.6g}" for r in rows])
+    metrics = {"model": "mlp", "recipe": dataclasses.asdict(recipe), "eps_values": list(args.eps), "noisy_steps": T,
+               "sigma_table": [{k: r[k] for k in ("T", "epsilon", "sigma", "alpha")} for r in rows],
+               "certificates": network_certificates(fc, rows, bound=args.bound, S=args.S[0])}
+    arrays = {"eps": np.array(args.eps, dtype=float), "sigma": np.array([r["sigma"] for r in rows])}
+    return experiments.Plan(metrics, arrays, summary=f"smallest sigma for {len(rows)} eps after T={T} noisy updates "
+                                                     f"on {args.dataset} (delta={c.delta:.4g})")
+
+
 # ---------------------------------------------------------------- entry points
-SCRIPTS = {"baseline": experiments.Script(plan_baseline, run_baseline, lambda args: {"max_removed": args.S[0]}),
+def by_model(linear, net):
+    """One step of a mode: ``net`` for --model mlp, ``linear`` otherwise."""
+    return lambda ctx, *rest: (net if model_kinds.is_network(ctx.args) else linear)(ctx, *rest)
+
+
+SCRIPTS = {"baseline": experiments.Script(by_model(plan_baseline, plan_network), by_model(run_baseline, run_network),
+                                          lambda args: {"max_removed": args.S[0]}),
            "sequential2": experiments.Script(plan_sequential2, run_sequential2,
                                              lambda args: {"max_removed": args.num_remove}),
-           "find_k": experiments.Script(plan_find_k, None, lambda args: {"max_removed": args.S[0]})}
+           "find_k": experiments.Script(by_model(plan_find_k, plan_network_find_k), None,
+                                        lambda args: {"max_removed": args.S[0]})}
 
 
 def build_main(*, multiclass: bool = False):

@@ -33,7 +33,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from utils import accountant, bounds, checks, cli, data, distributed, forecast, jsonable, models, reference, results
+from utils import (accountant, bounds, checks, cli, data, distributed, forecast, jsonable, model_kinds, models,
+                   reference, results)
 from utils import tabular
 from utils import state as statefile
 from utils.experiments import check_learning, check_unlearning, describe_constants, progress_bar, summary_stats
@@ -98,12 +99,14 @@ def build_parser() -> cli.OneLineParser:
                          "burn_in": "learning steps T (epochs for mini-batches), or auto: W2 to the stationary law "
                                     "<= 1%% of its radius (default %(default)s)",
                          "trials": "independent chains (default %(default)s); export deploys one of them"})
-    cli.add(lp, "--batch_size", type=cli.batch_size_value, default="full",
-            help="full (PNGD, paper A) or a mini-batch size b dividing n (PNSGD, paper B; K counts epochs)")
+    cli.add(lp, "--batch_size", type=cli.batch_size_value, default=None,
+            help="full (PNGD, paper A; the default) or a mini-batch size b dividing n (PNSGD, paper B; K counts "
+                 "epochs); --model mlp: any b (default 128)")
     cli.add(lp, "--seed", type=cli.int_at_least(0), default=None,
             help="seed of every noise draw (default: drawn from the operating system's entropy and kept only in "
                  "the private state folder; a known seed lets anyone who also knows the remaining rows recover "
                  "removed rows from a released model)")
+    cli.add_model_flags(lp, skip=("batch_size",))   # --model mlp: unlearn_network.py
     lp.set_defaults(run=cmd_learn)
 
     rp = sub.add_parser("remove", allow_abbrev=False, help="remove rows by id, unlearn, print the certificate",
@@ -154,7 +157,7 @@ def main(argv=None) -> int:
     _RUNNING.clear()
     _RUNNING.update(command=args.command, state=os.path.abspath(args.state))
     if distributed.env_world().size > 1:   # rows split across the ranks; rank 0 alone reads and writes the state
-        if args.run not in (cmd_learn, cmd_remove) or getattr(args, "batch_size", "full") != "full":
+        if args.run not in (cmd_learn, cmd_remove) or getattr(args, "batch_size", None) not in (None, "full"):
             raise cli.UsageError("under torchrun unlearn.py runs full-batch learn and remove only, their rows split "
                                  "across the ranks (allowed: python unlearn.py ... for status, export, mini-batches)")
         distributed.setup(args.device)
@@ -323,6 +326,8 @@ def _now() -> str:
 
 # ---------------------------------------------------------------- learn
 def cmd_learn(args) -> int:
+    if not model_kinds.is_network(args):
+        cli.check_model_flags(args, shared=("batch_size",))
     if args.K is not None and args.sigma is not None:
         raise cli.UsageError("give --sigma, or --eps with --K (which choose sigma), not both")
     if args.K is not None and args.eps is None:
@@ -337,7 +342,11 @@ def cmd_learn(args) -> int:
                           standardize=args.standardize, dropna=args.dropna)
     ds, ids, prep = loaded.dataset, loaded.ids, loaded.preprocessing
     checks.integer("--request_size", args.request_size, lo=1, hi=ds.n - 1)   # S < n (docs/METHOD.md §1.1)
-    b = _batch(args.batch_size, ds.n)
+    if model_kinds.is_network(args):
+        import unlearn_network
+
+        return unlearn_network.learn(args, loaded)
+    b = _batch("full" if args.batch_size is None else args.batch_size, ds.n)
     lam = args.m / ds.n if args.m is not None else (ds.default_lam if args.lam is None else args.lam)
     model = models.model_for(ds.num_classes)
     M = args.M if args.M is not None else model.default_M
@@ -360,11 +369,7 @@ def cmd_learn(args) -> int:
     # unlearning with each candidate for a removed row, and only the true one reproduces the released
     # weights. The seed stays in the private state folder (a killed remove reruns bit-identically).
     # Under torchrun every rank must draw the same noise (their gradient sums are added up): rank 0's seed.
-    seed = distributed.broadcast(secrets.randbits(63) if args.seed is None else args.seed)
-    if args.seed is not None:
-        print(f"unlearn.py: warning: --seed {args.seed} makes the noise replayable: anyone who knows it and the "
-              "remaining rows can recover removed rows from a released model (omit --seed for secret noise)",
-              file=sys.stderr, flush=True)
+    seed, seed_note = secret_seed(args)
     settings = {"method": "PNGD" if b is None else "PNSGD", "batch_size": "full" if b is None else b,
                 "sigma": sigma, "sigma_rule": sigma_rule, "T": T, "T_rule": T_rule, "trials": args.trials,
                 "seed": seed, "seed_source": "os_entropy" if args.seed is None else "--seed", "dtype": args.dtype,
@@ -384,9 +389,7 @@ def cmd_learn(args) -> int:
     out(delta_text(consts.delta, "--delta" if args.delta is not None else "default min(1e-5, 1/(10 n))"))
     out(f"noise sigma={sigma:.6g} ({sigma_rule}); {settings['method']} "
         f"{'full batch' if b is None else f'b={b}'}; learning T={T} {_unit(settings)} ({T_rule}); "
-        f"{args.trials} chains; noise seed "
-        + ("secret (drawn from the OS entropy, kept in the state folder only)" if args.seed is None
-           else "given with --seed (not secret)"))
+        f"{args.trials} chains; noise seed {seed_note}")
     out(f"plan: a request of {S} row(s) at eps={eps_default:g} will need K={K_next} {_unit(settings)}, certified "
         f"against retraining from scratch for T + K = {T + K_next} {_unit(settings)}")
     _note_cost(out, K_next, T, _unit(settings))
@@ -441,7 +444,23 @@ def cmd_learn(args) -> int:
     return 0
 
 
+def secret_seed(args) -> tuple[int, str]:
+    """(seed, how it was chosen): drawn from the operating system's entropy unless --seed (with a warning)."""
+    seed = distributed.broadcast(secrets.randbits(63) if args.seed is None else args.seed)
+    if args.seed is not None:
+        print(f"unlearn.py: warning: --seed {args.seed} makes the noise replayable: anyone who knows it and the "
+              "remaining rows can recover removed rows from a released model (omit --seed for secret noise)",
+              file=sys.stderr, flush=True)
+    return seed, ("secret (drawn from the OS entropy, kept in the state folder only)" if args.seed is None
+                  else "given with --seed (not secret)")
+
+
 # ---------------------------------------------------------------- remove
+def _network(st) -> bool:
+    """A state learned with --model mlp (unlearn_network.py runs its commands)."""
+    return st.meta["settings"].get("model") == "mlp"
+
+
 def _removed_by(meta) -> dict:
     return {i: r["request"] for r in meta["requests"] for i in r["ids"]}
 
@@ -461,6 +480,10 @@ def cmd_remove(args) -> int:
         st = statefile.load(args.state)
         _RUNNING["version"] = st.version
         _check_features(st, args.features)
+        if _network(st):
+            import unlearn_network
+
+            return unlearn_network.remove(args, st)
         meta, arrays, settings = st.meta, st.arrays, st.meta["settings"]
         header: list = []
         held_out = arrays.get("ids_test")
@@ -633,6 +656,10 @@ def cmd_status(args) -> int:
     _settle(args.state)
     st = statefile.load(args.state)
     _check_features(st, args.features)
+    if _network(st):
+        import unlearn_network
+
+        return unlearn_network.status(st)
     meta, settings, ds = st.meta, st.meta["settings"], st.meta["dataset"]
     consts, unit = constants_of(meta), _unit(settings)
     print(f"state folder {st.path} (version {st.version}): {ds['name']} from {ds['source']} "
@@ -683,6 +710,10 @@ def cmd_status(args) -> int:
 def check_certificates(meta) -> str:
     """StateError unless every request's recorded eps is at least what today's accountant gives for the recorded
     K history (the certificate then still holds); returns one line saying what was checked."""
+    if meta["settings"].get("model") == "mlp":
+        import unlearn_network
+
+        return unlearn_network.check_certificates(meta)
     consts, settings = constants_of(meta), meta["settings"]
     b = None if settings["batch_size"] == "full" else int(settings["batch_size"])
     bound, Ks, sizes, worst = settings.get("bound", "paper"), [], [], 0.0
@@ -754,6 +785,10 @@ def cmd_export(args) -> int:
     for i in chains:
         checks.integer("--chain", i, lo=0, hi=C - 1)   # the state's chains 0 .. C-1
     checks.distinct("--chain", chains)
+    if _network(st):
+        import unlearn_network
+
+        return unlearn_network.export(args, st, chains)
     meta, ds = st.meta, st.meta["dataset"]
     cert = jsonable.numbers(meta["requests"][-1]["certificate"]) if meta["requests"] else None
     if cert is not None:
@@ -783,10 +818,7 @@ def cmd_export(args) -> int:
         "chain": np.asarray(chains[0] if len(chains) == 1 else chains), "state_version": np.asarray(st.version),
         "dataset_sha256": np.asarray(ds["sha256"]), "accuracy": np.asarray(acc[0] if len(chains) == 1 else acc),
         "certificate": np.asarray(json.dumps(results.to_jsonable(cert))), **_export_preprocessing(st)})
-    rule = models.model_for(ds["num_classes"]).decision_rule(ds["classes"])
-    if "preprocessing" in ds and (ds["preprocessing"]["bias"] or ds["preprocessing"]["standardize"] != "none"):
-        rule = ("x = (x - standardize_mean) / standardize_scale, " if "prep_standardize_mean" in st.arrays else
-                "") + ("x = append(x, bias), " if ds["preprocessing"]["bias"] else "") + rule
+    rule = deploy_rule(st, models.model_for(ds["num_classes"]).decision_rule(ds["classes"]))
     which = f"chain {chains[0]}" if len(chains) == 1 else f"{len(chains)} chains {_ids_text(chains)}"
     print(f"wrote {args.out}: {which} of {C}, w {tuple(w.shape)}, held-out accuracy "
           f"{', '.join(f'{a:.4f}' for a in acc[:10])}, state version {st.version}; predict: {rule}")
@@ -798,6 +830,15 @@ def cmd_export(args) -> int:
                  f"one chain: eps={cert['eps_one_chain']:.6g})" if len(chains) > 1 else "")
               + f": {_comparison(cert)}" + (f"; {cert['reading']}" if cert.get("reading") else ""))
     return 0
+
+
+def deploy_rule(st, rule: str) -> str:
+    """The model's decision rule preceded by the preprocessing new rows need (the state's, from learn)."""
+    ds = st.meta["dataset"]
+    if "preprocessing" in ds and (ds["preprocessing"]["bias"] or ds["preprocessing"]["standardize"] != "none"):
+        rule = ("x = (x - standardize_mean) / standardize_scale, " if "prep_standardize_mean" in st.arrays else
+                "") + ("x = append(x, bias), " if ds["preprocessing"]["bias"] else "") + rule
+    return rule
 
 
 def _export_preprocessing(st) -> dict:

@@ -39,6 +39,18 @@ def test_a_phase_without_a_run_total_reports_its_own_share():
     assert line.startswith("progress: 25% of this phase done, about 4 min left (now: learn, 10 chains;")
 
 
+def test_phases_of_a_run_without_a_total_are_timed_each_on_their_own(monkeypatch):
+    clock, out = Clock(), io.StringIO()
+    monkeypatch.setattr(progress.Reporter.__init__, "__kwdefaults__",
+                        {"stream": out, "every": 0.0, "clock": clock})
+    with progress.run(None):
+        clock.now = 600.0                            # a first phase ran 10 min
+        second = progress.Lines("post-processing, 4 chains", 100, 1.0)
+        clock.now = 610.0
+        second.update(50)                            # half of the new phase in its first 10 s: 10 s left
+    assert out.getvalue().startswith("progress: 50% of this phase done, about 10 s left")
+
+
 @pytest.mark.parametrize("quiet", [False, True])
 def test_a_run_into_a_log_file_prints_progress_lines(tmp_path, monkeypatch, capsys, quiet):
     import baseline

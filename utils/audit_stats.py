@@ -222,12 +222,13 @@ def _weights(W) -> np.ndarray:
     return W
 
 
-def _points(W, X, y):
+def _points(W, X, y, model=None):
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
-    if X.ndim != 2 or X.shape[1] != W.shape[1] or y.shape != (X.shape[0],) or X.shape[0] < 1:
+    d = _model(W, model).input_dim(W)
+    if X.ndim != 2 or X.shape[1] != d or y.shape != (X.shape[0],) or X.shape[0] < 1:
         raise ValueError(f"points of shape {X.shape} with labels {y.shape} are not allowed "
-                         f"(allowed: (r, {W.shape[1]}) and (r,), r >= 1)")
+                         f"(allowed: (r, {d}) and (r,), r >= 1)")
     return X, y
 
 
@@ -241,7 +242,7 @@ def point_losses(W, X, y, *, model=None) -> np.ndarray:
     """(C, r) loss of each chain on each point (Model.loss: logistic log(1 + e^{-y x.w}) or softmax
     cross-entropy, docs/METHOD.md §1.2)."""
     W = _weights(W)
-    X, y = _points(W, X, y)
+    X, y = _points(W, X, y, model)
     return _model(W, model).loss(W, X, y)
 
 
@@ -253,8 +254,8 @@ def loss_gradient_direction(w_ref, X_old, y_old, X_new, y_new, *, model=None) ->
     """
     w = np.asarray(w_ref, dtype=np.float64)
     W = _weights(w[None])
-    Xo, yo = _points(W, X_old, y_old)
-    Xn, yn = _points(W, X_new, y_new)
+    Xo, yo = _points(W, X_old, y_old, model)
+    Xn, yn = _points(W, X_new, y_new, model)
     grads = _model(W, model).loss_gradients
     return grads(w, Xn, yn).sum(axis=0) - grads(w, Xo, yo).sum(axis=0)
 
@@ -263,6 +264,10 @@ def mean_difference_direction(W_pos, W_neg) -> np.ndarray:
     """Difference of the mean (flattened) weights of the two groups."""
     A, B = _weights(W_pos), _weights(W_neg)
     return A.reshape(A.shape[0], -1).mean(axis=0) - B.reshape(B.shape[0], -1).mean(axis=0)
+
+
+# Up to this many parameters LDA solves with the p x p covariance; above (networks) through the N x N Gram matrix.
+LDA_PRIMAL_MAX = 1024
 
 
 def lda_direction(W_pos, W_neg, *, shrinkage=0.1) -> np.ndarray:
@@ -274,11 +279,18 @@ def lda_direction(W_pos, W_neg, *, shrinkage=0.1) -> np.ndarray:
     if A.shape[0] + B.shape[0] < 3:
         raise ValueError(f"{A.shape[0]} + {B.shape[0]} chains are not allowed for LDA (allowed: at least 3)")
     centred = np.concatenate([A - A.mean(axis=0), B - B.mean(axis=0)])
-    cov = centred.T @ centred / (centred.shape[0] - 2)
-    p = cov.shape[0]
+    N, p = centred.shape
+    v = A.mean(axis=0) - B.mean(axis=0)
+    if p > max(N, LDA_PRIMAL_MAX) and shrinkage > 0 and float(np.sum(centred * centred)) > 0:
+        scale = float(np.sum(centred * centred)) / (N - 2) / p      # tr(Sigma) / p
+        # the same solve through the N x N Gram matrix (Woodbury): a network's p x p covariance is too large
+        a, b = shrinkage * scale, (1.0 - shrinkage) / (N - 2)
+        inner = np.eye(N) + (b / a) * (centred @ centred.T)
+        return v / a - (b / a ** 2) * (centred.T @ np.linalg.solve(inner, centred @ v))
+    cov = centred.T @ centred / (N - 2)
     scale = np.trace(cov) / p
     cov = (1.0 - shrinkage) * cov + shrinkage * (scale if scale > 0 else 1.0) * np.eye(p)
-    return np.linalg.lstsq(cov, A.mean(axis=0) - B.mean(axis=0), rcond=None)[0]
+    return np.linalg.lstsq(cov, v, rcond=None)[0]
 
 
 def project(W, direction) -> np.ndarray:

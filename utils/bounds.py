@@ -171,3 +171,22 @@ def pnsgd_smallest_sigma(bound: str, *, K, eps_target: float, consts, S: int = 1
         return accountant.smallest_sigma_gdp(K=K, eps_target=eps_target, S=S, consts=consts, b=b, T=T)
     # B depends on Z / sigma only and S rows have Z = S Z_B: scale the one-row sigma.
     return S * accountant.smallest_sigma_pnsgd(K=K, eps_target=eps_target, consts=consts, b=b, R=R, form=form)
+
+
+# ---------------------------------------------------------------- noisy fine-tuning (networks, docs/METHOD.md §13)
+def finetune_eps(bound: str, *, T: int, sigma: float, fc):
+    """(eps, alpha*, name) of T noisy fine-tuning steps (gradient clipping: the bound's conversion; model
+    clipping: its (eps, delta) directly, alpha* nan)."""
+    eps, alpha = accountant.dp_epsilon_finetune(T=T, sigma=sigma, fc=fc, conversion=CONVERSION[_check(bound)])
+    return eps, alpha, accountant.finetune.NAMES[fc.variant]
+
+
+def finetune_smallest_sigma(bound: str, *, T: int, eps_target: float, fc) -> float:
+    """Smallest sigma certifying eps_target after T noisy fine-tuning steps."""
+    return accountant.smallest_sigma_finetune(T=T, eps_target=eps_target, fc=fc, conversion=CONVERSION[_check(bound)])
+
+
+def finetune_steps(bound: str, *, sigma: float, eps_target: float, fc) -> int:
+    """Fewest noisy fine-tuning steps certifying eps_target at this sigma."""
+    return accountant.minimal_steps_finetune(sigma=sigma, eps_target=eps_target, fc=fc,
+                                             conversion=CONVERSION[_check(bound)])

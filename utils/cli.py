@@ -131,19 +131,28 @@ def int_at_least(lo):
     return parse
 
 
-def burn_in_value(text):
-    """A step count >= 0, or ``auto`` (chosen from the contraction, see accountant.burn_in_auto)."""
-    if text == "auto":
-        return "auto"
-    try:
-        x = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0 or 'auto'")
-    if x < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 0 or 'auto'")
-    if x > 10 ** 9:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range (allowed: 0 .. 1000000000 steps, or 'auto')")
-    return x
+def _count_or_auto(lo: int, unit: str):
+    """A count lo .. 1e9 of ``unit``, or ``auto`` (a value the run derives)."""
+    def parse(text):
+        if text == "auto":
+            return "auto"
+        try:
+            x = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= {lo} or 'auto'")
+        if x < lo:
+            raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= {lo} or 'auto'")
+        if x > 10 ** 9:
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range (allowed: {lo} .. 1000000000 {unit}, or 'auto')")
+        return x
+    parse.__name__ = f"{unit} count or auto"
+    return parse
+
+
+# learning steps >= 0, or ``auto`` (chosen from the contraction, see accountant.burn_in_auto)
+burn_in_value = _count_or_auto(0, "steps")
+# noisy updates of a network's unlearning >= 1, or ``auto`` (utils.network.Recipe.steps)
+noisy_steps_value = _count_or_auto(1, "updates")
 
 
 def batch_size_value(text):
@@ -262,6 +271,98 @@ def _shared_flags(family: str) -> dict[str, tuple[str, dict]]:
 
 
 SHARED_FLAGS = tuple(_shared_flags("LMC"))   # every script's flags, in --help order
+
+
+# ---------------------------------------------------------------- --model and the network's flags
+NETWORK_GROUP = "network (--model mlp; docs/METHOD.md §13)"
+
+
+def _model_flags() -> dict[str, tuple[str, dict]]:
+    """--model (choices: utils/model_kinds.py) and the flags of a network run, whose defaults are
+    utils.network.Recipe's (None here: check_model_flags fills them for a network and drops them otherwise)."""
+    from utils import model_kinds, network
+    from utils.accountant.finetune import VARIANTS
+
+    D = network.Recipe()
+    kinds = "; ".join(f"{k.name}: {k.help}" for k in model_kinds.KINDS.values())
+    return {
+        "model": ("constants", dict(choices=list(model_kinds.KINDS), default=None, help=kinds)),
+        "hidden": (NETWORK_GROUP, dict(type=int_in(1, 100000), default=None,
+                                       help=f"hidden tanh units (default {D.hidden})")),
+        "variant": (NETWORK_GROUP, dict(choices=list(VARIANTS), default=None,
+                                        help=f"the certificate's clipping: gradient (C1 per step) or model (C2 after "
+                                             f"each step) (default {D.variant})")),
+        "C0": (NETWORK_GROUP, dict(type=float_in(0.0, 1e6), default=None,
+                                   help=f"norm the trained model is clipped to before unlearning (default {D.C0:g})")),
+        "C1": (NETWORK_GROUP, dict(type=float_in(1e-9, 1e6), default=None,
+                                   help=f"gradient clipping norm of every update (default {D.C1:g})")),
+        "C2": (NETWORK_GROUP, dict(type=float_in(1e-9, 1e6), default=None,
+                                   help="--variant model: radius the model is clipped to after each noisy step "
+                                        "(default: C0)")),
+        "sigma0": (NETWORK_GROUP, dict(type=float_in(0.0, 1e6), default=None,
+                                       help="--variant model: noise std added to the clipped start (default 0)")),
+        "lr": (NETWORK_GROUP, dict(type=float_in(1e-9, 1e3), default=None,
+                                   help=f"step size gamma of every phase (default {D.lr:g})")),
+        "weight_decay": (NETWORK_GROUP, dict(type=float_in(0.0, 1e6), default=None,
+                                             help=f"weight decay lam, lr * lam < 1 (default {D.weight_decay:g})")),
+        "learn_epochs": (NETWORK_GROUP, dict(type=int_in(0, 10 ** 6), default=None,
+                                             help=f"learning epochs from a random start (default {D.learn_epochs})")),
+        "post_epochs": (NETWORK_GROUP, dict(type=int_in(0, 10 ** 6), default=None,
+                                            help=f"noiseless epochs on the retained rows after the noisy steps "
+                                                 f"(post-processing; default {D.post_epochs})")),
+        "batch_size": (NETWORK_GROUP, dict(type=batch_size_value, default=None,
+                                           help=f"mini-batch size, or full (default {D.batch_size})")),
+        "noisy_steps": (NETWORK_GROUP, dict(type=noisy_steps_value, default=None,
+                                            help="noisy updates T, or auto: where the gradient-clipping bound is "
+                                                 "smallest; one epoch for model clipping (default auto)")),
+    }
+
+
+def add_model_flags(parser, *, skip=()) -> None:
+    """Add --model and the network flags (except ``skip``, flags the parser already has) to ``parser``."""
+    groups: dict = {}
+    for name, (group, kw) in _model_flags().items():
+        if name in skip:
+            continue
+        if group not in groups:
+            groups[group] = parser.add_argument_group(group)
+        add(groups[group], "--" + name, **kw)
+
+
+def check_model_flags(args, *, linear_only=(), shared=()) -> None:
+    """Before freezing: with a network, fill the network flags' defaults and check them together; with any
+    other model refuse them. ``linear_only``: flags of this script that a network run would ignore (refused
+    when given with --model mlp); ``shared``: network flags the script has for every model (unlearn.py's
+    --batch_size). Flags given: ``args.given_flags``, else (unlearn.py) those not None."""
+    from utils import model_kinds, network
+
+    given = getattr(args, "given_flags", None)
+    given = set(given if given is not None else (k for k, v in vars(args).items() if v is not None))
+    net = model_kinds.is_network(args)
+    names = [n for n in _model_flags() if n != "model" and hasattr(args, n) and (net or n not in shared)]
+    if not net:
+        for name in names:
+            if name in given:
+                raise UsageError(f"--{name} applies to --model mlp only (allowed with: --model mlp)")
+        # flags that do not apply leave the flags: a linear run's config.json and folder name stay as they were
+        for name in ["model"] + names:
+            if getattr(args, name, 0) is None:
+                delattr(args, name)
+        return
+    for name in linear_only:
+        if name in given:
+            raise UsageError(f"--{name} does not apply to --model mlp (allowed with: the linear models)")
+    defaults = network.Recipe()
+    for name in names:
+        if getattr(args, name) is None and getattr(defaults, name, None) is not None:
+            setattr(args, name, getattr(defaults, name))
+    if args.variant != "model":
+        for name in ("C2", "sigma0"):
+            if name in given:
+                raise UsageError(f"--{name} applies to --variant model only (allowed with: --variant model)")
+    if args.lr * args.weight_decay >= 1:
+        raise UsageError(f"--lr {args.lr:g} with --weight_decay {args.weight_decay:g} gives lr * weight_decay = "
+                         f"{args.lr * args.weight_decay:g} (allowed: below 1)")
 
 
 def add_flags(parser, names, *, family: str = "LMC", defaults: dict | None = None,

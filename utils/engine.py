@@ -589,6 +589,9 @@ def _project_(w: torch.Tensor, R: float) -> None:
     w.mul_(scale.view(-1, *([1] * (w.ndim - 1))))
 
 
+project_ = _project_   # public: utils/finetune.py clips networks and their gradients with it
+
+
 def _clip_bound(task: Task, M: float) -> torch.Tensor | None:
     """M / ||x_i||, or None when no sample gradient can exceed M (Model.clipping_can_fire). Clipping under
     which the update is not a contraction (softmax) is refused (Model.check_clipping)."""

@@ -65,6 +65,10 @@ class Model:
         """The number of parameters of one chain (D2D's dimension, docs/METHOD.md §8)."""
         return d * self.width
 
+    def input_dim(self, W) -> int:
+        """The feature dimension d of chains W (weight_shape(C, d)): their second axis."""
+        return W.shape[1]
+
     # ------------------------------------------------------------------ clipping and certificates
     def smallest_unclipped_M(self, max_norm: float = 1.0) -> float:
         """The smallest M at which clipping cannot fire: G max_i ||x_i||."""

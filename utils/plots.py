@@ -100,7 +100,8 @@ def main(argv=None) -> int:
 
 # The figure functions of each paper live in their own modules and register themselves here.
 def _load_figure_modules():
-    for name in ("utils.figures_baseline", "utils.figures_lmc", "utils.figures_sgd", "utils.figures_audit"):
+    for name in ("utils.figures_baseline", "utils.figures_lmc", "utils.figures_sgd", "utils.figures_audit",
+                 "utils.figures_network"):
         try:
             __import__(name)
         except ModuleNotFoundError as exc:

@@ -81,7 +81,9 @@ class Lines:
 
     def __init__(self, desc: str, total: int, weight: float):
         self.desc, self.total, self.weight, self.n = desc, total, weight, 0
-        self.reporter = _run or Reporter(None)
+        # a run without a total (its work not counted, e.g. --model mlp) times each phase on its own clock:
+        # the phase's share over the run's elapsed time would predict hours for a phase just started
+        self.reporter = _run if _run is not None and _run.total else Reporter(None)
 
     def update(self, units: int = 1) -> None:
         self.n += units

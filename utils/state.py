@@ -301,12 +301,18 @@ def check_values(path: str, meta: dict, arrays: dict) -> None:
     k = ds.get("num_classes")
     need(_is_int(k) and k >= 2 and c.get("num_classes") == k and isinstance(ds.get("classes"), list)
          and len(ds["classes"]) == k, f"num_classes={k!r}, classes {ds.get('classes')!r}")
-    for name in ("lam", "m", "L", "M", "eta", "delta"):
-        need(_is_num(c.get(name)) and c[name] > 0, f"constant {name}={c.get(name)!r}")
-    need(c["delta"] < 1 and c["L"] > c["m"], f"delta={c['delta']!r}, L={c['L']!r}, m={c['m']!r}")
-    for name, value in (("m", c["lam"] * n), ("eta", 1.0 / c["L"])):
-        need(math.isclose(c[name], value, rel_tol=1e-9), f"constant {name}={c[name]!r} but it is {value!r} "
-                                                         "from the other constants")
+    linear = "model" not in st   # a network (unlearn_network.py) has the fine-tuning constants instead
+    need(_is_num(c.get("delta")) and 0 < c["delta"] < 1, f"delta={c.get('delta')!r}")
+    if linear:
+        for name in ("lam", "m", "L", "M", "eta"):
+            need(_is_num(c.get(name)) and c[name] > 0, f"constant {name}={c.get(name)!r}")
+        need(c["L"] > c["m"], f"L={c['L']!r}, m={c['m']!r}")
+        for name, value in (("m", c["lam"] * n), ("eta", 1.0 / c["L"])):
+            need(math.isclose(c[name], value, rel_tol=1e-9), f"constant {name}={c[name]!r} but it is {value!r} "
+                                                             "from the other constants")
+    else:
+        fc = meta.get("certificate_constants")
+        need(isinstance(fc, dict) and fc.get("delta") == c["delta"], "the network's certificate constants")
     need(_is_num(st.get("sigma")) and st["sigma"] > 0, f"sigma={st.get('sigma')!r}")
     need(_is_int(st.get("T")) and st["T"] >= 0, f"T={st.get('T')!r}")
     need(_is_int(st.get("trials")) and st["trials"] >= 1, f"trials={st.get('trials')!r}")
@@ -316,7 +322,8 @@ def check_values(path: str, meta: dict, arrays: dict) -> None:
     need(_is_num(st.get("R", 0.0)) and st.get("R", 0.0) >= 0, f"R={st.get('R')!r}")
     need(st.get("dtype") in ("float32", "float64"), f"dtype={st.get('dtype')!r}")
     b = st.get("batch_size")
-    need(b == "full" or (_is_int(b) and 1 <= b < n and n % b == 0), f"batch_size={b!r} with n={n}")
+    # the linear chains' epochs need n % b == 0; a network's batches cycle through each chain's order
+    need(b == "full" or (_is_int(b) and 1 <= b <= n and (n % b == 0 or not linear)), f"batch_size={b!r} with n={n}")
     C, d = st["trials"], ds["d"]
     required = ("w", "X", "y", "ids", "X_test", "y_test", "accuracy", "removed") + (("perms",) if b != "full" else ())
     absent = [a for a in required if a not in arrays]

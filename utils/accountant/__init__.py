@@ -12,6 +12,7 @@ arXiv 2403.17105; "D2D" = Descent-to-Delete, arXiv 2007.02923. The method is doc
     best          per request the smaller of the Gaussian-DP certificate and the per-order Renyi minimum (§7, §12)
     gdp           Gaussian DP by shifted interpolation: mu, the exact conversion, its searches (§12)
     d2d           Descent-to-Delete noise and iteration counts (§8)
+    finetune      noisy fine-tuning of any model, a network's included (arXiv 2506.06985; §13)
 
 Every public name is re-exported here: ``from utils import accountant as A; A.dp_epsilon_unlearn(...)``.
 Bound functions take raw numbers (pure formulas); searches take a ``Constants``.
@@ -26,6 +27,9 @@ from utils.accountant.conversion import (AlphaRangeWarning, dp_epsilon_chains, m
 from utils.accountant.gdp import (dp_epsilon_gdp, gdp_chains, gdp_delta, gdp_epsilon, gdp_mu, gdp_power, gdp_rdp,
                                   minimal_K_gdp, mu_stream, next_K_gdp, sequential_K_list_gdp, shift_allocation,
                                   smallest_sigma_gdp)
+from utils.accountant.finetune import (FinetuneConstants, default_steps_finetune, dp_epsilon_finetune,
+                                       finetune_certificate, make_finetune_constants, minimal_steps_finetune,
+                                       smallest_sigma_finetune)
 from utils.accountant.d2d import d2d_I_min, d2d_sequential_K_list, d2d_sigma_1, d2d_sigma_2, d2d_term2
 from utils.accountant.pngd import (dp_epsilon_learn, dp_epsilon_sequential, dp_epsilon_sequential_sizes,
                                    dp_epsilon_unlearn, epsilon0, epsilon_sequential, epsilon_sequential_sizes,
@@ -55,4 +59,6 @@ __all__ = [
     "dp_epsilon_gdp", "next_K_gdp", "minimal_K_gdp", "sequential_K_list_gdp", "smallest_sigma_gdp",
     "d2d_sigma_1", "d2d_sigma_2", "d2d_I_min", "d2d_term2", "d2d_sequential_K_list",
     "SEQUENTIAL_FORMS", "CONVERSIONS", "PNSGD_FORMS",
+    "FinetuneConstants", "make_finetune_constants", "dp_epsilon_finetune", "minimal_steps_finetune",
+    "smallest_sigma_finetune", "default_steps_finetune", "finetune_certificate",
 ]
