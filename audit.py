@@ -196,9 +196,9 @@ def plan(consts, *, Ks, S: int, sigma: float, T: int, trials: int, R: float, bou
 def plan_network(fc, *, Ks, sigma: float, trials: int, updates_learn: int) -> dict:
     """The fine-tuning certificate per K (noisy updates) and per bound (paper: basic conversion, best: improved;
     docs/METHOD.md §13), as ``plan`` does for the Langevin chains."""
-    eps_by, alpha_by, certificates = {b: {} for b in BOUNDS}, {b: {} for b in BOUNDS}, []
+    eps_by, alpha_by, certificates = {b: {} for b in bounds.FINETUNE_BOUNDS}, {b: {} for b in bounds.FINETUNE_BOUNDS}, []
     for K in Ks:
-        for mode in BOUNDS:
+        for mode in bounds.FINETUNE_BOUNDS:
             eps, alpha, name = bounds.finetune_eps(mode, T=K, sigma=sigma, fc=fc)
             eps_by[mode][str(K)], alpha_by[mode][str(K)] = eps, alpha
             certificates.append(accountant.finetune_certificate(fc=fc, eps=eps, alpha=alpha, T=K, sigma=sigma,
@@ -427,7 +427,7 @@ def plan_step(ctx) -> experiments.Plan:
     settings = {"sigma": sigma, "target_eps": args.target_eps, "S": args.S, "K": Ks, "T": T,
                 "trials": args.trials, "select_fraction": args.select_fraction, "confidence": args.confidence,
                 "delta": c.delta, "removal": args.removal, "neighbour": args.neighbour,
-                "bounds": list(BOUNDS),
+                "bounds": list(the_plan["certified_eps_by_bound"]),
                 "statistics": list(STATISTICS + (WHITE_BOX if args.neighbour == "worst" else ())),
                 "gdp_thresholds": GDP_THRESHOLDS,
                 "retrain_steps": ("learned on D', then the same K noisy updates (the certifying run, docs/METHOD.md "
@@ -437,8 +437,8 @@ def plan_step(ctx) -> experiments.Plan:
     ctx.log(f"audit: sigma={sigma:g} S={args.S} T={T} K={Ks} trials={args.trials} per arm, "
             f"{args.neighbour} neighbour; {the_plan['chain_steps']} chain-steps")
     for K in Ks:
-        certs = ", ".join(f"{name} {the_plan['certified_eps_by_bound'][name][str(K)]:.6g}" for name in BOUNDS)
-        mine = next(c for c in the_plan["certificates"] if c["K"] == K and c["bound_mode"] == args.bound)
+        certs = ", ".join(f"{name} {the_plan['certified_eps_by_bound'][name][str(K)]:.6g}" for name in the_plan["certified_eps_by_bound"])
+        mine = next(c for c in the_plan["certificates"] if c.get("K", c.get("T")) == K and c["bound_mode"] == args.bound)
         how = bounds.order_or_mu(the_plan["certified_alpha"][str(K)], mine.get("mu"), named=True)
         ctx.log(f"  K={K}: certified eps {certs} ({args.bound} {how})")
     metrics = dict(settings=settings, **the_plan)
@@ -446,7 +446,7 @@ def plan_step(ctx) -> experiments.Plan:
         metrics["network_chain_updates"] = metrics.pop("chain_steps")
     arrays = {"K": np.asarray(Ks, dtype=np.int64),
               "certified_eps": np.asarray([the_plan["certified_eps"][str(K)] for K in Ks])}
-    for name in BOUNDS:
+    for name in the_plan["certified_eps_by_bound"]:
         arrays[f"certified_eps_{name}"] = np.asarray([the_plan["certified_eps_by_bound"][name][str(K)] for K in Ks])
     if model_kinds.is_network(args):   # a network update is not a linear chain-step: no Workload prices it
         return experiments.Plan(metrics, arrays, chain_steps=metrics["network_chain_updates"],

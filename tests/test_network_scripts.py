@@ -97,6 +97,8 @@ def test_network_find_k_is_the_accountants_table(tmp_path):
     ("audit", QUICK + ["--neighbour", "worst"], "--neighbour random"),
     ("audit", QUICK + ["--K", "0", "3"], "K >= 1"),
     ("audit", QUICK + ["--burn_in", "10"], "does not apply to --model mlp"),
+    ("baseline", QUICK + ["--bound", "gdp"], "--bound gdp does not apply to --model mlp"),
+    ("audit", QUICK + ["--bound", "gdp"], "--bound gdp does not apply to --model mlp"),
 ])
 def test_bad_network_input_is_one_line(tmp_path, capsys, script, flags, message):
     module = __import__(script)
@@ -182,7 +184,8 @@ def test_unlearn_network_learn_remove_status_export(tmp_path, capsys, monkeypatc
 
 @pytest.mark.parametrize("extra,message", [(["--hidden", "8"], "--model mlp only"),
                                            (["--model", "mlp", "--K", "5", "--eps", "1"], "does not apply"),
-                                           (["--model", "mlp", "--burn_in", "7"], "--learn_epochs")])
+                                           (["--model", "mlp", "--burn_in", "7"], "--learn_epochs"),
+                                           (["--model", "mlp", "--bound", "gdp"], "--bound gdp does not apply")])
 def test_unlearn_network_bad_input(tmp_path, capsys, extra, message):
     import unlearn
     from test_unlearn import _digits_file

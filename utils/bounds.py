@@ -174,19 +174,28 @@ def pnsgd_smallest_sigma(bound: str, *, K, eps_target: float, consts, S: int = 1
 
 
 # ---------------------------------------------------------------- noisy fine-tuning (networks, docs/METHOD.md §13)
+FINETUNE_BOUNDS = ("paper", "best")   # the fine-tuning bounds are Renyi / hockey-stick ones: no Gaussian-DP form yet
+
+
+def _check_finetune(bound: str) -> str:
+    if bound not in FINETUNE_BOUNDS:
+        raise ValueError(f"bound={bound!r} is not allowed for a network (allowed: {', '.join(FINETUNE_BOUNDS)})")
+    return bound
+
+
 def finetune_eps(bound: str, *, T: int, sigma: float, fc):
     """(eps, alpha*, name) of T noisy fine-tuning steps (gradient clipping: the bound's conversion; model
     clipping: its (eps, delta) directly, alpha* nan)."""
-    eps, alpha = accountant.dp_epsilon_finetune(T=T, sigma=sigma, fc=fc, conversion=CONVERSION[_check(bound)])
+    eps, alpha = accountant.dp_epsilon_finetune(T=T, sigma=sigma, fc=fc, conversion=CONVERSION[_check_finetune(bound)])
     return eps, alpha, accountant.finetune.NAMES[fc.variant]
 
 
 def finetune_smallest_sigma(bound: str, *, T: int, eps_target: float, fc) -> float:
     """Smallest sigma certifying eps_target after T noisy fine-tuning steps."""
-    return accountant.smallest_sigma_finetune(T=T, eps_target=eps_target, fc=fc, conversion=CONVERSION[_check(bound)])
+    return accountant.smallest_sigma_finetune(T=T, eps_target=eps_target, fc=fc, conversion=CONVERSION[_check_finetune(bound)])
 
 
 def finetune_steps(bound: str, *, sigma: float, eps_target: float, fc) -> int:
     """Fewest noisy fine-tuning steps certifying eps_target at this sigma."""
     return accountant.minimal_steps_finetune(sigma=sigma, eps_target=eps_target, fc=fc,
-                                             conversion=CONVERSION[_check(bound)])
+                                             conversion=CONVERSION[_check_finetune(bound)])

@@ -352,6 +352,10 @@ def check_model_flags(args, *, linear_only=(), shared=()) -> None:
     for name in linear_only:
         if name in given:
             raise UsageError(f"--{name} does not apply to --model mlp (allowed with: the linear models)")
+    from utils import bounds
+    if getattr(args, "bound", None) not in (None, *bounds.FINETUNE_BOUNDS):
+        raise UsageError(f"--bound {args.bound} does not apply to --model mlp "
+                         f"(allowed: {', '.join(bounds.FINETUNE_BOUNDS)})")
     defaults = network.Recipe()
     for name in names:
         if getattr(args, name) is None and getattr(defaults, name, None) is not None:
