@@ -407,6 +407,16 @@ def test_paper_vs_best_figure_from_plan_only_runs(tmp_path):
     assert figures_bounds.main(["--paper", str(tmp_path / "paper"), "--best", str(tmp_path / "nothing"),
                                 "--out", str(tmp_path / "no.png")]) == 2
     assert not (tmp_path / "no.png").exists()
+    # a link planted at --out is replaced by the figure, never written through; a foreign suffix is refused
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep")
+    linked = tmp_path / "linked.png"
+    linked.symlink_to(precious)
+    argv = ["--paper", str(tmp_path / "paper"), "--best", str(tmp_path / "best")]
+    assert figures_bounds.main(argv + ["--out", str(linked)]) == 0
+    assert precious.read_text() == "keep" and not linked.is_symlink() and linked.read_bytes()[:4] == b"\x89PNG"
+    assert figures_bounds.main(argv + ["--out", str(tmp_path / "fig.txt")]) == 2
+    assert not (tmp_path / "fig.txt").exists()
 
 
 def test_audit_never_finds_a_lower_bound_above_a_best_certificate(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ a ``paint_utility_s`` run (K against S; with accuracies when the chains ran) and
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 
@@ -130,8 +131,15 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"figures_bounds: error: {exc}", file=sys.stderr)
         return 2
+    ext = os.path.splitext(args.out)[1].lstrip(".").lower()
+    if ext not in ("png", "pdf"):
+        print(f"figures_bounds: error: --out {args.out!r} is not allowed (allowed: a .png or .pdf file)", file=sys.stderr)
+        return 2
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    fig.savefig(args.out, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=ext, dpi=120)
+    plt.close(fig)
+    results.atomic_write_bytes(args.out, buf.getvalue())   # a new file renamed into place: never through a link
     print(f"wrote {args.out}")
     return 0
 
